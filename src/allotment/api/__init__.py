@@ -1,0 +1,1 @@
+"""The HTTP shell: wire schemas, authentication, routes and the one table of errors."""

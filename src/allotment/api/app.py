@@ -1,0 +1,64 @@
+"""The ASGI application: the hot check path in front of Starlette's routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from allotment.api.errors import error_body
+from allotment.api.hot import HotPath
+from allotment.api.http import raw_json_response
+from allotment.api.metrics import RequestMetrics
+from allotment.api.routes import catalog, customers, keys, operations, request_path
+from allotment.api.services import Services
+from allotment.config import Settings
+
+log = logging.getLogger(__name__)
+
+_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = _CODES.get(error.status_code, "invalid_request")
+    message = "No such route." if error.status_code == 404 else str(error.detail)
+    return raw_json_response(error_body(code, message), error.status_code)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error answering %s %s", request.method, request.url.path)
+    return raw_json_response(error_body("internal_error", "Something went wrong on our side."), 500)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
+    """Open the store and build the application; the store closes when the app shuts down."""
+    opened = services or Services.open(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        opened.close()
+
+    routes = [
+        *operations.routes,
+        *catalog.routes,
+        *customers.routes,
+        *request_path.routes,
+        *keys.routes,
+    ]
+    if settings.test_clock:
+        routes += operations.test_clock_routes
+    starlette = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
+    )
+    starlette.state.services = opened
+    return HotPath(RequestMetrics(starlette), opened)

@@ -1,0 +1,69 @@
+"""Prometheus metrics, and the ASGI wrapper that counts and times every request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "allotment_http_requests",
+    "HTTP requests answered, by route and status.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "allotment_http_request_duration_seconds",
+    "Time to answer HTTP requests other than checks, by route.",
+    ["route"],
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+DECISIONS = Counter(
+    "allotment_decisions",
+    "Access decisions made by check and usage, by route and outcome.",
+    ["route", "outcome"],
+    registry=REGISTRY,
+)
+
+_decision_children: dict[tuple[str, str], Any] = {}
+
+
+def count_decision(route: str, outcome: str) -> None:
+    """Count one decision; the labelled child is looked up once, since checks are the hot path."""
+    child = _decision_children.get((route, outcome))
+    if child is None:
+        child = _decision_children[(route, outcome)] = DECISIONS.labels(route, outcome)
+    child.inc()
+
+
+class RequestMetrics:
+    """Counts and times requests by the name of the endpoint that answered them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_and_note)
+        finally:
+            endpoint = scope.get("endpoint")
+            route = getattr(endpoint, "__name__", "unmatched")
+            REQUESTS.labels(route, scope["method"], str(status)).inc()
+            REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)

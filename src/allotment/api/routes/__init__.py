@@ -1,0 +1,1 @@
+"""Routes by area; each module exposes ``routes``."""

@@ -1,0 +1,72 @@
+"""Health probes, Prometheus metrics and the test clock."""
+
+from __future__ import annotations
+
+from msgspec import UNSET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from allotment.api.http import Access, json_response, read, route
+from allotment.api.metrics import REGISTRY
+from allotment.api.schemas import ClockIn
+from allotment.api.services import Services
+from allotment.domain.errors import InvalidRequest, NotFound
+from allotment.domain.timefmt import format_instant
+from allotment.service.clock import TestClock
+
+
+async def livez(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        await services.runtime.store.run(lambda session: session.get_customer(""))
+    except Exception as error:  # the probe must answer, whatever the store says
+        return json_response({"status": "unavailable", "reason": str(error)}, 503)
+    return json_response({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _test_clock(services: Services) -> TestClock:
+    if services.test_clock is None:
+        raise NotFound("The test clock is off: start the server with ALLOTMENT_TEST_CLOCK=1.")
+    return services.test_clock
+
+
+@route(Access.SERVER)
+async def get_clock(request: Request, services: Services) -> Response:
+    return json_response({"now": format_instant(_test_clock(services).now())})
+
+
+@route(Access.ADMIN)
+async def move_clock(request: Request, services: Services) -> Response:
+    clock = _test_clock(services)
+    body = await read(request, ClockIn)
+    if (body.advance_seconds is UNSET) == (body.now is UNSET):
+        raise InvalidRequest("Send exactly one of advance_seconds and now.")
+    if body.now is not UNSET:
+        moved = clock.set(body.now)
+    else:
+        assert body.advance_seconds is not UNSET
+        moved = clock.advance(body.advance_seconds)
+    return json_response({"now": format_instant(moved)})
+
+
+routes = [
+    Route("/livez", livez, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+
+# Mounted only when the server runs with ALLOTMENT_TEST_CLOCK=1; otherwise these paths are 404.
+test_clock_routes = [
+    Route("/v1/test/clock", get_clock, methods=["GET"]),
+    Route("/v1/test/clock", move_clock, methods=["POST"]),
+]

@@ -1,0 +1,165 @@
+"""Request bodies as msgspec structs: strict types, unknown fields refused, ids checked.
+
+Quantities decode as ``Decimal`` from JSON numbers or strings, exactly as written; the service
+turns them into micro-units and applies the contract's range and precision rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+Instant = Annotated[datetime, Meta(tz=True)]
+Name = Annotated[str, Meta(min_length=1, max_length=500)]
+Quantity = Decimal
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
+
+
+class Body(Struct, forbid_unknown_fields=True, omit_defaults=False):
+    """Base of every request body."""
+
+
+class CreditCostIn(Body):
+    currency: ClientId
+    per_unit: Quantity
+
+
+class SpecIn(Body):
+    """Any entitlement spec; which fields fit is decided by the feature's kind."""
+
+    value: Quantity | UnsetType | None = UNSET
+    limit: Quantity | UnsetType | None = UNSET
+    reset: str | UnsetType = UNSET
+    enforcement: str | UnsetType = UNSET
+    credit_cost: CreditCostIn | UnsetType | None = UNSET
+
+
+class AddonSpecIn(SpecIn):
+    mode: str | UnsetType = UNSET
+
+
+class RecurringCreditsIn(Body):
+    amount: Quantity
+    every: str = "month"
+    category: str = "paid"
+    cost_basis: Quantity = Decimal(0)
+    overdraft_limit: Quantity | None = Decimal(0)
+
+
+class FeatureIn(Body):
+    name: Name
+    kind: Literal["boolean", "numeric", "metered"]
+    unit: Name | None = None
+
+
+class CurrencyIn(Body):
+    name: Name
+    unit: Name | None = None
+    burn_order: list[str] | None = None
+
+
+class ProductIn(Body):
+    name: Name
+
+
+class PlanIn(Body):
+    product: ClientId
+    name: Name
+    parent: ClientId | None = None
+    trial_days: int | None = None
+    billing_period: str = "month"
+    entitlements: dict[ClientId, SpecIn] = {}
+    credits: dict[ClientId, RecurringCreditsIn] | None = None
+
+
+class AddonIn(Body):
+    product: ClientId
+    name: Name
+    entitlements: dict[ClientId, AddonSpecIn] = {}
+    credits: dict[ClientId, RecurringCreditsIn] | None = None
+
+
+class CustomerIn(Body):
+    name: Name | None = None
+    metadata: dict[str, Any] | None = None
+    billing_id: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class AddonQuantityIn(Body):
+    id: ClientId
+    quantity: int = 1
+
+
+class SubscriptionIn(Body):
+    plan: ClientId
+    addons: list[AddonQuantityIn] = []
+    trial: bool = False
+    trial_days: int | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
+
+
+class SubscriptionPatchIn(Body):
+    addons: list[AddonQuantityIn] | UnsetType = UNSET
+    ends_at: Instant | UnsetType | None = UNSET
+
+
+class PromotionIn(SpecIn, kw_only=True):
+    feature: ClientId
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
+    reason: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class CheckIn(Body):
+    customer: ClientId
+    feature: ClientId
+    entity: ClientId | None = None
+    requested: Quantity | None = None
+
+
+class UsageIn(Body):
+    customer: ClientId
+    feature: ClientId
+    amount: Quantity
+    idempotency_key: IdempotencyKey
+    entity: ClientId | None = None
+    enforce: bool = False
+    behavior: Literal["delta", "set"] = "delta"
+    timestamp: Instant | None = None
+
+
+class ApiKeyIn(Body):
+    name: Name
+    scope: Literal["admin", "server", "client"]
+    customer: ClientId | None = None
+
+
+class ClockIn(Body):
+    advance_seconds: Annotated[int, Meta(ge=0, le=100 * 366 * 86_400)] | UnsetType = UNSET
+    now: Instant | UnsetType = UNSET
+
+
+def present_fields(struct: Struct, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of ``struct`` among ``names`` that the body gave, as plain values."""
+    fields: dict[str, Any] = {}
+    for name in names:
+        value = getattr(struct, name)
+        if value is UNSET:
+            continue
+        fields[name] = to_document(value) if isinstance(value, Struct) else value
+    return fields
+
+
+def to_document(struct: Struct) -> Any:
+    """A body as plain JSON values with its quantities still exact; absent fields left out."""
+    return msgspec.to_builtins(struct, builtin_types=(Decimal, datetime))
+
+
+SPEC_FIELDS = ("value", "limit", "reset", "enforcement", "credit_cost")
+ADDON_SPEC_FIELDS = (*SPEC_FIELDS, "mode")

@@ -1,0 +1,49 @@
+"""Everything the HTTP shell calls, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from allotment.config import Settings
+from allotment.service.catalog import CatalogService
+from allotment.service.clock import SystemClock, TestClock
+from allotment.service.customers import CustomerService
+from allotment.service.entitlements import EntitlementService
+from allotment.service.keys import KeyService
+from allotment.service.runtime import Runtime
+from allotment.service.usage import UsageService
+from allotment.storage.sqlite_store import SqliteStore
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    runtime: Runtime
+    catalog: CatalogService
+    customers: CustomerService
+    entitlements: EntitlementService
+    usage: UsageService
+    keys: KeyService
+    test_clock: TestClock | None
+
+    @classmethod
+    def open(cls, settings: Settings) -> Services:
+        store = SqliteStore(settings.database_path)
+        test_clock = TestClock() if settings.test_clock else None
+        runtime = Runtime(store=store, clock=test_clock or SystemClock())
+        services = cls(
+            settings=settings,
+            runtime=runtime,
+            catalog=CatalogService(runtime),
+            customers=CustomerService(runtime),
+            entitlements=EntitlementService(runtime),
+            usage=UsageService(runtime),
+            keys=KeyService(runtime),
+            test_clock=test_clock,
+        )
+        services.catalog.load()
+        services.keys.load(settings.admin_key)
+        return services
+
+    def close(self) -> None:
+        self.runtime.store.close()

@@ -1,0 +1,112 @@
+"""The ``allotment`` command: ``serve``, ``demo`` and ``migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from allotment.config import DEFAULT_DATABASE, Settings
+
+
+@click.group()
+@click.version_option(package_name="allotment")
+def main() -> None:
+    """Allotment: entitlements, usage limits and credits, answered on every request."""
+
+
+@main.command()
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"SQLite database file (default: $ALLOTMENT_DB or ./{DEFAULT_DATABASE}).",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="postgresql://... (not available yet: the embedded SQLite store is used).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Load the demo catalog and customers first.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def serve(
+    database: Path | None,
+    database_url: str | None,
+    host: str,
+    port: int,
+    demo: bool,
+    log_level: str,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from allotment.api.app import create_app
+
+    if database_url is not None:
+        raise click.UsageError("PostgreSQL is not supported yet; use --db PATH (SQLite).")
+    settings = Settings.from_environment(database_path=database)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if demo:
+        _load_demo(settings, announce=False)
+    click.echo(f"Allotment on http://{host}:{port} (database {settings.database_path})", err=True)
+    if settings.admin_key is None:
+        click.echo(
+            "No ALLOTMENT_ADMIN_KEY is set: create keys with `allotment demo` or set it.", err=True
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+@main.command()
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"SQLite database file (default: $ALLOTMENT_DB or ./{DEFAULT_DATABASE}).",
+)
+def demo(database: Path | None) -> None:
+    """Load the demo catalog and customers (idempotent) and print what to try."""
+    _load_demo(Settings.from_environment(database_path=database), announce=True)
+
+
+@main.command()
+@click.option("--db", "database", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def migrate(database: Path | None) -> None:
+    """Bring the database schema to the newest version."""
+    from allotment.storage.migrate import sqlite_url, upgrade_to_latest
+
+    settings = Settings.from_environment(database_path=database)
+    upgrade_to_latest(sqlite_url(settings.database_path))
+    click.echo(f"{settings.database_path}: schema is current.")
+
+
+def _load_demo(settings: Settings, *, announce: bool) -> None:
+    from allotment.api.services import Services
+    from allotment.demo import load_demo
+
+    services = Services.open(settings)
+    try:
+        summary = asyncio.run(load_demo(services, progress=lambda line: click.echo(line, err=True)))
+    finally:
+        services.close()
+    if announce:
+        click.echo(summary)

@@ -1,0 +1,434 @@
+"""The catalog: features, currencies, products, plans and add-ons, and the rules that keep it whole.
+
+Everything here is immutable. A change to the catalog builds a new :class:`Catalog` through the
+``with_*`` methods, which validate the change against the rest of the catalog first, so a
+``Catalog`` value is always consistent and readers never re-validate it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from allotment.domain.errors import Conflict, InvalidRequest
+from allotment.domain.ids import require_client_id
+from allotment.domain.periods import ResetPeriod
+from allotment.domain.quantities import Micros, parse_quantity, to_json_number
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class FeatureKind(StrEnum):
+    BOOLEAN = "boolean"
+    NUMERIC = "numeric"
+    METERED = "metered"
+
+
+class Enforcement(StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+
+
+class AddonMode(StrEnum):
+    INCREMENT = "increment"
+    OVERRIDE = "override"
+
+
+class CreditCategory(StrEnum):
+    PAID = "paid"
+    PROMOTIONAL = "promotional"
+
+
+BURN_ORDER_KEYS = frozenset(
+    {
+        "priority",
+        "expiry",
+        "promotional_first",
+        "paid_first",
+        "created",
+        "cheapest_first",
+        "costliest_first",
+    }
+)
+DEFAULT_BURN_ORDER = ("priority", "expiry", "promotional_first", "created")
+BILLING_PERIODS = (ResetPeriod.MONTH, ResetPeriod.YEAR)
+MAX_TRIAL_DAYS = 3650
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    id: str
+    name: str
+    kind: FeatureKind
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    id: str
+    name: str
+    unit: str | None = None
+    burn_order: tuple[str, ...] = DEFAULT_BURN_ORDER
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreditCost:
+    currency: str
+    per_unit: Micros
+
+
+@dataclass(frozen=True, slots=True)
+class BooleanSpec:
+    """Access to a boolean feature: its presence grants it."""
+
+
+@dataclass(frozen=True, slots=True)
+class NumericSpec:
+    value: Micros | None  # None: unlimited
+
+
+@dataclass(frozen=True, slots=True)
+class MeteredSpec:
+    limit: Micros | None  # None: unlimited
+    reset: ResetPeriod = ResetPeriod.MONTH
+    enforcement: Enforcement = Enforcement.HARD
+    credit_cost: CreditCost | None = None
+
+
+Spec = BooleanSpec | NumericSpec | MeteredSpec
+
+
+@dataclass(frozen=True, slots=True)
+class AddonEntitlement:
+    spec: Spec
+    mode: AddonMode
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringCredits:
+    """Credits a plan or add-on grants at subscription start and at every period after it."""
+
+    amount: Micros
+    every: ResetPeriod
+    category: CreditCategory
+    cost_basis: Micros
+    overdraft_limit: Micros | None  # 0: hard; None: soft without bound
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    product: str
+    name: str
+    parent: str | None = None
+    trial_days: int | None = None
+    billing_period: ResetPeriod = ResetPeriod.MONTH
+    entitlements: Mapping[str, Spec] = field(default_factory=dict)
+    credits: Mapping[str, RecurringCredits] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Addon:
+    id: str
+    product: str
+    name: str
+    entitlements: Mapping[str, AddonEntitlement] = field(default_factory=dict)
+    credits: Mapping[str, RecurringCredits] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing specs: the shape of a spec depends on the kind of the feature it is for.
+
+_SPEC_FIELDS = {
+    FeatureKind.BOOLEAN: frozenset(),
+    FeatureKind.NUMERIC: frozenset({"value"}),
+    FeatureKind.METERED: frozenset({"limit", "reset", "enforcement", "credit_cost"}),
+}
+
+
+def parse_spec(feature: Feature, fields: Mapping[str, Any], where: str) -> Spec:
+    """Build the spec for ``feature`` from decoded JSON ``fields``; ``where`` names it in errors."""
+    allowed = _SPEC_FIELDS[feature.kind]
+    unexpected = sorted(set(fields) - allowed)
+    if unexpected:
+        raise InvalidRequest(
+            f"{where}: {', '.join(unexpected)} does not fit {feature.kind} feature {feature.id!r}"
+            f" (allowed: {', '.join(sorted(allowed)) or 'nothing'}).",
+            {"field": where, "feature": feature.id},
+        )
+    if feature.kind is FeatureKind.BOOLEAN:
+        return BooleanSpec()
+    if feature.kind is FeatureKind.NUMERIC:
+        if "value" not in fields:
+            raise InvalidRequest(f"{where}.value is required (a number, or null for unlimited).")
+        return NumericSpec(value=_optional_quantity(fields["value"], f"{where}.value"))
+    if "limit" not in fields:
+        raise InvalidRequest(f"{where}.limit is required (a number, or null for unlimited).")
+    return MeteredSpec(
+        limit=_optional_quantity(fields["limit"], f"{where}.limit"),
+        reset=parse_enum(ResetPeriod, fields.get("reset", ResetPeriod.MONTH), f"{where}.reset"),
+        enforcement=parse_enum(
+            Enforcement, fields.get("enforcement", Enforcement.HARD), f"{where}.enforcement"
+        ),
+        credit_cost=_credit_cost(fields.get("credit_cost"), f"{where}.credit_cost"),
+    )
+
+
+def spec_to_document(spec: Spec) -> dict[str, Any]:
+    """The JSON form of a spec, as it was given (quantities as exact numbers)."""
+    if isinstance(spec, BooleanSpec):
+        return {}
+    if isinstance(spec, NumericSpec):
+        return {"value": _optional_number(spec.value)}
+    document: dict[str, Any] = {
+        "limit": _optional_number(spec.limit),
+        "reset": spec.reset.value,
+        "enforcement": spec.enforcement.value,
+    }
+    if spec.credit_cost is not None:
+        document["credit_cost"] = {
+            "currency": spec.credit_cost.currency,
+            "per_unit": to_json_number(spec.credit_cost.per_unit),
+        }
+    return document
+
+
+def parse_recurring_credits(fields: Mapping[str, Any], where: str) -> RecurringCredits:
+    allowed = {"amount", "every", "category", "cost_basis", "overdraft_limit"}
+    unexpected = sorted(set(fields) - allowed)
+    if unexpected:
+        raise InvalidRequest(f"{where}: unknown field {', '.join(unexpected)}.")
+    if "amount" not in fields:
+        raise InvalidRequest(f"{where}.amount is required.")
+    every = parse_enum(ResetPeriod, fields.get("every", ResetPeriod.MONTH), f"{where}.every")
+    if every is ResetPeriod.NEVER:
+        raise InvalidRequest(f"{where}.every must be a period that recurs, not 'never'.")
+    overdraft = fields.get("overdraft_limit", 0)
+    return RecurringCredits(
+        amount=parse_quantity(fields["amount"], f"{where}.amount"),
+        every=every,
+        category=parse_enum(CreditCategory, fields.get("category", "paid"), f"{where}.category"),
+        cost_basis=parse_quantity(fields.get("cost_basis", 0), f"{where}.cost_basis"),
+        overdraft_limit=_optional_quantity(overdraft, f"{where}.overdraft_limit"),
+    )
+
+
+def recurring_credits_to_document(credits: RecurringCredits) -> dict[str, Any]:
+    return {
+        "amount": to_json_number(credits.amount),
+        "every": credits.every.value,
+        "category": credits.category.value,
+        "cost_basis": to_json_number(credits.cost_basis),
+        "overdraft_limit": _optional_number(credits.overdraft_limit),
+    }
+
+
+def _optional_quantity(value: Any, where: str) -> Micros | None:
+    return None if value is None else parse_quantity(value, where)
+
+
+def _optional_number(micros: Micros | None) -> int | Decimal | None:
+    return None if micros is None else to_json_number(micros)
+
+
+def parse_enum(enum: type[_E], value: Any, where: str) -> _E:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise InvalidRequest(f"{where} must be one of {choices}.", {"field": where}) from None
+
+
+def _credit_cost(value: Any, where: str) -> CreditCost | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"currency", "per_unit"}:
+        raise InvalidRequest(f"{where} must be {{'currency', 'per_unit'}}.", {"field": where})
+    currency = value["currency"]
+    if not isinstance(currency, str):
+        raise InvalidRequest(f"{where}.currency must be a currency id.", {"field": where})
+    return CreditCost(
+        currency=require_client_id(currency, f"{where}.currency"),
+        per_unit=parse_quantity(value["per_unit"], f"{where}.per_unit"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The catalog as one consistent value.
+
+
+def _empty() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Every catalog object, validated together; plans carry their inherited entitlements."""
+
+    features: Mapping[str, Feature] = field(default_factory=_empty)
+    currencies: Mapping[str, Currency] = field(default_factory=_empty)
+    products: Mapping[str, Product] = field(default_factory=_empty)
+    plans: Mapping[str, Plan] = field(default_factory=_empty)
+    addons: Mapping[str, Addon] = field(default_factory=_empty)
+    # Each plan's entitlements with its parent chain folded in: computed once per catalog.
+    inherited: Mapping[str, Mapping[str, Spec]] = field(default_factory=_empty)
+
+    def plan_entitlements(self, plan_id: str) -> Mapping[str, Spec]:
+        return self.inherited[plan_id]
+
+    def with_feature(self, feature: Feature) -> Catalog:
+        if feature.id in self.currencies:
+            raise Conflict(
+                f"{feature.id!r} is already a currency; features and currencies share ids.",
+                {"id": feature.id},
+            )
+        current = self.features.get(feature.id)
+        if current is not None and current.kind is not feature.kind:
+            # Plans, add-ons, promotions and overrides hold specs shaped by the kind.
+            raise Conflict(
+                f"feature {feature.id!r} is {current.kind}; a feature's kind cannot change.",
+                {"feature": feature.id},
+            )
+        return replace(self, features={**self.features, feature.id: feature})
+
+    def with_currency(self, currency: Currency) -> Catalog:
+        if currency.id in self.features:
+            raise Conflict(
+                f"{currency.id!r} is already a feature; features and currencies share ids.",
+                {"id": currency.id},
+            )
+        return replace(self, currencies={**self.currencies, currency.id: currency})
+
+    def with_product(self, product: Product) -> Catalog:
+        return replace(self, products={**self.products, product.id: product})
+
+    def with_plan(self, plan: Plan) -> Catalog:
+        self._check_product(plan.product, f"plan {plan.id!r}")
+        if plan.parent is not None:
+            parent = self.plans.get(plan.parent)
+            if parent is None:
+                raise InvalidRequest(
+                    f"plan {plan.id!r} names unknown parent plan {plan.parent!r}.",
+                    {"field": "parent"},
+                )
+            if parent.product != plan.product:
+                raise InvalidRequest(
+                    f"plan {plan.id!r} is in product {plan.product!r} but its parent "
+                    f"{parent.id!r} is in product {parent.product!r}.",
+                    {"field": "parent"},
+                )
+        for spec in plan.entitlements.values():
+            self._check_credit_cost(spec, f"plan {plan.id!r}")
+        self._check_currencies(plan.credits, f"plan {plan.id!r}")
+        plans = {**self.plans, plan.id: plan}
+        _check_no_cycle(plans, plan.id)
+        children = [other.id for other in plans.values() if other.parent == plan.id]
+        for child in children:
+            if plans[child].product != plan.product:
+                raise InvalidRequest(
+                    f"plan {plan.id!r} cannot move to product {plan.product!r}: its child plan "
+                    f"{child!r} is in product {plans[child].product!r}.",
+                    {"field": "product"},
+                )
+        return replace(self, plans=plans, inherited=_fold_inheritance(plans))
+
+    def with_addon(self, addon: Addon) -> Catalog:
+        self._check_product(addon.product, f"add-on {addon.id!r}")
+        for entitlement in addon.entitlements.values():
+            self._check_credit_cost(entitlement.spec, f"add-on {addon.id!r}")
+        self._check_currencies(addon.credits, f"add-on {addon.id!r}")
+        return replace(self, addons={**self.addons, addon.id: addon})
+
+    def feature_for(self, feature_id: str, where: str) -> Feature:
+        """The feature a request body names, or a 400 that names it."""
+        feature = self.features.get(feature_id)
+        if feature is None:
+            raise InvalidRequest(f"{where} names unknown feature {feature_id!r}.", {"field": where})
+        return feature
+
+    def _check_product(self, product_id: str, owner: str) -> None:
+        if product_id not in self.products:
+            raise InvalidRequest(
+                f"{owner} names unknown product {product_id!r}.", {"field": "product"}
+            )
+
+    def _check_credit_cost(self, spec: Spec, owner: str) -> None:
+        if isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
+            currency = spec.credit_cost.currency
+            if currency not in self.currencies:
+                raise InvalidRequest(
+                    f"{owner} prices usage in unknown currency {currency!r}.",
+                    {"field": "credit_cost"},
+                )
+
+    def _check_currencies(self, credits: Mapping[str, RecurringCredits], owner: str) -> None:
+        for currency in credits:
+            if currency not in self.currencies:
+                raise InvalidRequest(
+                    f"{owner} grants unknown currency {currency!r}.", {"field": "credits"}
+                )
+
+
+def _check_no_cycle(plans: Mapping[str, Plan], start: str) -> None:
+    seen = [start]
+    parent = plans[start].parent
+    while parent is not None:
+        if parent in seen:
+            chain = " -> ".join([*seen, parent])
+            raise InvalidRequest(f"plan parents form a cycle: {chain}.", {"field": "parent"})
+        seen.append(parent)
+        parent = plans[parent].parent if parent in plans else None
+
+
+def _fold_inheritance(plans: Mapping[str, Plan]) -> dict[str, Mapping[str, Spec]]:
+    folded: dict[str, Mapping[str, Spec]] = {}
+
+    def fold(plan_id: str) -> Mapping[str, Spec]:
+        if plan_id not in folded:
+            plan = plans[plan_id]
+            inherited = fold(plan.parent) if plan.parent in plans and plan.parent else {}
+            folded[plan_id] = {**inherited, **plan.entitlements}
+        return folded[plan_id]
+
+    for plan_id in plans:
+        fold(plan_id)
+    return folded
+
+
+def parse_burn_order(keys: list[str] | None) -> tuple[str, ...]:
+    if keys is None:
+        return DEFAULT_BURN_ORDER
+    unknown = [key for key in keys if key not in BURN_ORDER_KEYS]
+    if unknown:
+        raise InvalidRequest(
+            f"burn_order has unknown keys {', '.join(map(repr, unknown))}; "
+            f"known keys: {', '.join(sorted(BURN_ORDER_KEYS))}.",
+            {"field": "burn_order"},
+        )
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest("burn_order names a key twice.", {"field": "burn_order"})
+    return tuple(keys)
+
+
+def parse_trial_days(value: int | None, where: str = "trial_days") -> int | None:
+    if value is not None and not 0 < value <= MAX_TRIAL_DAYS:
+        raise InvalidRequest(f"{where} must be between 1 and {MAX_TRIAL_DAYS}.", {"field": where})
+    return value
+
+
+def parse_billing_period(value: str) -> ResetPeriod:
+    period = parse_enum(ResetPeriod, value, "billing_period")
+    if period not in BILLING_PERIODS:
+        raise InvalidRequest(
+            "billing_period must be 'month' or 'year'.", {"field": "billing_period"}
+        )
+    return period

@@ -1,0 +1,154 @@
+"""Catalog objects to and from their JSON documents (the bodies of the catalog's ``PUT``s).
+
+Documents are mappings of decoded JSON whose numbers are ``Decimal`` or ``int``. The same
+functions read a request body and a stored document, so what is stored is exactly what was
+accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from allotment.domain.catalog import (
+    Addon,
+    AddonEntitlement,
+    AddonMode,
+    Catalog,
+    Currency,
+    Feature,
+    FeatureKind,
+    Plan,
+    Product,
+    RecurringCredits,
+    Spec,
+    parse_billing_period,
+    parse_burn_order,
+    parse_enum,
+    parse_recurring_credits,
+    parse_spec,
+    parse_trial_days,
+    recurring_credits_to_document,
+    spec_to_document,
+)
+from allotment.domain.errors import InvalidRequest
+from allotment.domain.ids import require_client_id
+
+Document = Mapping[str, Any]
+
+
+def feature_from_document(feature_id: str, document: Document) -> Feature:
+    return Feature(
+        id=feature_id,
+        name=document["name"],
+        kind=parse_enum(FeatureKind, document["kind"], "kind"),
+        unit=document.get("unit"),
+    )
+
+
+def feature_to_document(feature: Feature) -> dict[str, Any]:
+    return {"name": feature.name, "kind": feature.kind.value, "unit": feature.unit}
+
+
+def currency_from_document(currency_id: str, document: Document) -> Currency:
+    return Currency(
+        id=currency_id,
+        name=document["name"],
+        unit=document.get("unit"),
+        burn_order=parse_burn_order(document.get("burn_order")),
+    )
+
+
+def currency_to_document(currency: Currency) -> dict[str, Any]:
+    return {"name": currency.name, "unit": currency.unit, "burn_order": list(currency.burn_order)}
+
+
+def product_from_document(product_id: str, document: Document) -> Product:
+    return Product(id=product_id, name=document["name"])
+
+
+def product_to_document(product: Product) -> dict[str, Any]:
+    return {"name": product.name}
+
+
+def plan_from_document(plan_id: str, document: Document, catalog: Catalog) -> Plan:
+    parent = document.get("parent")
+    return Plan(
+        id=plan_id,
+        product=require_client_id(document["product"], "product"),
+        name=document["name"],
+        parent=None if parent is None else require_client_id(parent, "parent"),
+        trial_days=parse_trial_days(document.get("trial_days")),
+        billing_period=parse_billing_period(document.get("billing_period", "month")),
+        entitlements={
+            feature_id: parse_spec(
+                catalog.feature_for(feature_id, f"entitlements.{feature_id}"),
+                fields,
+                f"entitlements.{feature_id}",
+            )
+            for feature_id, fields in document.get("entitlements", {}).items()
+        },
+        credits=_credits_from_document(document.get("credits") or {}),
+    )
+
+
+def plan_to_document(plan: Plan) -> dict[str, Any]:
+    return {
+        "product": plan.product,
+        "name": plan.name,
+        "parent": plan.parent,
+        "trial_days": plan.trial_days,
+        "billing_period": plan.billing_period.value,
+        "entitlements": {f: spec_to_document(s) for f, s in plan.entitlements.items()},
+        "credits": _credits_to_document(plan.credits),
+    }
+
+
+def addon_from_document(addon_id: str, document: Document, catalog: Catalog) -> Addon:
+    entitlements: dict[str, AddonEntitlement] = {}
+    for feature_id, fields in document.get("entitlements", {}).items():
+        where = f"entitlements.{feature_id}"
+        feature = catalog.feature_for(feature_id, where)
+        if "mode" not in fields:
+            raise InvalidRequest(f"{where}.mode is required ('increment' or 'override').")
+        spec_fields = {name: value for name, value in fields.items() if name != "mode"}
+        entitlements[feature_id] = AddonEntitlement(
+            spec=parse_spec(feature, spec_fields, where),
+            mode=parse_enum(AddonMode, fields["mode"], f"{where}.mode"),
+        )
+    return Addon(
+        id=addon_id,
+        product=require_client_id(document["product"], "product"),
+        name=document["name"],
+        entitlements=entitlements,
+        credits=_credits_from_document(document.get("credits") or {}),
+    )
+
+
+def addon_to_document(addon: Addon) -> dict[str, Any]:
+    return {
+        "product": addon.product,
+        "name": addon.name,
+        "entitlements": {
+            feature_id: {**spec_to_document(entitlement.spec), "mode": entitlement.mode.value}
+            for feature_id, entitlement in addon.entitlements.items()
+        },
+        "credits": _credits_to_document(addon.credits),
+    }
+
+
+def spec_from_document(feature: Feature, document: Document, where: str = "spec") -> Spec:
+    return parse_spec(feature, document, where)
+
+
+def _credits_from_document(document: Document) -> dict[str, RecurringCredits]:
+    return {
+        require_client_id(currency, "credits"): parse_recurring_credits(
+            fields, f"credits.{currency}"
+        )
+        for currency, fields in document.items()
+    }
+
+
+def _credits_to_document(credits: Mapping[str, RecurringCredits]) -> dict[str, Any]:
+    return {currency: recurring_credits_to_document(c) for currency, c in credits.items()}

@@ -1,0 +1,53 @@
+"""Exact quantities as integers of micro-units.
+
+Every quantity of the contract (usage, limits, credits, cost basis) has at most six fractional
+digits and an absolute value below 10^12, so an ``int`` of millionths represents it exactly and
+keeps the hot path in integer arithmetic. ``Decimal`` is used only at the edges, to read and
+write the decimal text.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from allotment.domain.errors import InvalidRequest
+
+MICROS_PER_UNIT = 1_000_000
+MAX_ABS_UNITS = 10**12
+MAX_ABS_MICROS = MAX_ABS_UNITS * MICROS_PER_UNIT
+
+Micros = int
+"""A quantity in millionths of its unit."""
+
+
+def parse_quantity(value: Decimal | int, field: str, *, allow_negative: bool = False) -> Micros:
+    """Turn a decoded decimal into micro-units, refusing anything the contract does not allow."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise InvalidRequest(f"{field} must be a number.", {"field": field})
+    decimal_value = Decimal(value)
+    if not decimal_value.is_finite():
+        raise InvalidRequest(f"{field} must be a finite number.", {"field": field})
+    if abs(decimal_value) >= MAX_ABS_UNITS:
+        raise InvalidRequest(f"{field} must be below 10^12 in absolute value.", {"field": field})
+    if decimal_value < 0 and not allow_negative:
+        raise InvalidRequest(f"{field} must not be negative.", {"field": field})
+    scaled = decimal_value.scaleb(6)
+    if scaled != scaled.to_integral_value():
+        raise InvalidRequest(f"{field} has more than 6 fractional digits.", {"field": field})
+    return int(scaled)
+
+
+def to_decimal(micros: Micros) -> Decimal:
+    """The exact decimal value of ``micros`` in plain notation, without trailing zeros."""
+    sign = "-" if micros < 0 else ""
+    whole, fraction = divmod(abs(micros), MICROS_PER_UNIT)
+    if fraction == 0:
+        return Decimal(f"{sign}{whole}")
+    return Decimal(f"{sign}{whole}.{fraction:06d}".rstrip("0"))
+
+
+def to_json_number(micros: Micros) -> int | Decimal:
+    """The value to put in a JSON document: an ``int`` when whole, else an exact ``Decimal``."""
+    if micros % MICROS_PER_UNIT == 0:
+        return micros // MICROS_PER_UNIT
+    return to_decimal(micros)

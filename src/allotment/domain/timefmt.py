@@ -1,0 +1,25 @@
+"""ISO-8601 UTC text for instants, as the contract writes them, and their stored form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_instant(instant: datetime) -> str:
+    """``2026-11-24T10:00:00Z``, with a fraction only when the instant has one."""
+    utc = instant.astimezone(UTC)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_epoch_micros(instant: datetime) -> int:
+    """Whole microseconds since the Unix epoch: how instants are stored."""
+    delta = instant - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)

@@ -1,0 +1,1 @@
+"""Use cases: they gather inputs through the ports, call the core and write the results."""

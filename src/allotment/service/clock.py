@@ -1,0 +1,40 @@
+"""The service's one clock: the real one, or a test clock that moves only when told."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from allotment.domain.errors import InvalidRequest
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class TestClock:
+    """Starts at the real time and then stands still except when moved, never backwards."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: int) -> datetime:
+        if seconds < 0:
+            raise InvalidRequest("advance_seconds must not be negative: the clock never goes back.")
+        return self.set(self._now + timedelta(seconds=seconds))
+
+    def set(self, instant: datetime) -> datetime:
+        with self._lock:
+            if instant < self._now:
+                raise InvalidRequest(
+                    "the test clock never goes backwards.", {"now": instant.isoformat()}
+                )
+            self._now = instant
+            return instant

@@ -1,0 +1,454 @@
+"""Customers and what they hold: subscriptions, trials, promotions and overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from allotment.domain.catalog import Catalog, Plan, spec_to_document
+from allotment.domain.customers import Customer
+from allotment.domain.documents import spec_from_document
+from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.holdings import AddonQuantity, Override, Promotion, Subscription
+from allotment.domain.identifiers import new_id
+from allotment.domain.ids import require_client_id
+from allotment.domain.periods import period_containing
+from allotment.domain.timefmt import format_instant
+from allotment.service.ports import Page, Session
+from allotment.service.runtime import Runtime
+
+MAX_ADDON_QUANTITY = 1_000_000
+_UNCHANGED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequest:
+    plan: str
+    addons: Sequence[tuple[str, int]] = ()
+    trial: bool = False
+    trial_days: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+class CustomerService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    # ------------------------------------------------------------------ customers
+
+    async def put_customer(
+        self,
+        customer_id: str,
+        *,
+        name: str | None,
+        metadata: Mapping[str, Any] | None,
+        billing_id: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        require_client_id(customer_id, "customer id")
+        runtime = self._runtime
+
+        def job(session: Session) -> tuple[dict[str, Any], bool]:
+            now = runtime.clock.now()
+            existing = session.get_customer(customer_id)
+            if existing is not None and existing.is_archived:
+                raise Conflict(f"customer {customer_id!r} is archived.", {"customer": customer_id})
+            customer = Customer(
+                id=customer_id,
+                name=name,
+                metadata=dict(metadata or {}),
+                billing_id=billing_id,
+                created_at=existing.created_at if existing else now,
+                updated_at=now,
+            )
+            session.save_customer(customer)
+            runtime.customer_changed(session, customer_id)
+            return customer_document(customer), existing is None
+
+        return await runtime.store.run(job)
+
+    async def get_customer(self, customer_id: str) -> dict[str, Any]:
+        customer = await self._runtime.store.run(
+            lambda session: _existing_customer(session, customer_id)
+        )
+        return customer_document(customer)
+
+    async def archive_customer(self, customer_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            customer = _existing_customer(session, customer_id)
+            if not customer.is_archived:
+                customer = replace(customer, archived_at=runtime.clock.now())
+                session.save_customer(customer)
+                runtime.customer_changed(session, customer_id)
+            return customer_document(customer)
+
+        return await runtime.store.run(job)
+
+    async def list_customers(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
+        page = await self._runtime.store.run(lambda s: s.list_customers(after, limit))
+        return Page([customer_document(c) for c in page.items], page.next_cursor)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    async def subscribe(self, customer_id: str, request: SubscriptionRequest) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _active_customer(session, customer_id)
+            catalog = runtime.catalog_in(session)
+            plan = catalog.plans.get(request.plan)
+            if plan is None:
+                raise InvalidRequest(f"plan: no plan {request.plan!r}.", {"field": "plan"})
+            addons = _addon_holdings(catalog, plan, request.addons)
+            now = runtime.clock.now()
+            starts_at = request.starts_at or now
+            holdings = session.load_holdings(customer_id, catalog)
+            same_product = [
+                s
+                for s in holdings.subscriptions
+                if s.product == plan.product
+                and s.is_trial == request.trial
+                and (s.end is None or s.end > starts_at)
+            ]
+            anchor_at = starts_at
+            trial_ends_at = None
+            if request.trial:
+                days = request.trial_days or plan.trial_days
+                if days is None:
+                    raise InvalidRequest(
+                        f"trial_days is required: plan {plan.id!r} sets no trial length.",
+                        {"field": "trial_days"},
+                    )
+                if same_product:
+                    raise Conflict(
+                        f"customer {customer_id!r} already has a trial of product "
+                        f"{plan.product!r} ({same_product[0].id}).",
+                        {"subscription": same_product[0].id},
+                    )
+                trial_ends_at = starts_at + timedelta(days=days)
+            else:
+                # One paid subscription per product: the new one replaces the current at once
+                # and keeps its period anchor, so usage in the current period carries over.
+                for current in same_product:
+                    if current.starts_at <= starts_at:
+                        anchor_at = current.anchor_at
+                        ended = replace(current, canceled_at=max(starts_at, now))
+                    else:
+                        ended = replace(current, canceled_at=now)
+                    session.save_subscription(ended)
+            _check_ends_after_start(request.ends_at, starts_at)
+            subscription = Subscription(
+                id=new_id("sub"),
+                customer=customer_id,
+                product=plan.product,
+                plan=plan.id,
+                addons=addons,
+                is_trial=request.trial,
+                starts_at=starts_at,
+                trial_ends_at=trial_ends_at,
+                ends_at=request.ends_at,
+                canceled_at=None,
+                anchor_at=anchor_at,
+                created_at=now,
+            )
+            session.save_subscription(subscription)
+            runtime.customer_changed(session, customer_id)
+            return subscription_document(subscription, catalog, now)
+
+        return await runtime.store.run(job)
+
+    async def list_subscriptions(
+        self, customer_id: str, after: str | None, limit: int
+    ) -> Page[dict[str, Any]]:
+        runtime = self._runtime
+
+        def job(session: Session) -> Page[dict[str, Any]]:
+            _existing_customer(session, customer_id)
+            page = session.list_subscriptions(customer_id, after, limit)
+            now, catalog = runtime.clock.now(), runtime.catalog_in(session)
+            items = [subscription_document(s, catalog, now) for s in page.items]
+            return Page(items, page.next_cursor)
+
+        return await runtime.store.run(job)
+
+    async def update_subscription(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        *,
+        addons: Sequence[tuple[str, int]] | None = None,
+        ends_at: datetime | None = _UNCHANGED,
+    ) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _active_customer(session, customer_id)
+            subscription = _existing_subscription(session, customer_id, subscription_id)
+            now, catalog = runtime.clock.now(), runtime.catalog_in(session)
+            if subscription.end is not None and subscription.end <= now:
+                raise Conflict(f"subscription {subscription_id} has ended.")
+            changed = subscription
+            if addons is not None:
+                plan = catalog.plans[subscription.plan]
+                changed = replace(changed, addons=_addon_holdings(catalog, plan, addons))
+            if ends_at is not _UNCHANGED:
+                _check_ends_after_start(ends_at, subscription.starts_at)
+                changed = replace(changed, ends_at=ends_at)
+            session.save_subscription(changed)
+            runtime.customer_changed(session, customer_id)
+            return subscription_document(changed, catalog, now)
+
+        return await runtime.store.run(job)
+
+    async def cancel_subscription(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _existing_customer(session, customer_id)
+            subscription = _existing_subscription(session, customer_id, subscription_id)
+            now, catalog = runtime.clock.now(), runtime.catalog_in(session)
+            if subscription.end is not None and subscription.end <= now:
+                raise Conflict(f"subscription {subscription_id} has already ended.")
+            canceled = replace(subscription, canceled_at=now)
+            session.save_subscription(canceled)
+            runtime.customer_changed(session, customer_id)
+            return subscription_document(canceled, catalog, now)
+
+        return await runtime.store.run(job)
+
+    # ------------------------------------------------------------------ promotions
+
+    async def grant_promotion(
+        self,
+        customer_id: str,
+        feature_id: str,
+        spec_fields: Mapping[str, Any],
+        *,
+        starts_at: datetime | None,
+        ends_at: datetime | None,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _active_customer(session, customer_id)
+            catalog = runtime.catalog_in(session)
+            feature = catalog.feature_for(feature_id, "feature")
+            spec = spec_from_document(feature, spec_fields, "promotion")
+            now = runtime.clock.now()
+            start = starts_at or now
+            _check_ends_after_start(ends_at, start)
+            promotion = Promotion(
+                id=new_id("promo"),
+                customer=customer_id,
+                feature=feature_id,
+                spec=spec,
+                starts_at=start,
+                ends_at=ends_at,
+                reason=reason,
+                revoked_at=None,
+                created_at=now,
+            )
+            session.save_promotion(promotion)
+            runtime.customer_changed(session, customer_id)
+            return promotion_document(promotion, now)
+
+        return await runtime.store.run(job)
+
+    async def revoke_promotion(self, customer_id: str, promotion_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _existing_customer(session, customer_id)
+            promotion = session.get_promotion(
+                customer_id, promotion_id, runtime.catalog_in(session)
+            )
+            if promotion is None:
+                raise NotFound(f"customer {customer_id!r} has no promotion {promotion_id}.")
+            now = runtime.clock.now()
+            if promotion.revoked_at is not None:
+                raise Conflict(f"promotion {promotion_id} is already revoked.")
+            revoked = replace(promotion, revoked_at=now)
+            session.save_promotion(revoked)
+            runtime.customer_changed(session, customer_id)
+            return promotion_document(revoked, now)
+
+        return await runtime.store.run(job)
+
+    # ------------------------------------------------------------------ overrides
+
+    async def put_override(
+        self, customer_id: str, feature_id: str, spec_fields: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        runtime = self._runtime
+
+        def job(session: Session) -> tuple[dict[str, Any], bool]:
+            _active_customer(session, customer_id)
+            catalog = runtime.catalog_in(session)
+            feature = catalog.features.get(feature_id)
+            if feature is None:
+                raise NotFound(f"no feature {feature_id!r}.", {"feature": feature_id})
+            spec = spec_from_document(feature, spec_fields, "override")
+            now = runtime.clock.now()
+            existing = session.load_holdings(customer_id, catalog).overrides.get(feature_id)
+            # Replacing an override keeps its anchor, so its usage periods do not restart.
+            created_at = existing.created_at if existing else now
+            override = Override(customer_id, feature_id, spec, created_at, now)
+            session.save_override(override)
+            runtime.customer_changed(session, customer_id)
+            return override_document(override), existing is None
+
+        return await runtime.store.run(job)
+
+    async def delete_override(self, customer_id: str, feature_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _existing_customer(session, customer_id)
+            catalog = runtime.catalog_in(session)
+            existing = session.load_holdings(customer_id, catalog).overrides.get(feature_id)
+            if existing is None or not session.delete_override(customer_id, feature_id):
+                raise NotFound(f"customer {customer_id!r} has no override for {feature_id!r}.")
+            runtime.customer_changed(session, customer_id)
+            return {**override_document(existing), "deleted": True}
+
+        return await runtime.store.run(job)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _existing_customer(session: Session, customer_id: str) -> Customer:
+    customer = session.get_customer(customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
+    return customer
+
+
+def _active_customer(session: Session, customer_id: str) -> Customer:
+    customer = _existing_customer(session, customer_id)
+    if customer.is_archived:
+        raise Conflict(f"customer {customer_id!r} is archived.", {"customer": customer_id})
+    return customer
+
+
+def _existing_subscription(
+    session: Session, customer_id: str, subscription_id: str
+) -> Subscription:
+    subscription = session.get_subscription(customer_id, subscription_id)
+    if subscription is None:
+        raise NotFound(f"customer {customer_id!r} has no subscription {subscription_id}.")
+    return subscription
+
+
+def _addon_holdings(
+    catalog: Catalog, plan: Plan, requested: Sequence[tuple[str, int]]
+) -> tuple[AddonQuantity, ...]:
+    seen: set[str] = set()
+    holdings = []
+    for addon_id, quantity in requested:
+        addon = catalog.addons.get(addon_id)
+        if addon is None:
+            raise InvalidRequest(f"addons: no add-on {addon_id!r}.", {"field": "addons"})
+        if addon.product != plan.product:
+            raise InvalidRequest(
+                f"addons: add-on {addon_id!r} is for product {addon.product!r}, "
+                f"not {plan.product!r}.",
+                {"field": "addons"},
+            )
+        if addon_id in seen:
+            raise InvalidRequest(f"addons: {addon_id!r} is listed twice.", {"field": "addons"})
+        if not 1 <= quantity <= MAX_ADDON_QUANTITY:
+            raise InvalidRequest(
+                f"addons: quantity must be between 1 and {MAX_ADDON_QUANTITY}.",
+                {"field": "addons"},
+            )
+        seen.add(addon_id)
+        holdings.append(AddonQuantity(addon_id, quantity))
+    return tuple(holdings)
+
+
+def _check_ends_after_start(ends_at: datetime | None, starts_at: datetime) -> None:
+    if ends_at is not None and ends_at <= starts_at:
+        raise InvalidRequest("ends_at must be after starts_at.", {"field": "ends_at"})
+
+
+def _instant(instant: datetime | None) -> str | None:
+    return None if instant is None else format_instant(instant)
+
+
+def customer_document(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "metadata": dict(customer.metadata),
+        "billing_id": customer.billing_id,
+        "status": "archived" if customer.is_archived else "active",
+        "created_at": _instant(customer.created_at),
+        "updated_at": _instant(customer.updated_at),
+        "archived_at": _instant(customer.archived_at),
+    }
+
+
+def subscription_document(
+    subscription: Subscription, catalog: Catalog, now: datetime
+) -> dict[str, Any]:
+    plan = catalog.plans[subscription.plan]
+    end = subscription.end
+    at = max(
+        subscription.starts_at, now if end is None else min(now, end - timedelta(microseconds=1))
+    )
+    period = period_containing(subscription.anchor_at, plan.billing_period, at)
+    return {
+        "id": subscription.id,
+        "customer": subscription.customer,
+        "product": subscription.product,
+        "plan": subscription.plan,
+        "addons": [{"id": a.id, "quantity": a.quantity} for a in subscription.addons],
+        "status": subscription.status(now).value,
+        "trial": subscription.is_trial,
+        "starts_at": _instant(subscription.starts_at),
+        "trial_ends_at": _instant(subscription.trial_ends_at),
+        "ends_at": _instant(end),
+        "canceled_at": _instant(subscription.canceled_at),
+        "current_period_start": _instant(period.start),
+        "current_period_end": _instant(period.end),
+        "created_at": _instant(subscription.created_at),
+    }
+
+
+def promotion_document(promotion: Promotion, now: datetime) -> dict[str, Any]:
+    if promotion.revoked_at is not None:
+        status = "revoked"
+    elif promotion.starts_at > now:
+        status = "scheduled"
+    elif promotion.ends_at is not None and promotion.ends_at <= now:
+        status = "expired"
+    else:
+        status = "active"
+    return {
+        "id": promotion.id,
+        "customer": promotion.customer,
+        "feature": promotion.feature,
+        **spec_to_document(promotion.spec),
+        "starts_at": _instant(promotion.starts_at),
+        "ends_at": _instant(promotion.ends_at),
+        "reason": promotion.reason,
+        "status": status,
+        "revoked_at": _instant(promotion.revoked_at),
+        "created_at": _instant(promotion.created_at),
+    }
+
+
+def override_document(override: Override) -> dict[str, Any]:
+    return {
+        "customer": override.customer,
+        "feature": override.feature,
+        **spec_to_document(override.spec),
+        "created_at": _instant(override.created_at),
+        "updated_at": _instant(override.updated_at),
+    }

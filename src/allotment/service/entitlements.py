@@ -1,0 +1,199 @@
+"""Check and the entitlements list: the hot path, answered from snapshots in memory.
+
+A check reads the customer's snapshot, resolves the feature (cached until a holding starts or
+ends or the catalog changes) and reads the usage of the current window from the snapshot. When
+something is not cached yet it asks the store to load it, then answers from memory again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from allotment.domain.catalog import Catalog, Feature, MeteredSpec
+from allotment.domain.errors import NotFound
+from allotment.domain.periods import Period, period_containing
+from allotment.domain.quantities import Micros
+from allotment.domain.resolution import DenialReason
+from allotment.service.answers import CheckAnswer, answer_for, denied
+from allotment.service.ports import Session
+from allotment.service.runtime import Runtime
+from allotment.service.snapshots import CustomerSnapshot, window_key
+
+# A snapshot or window can be dropped by a concurrent write between loading it and reading it;
+# after this many loads the check is answered inside a store job instead, which cannot miss.
+MAX_CACHE_LOADS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class _MissingSnapshot:
+    customer: str
+
+
+@dataclass(frozen=True, slots=True)
+class _MissingWindow:
+    customer: str
+    feature: str
+    period: Period
+
+
+_Miss = _MissingSnapshot | _MissingWindow
+
+
+class EntitlementService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def check(
+        self, customer_id: str, feature_id: str, entity: str | None, requested: Micros | None
+    ) -> CheckAnswer:
+        for _ in range(MAX_CACHE_LOADS):
+            answer = self.check_cached(customer_id, feature_id, entity, requested)
+            if isinstance(answer, CheckAnswer):
+                return answer
+            await self._fill(answer)
+        return await self._runtime.store.run(
+            lambda session: self.check_in_job(session, customer_id, feature_id, entity, requested)
+        )
+
+    def check_cached(
+        self, customer_id: str, feature_id: str, entity: str | None, requested: Micros | None
+    ) -> CheckAnswer | _Miss:
+        """The answer from memory alone, or what must be loaded first."""
+        snapshot = self._runtime.snapshots.lookup(customer_id)
+        if snapshot is False:
+            return _MissingSnapshot(customer_id)
+        assert not isinstance(snapshot, bool)
+        catalog = self._runtime.catalog.current
+        now = self._runtime.clock.now()
+        return _evaluate(catalog, snapshot, customer_id, feature_id, entity, requested, now, None)
+
+    def check_in_job(
+        self,
+        session: Session,
+        customer_id: str,
+        feature_id: str,
+        entity: str | None,
+        requested: Micros | None,
+    ) -> CheckAnswer:
+        snapshot = self._runtime.snapshot_in(session, customer_id)
+        answer = _evaluate(
+            self._runtime.catalog_in(session),
+            snapshot,
+            customer_id,
+            feature_id,
+            entity,
+            requested,
+            self._runtime.clock.now(),
+            session,
+        )
+        assert isinstance(answer, CheckAnswer)
+        return answer
+
+    async def entitlements(self, customer_id: str, entity: str | None) -> list[CheckAnswer]:
+        """A check result for every feature some source grants the customer."""
+        runtime = self._runtime
+
+        def job(session: Session) -> list[CheckAnswer]:
+            snapshot = runtime.snapshot_in(session, customer_id)
+            if snapshot is None:
+                raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
+            catalog, now = runtime.catalog_in(session), runtime.clock.now()
+            answers = []
+            for feature in catalog.features.values():
+                if snapshot.resolution(catalog, feature, now).offer is None:
+                    continue
+                answer = _evaluate(
+                    catalog, snapshot, customer_id, feature.id, entity, None, now, session
+                )
+                assert isinstance(answer, CheckAnswer)
+                answers.append(answer)
+            return answers
+
+        return await runtime.store.run(job)
+
+    async def _fill(self, miss: _Miss) -> None:
+        await self._runtime.store.run(lambda session: self._load(session, miss))
+
+    def _load(self, session: Session, miss: _Miss) -> None:
+        runtime = self._runtime
+        if isinstance(miss, _MissingSnapshot):
+            runtime.load_snapshot(session, miss.customer)
+            return
+        used = session.window_usage(miss.customer, miss.feature, miss.period.start, miss.period.end)
+        key = window_key(miss.feature, miss.period)
+        session.after_commit(lambda: runtime.snapshots.install_window(miss.customer, key, used))
+
+
+def _evaluate(
+    catalog: Catalog,
+    snapshot: CustomerSnapshot | None,
+    customer_id: str,
+    feature_id: str,
+    entity: str | None,
+    requested: Micros | None,
+    now: datetime,
+    session: Session | None,
+) -> CheckAnswer | _Miss:
+    """The check decision. Usage comes from ``session`` when given, else from the snapshot."""
+    feature: Feature | None = catalog.features.get(feature_id)
+    kind = feature.kind if feature else None
+    if snapshot is None:
+        return denied(
+            customer_id, feature_id, entity, DenialReason.CUSTOMER_NOT_FOUND, kind, requested
+        )
+    if snapshot.customer.is_archived:
+        return denied(
+            customer_id, feature_id, entity, DenialReason.CUSTOMER_ARCHIVED, kind, requested
+        )
+    if feature is None:
+        return denied(
+            customer_id, feature_id, entity, DenialReason.FEATURE_NOT_FOUND, None, requested
+        )
+    if entity is not None:
+        # Entities arrive with budgets; until then no entity exists.
+        return denied(
+            customer_id, feature_id, entity, DenialReason.ENTITY_NOT_FOUND, kind, requested
+        )
+    resolution = snapshot.resolution(catalog, feature, now)
+    offer = resolution.offer
+    if offer is None:
+        assert resolution.denial is not None
+        return denied(customer_id, feature_id, entity, resolution.denial, kind, requested)
+    spec = offer.spec
+    period = None
+    used = 0
+    if isinstance(spec, MeteredSpec):
+        period = current_period(snapshot, feature_id, offer.anchor, spec, now)
+        if session is not None:
+            used = session.window_usage(customer_id, feature_id, period.start, period.end)
+        else:
+            cached = snapshot.windows.get(window_key(feature_id, period))
+            if cached is None:
+                return _MissingWindow(customer_id, feature_id, period)
+            used = cached
+    return answer_for(
+        customer_id,
+        feature_id,
+        entity,
+        offer,
+        kind=feature.kind,
+        period=period,
+        used=used,
+        reserved=0,
+        requested=requested,
+    )
+
+
+def current_period(
+    snapshot: CustomerSnapshot, feature_id: str, anchor: datetime, spec: MeteredSpec, now: datetime
+) -> Period:
+    """The reset window containing ``now``, reused from the last check while it still does."""
+    derived = snapshot.derived
+    cached = derived.periods.get(feature_id) if derived is not None else None
+    if cached is not None and cached.contains(now):
+        return cached
+    period = period_containing(anchor, spec.reset, now)
+    if derived is not None:
+        derived.periods[feature_id] = period
+    return period

@@ -1,0 +1,148 @@
+"""API keys: created with a scope, shown once, stored as SHA-256 digests, revoked at once.
+
+Keys are long random secrets, so a fast digest is the right hash: nothing about them can be
+guessed, and the digest is what authentication looks up on every request. Keys live in memory,
+kept exact by after-commit hooks; an unknown digest is looked up in the store before a 401, so
+a key made by another process is found too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any
+
+from allotment.domain.customers import ApiKey, Scope
+from allotment.domain.errors import InvalidRequest, NotFound
+from allotment.domain.identifiers import new_id
+from allotment.domain.ids import require_client_id
+from allotment.domain.timefmt import format_instant
+from allotment.service.ports import Page, Session
+from allotment.service.runtime import Runtime
+
+BOOTSTRAP_KEY_ID = "key_bootstrap"
+KEY_PREFIX = "alt_"
+MAX_NAME_LENGTH = 200
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._by_digest: dict[str, ApiKey] = {}
+
+    def load(self, bootstrap_secret: str | None) -> None:
+        """Read every live key at start-up; make ``bootstrap_secret`` an admin key if given."""
+        runtime = self._runtime
+
+        def job(session: Session) -> list[ApiKey]:
+            if bootstrap_secret:
+                existing = session.get_api_key(BOOTSTRAP_KEY_ID)
+                session.save_api_key(
+                    ApiKey(
+                        id=BOOTSTRAP_KEY_ID,
+                        name="bootstrap admin key (ALLOTMENT_ADMIN_KEY)",
+                        scope=Scope.ADMIN,
+                        customer=None,
+                        key_hash=digest(bootstrap_secret),
+                        created_at=existing.created_at if existing else runtime.clock.now(),
+                    )
+                )
+            keys: list[ApiKey] = []
+            after = None
+            while True:
+                page = session.list_api_keys(after, 1000)
+                keys.extend(page.items)
+                if page.next_cursor is None:
+                    return keys
+                after = page.next_cursor
+
+        for key in runtime.store.run_blocking(job):
+            if key.revoked_at is None:
+                self._by_digest[key.key_hash] = key
+
+    def authenticate_cached(self, secret: str) -> ApiKey | None:
+        return self._by_digest.get(digest(secret))
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        key_hash = digest(secret)
+        key = self._by_digest.get(key_hash)
+        if key is not None:
+            return key
+        key = await self._runtime.store.run(lambda session: session.find_api_key(key_hash))
+        if key is None or key.revoked_at is not None:
+            return None
+        self._by_digest[key_hash] = key
+        return key
+
+    async def create(self, name: str, scope: Scope, customer: str | None) -> dict[str, Any]:
+        if not 0 < len(name) <= MAX_NAME_LENGTH:
+            raise InvalidRequest(f"name must hold 1 to {MAX_NAME_LENGTH} characters.")
+        if scope is Scope.CLIENT and customer is None:
+            raise InvalidRequest("a client key is bound to one customer: customer is required.")
+        if scope is not Scope.CLIENT and customer is not None:
+            raise InvalidRequest("only client keys are bound to a customer.")
+        if customer is not None:
+            require_client_id(customer, "customer")
+        runtime = self._runtime
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+
+        def job(session: Session) -> ApiKey:
+            if customer is not None and session.get_customer(customer) is None:
+                raise InvalidRequest(f"customer: no customer {customer!r}.", {"field": "customer"})
+            key = ApiKey(
+                id=new_id("key"),
+                name=name,
+                scope=scope,
+                customer=customer,
+                key_hash=digest(secret),
+                created_at=runtime.clock.now(),
+            )
+            session.save_api_key(key)
+            session.after_commit(lambda: self._by_digest.__setitem__(key.key_hash, key))
+            return key
+
+        key = await runtime.store.run(job)
+        return {**key_document(key), "key": secret}
+
+    async def revoke(self, key_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> ApiKey:
+            key = session.get_api_key(key_id)
+            if key is None:
+                raise NotFound(f"no API key {key_id}.", {"id": key_id})
+            if key.revoked_at is None:
+                key = _revoked(key, runtime.clock.now())
+                session.save_api_key(key)
+
+            def forget() -> None:
+                self._by_digest.pop(key.key_hash, None)
+
+            session.after_commit(forget)
+            return key
+
+        return key_document(await runtime.store.run(job))
+
+    async def list(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
+        page = await self._runtime.store.run(lambda s: s.list_api_keys(after, limit))
+        return Page([key_document(key) for key in page.items], page.next_cursor)
+
+
+def _revoked(key: ApiKey, at: datetime) -> ApiKey:
+    return ApiKey(key.id, key.name, key.scope, key.customer, key.key_hash, key.created_at, at)
+
+
+def key_document(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "scope": key.scope.value,
+        "customer": key.customer,
+        "created_at": format_instant(key.created_at),
+        "revoked_at": None if key.revoked_at is None else format_instant(key.revoked_at),
+    }

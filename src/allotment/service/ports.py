@@ -1,0 +1,118 @@
+"""The ports the service layer depends on: a store that runs jobs durably, and a clock.
+
+A *job* is a plain function of a :class:`Session`. The store runs it inside a transaction (its
+own or one shared with other jobs of the same batch) and the awaiting caller gets the job's
+result only once that transaction is durable. A job that raises leaves nothing behind: the
+store rolls back to a savepoint taken before it. Jobs run one at a time, so a job sees every
+write of the jobs before it; limits are enforced by reading and writing inside one job.
+
+Caches follow the store through :meth:`Session.after_commit`: a hook registered by a job runs
+after the batch commits, in job order, before any awaiting caller resumes. Hooks are the only
+writers of cached state, which keeps the cache exactly one committed prefix of the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from allotment.domain.catalog import Catalog
+from allotment.domain.customers import ApiKey, Customer
+from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
+from allotment.domain.quantities import Micros
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    customer: str
+    feature: str
+    entity: str | None
+    amount: Micros  # the signed delta this event adds to usage
+    timestamp: datetime
+    recorded_at: datetime
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """The first outcome of an idempotent request, kept to answer its replays."""
+
+    fingerprint: str
+    response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    next_cursor: str | None
+
+
+class Session(Protocol):
+    """What a job may do. Every method runs inside the job's transaction."""
+
+    scratch: dict[str, Any]
+    """State that lives for one batch: what earlier jobs of the batch changed but not yet
+    published (their hooks run only after the commit)."""
+
+    def after_commit(self, hook: Callable[[], None]) -> None: ...
+
+    # Catalog: each object is stored as the JSON document it was defined with.
+    def load_catalog(self) -> Catalog: ...
+    def save_catalog_object(
+        self, kind: str, object_id: str, document: bytes, at: datetime
+    ) -> bool: ...
+
+    # Customers and what they hold.
+    def get_customer(self, customer_id: str) -> Customer | None: ...
+    def save_customer(self, customer: Customer) -> None: ...
+    def list_customers(self, after: str | None, limit: int) -> Page[Customer]: ...
+    def load_holdings(self, customer_id: str, catalog: Catalog) -> Holdings: ...
+    def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None: ...
+    def save_subscription(self, subscription: Subscription) -> None: ...
+    def list_subscriptions(
+        self, customer_id: str, after: str | None, limit: int
+    ) -> Page[Subscription]: ...
+    def get_promotion(
+        self, customer_id: str, promotion_id: str, catalog: Catalog
+    ) -> Promotion | None: ...
+    def save_promotion(self, promotion: Promotion) -> None: ...
+    def save_override(self, override: Override) -> None: ...
+    def delete_override(self, customer_id: str, feature_id: str) -> bool: ...
+
+    # Usage: events are the truth; per-window counters are a projection kept in step with them.
+    def window_usage(
+        self, customer_id: str, feature_id: str, start: datetime, end: datetime | None
+    ) -> Micros: ...
+    def append_usage(self, event: UsageEvent) -> None: ...
+
+    # Idempotency records, scoped to (customer, route, key).
+    def find_outcome(self, customer_id: str, route: str, key: str) -> StoredOutcome | None: ...
+    def save_outcome(
+        self, customer_id: str, route: str, key: str, outcome: StoredOutcome, at: datetime
+    ) -> None: ...
+
+    # API keys.
+    def save_api_key(self, key: ApiKey) -> None: ...
+    def find_api_key(self, key_hash: str) -> ApiKey | None: ...
+    def get_api_key(self, key_id: str) -> ApiKey | None: ...
+    def list_api_keys(self, after: str | None, limit: int) -> Page[ApiKey]: ...
+
+
+class Store(Protocol):
+    async def run(self, job: Callable[[Session], T]) -> T:
+        """Run ``job`` in a transaction and return its result once that is durable."""
+        ...
+
+    def run_blocking(self, job: Callable[[Session], T]) -> T:
+        """The same, for callers outside the event loop (start-up, the CLI)."""
+        ...
+
+    def close(self) -> None: ...

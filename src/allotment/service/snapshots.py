@@ -1,0 +1,115 @@
+"""In-memory snapshots of customers, kept exact by the store's after-commit hooks.
+
+A snapshot holds what resolution needs for one customer (the customer, its holdings) and what it
+has derived from them: resolutions, valid until the next instant a holding starts or ends, and
+usage per reset window. Only hooks of committed batches install, change or drop snapshots, in
+commit order, so a snapshot always equals some committed prefix of the truth and a check served
+from it never touches the database.
+
+Resolutions and periods are derived, not truth: the event loop may fill them in; it never writes
+usage figures.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from allotment.domain.catalog import Catalog, Feature
+from allotment.domain.customers import Customer
+from allotment.domain.holdings import Holdings
+from allotment.domain.periods import Period
+from allotment.domain.quantities import Micros
+from allotment.domain.resolution import Resolution, resolve
+from allotment.domain.timefmt import to_epoch_micros
+
+DEFAULT_MAX_CUSTOMERS = 100_000
+
+WindowKey = tuple[str, int, int | None]
+"""(feature, window start, window end) with instants in epoch microseconds."""
+
+
+def window_key(feature_id: str, period: Period) -> WindowKey:
+    end = None if period.end is None else to_epoch_micros(period.end)
+    return (feature_id, to_epoch_micros(period.start), end)
+
+
+@dataclass(slots=True)
+class Derived:
+    """Resolutions computed for one catalog and one stretch of time in which nothing changes."""
+
+    catalog: Catalog
+    valid_from: datetime
+    valid_until: datetime | None
+    resolutions: dict[str, Resolution] = field(default_factory=dict)
+    periods: dict[str, Period] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CustomerSnapshot:
+    customer: Customer
+    holdings: Holdings
+    windows: dict[WindowKey, Micros] = field(default_factory=dict)
+    derived: Derived | None = None
+
+    def resolution(self, catalog: Catalog, feature: Feature, now: datetime) -> Resolution:
+        derived = self.derived
+        if (
+            derived is None
+            or derived.catalog is not catalog
+            or now < derived.valid_from
+            or (derived.valid_until is not None and now >= derived.valid_until)
+        ):
+            derived = Derived(catalog, now, self.holdings.next_change_after(now))
+            self.derived = derived
+        resolution = derived.resolutions.get(feature.id)
+        if resolution is None:
+            resolution = resolve(catalog, self.holdings, feature, now)
+            derived.resolutions[feature.id] = resolution
+        return resolution
+
+
+class SnapshotCache:
+    """Snapshots by customer id; ``None`` records a customer known not to exist."""
+
+    def __init__(self, max_customers: int = DEFAULT_MAX_CUSTOMERS) -> None:
+        self._snapshots: OrderedDict[str, CustomerSnapshot | None] = OrderedDict()
+        self._max_customers = max_customers
+
+    def lookup(self, customer_id: str) -> CustomerSnapshot | bool | None:
+        """The snapshot, None for a known-missing customer, or False when nothing is cached."""
+        return self._snapshots.get(customer_id, False)
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
+
+    # The methods below are called only from after-commit hooks, on the store's thread.
+
+    def install(self, customer_id: str, snapshot: CustomerSnapshot | None) -> None:
+        self._snapshots[customer_id] = snapshot
+        while len(self._snapshots) > self._max_customers:
+            self._snapshots.popitem(last=False)
+
+    def invalidate(self, customer_id: str) -> None:
+        self._snapshots.pop(customer_id, None)
+
+    def clear(self) -> None:
+        self._snapshots.clear()
+
+    def install_window(self, customer_id: str, key: WindowKey, used: Micros) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            snapshot.windows[key] = used
+
+    def add_usage(
+        self, customer_id: str, feature_id: str, timestamp: datetime, delta: Micros
+    ) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is None or not snapshot.windows:
+            return
+        instant = to_epoch_micros(timestamp)
+        for key, used in list(snapshot.windows.items()):
+            feature, start, end = key
+            if feature == feature_id and start <= instant and (end is None or instant < end):
+                snapshot.windows[key] = used + delta

@@ -1,0 +1,174 @@
+"""Usage reports: idempotent, delta or set, enforced atomically or recorded as they happened.
+
+Each report runs as one store job: the idempotency record, the limit check against the window's
+counter and the appended event are read and written in one transaction, and jobs run one at a
+time, so concurrent ``enforce: true`` reports can never together pass a hard limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from allotment.domain.catalog import FeatureKind, MeteredSpec
+from allotment.domain.decision import decide
+from allotment.domain.errors import IdempotencyConflict, InvalidRequest
+from allotment.domain.periods import period_containing
+from allotment.domain.quantities import Micros
+from allotment.domain.resolution import DenialReason
+from allotment.domain.timefmt import to_epoch_micros
+from allotment.service.answers import CheckAnswer, answer_document, answer_for, denied
+from allotment.service.ports import Session, StoredOutcome, UsageEvent
+from allotment.service.runtime import Runtime
+
+ROUTE = "usage"
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+_decode = msgspec.json.decode
+
+
+class UsageBehavior(StrEnum):
+    DELTA = "delta"
+    SET = "set"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    customer: str
+    feature: str
+    amount: Micros
+    idempotency_key: str
+    entity: str | None = None
+    enforce: bool = False
+    behavior: UsageBehavior = UsageBehavior.DELTA
+    timestamp: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """What must match for a reuse of the key to be a replay rather than a conflict."""
+        timestamp = None if self.timestamp is None else to_epoch_micros(self.timestamp)
+        payload = [self.feature, self.entity, self.amount, self.enforce, self.behavior, timestamp]
+        return hashlib.sha256(_encode(payload)).hexdigest()
+
+
+class UsageService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def report(self, report: UsageReport) -> bytes:
+        """Record (or refuse) the report; returns the JSON response, replays included."""
+        return await self._runtime.store.run(lambda session: self.report_in_job(session, report))
+
+    def report_in_job(self, session: Session, report: UsageReport) -> bytes:
+        fingerprint = report.fingerprint()
+        stored = session.find_outcome(report.customer, ROUTE, report.idempotency_key)
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                raise IdempotencyConflict(
+                    "idempotency_key was already used with a different payload.",
+                    {"idempotency_key": report.idempotency_key},
+                )
+            replay: dict[str, Any] = _decode(stored.response)
+            replay["replayed"] = True
+            return _encode(replay)
+        now = self._runtime.clock.now()
+        recorded, answer = self._apply(session, report, now)
+        response = _encode({"recorded": recorded, "replayed": False, **answer_document(answer)})
+        outcome = StoredOutcome(fingerprint=fingerprint, response=response)
+        session.save_outcome(report.customer, ROUTE, report.idempotency_key, outcome, now)
+        return response
+
+    def _apply(
+        self, session: Session, report: UsageReport, now: datetime
+    ) -> tuple[bool, CheckAnswer]:
+        runtime = self._runtime
+        customer, feature_id, entity = report.customer, report.feature, report.entity
+        catalog = runtime.catalog_in(session)
+        feature = catalog.features.get(feature_id)
+        kind = feature.kind if feature else None
+
+        def refuse(reason: DenialReason) -> tuple[bool, CheckAnswer]:
+            return False, denied(customer, feature_id, entity, reason, kind, report.amount)
+
+        if feature is not None and feature.kind is not FeatureKind.METERED:
+            raise InvalidRequest(
+                f"feature {feature_id!r} is {feature.kind}; usage is reported for metered "
+                "features only.",
+                {"field": "feature"},
+            )
+        snapshot = runtime.snapshot_in(session, customer)
+        if snapshot is None:
+            return refuse(DenialReason.CUSTOMER_NOT_FOUND)
+        if snapshot.customer.is_archived:
+            return refuse(DenialReason.CUSTOMER_ARCHIVED)
+        if feature is None:
+            return refuse(DenialReason.FEATURE_NOT_FOUND)
+        if entity is not None:
+            return refuse(DenialReason.ENTITY_NOT_FOUND)
+        timestamp = report.timestamp or now
+        resolution = snapshot.resolution(catalog, feature, now)
+        offer = resolution.offer
+        if offer is None:
+            assert resolution.denial is not None
+            if report.enforce or report.behavior is UsageBehavior.SET:
+                return refuse(resolution.denial)
+            # Usage that already happened is the truth even without an entitlement to it.
+            self._append(session, report, report.amount, timestamp, now)
+            return True, denied(
+                customer, feature_id, entity, resolution.denial, kind, report.amount
+            )
+        spec = offer.spec
+        assert isinstance(spec, MeteredSpec)
+        window = period_containing(offer.anchor, spec.reset, timestamp)
+        used = session.window_usage(customer, feature_id, window.start, window.end)
+        delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
+        # Lowering usage consumes nothing, so no limit can refuse it.
+        reason = decide(spec, used, 0, delta) if delta > 0 else None
+        recorded = reason is None or not report.enforce
+        if recorded:
+            self._append(session, report, delta, timestamp, now)
+        current = period_containing(offer.anchor, spec.reset, now)
+        if current == window:
+            used_now = used + delta if recorded else used
+        else:
+            used_now = session.window_usage(customer, feature_id, current.start, current.end)
+        answer = answer_for(
+            customer,
+            feature_id,
+            entity,
+            offer,
+            kind=feature.kind,
+            period=current,
+            used=used_now,
+            reserved=0,
+            requested=report.amount,
+            decided=True,
+            reason=reason,
+        )
+        return recorded, answer
+
+    def _append(
+        self,
+        session: Session,
+        report: UsageReport,
+        delta: Micros,
+        timestamp: datetime,
+        now: datetime,
+    ) -> None:
+        event = UsageEvent(
+            customer=report.customer,
+            feature=report.feature,
+            entity=report.entity,
+            amount=delta,
+            timestamp=timestamp,
+            recorded_at=now,
+            idempotency_key=report.idempotency_key,
+        )
+        session.append_usage(event)
+        snapshots = self._runtime.snapshots
+        session.after_commit(
+            lambda: snapshots.add_usage(report.customer, report.feature, timestamp, delta)
+        )

@@ -1,0 +1,467 @@
+"""SQL for every operation of :class:`~allotment.service.ports.Session`, on SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from allotment.domain.catalog import Catalog, Spec, spec_to_document
+from allotment.domain.customers import ApiKey, Customer, Scope
+from allotment.domain.documents import (
+    addon_from_document,
+    currency_from_document,
+    feature_from_document,
+    plan_from_document,
+    product_from_document,
+    spec_from_document,
+)
+from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
+from allotment.domain.quantities import Micros
+from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.service.ports import Page, StoredOutcome, UsageEvent
+
+_R = TypeVar("_R")
+
+# A window that never ends is stored with this end, so that the counters' key has no NULL.
+NEVER_ENDS = 2**62
+
+_decode_document = msgspec.json.Decoder(float_hook=Decimal).decode
+_encoder = msgspec.json.Encoder(decimal_format="number")
+_encode = _encoder.encode
+
+# Catalog objects load in dependency order: features and currencies before what uses them.
+_CATALOG_LOAD_ORDER = ("feature", "currency", "product", "plan", "addon")
+
+
+def _instant(micros: int | None) -> datetime | None:
+    return None if micros is None else from_epoch_micros(micros)
+
+
+def _micros(instant: datetime | None) -> int | None:
+    return None if instant is None else to_epoch_micros(instant)
+
+
+def _spec_json(spec: Spec) -> str:
+    return _encode(spec_to_document(spec)).decode()
+
+
+class SqliteSession:
+    """One batch's view of the database. Not thread-safe: it lives on the store's thread."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self.hooks: list[Callable[[], None]] = []
+        self.scratch: dict[str, Any] = {}
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        self.hooks.append(hook)
+
+    # ---------------------------------------------------------------- catalog
+
+    def load_catalog(self) -> Catalog:
+        rows = self._db.execute(
+            "SELECT kind, id, document FROM catalog_objects ORDER BY seq"
+        ).fetchall()
+        by_kind: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for kind, object_id, document in rows:
+            by_kind.setdefault(kind, []).append((object_id, _decode_document(document)))
+        catalog = Catalog()
+        for kind in _CATALOG_LOAD_ORDER:
+            for object_id, document in by_kind.get(kind, []):
+                catalog = _add_to_catalog(catalog, kind, object_id, document)
+        return catalog
+
+    def save_catalog_object(self, kind: str, object_id: str, document: bytes, at: datetime) -> bool:
+        updated = self._db.execute(
+            "UPDATE catalog_objects SET document = ?, updated_at = ? WHERE kind = ? AND id = ?",
+            (document.decode(), to_epoch_micros(at), kind, object_id),
+        ).rowcount
+        if updated:
+            return False
+        self._db.execute(
+            "INSERT INTO catalog_objects (kind, id, document, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (kind, object_id, document.decode(), to_epoch_micros(at), to_epoch_micros(at)),
+        )
+        return True
+
+    # ---------------------------------------------------------------- customers
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        row = self._db.execute(
+            "SELECT id, name, metadata, billing_id, created_at, updated_at, archived_at"
+            " FROM customers WHERE id = ?",
+            (customer_id,),
+        ).fetchone()
+        return None if row is None else _customer(row)
+
+    def save_customer(self, customer: Customer) -> None:
+        values = (
+            customer.name,
+            _encode(dict(customer.metadata)).decode(),
+            customer.billing_id,
+            _micros(customer.updated_at),
+            _micros(customer.archived_at),
+            customer.id,
+        )
+        updated = self._db.execute(
+            "UPDATE customers SET name = ?, metadata = ?, billing_id = ?, updated_at = ?,"
+            " archived_at = ? WHERE id = ?",
+            values,
+        ).rowcount
+        if not updated:
+            self._db.execute(
+                "INSERT INTO customers (name, metadata, billing_id, updated_at, archived_at, id,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*values, _micros(customer.created_at)),
+            )
+
+    def list_customers(self, after: str | None, limit: int) -> Page[Customer]:
+        rows = self._page(
+            "SELECT seq, id, name, metadata, billing_id, created_at, updated_at, archived_at"
+            " FROM customers",
+            "",
+            (),
+            after,
+            limit,
+        )
+        return _paged(rows, limit, lambda row: _customer(row[1:]))
+
+    # ---------------------------------------------------------------- holdings
+
+    def load_holdings(self, customer_id: str, catalog: Catalog) -> Holdings:
+        subscriptions = [
+            _subscription(row)
+            for row in self._db.execute(
+                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = ?"
+                " ORDER BY seq",
+                (customer_id,),
+            )
+        ]
+        promotions = [
+            _promotion(row, catalog)
+            for row in self._db.execute(
+                f"SELECT {_PROMOTION_COLUMNS} FROM promotions WHERE customer = ?"
+                " AND revoked_at IS NULL ORDER BY seq",
+                (customer_id,),
+            )
+        ]
+        overrides = {}
+        for feature_id, spec, created_at, updated_at in self._db.execute(
+            "SELECT feature, spec, created_at, updated_at FROM overrides WHERE customer = ?",
+            (customer_id,),
+        ):
+            feature = catalog.features[feature_id]
+            overrides[feature_id] = Override(
+                customer=customer_id,
+                feature=feature_id,
+                spec=spec_from_document(feature, _decode_document(spec)),
+                created_at=from_epoch_micros(created_at),
+                updated_at=from_epoch_micros(updated_at),
+            )
+        return Holdings(subscriptions, promotions, overrides)
+
+    def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
+        row = self._db.execute(
+            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = ? AND id = ?",
+            (customer_id, subscription_id),
+        ).fetchone()
+        return None if row is None else _subscription(row)
+
+    def save_subscription(self, subscription: Subscription) -> None:
+        addons = _encode([{"id": a.id, "quantity": a.quantity} for a in subscription.addons])
+        self._db.execute(
+            f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET addons = excluded.addons,"
+            " ends_at = excluded.ends_at, canceled_at = excluded.canceled_at",
+            (
+                subscription.id,
+                subscription.customer,
+                subscription.product,
+                subscription.plan,
+                addons.decode(),
+                subscription.is_trial,
+                _micros(subscription.starts_at),
+                _micros(subscription.trial_ends_at),
+                _micros(subscription.ends_at),
+                _micros(subscription.canceled_at),
+                _micros(subscription.anchor_at),
+                _micros(subscription.created_at),
+            ),
+        )
+
+    def list_subscriptions(
+        self, customer_id: str, after: str | None, limit: int
+    ) -> Page[Subscription]:
+        rows = self._page(
+            f"SELECT seq, {_SUBSCRIPTION_COLUMNS} FROM subscriptions",
+            "customer = ?",
+            (customer_id,),
+            after,
+            limit,
+        )
+        return _paged(rows, limit, lambda row: _subscription(row[1:]))
+
+    def get_promotion(
+        self, customer_id: str, promotion_id: str, catalog: Catalog
+    ) -> Promotion | None:
+        row = self._db.execute(
+            f"SELECT {_PROMOTION_COLUMNS} FROM promotions WHERE customer = ? AND id = ?",
+            (customer_id, promotion_id),
+        ).fetchone()
+        return None if row is None else _promotion(row, catalog)
+
+    def save_promotion(self, promotion: Promotion) -> None:
+        self._db.execute(
+            f"INSERT INTO promotions ({_PROMOTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
+            (
+                promotion.id,
+                promotion.customer,
+                promotion.feature,
+                _spec_json(promotion.spec),
+                _micros(promotion.starts_at),
+                _micros(promotion.ends_at),
+                promotion.reason,
+                _micros(promotion.revoked_at),
+                _micros(promotion.created_at),
+            ),
+        )
+
+    def save_override(self, override: Override) -> None:
+        self._db.execute(
+            "INSERT INTO overrides (customer, feature, spec, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer, feature) DO UPDATE"
+            " SET spec = excluded.spec, updated_at = excluded.updated_at",
+            (
+                override.customer,
+                override.feature,
+                _spec_json(override.spec),
+                _micros(override.created_at),
+                _micros(override.updated_at),
+            ),
+        )
+
+    def delete_override(self, customer_id: str, feature_id: str) -> bool:
+        deleted = self._db.execute(
+            "DELETE FROM overrides WHERE customer = ? AND feature = ?", (customer_id, feature_id)
+        ).rowcount
+        return bool(deleted)
+
+    # ---------------------------------------------------------------- usage
+
+    def window_usage(
+        self, customer_id: str, feature_id: str, start: datetime, end: datetime | None
+    ) -> Micros:
+        key = (customer_id, feature_id, to_epoch_micros(start), _window_end(end))
+        row = self._db.execute(
+            "SELECT used FROM usage_counters WHERE customer = ? AND feature = ?"
+            " AND period_start = ? AND period_end = ?",
+            key,
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        # First use of this window: project it from the events once, then keep it in step.
+        (used,) = self._db.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ?"
+            " AND feature = ? AND timestamp >= ? AND timestamp < ?",
+            key,
+        ).fetchone()
+        self._db.execute(
+            "INSERT INTO usage_counters (customer, feature, period_start, period_end, used)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (*key, used),
+        )
+        return int(used)
+
+    def append_usage(self, event: UsageEvent) -> None:
+        timestamp = to_epoch_micros(event.timestamp)
+        self._db.execute(
+            "INSERT INTO usage_events (customer, feature, entity, amount, timestamp,"
+            " recorded_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.customer,
+                event.feature,
+                event.entity,
+                event.amount,
+                timestamp,
+                to_epoch_micros(event.recorded_at),
+                event.idempotency_key,
+            ),
+        )
+        self._db.execute(
+            "UPDATE usage_counters SET used = used + ? WHERE customer = ? AND feature = ?"
+            " AND period_start <= ? AND period_end > ?",
+            (event.amount, event.customer, event.feature, timestamp, timestamp),
+        )
+
+    # ---------------------------------------------------------------- idempotency
+
+    def find_outcome(self, customer_id: str, route: str, key: str) -> StoredOutcome | None:
+        row = self._db.execute(
+            "SELECT fingerprint, response FROM idempotency_records"
+            " WHERE customer = ? AND route = ? AND key = ?",
+            (customer_id, route, key),
+        ).fetchone()
+        return None if row is None else StoredOutcome(fingerprint=row[0], response=bytes(row[1]))
+
+    def save_outcome(
+        self, customer_id: str, route: str, key: str, outcome: StoredOutcome, at: datetime
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO idempotency_records (customer, route, key, fingerprint, response,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (customer_id, route, key, outcome.fingerprint, outcome.response, to_epoch_micros(at)),
+        )
+
+    # ---------------------------------------------------------------- API keys
+
+    def save_api_key(self, key: ApiKey) -> None:
+        self._db.execute(
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at,"
+            " key_hash = excluded.key_hash, name = excluded.name, scope = excluded.scope",
+            (
+                key.id,
+                key.name,
+                key.scope.value,
+                key.customer,
+                key.key_hash,
+                _micros(key.created_at),
+                _micros(key.revoked_at),
+            ),
+        )
+
+    def find_api_key(self, key_hash: str) -> ApiKey | None:
+        row = self._db.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+        ).fetchone()
+        return None if row is None else _api_key(row)
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        row = self._db.execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)
+        ).fetchone()
+        return None if row is None else _api_key(row)
+
+    def list_api_keys(self, after: str | None, limit: int) -> Page[ApiKey]:
+        rows = self._page(f"SELECT seq, {_KEY_COLUMNS} FROM api_keys", "", (), after, limit)
+        return _paged(rows, limit, lambda row: _api_key(row[1:]))
+
+    # ---------------------------------------------------------------- paging
+
+    def _page(
+        self, select: str, where: str, params: tuple[Any, ...], after: str | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows after the cursor (a ``seq``), oldest first, one more than asked to see if more."""
+        conditions = [where] if where else []
+        values = list(params)
+        if after is not None:
+            conditions.append("seq > ?")
+            values.append(int(after))
+        clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return self._db.execute(
+            f"{select}{clause} ORDER BY seq LIMIT ?", (*values, limit + 1)
+        ).fetchall()
+
+
+def _paged(
+    rows: list[tuple[Any, ...]], limit: int, build: Callable[[tuple[Any, ...]], _R]
+) -> Page[_R]:
+    items = rows[:limit]
+    next_cursor = str(items[-1][0]) if len(rows) > limit else None
+    return Page(items=[build(row) for row in items], next_cursor=next_cursor)
+
+
+def _window_end(end: datetime | None) -> int:
+    return NEVER_ENDS if end is None else to_epoch_micros(end)
+
+
+def _add_to_catalog(
+    catalog: Catalog, kind: str, object_id: str, document: Mapping[str, Any]
+) -> Catalog:
+    if kind == "feature":
+        return catalog.with_feature(feature_from_document(object_id, document))
+    if kind == "currency":
+        return catalog.with_currency(currency_from_document(object_id, document))
+    if kind == "product":
+        return catalog.with_product(product_from_document(object_id, document))
+    if kind == "plan":
+        return catalog.with_plan(plan_from_document(object_id, document, catalog))
+    if kind == "addon":
+        return catalog.with_addon(addon_from_document(object_id, document, catalog))
+    raise ValueError(f"unknown catalog kind {kind!r}")
+
+
+_SUBSCRIPTION_COLUMNS = (
+    "id, customer, product, plan, addons, is_trial, starts_at, trial_ends_at, ends_at,"
+    " canceled_at, anchor_at, created_at"
+)
+_PROMOTION_COLUMNS = (
+    "id, customer, feature, spec, starts_at, ends_at, reason, revoked_at, created_at"
+)
+_KEY_COLUMNS = "id, name, scope, customer, key_hash, created_at, revoked_at"
+
+
+def _customer(row: tuple[Any, ...]) -> Customer:
+    return Customer(
+        id=row[0],
+        name=row[1],
+        metadata=msgspec.json.decode(row[2]),
+        billing_id=row[3],
+        created_at=_instant(row[4]),
+        updated_at=_instant(row[5]),
+        archived_at=_instant(row[6]),
+    )
+
+
+def _subscription(row: tuple[Any, ...]) -> Subscription:
+    return Subscription(
+        id=row[0],
+        customer=row[1],
+        product=row[2],
+        plan=row[3],
+        addons=tuple(
+            AddonQuantity(id=a["id"], quantity=a["quantity"]) for a in msgspec.json.decode(row[4])
+        ),
+        is_trial=bool(row[5]),
+        starts_at=from_epoch_micros(row[6]),
+        trial_ends_at=_instant(row[7]),
+        ends_at=_instant(row[8]),
+        canceled_at=_instant(row[9]),
+        anchor_at=from_epoch_micros(row[10]),
+        created_at=from_epoch_micros(row[11]),
+    )
+
+
+def _promotion(row: tuple[Any, ...], catalog: Catalog) -> Promotion:
+    feature = catalog.features[row[2]]
+    return Promotion(
+        id=row[0],
+        customer=row[1],
+        feature=row[2],
+        spec=spec_from_document(feature, _decode_document(row[3])),
+        starts_at=from_epoch_micros(row[4]),
+        ends_at=_instant(row[5]),
+        reason=row[6],
+        revoked_at=_instant(row[7]),
+        created_at=from_epoch_micros(row[8]),
+    )
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        name=row[1],
+        scope=Scope(row[2]),
+        customer=row[3],
+        key_hash=row[4],
+        created_at=from_epoch_micros(row[5]),
+        revoked_at=_instant(row[6]),
+    )
