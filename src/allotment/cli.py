@@ -58,6 +58,7 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if demo:
         _load_demo(settings, announce=False)
     click.echo(f"Allotment on http://{host}:{port} (database {settings.database_path})", err=True)

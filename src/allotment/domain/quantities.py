@@ -27,7 +27,8 @@ def parse_quantity(value: Decimal | int, field: str, *, allow_negative: bool = F
     decimal_value = Decimal(value)
     if not decimal_value.is_finite():
         raise InvalidRequest(f"{field} must be a finite number.", {"field": field})
-    if abs(decimal_value) >= MAX_ABS_UNITS:
+    # Compare by magnitude first: arithmetic on an exponent like 1E+999999999 would overflow.
+    if decimal_value and decimal_value.adjusted() >= 12:
         raise InvalidRequest(f"{field} must be below 10^12 in absolute value.", {"field": field})
     if decimal_value < 0 and not allow_negative:
         raise InvalidRequest(f"{field} must not be negative.", {"field": field})

@@ -105,7 +105,7 @@ class CustomerService:
                 raise InvalidRequest(f"plan: no plan {request.plan!r}.", {"field": "plan"})
             addons = _addon_holdings(catalog, plan, request.addons)
             now = runtime.clock.now()
-            starts_at = request.starts_at or now
+            starts_at = request.starts_at or whole_second(now)
             holdings = session.load_holdings(customer_id, catalog)
             same_product = [
                 s
@@ -240,7 +240,7 @@ class CustomerService:
             feature = catalog.feature_for(feature_id, "feature")
             spec = spec_from_document(feature, spec_fields, "promotion")
             now = runtime.clock.now()
-            start = starts_at or now
+            start = starts_at or whole_second(now)
             _check_ends_after_start(ends_at, start)
             promotion = Promotion(
                 id=new_id("promo"),
@@ -296,7 +296,7 @@ class CustomerService:
             now = runtime.clock.now()
             existing = session.load_holdings(customer_id, catalog).overrides.get(feature_id)
             # Replacing an override keeps its anchor, so its usage periods do not restart.
-            created_at = existing.created_at if existing else now
+            created_at = existing.created_at if existing else whole_second(now)
             override = Override(customer_id, feature_id, spec, created_at, now)
             session.save_override(override)
             runtime.customer_changed(session, customer_id)
@@ -370,6 +370,11 @@ def _addon_holdings(
         seen.add(addon_id)
         holdings.append(AddonQuantity(addon_id, quantity))
     return tuple(holdings)
+
+
+def whole_second(instant: datetime) -> datetime:
+    """Holdings that start "now" start on a whole second, so their periods read cleanly."""
+    return instant.replace(microsecond=0)
 
 
 def _check_ends_after_start(ends_at: datetime | None, starts_at: datetime) -> None:

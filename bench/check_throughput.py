@@ -1,0 +1,669 @@
+"""Throughput of ``POST /v1/check`` against a bare Starlette endpoint, measured with wrk.
+
+The script starts Allotment (``allotment serve``) on a fresh SQLite file in a temporary
+directory, seeds a catalog and customers through the HTTP API, checks that sample answers are
+what the seeded data says, warms the cache, and runs wrk against ``POST /v1/check``, rotating
+over every customer and a mix of features. In the same run it starts ``bench/baseline_app.py``
+(one Starlette route answering a constant body of the same size, served by uvicorn with the same
+options) and runs the same load against it. The two are measured one after the other, never at
+once: on a two-core machine wrk takes one core and the server the other.
+
+    uv run python bench/check_throughput.py [--duration 10] [--connections 32] [--customers 200]
+
+Both servers are stopped at the end whatever happens, every step has a time limit, and
+everything listens on 127.0.0.1 only. This is a measurement, never a test: nothing in the test
+suite times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST = "127.0.0.1"
+ADMIN_KEY = "bench-admin-key-" + os.urandom(8).hex()
+BENCH_DIR = Path(__file__).resolve().parent
+STARTUP_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+CHECK_PATH = "/v1/check"
+
+# What each seeded customer is sent during the load, and what it must answer: (feature,
+# requested, has_access, winning source type, the resolved limit or value).
+# Every customer holds: a paid "starter" subscription with the "extra-requests" add-on, a trial
+# of "pro" (which inherits from "starter") and a promotion of 2000 ai-requests a month.
+VARIANTS: tuple[tuple[str, int | None, bool, str, int | None], ...] = (
+    ("sso", None, True, "trial", None),  # only pro grants sso
+    ("seats", 5, True, "trial", 10),  # pro's 10 beat starter's 3
+    ("ai-requests", 1, True, "promotion", 2000),  # 2000 beat 1000 (pro) and 100+500 (starter)
+    ("seats", 20, False, "trial", 10),  # more than the value: usage_limit_exceeded
+    ("ai-requests", 5000, False, "promotion", 2000),  # more than the limit
+)
+GRANTED_SHARE = sum(1 for v in VARIANTS if v[2]) / len(VARIANTS)
+
+
+class BenchError(Exception):
+    """The benchmark could not run or its answers were wrong."""
+
+
+class _Deadline(BaseException):
+    """The whole run took longer than its budget (raised from SIGALRM)."""
+
+
+# --- Servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def allotment_command() -> list[str]:
+    script = Path(sys.executable).parent / "allotment"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from allotment.cli import main; main()"]
+
+
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    if cpu is None:
+        return command
+    return ["taskset", "-c", str(cpu), *command]
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+
+def start_server(
+    name: str, command: list[str], port: int, log: Path, env: dict[str, str]
+) -> Server:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # a Ctrl-C reaches only this script, which stops it
+        )
+    return Server(name, process, port, log)
+
+
+def wait_ready(server: Server, method: str, path: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with httpx.Client(base_url=server.url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise BenchError(
+                    f"{server.name} exited with {server.process.returncode}:\n{server.log_tail()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if client.request(method, path).status_code == 200:
+                    return
+            time.sleep(0.1)
+    raise BenchError(f"{server.name} was not ready in {STARTUP_TIMEOUT:.0f}s:\n{server.log_tail()}")
+
+
+@contextlib.contextmanager
+def running(servers: list[Server]) -> Iterator[None]:
+    """Stop every server started into ``servers``, whatever happens."""
+    try:
+        yield
+    finally:
+        for server in servers:
+            try:
+                server.stop()
+            except Exception as error:  # keep stopping the others
+                print(f"could not stop {server.name}: {error}", file=sys.stderr)
+
+
+# --- Seeding and verification ----------------------------------------------------------------
+
+
+def customer_id(index: int) -> str:
+    return f"bench-{index:04d}"
+
+
+def call(client: httpx.Client, method: str, path: str, body: Any, expect: int) -> Any:
+    response = client.request(method, path, json=body)
+    if response.status_code != expect:
+        raise BenchError(f"{method} {path}: {response.status_code} {response.text}")
+    return response.json() if response.content else None
+
+
+def seed(client: httpx.Client, customers: int) -> None:
+    put = "PUT"
+    call(client, put, "/v1/features/sso", {"name": "SSO", "kind": "boolean"}, 201)
+    call(client, put, "/v1/features/seats", {"name": "Seats", "kind": "numeric"}, 201)
+    call(client, put, "/v1/features/ai-requests", {"name": "AI requests", "kind": "metered"}, 201)
+    call(client, put, "/v1/products/coder", {"name": "Coder"}, 201)
+    starter = {
+        "product": "coder",
+        "name": "Starter",
+        "entitlements": {
+            "seats": {"value": 3},
+            "ai-requests": {"limit": 100, "reset": "day", "enforcement": "hard"},
+        },
+    }
+    call(client, put, "/v1/plans/starter", starter, 201)
+    pro = {
+        "product": "coder",
+        "name": "Pro",
+        "parent": "starter",
+        "trial_days": 14,
+        "entitlements": {
+            "sso": {},
+            "seats": {"value": 10},
+            "ai-requests": {"limit": 1000, "reset": "month", "enforcement": "hard"},
+        },
+    }
+    call(client, put, "/v1/plans/pro", pro, 201)
+    extra = {
+        "product": "coder",
+        "name": "Extra requests",
+        "entitlements": {"ai-requests": {"limit": 500, "mode": "increment"}},
+    }
+    call(client, put, "/v1/addons/extra-requests", extra, 201)
+    promotion_ends = (datetime.now(UTC) + timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for index in range(customers):
+        customer = f"/v1/customers/{customer_id(index)}"
+        call(client, put, customer, {"name": f"Bench customer {index}"}, 201)
+        paid = {"plan": "starter", "addons": [{"id": "extra-requests", "quantity": 1}]}
+        call(client, "POST", f"{customer}/subscriptions", paid, 201)
+        call(client, "POST", f"{customer}/subscriptions", {"plan": "pro", "trial": True}, 201)
+        promotion = {
+            "feature": "ai-requests",
+            "limit": 2000,
+            "reset": "month",
+            "enforcement": "hard",
+            "ends_at": promotion_ends,
+            "reason": "benchmark",
+        }
+        call(client, "POST", f"{customer}/promotions", promotion, 201)
+
+
+def check_body(customer: str, feature: str, requested: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"customer": customer, "feature": feature}
+    if requested is not None:
+        body["requested"] = requested
+    return body
+
+
+def load_bodies(customers: int) -> list[str]:
+    """Every (customer, variant) once; consecutive requests change customer and feature."""
+    bodies = []
+    for k in range(len(VARIANTS)):
+        for index in range(customers):
+            feature, requested, *_ = VARIANTS[(index + k) % len(VARIANTS)]
+            body = check_body(customer_id(index), feature, requested)
+            bodies.append(json.dumps(body, separators=(",", ":")))
+    return bodies
+
+
+def verify_answers(client: httpx.Client, customers: int) -> int:
+    """Assert that sample checks answer what the seeded data says; return how many were made."""
+    sample = sorted({0, 1, customers // 2, customers - 1, *range(0, customers, 17)})
+    made = 0
+    for index in sample:
+        for feature, requested, has_access, source, amount in VARIANTS:
+            answer = call(
+                client, "POST", CHECK_PATH, check_body(customer_id(index), feature, requested), 200
+            )
+            made += 1
+            problems = []
+            if answer["has_access"] is not has_access:
+                problems.append(f"has_access {answer['has_access']}, expected {has_access}")
+            if not has_access and answer["access_denied_reason"] != "usage_limit_exceeded":
+                problems.append(f"reason {answer['access_denied_reason']}")
+            if (answer["source"] or {}).get("type") != source:
+                problems.append(f"source {answer['source']}, expected {source}")
+            resolved = answer["value"] if feature == "seats" else answer["usage_limit"]
+            if amount is not None and resolved != amount:
+                problems.append(f"limit/value {resolved}, expected {amount}")
+            if problems:
+                raise BenchError(f"check {customer_id(index)}/{feature}: {'; '.join(problems)}")
+    missing = call(client, "POST", CHECK_PATH, check_body("bench-nobody", "sso", None), 200)
+    if missing["has_access"] or missing["access_denied_reason"] != "customer_not_found":
+        raise BenchError(f"unknown customer answered {missing}")
+    return made + 1
+
+
+def warm(client: httpx.Client, bodies: Sequence[str]) -> None:
+    """Send every load body once: snapshots, resolutions and usage windows are then cached."""
+    for body in bodies:
+        response = client.post(
+            CHECK_PATH, content=body, headers={"content-type": "application/json"}
+        )
+        if response.status_code != 200:
+            raise BenchError(f"warm-up check {body}: {response.status_code} {response.text}")
+
+
+_DECISION = re.compile(r"^allotment_decisions_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
+
+
+def check_decisions(client: httpx.Client) -> dict[str, float]:
+    """Checks answered so far by outcome, from the server's /metrics."""
+    counts: dict[str, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        match = _DECISION.match(line)
+        if match is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("route") == "check":
+            counts[labels["outcome"]] = counts.get(labels["outcome"], 0) + float(match["value"])
+    return counts
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+
+def lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_wrk_script(path: Path, bodies: Sequence[str], key: str) -> None:
+    """A script sending ``bodies`` round-robin, each request formatted once in init()."""
+    lines = [
+        "-- Generated by bench/check_throughput.py: POST /v1/check, bodies round-robin.",
+        "local bodies = {",
+        *(f"  {lua_string(body)}," for body in bodies),
+        "}",
+        "local headers = {",
+        f'  ["Authorization"] = {lua_string("Bearer " + key)},',
+        '  ["Content-Type"] = "application/json",',
+        "}",
+        "local requests = {}",
+        "local count = 0",
+        "local next_index = 0",
+        "init = function(args)",
+        "  for i, body in ipairs(bodies) do",
+        f'    requests[i] = wrk.format("POST", "{CHECK_PATH}", headers, body)',
+        "  end",
+        "  count = #requests",
+        "end",
+        "request = function()",
+        "  next_index = next_index % count + 1",
+        "  return requests[next_index]",
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@dataclass
+class WrkResult:
+    target: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    output: str
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _to_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise BenchError(f"cannot read wrk time {text!r}")
+    return float(match[1]) * _UNITS_MS[match[2]]
+
+
+def parse_wrk(target: str, output: str) -> WrkResult:
+    def find(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, output, re.MULTILINE)
+        if match is None:
+            raise BenchError(f"wrk output has no {pattern!r}:\n{output}")
+        return match
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return WrkResult(
+        target=target,
+        requests_per_second=float(find(r"^Requests/sec:\s+([\d.]+)")[1]),
+        p50_ms=_to_ms(find(r"^\s+50%\s+(\S+)")[1]),
+        p99_ms=_to_ms(find(r"^\s+99%\s+(\S+)")[1]),
+        requests=int(find(r"^\s+(\d+) requests in")[1]),
+        non_2xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        output=output,
+    )
+
+
+def run_wrk(
+    wrk: str,
+    target: str,
+    url: str,
+    script: Path,
+    *,
+    duration: float,
+    connections: int,
+    cpu: int | None,
+) -> WrkResult:
+    command = pinned(
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(script),
+            url + CHECK_PATH,
+        ],
+        cpu,
+    )
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 30, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise BenchError(f"wrk against {target} did not finish in {duration + 30:g}s") from error
+    if done.returncode != 0:
+        raise BenchError(f"wrk against {target} failed ({done.returncode}):\n{done.stderr}")
+    return parse_wrk(target, done.stdout)
+
+
+# --- Reporting -------------------------------------------------------------------------------
+
+
+def table(rows: Sequence[tuple[str, float, float, float]]) -> str:
+    lines = [
+        "| target | requests/s | p50 | p99 |",
+        "|---|---:|---:|---:|",
+        *(f"| {t} | {rps:,.0f} | {p50:.2f} ms | {p99:.2f} ms |" for t, rps, p50, p99 in rows),
+    ]
+    return "\n".join(lines)
+
+
+def summarize(results: Sequence[WrkResult], how: str) -> tuple[float, float, float]:
+    if how == "best":
+        best = max(results, key=lambda r: r.requests_per_second)
+        return best.requests_per_second, best.p50_ms, best.p99_ms
+    return (
+        statistics.median(r.requests_per_second for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+    )
+
+
+def machine_description() -> str:
+    cpus = os.cpu_count()
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    return (
+        f"{platform.system()} {platform.release()}, {model or platform.machine()}, "
+        f"nproc {nproc or cpus}, Python {platform.python_version()}"
+    )
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Requests per second of POST /v1/check against a bare Starlette endpoint."
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--customers", type=int, default=200, help="seeded customers")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each target")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of unmeasured wrk load before each run"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin wrk to CPU 0 and the server to CPU 1 (taskset)",
+    )
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.connections < 1 or args.customers < 1 or args.rounds < 1:
+        parser.error("--duration, --connections, --customers and --rounds must be positive")
+    if not Path(args.wrk).exists():
+        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        parser.error("--pin needs taskset and at least two CPUs")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A budget for the whole run: seeding, start-ups, every wrk run and the stops.
+    budget = 180 + args.rounds * 2 * (args.duration + args.warmup + 45)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(int(budget))
+    try:
+        return run(args)
+    except (BenchError, _Deadline) as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.alarm(0)
+
+
+def run(args: argparse.Namespace) -> int:
+    server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="allotment-bench-") as tmp, running(servers):
+        workdir = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
+        env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
+
+        port = free_port()
+        allotment = start_server(
+            "allotment",
+            pinned(
+                [
+                    *allotment_command(),
+                    "serve",
+                    "--db",
+                    str(workdir / "bench.db"),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                server_cpu,
+            ),
+            port,
+            workdir / "allotment.log",
+            env,
+        )
+        servers.append(allotment)
+        wait_ready(allotment, "GET", "/livez")
+
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        bodies = load_bodies(args.customers)
+        with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
+            started = time.monotonic()
+            seed(api, args.customers)
+            print(
+                f"seeded {args.customers} customers in {time.monotonic() - started:.1f}s",
+                file=sys.stderr,
+            )
+            verified = verify_answers(api, args.customers)
+            print(f"verified {verified} sample answers", file=sys.stderr)
+            warm(api, bodies)
+
+        script = workdir / "check.lua"
+        write_wrk_script(script, bodies, ADMIN_KEY)
+
+        baseline_port = free_port()
+        baseline = start_server(
+            "baseline",
+            pinned(
+                [
+                    sys.executable,
+                    str(BENCH_DIR / "baseline_app.py"),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(baseline_port),
+                ],
+                server_cpu,
+            ),
+            baseline_port,
+            workdir / "baseline.log",
+            env,
+        )
+        servers.append(baseline)
+        wait_ready(baseline, "POST", CHECK_PATH)
+
+        results: dict[str, list[WrkResult]] = {"baseline": [], "allotment": []}
+        targets = (("baseline", baseline), ("allotment", allotment))
+        for round_number in range(1, args.rounds + 1):
+            for name, server in targets:
+                if args.warmup > 0:
+                    run_wrk(
+                        args.wrk,
+                        name,
+                        server.url,
+                        script,
+                        duration=args.warmup,
+                        connections=args.connections,
+                        cpu=wrk_cpu,
+                    )
+                with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as plain:
+                    before = check_decisions(plain) if name == "allotment" else {}
+                    result = run_wrk(
+                        args.wrk,
+                        name,
+                        server.url,
+                        script,
+                        duration=args.duration,
+                        connections=args.connections,
+                        cpu=wrk_cpu,
+                    )
+                    after = check_decisions(plain) if name == "allotment" else {}
+                if args.show_wrk:
+                    print(result.output, file=sys.stderr)
+                if result.non_2xx or result.socket_errors:
+                    raise BenchError(
+                        f"{name}: {result.non_2xx} non-2xx responses, "
+                        f"{result.socket_errors} socket errors:\n{result.output}"
+                    )
+                if name == "allotment":
+                    check_load_outcomes(before, after, result, args.connections)
+                for server_ in servers:
+                    if server_.process.poll() is not None:
+                        raise BenchError(f"{server_.name} died:\n{server_.log_tail()}")
+                results[name].append(result)
+                print(
+                    f"round {round_number} {name}: {result.requests_per_second:,.0f} req/s, "
+                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms",
+                    file=sys.stderr,
+                )
+
+    report(args, results)
+    return 0
+
+
+def check_load_outcomes(
+    before: dict[str, float], after: dict[str, float], result: WrkResult, connections: int
+) -> None:
+    """The decisions made under load match the mix sent: real answers, not errors."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    total = sum(delta.values())
+    # wrk does not count responses still in flight when it stops: allow one per connection.
+    if not result.requests <= total <= result.requests + 2 * connections:
+        raise BenchError(f"server counted {total:.0f} checks, wrk {result.requests}: {delta}")
+    unexpected = set(delta) - {"granted", "usage_limit_exceeded"}
+    if any(delta[k] for k in unexpected):
+        raise BenchError(f"unexpected decisions under load: {delta}")
+    granted = delta.get("granted", 0) / total if total else 0
+    if abs(granted - GRANTED_SHARE) > 0.02:
+        raise BenchError(f"granted share {granted:.3f}, expected {GRANTED_SHARE:.3f}: {delta}")
+
+
+def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> None:
+    label = {"baseline": "bare Starlette endpoint", "allotment": "allotment POST /v1/check"}
+    print()
+    print(f"machine: {machine_description()}")
+    print(
+        f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.customers} customers x "
+        f"{len(VARIANTS)} checks round-robin, {args.rounds} round(s)"
+        + (", pinned (wrk CPU 0, server CPU 1)" if args.pin else "")
+    )
+    print()
+    hows = ("median", "best") if args.rounds > 1 else ("median",)
+    for how in hows:
+        rows = [(label[name], *summarize(rs, how)) for name, rs in results.items()]
+        if args.rounds > 1:
+            print(f"{how} of {args.rounds} rounds:")
+        print(table(rows))
+        ratio = rows[1][1] / rows[0][1]
+        verdict = "meets" if ratio >= 0.5 else "misses"
+        print(f"\nallotment/baseline requests/s: {ratio:.2f} ({verdict} the 0.50 target)\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Shared fixtures: an in-process API on a fresh SQLite file with the test clock on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from allotment.api.app import create_app
+from allotment.config import Settings
+
+ADMIN_KEY = "test-admin-key"
+
+
+class Api:
+    """A test client that speaks the contract: JSON in, JSON out, the admin key by default."""
+
+    def __init__(self, client: TestClient, database: Path) -> None:
+        self.client = client
+        self.database = database
+        self.key = ADMIN_KEY
+
+    def request(self, method: str, path: str, body: Any = None, *, key: str | None = None,
+                raw: bytes | None = None, expect: int | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {key or self.key}"} if (key or self.key) else {}
+        if raw is not None:
+            response = self.client.request(method, path, content=raw, headers=headers)
+        else:
+            response = self.client.request(method, path, json=body, headers=headers)
+        if expect is not None:
+            assert response.status_code == expect, (response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def status(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {kwargs.pop('key', self.key)}"}
+        response = self.client.request(method, path, json=body, headers=headers, **kwargs)
+        return response.status_code, response.json() if response.content else None
+
+    def put(self, path: str, body: Any, expect: int | None = None) -> Any:
+        return self.request("PUT", path, body, expect=expect)
+
+    def post(self, path: str, body: Any, expect: int | None = None, key: str | None = None) -> Any:
+        return self.request("POST", path, body, expect=expect, key=key)
+
+    def get(self, path: str, expect: int | None = 200, key: str | None = None) -> Any:
+        return self.request("GET", path, expect=expect, key=key)
+
+    def delete(self, path: str, expect: int | None = None) -> Any:
+        return self.request("DELETE", path, expect=expect)
+
+    def check(self, customer: str, feature: str, **extra: Any) -> Any:
+        return self.post("/v1/check", {"customer": customer, "feature": feature, **extra}, 200)
+
+    def usage(self, customer: str, feature: str, amount: Any, key: str, **extra: Any) -> Any:
+        body = {"customer": customer, "feature": feature, "amount": amount,
+                "idempotency_key": key, **extra}
+        return self.post("/v1/usage", body, 200)
+
+    def advance(self, seconds: int) -> str:
+        now: str = self.post("/v1/test/clock", {"advance_seconds": seconds}, 200)["now"]
+        return now
+
+    def now(self) -> str:
+        now: str = self.get("/v1/test/clock")["now"]
+        return now
+
+
+def open_api(database: Path, **settings: Any) -> Iterator[Api]:
+    config = Settings(database_path=database, admin_key=ADMIN_KEY, **settings)
+    with TestClient(create_app(config)) as client:
+        yield Api(client, database)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    yield from open_api(tmp_path / "allotment.db", test_clock=True)
+
+
+def define_catalog(api: Api) -> None:
+    """A small catalog: product coder, plans starter < team < enterprise, two add-ons."""
+    api.put("/v1/features/sso", {"name": "SSO", "kind": "boolean"}, 201)
+    api.put("/v1/features/seats", {"name": "Seats", "kind": "numeric"}, 201)
+    api.put("/v1/features/ai-requests", {"name": "Requests", "kind": "metered"}, 201)
+    api.put("/v1/products/coder", {"name": "Coder"}, 201)
+    api.put("/v1/plans/starter", {
+        "product": "coder", "name": "Starter",
+        "entitlements": {"seats": {"value": 3},
+                         "ai-requests": {"limit": 100, "reset": "day"}}}, 201)
+    api.put("/v1/plans/team", {
+        "product": "coder", "name": "Team", "parent": "starter",
+        "entitlements": {"seats": {"value": 10},
+                         "ai-requests": {"limit": 1000, "reset": "month"}}}, 201)
+    api.put("/v1/plans/enterprise", {
+        "product": "coder", "name": "Enterprise", "parent": "team", "trial_days": 14,
+        "entitlements": {"sso": {}, "seats": {"value": None},
+                         "ai-requests": {"limit": 20000, "reset": "month",
+                                         "enforcement": "soft"}}}, 201)
+    api.put("/v1/addons/extra-requests", {
+        "product": "coder", "name": "Extra requests",
+        "entitlements": {"ai-requests": {"limit": 500, "mode": "increment"}}}, 201)
+    api.put("/v1/addons/big-team", {
+        "product": "coder", "name": "Big team",
+        "entitlements": {"seats": {"value": 50, "mode": "override"}}}, 201)
+
+
+def new_customer(api: Api, customer: str, plan: str | None = None, **subscription: Any) -> Any:
+    api.put(f"/v1/customers/{customer}", {"name": customer.title()}, 201)
+    if plan is None:
+        return None
+    return api.post(f"/v1/customers/{customer}/subscriptions", {"plan": plan, **subscription}, 201)
