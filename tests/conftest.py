@@ -23,8 +23,16 @@ class Api:
         self.database = database
         self.key = ADMIN_KEY
 
-    def request(self, method: str, path: str, body: Any = None, *, key: str | None = None,
-                raw: bytes | None = None, expect: int | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        raw: bytes | None = None,
+        expect: int | None = None,
+    ) -> Any:
         headers = {"Authorization": f"Bearer {key or self.key}"} if (key or self.key) else {}
         if raw is not None:
             response = self.client.request(method, path, content=raw, headers=headers)
@@ -55,8 +63,13 @@ class Api:
         return self.post("/v1/check", {"customer": customer, "feature": feature, **extra}, 200)
 
     def usage(self, customer: str, feature: str, amount: Any, key: str, **extra: Any) -> Any:
-        body = {"customer": customer, "feature": feature, "amount": amount,
-                "idempotency_key": key, **extra}
+        body = {
+            "customer": customer,
+            "feature": feature,
+            "amount": amount,
+            "idempotency_key": key,
+            **extra,
+        }
         return self.post("/v1/usage", body, 200)
 
     def advance(self, seconds: int) -> str:
@@ -85,25 +98,61 @@ def define_catalog(api: Api) -> None:
     api.put("/v1/features/seats", {"name": "Seats", "kind": "numeric"}, 201)
     api.put("/v1/features/ai-requests", {"name": "Requests", "kind": "metered"}, 201)
     api.put("/v1/products/coder", {"name": "Coder"}, 201)
-    api.put("/v1/plans/starter", {
-        "product": "coder", "name": "Starter",
-        "entitlements": {"seats": {"value": 3},
-                         "ai-requests": {"limit": 100, "reset": "day"}}}, 201)
-    api.put("/v1/plans/team", {
-        "product": "coder", "name": "Team", "parent": "starter",
-        "entitlements": {"seats": {"value": 10},
-                         "ai-requests": {"limit": 1000, "reset": "month"}}}, 201)
-    api.put("/v1/plans/enterprise", {
-        "product": "coder", "name": "Enterprise", "parent": "team", "trial_days": 14,
-        "entitlements": {"sso": {}, "seats": {"value": None},
-                         "ai-requests": {"limit": 20000, "reset": "month",
-                                         "enforcement": "soft"}}}, 201)
-    api.put("/v1/addons/extra-requests", {
-        "product": "coder", "name": "Extra requests",
-        "entitlements": {"ai-requests": {"limit": 500, "mode": "increment"}}}, 201)
-    api.put("/v1/addons/big-team", {
-        "product": "coder", "name": "Big team",
-        "entitlements": {"seats": {"value": 50, "mode": "override"}}}, 201)
+    api.put(
+        "/v1/plans/starter",
+        {
+            "product": "coder",
+            "name": "Starter",
+            "entitlements": {"seats": {"value": 3}, "ai-requests": {"limit": 100, "reset": "day"}},
+        },
+        201,
+    )
+    api.put(
+        "/v1/plans/team",
+        {
+            "product": "coder",
+            "name": "Team",
+            "parent": "starter",
+            "entitlements": {
+                "seats": {"value": 10},
+                "ai-requests": {"limit": 1000, "reset": "month"},
+            },
+        },
+        201,
+    )
+    api.put(
+        "/v1/plans/enterprise",
+        {
+            "product": "coder",
+            "name": "Enterprise",
+            "parent": "team",
+            "trial_days": 14,
+            "entitlements": {
+                "sso": {},
+                "seats": {"value": None},
+                "ai-requests": {"limit": 20000, "reset": "month", "enforcement": "soft"},
+            },
+        },
+        201,
+    )
+    api.put(
+        "/v1/addons/extra-requests",
+        {
+            "product": "coder",
+            "name": "Extra requests",
+            "entitlements": {"ai-requests": {"limit": 500, "mode": "increment"}},
+        },
+        201,
+    )
+    api.put(
+        "/v1/addons/big-team",
+        {
+            "product": "coder",
+            "name": "Big team",
+            "entitlements": {"seats": {"value": 50, "mode": "override"}},
+        },
+        201,
+    )
 
 
 def new_customer(api: Api, customer: str, plan: str | None = None, **subscription: Any) -> Any:

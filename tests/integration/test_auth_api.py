@@ -18,7 +18,8 @@ def keys(api: Api) -> dict[str, str]:
     for scope in ("admin", "server"):
         made[scope] = api.post("/v1/api-keys", {"name": scope, "scope": scope}, 201)["key"]
     made["client"] = api.post(
-        "/v1/api-keys", {"name": "web", "scope": "client", "customer": "acme"}, 201)["key"]
+        "/v1/api-keys", {"name": "web", "scope": "client", "customer": "acme"}, 201
+    )["key"]
     return made
 
 
@@ -104,9 +105,13 @@ def test_revoked_keys_stay_revoked_after_a_restart(api: Api, keys: dict[str, str
 
 def test_key_creation_is_validated(api: Api, keys: dict[str, str]) -> None:
     assert api.status("POST", "/v1/api-keys", {"name": "c", "scope": "client"})[0] == 400
-    assert api.status("POST", "/v1/api-keys",
-                      {"name": "c", "scope": "client", "customer": "ghost"})[0] == 400
-    assert api.status("POST", "/v1/api-keys",
-                      {"name": "s", "scope": "server", "customer": "acme"})[0] == 400
+    assert (
+        api.status("POST", "/v1/api-keys", {"name": "c", "scope": "client", "customer": "ghost"})[0]
+        == 400
+    )
+    assert (
+        api.status("POST", "/v1/api-keys", {"name": "s", "scope": "server", "customer": "acme"})[0]
+        == 400
+    )
     assert api.status("POST", "/v1/api-keys", {"name": "s", "scope": "root"})[0] == 400
     assert api.status("DELETE", "/v1/api-keys/key_nope")[0] == 404

@@ -19,18 +19,31 @@ def test_plan_round_trips_with_defaults_and_exact_quantities(api: Api) -> None:
     define_catalog(api)
     api.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
     api.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
-    plan = api.put("/v1/plans/pro", {
-        "product": "coder", "name": "Pro",
-        "entitlements": {
-            "ai-requests": {"limit": "1000.5"},
-            "tokens": {"limit": None, "credit_cost": {"currency": "ai-credits",
-                                                       "per_unit": "0.001"}}},
-        "credits": {"ai-credits": {"amount": 1000, "every": "month", "cost_basis": "0.01"}}},
-        201)
+    plan = api.put(
+        "/v1/plans/pro",
+        {
+            "product": "coder",
+            "name": "Pro",
+            "entitlements": {
+                "ai-requests": {"limit": "1000.5"},
+                "tokens": {
+                    "limit": None,
+                    "credit_cost": {"currency": "ai-credits", "per_unit": "0.001"},
+                },
+            },
+            "credits": {"ai-credits": {"amount": 1000, "every": "month", "cost_basis": "0.01"}},
+        },
+        201,
+    )
     assert plan["entitlements"]["ai-requests"] == {
-        "limit": 1000.5, "reset": "month", "enforcement": "hard"}
+        "limit": 1000.5,
+        "reset": "month",
+        "enforcement": "hard",
+    }
     assert plan["entitlements"]["tokens"]["credit_cost"] == {
-        "currency": "ai-credits", "per_unit": 0.001}
+        "currency": "ai-credits",
+        "per_unit": 0.001,
+    }
     assert plan["billing_period"] == "month"
     assert plan["credits"]["ai-credits"]["overdraft_limit"] == 0
     assert api.get("/v1/plans/pro") == plan
@@ -45,7 +58,10 @@ def test_catalog_survives_a_restart(api: Api, tmp_path) -> None:  # type: ignore
     for reopened in open_api(api.database):
         assert reopened.get("/v1/plans/enterprise") == before
         assert [p["id"] for p in reopened.get("/v1/plans")["data"]] == [
-            "starter", "team", "enterprise"]
+            "starter",
+            "team",
+            "enterprise",
+        ]
 
 
 def test_lists_are_oldest_first_and_page_with_a_cursor(api: Api) -> None:
@@ -70,19 +86,35 @@ def test_a_bad_page_limit_is_400(api: Api, limit: str) -> None:
         ({"product": "coder", "name": "X", "entitlements": {"nope": {}}}, "unknown feature 'nope'"),
         ({"product": "nope", "name": "X"}, "unknown product 'nope'"),
         ({"product": "coder", "name": "X", "parent": "ghost"}, "unknown parent plan 'ghost'"),
-        ({"product": "coder", "name": "X", "entitlements": {"sso": {"limit": 5}}},
-         "does not fit boolean feature 'sso'"),
-        ({"product": "coder", "name": "X", "entitlements": {"ai-requests": {"value": 5}}},
-         "does not fit metered feature"),
-        ({"product": "coder", "name": "X", "entitlements": {"ai-requests": {}}},
-         "limit is required"),
-        ({"product": "coder", "name": "X", "entitlements": {"seats": {"value": -1}}},
-         "must not be negative"),
-        ({"product": "coder", "name": "X",
-          "entitlements": {"ai-requests": {"limit": 5, "reset": "fortnight"}}}, "reset must be"),
+        (
+            {"product": "coder", "name": "X", "entitlements": {"sso": {"limit": 5}}},
+            "does not fit boolean feature 'sso'",
+        ),
+        (
+            {"product": "coder", "name": "X", "entitlements": {"ai-requests": {"value": 5}}},
+            "does not fit metered feature",
+        ),
+        (
+            {"product": "coder", "name": "X", "entitlements": {"ai-requests": {}}},
+            "limit is required",
+        ),
+        (
+            {"product": "coder", "name": "X", "entitlements": {"seats": {"value": -1}}},
+            "must not be negative",
+        ),
+        (
+            {
+                "product": "coder",
+                "name": "X",
+                "entitlements": {"ai-requests": {"limit": 5, "reset": "fortnight"}},
+            },
+            "reset must be",
+        ),
         ({"product": "coder", "name": "X", "billing_period": "day"}, "billing_period"),
-        ({"product": "coder", "name": "X", "credits": {"gold": {"amount": 5}}},
-         "unknown currency 'gold'"),
+        (
+            {"product": "coder", "name": "X", "credits": {"gold": {"amount": 5}}},
+            "unknown currency 'gold'",
+        ),
     ],
 )
 def test_invalid_plans_are_400_naming_the_problem(api: Api, plan: dict, message: str) -> None:  # type: ignore[type-arg]
@@ -97,7 +129,8 @@ def test_invalid_plans_are_400_naming_the_problem(api: Api, plan: dict, message:
 def test_a_parent_cycle_is_400(api: Api) -> None:
     define_catalog(api)
     status, body = api.status(
-        "PUT", "/v1/plans/starter", {"product": "coder", "name": "S", "parent": "enterprise"})
+        "PUT", "/v1/plans/starter", {"product": "coder", "name": "S", "parent": "enterprise"}
+    )
     assert status == 400
     assert "cycle" in body["error"]["message"]
     # The rejected change left the catalog as it was.
@@ -107,8 +140,9 @@ def test_a_parent_cycle_is_400(api: Api) -> None:
 def test_a_parent_in_another_product_is_400(api: Api) -> None:
     define_catalog(api)
     api.put("/v1/products/other", {"name": "Other"}, 201)
-    status, body = api.status("PUT", "/v1/plans/x", {"product": "other", "name": "X",
-                                                     "parent": "team"})
+    status, body = api.status(
+        "PUT", "/v1/plans/x", {"product": "other", "name": "X", "parent": "team"}
+    )
     assert status == 400
     assert "parent 'team' is in product 'coder'" in body["error"]["message"]
 
@@ -121,8 +155,11 @@ def test_a_child_inherits_and_overrides_its_parents_entitlements(api: Api) -> No
     # seats and ai-requests come from enterprise itself; nothing else is lost on the way.
     assert api.check("acme", "seats")["is_unlimited"] is True
     assert api.check("acme", "ai-requests")["usage_limit"] == 20000
-    api.put("/v1/plans/team", {"product": "coder", "name": "Team", "parent": "starter",
-                               "entitlements": {"sso": {}}}, 200)
+    api.put(
+        "/v1/plans/team",
+        {"product": "coder", "name": "Team", "parent": "starter", "entitlements": {"sso": {}}},
+        200,
+    )
     api.put("/v1/plans/enterprise", {"product": "coder", "name": "E", "parent": "team"}, 200)
     # Now enterprise inherits sso from team and seats and ai-requests from starter.
     assert api.check("acme", "sso")["has_access"] is True
@@ -152,11 +189,26 @@ def test_burn_order_is_validated_and_defaults(api: Api) -> None:
 
 def test_addon_needs_a_mode_and_a_known_product(api: Api) -> None:
     define_catalog(api)
-    assert api.status("PUT", "/v1/addons/x", {
-        "product": "coder", "name": "X", "entitlements": {"seats": {"value": 1}}})[0] == 400
-    assert api.status("PUT", "/v1/addons/x", {
-        "product": "nope", "name": "X",
-        "entitlements": {"seats": {"value": 1, "mode": "increment"}}})[0] == 400
+    assert (
+        api.status(
+            "PUT",
+            "/v1/addons/x",
+            {"product": "coder", "name": "X", "entitlements": {"seats": {"value": 1}}},
+        )[0]
+        == 400
+    )
+    assert (
+        api.status(
+            "PUT",
+            "/v1/addons/x",
+            {
+                "product": "nope",
+                "name": "X",
+                "entitlements": {"seats": {"value": 1, "mode": "increment"}},
+            },
+        )[0]
+        == 400
+    )
 
 
 def test_unknown_catalog_object_is_404_and_bad_id_is_400(api: Api) -> None:
@@ -164,3 +216,18 @@ def test_unknown_catalog_object_is_404_and_bad_id_is_400(api: Api) -> None:
     assert status == 404
     assert body["error"]["code"] == "not_found"
     assert api.status("PUT", "/v1/features/-bad", {"name": "x", "kind": "boolean"})[0] == 400
+
+
+def test_a_plan_re_parented_under_a_newer_plan_loads_after_a_restart(api: Api) -> None:
+    from tests.conftest import open_api
+
+    api.put("/v1/features/sso", {"name": "SSO", "kind": "boolean"}, 201)
+    api.put("/v1/products/coder", {"name": "Coder"}, 201)
+    api.put("/v1/plans/team", {"product": "coder", "name": "Team"}, 201)
+    api.put("/v1/plans/starter", {"product": "coder", "name": "Starter",
+                                  "entitlements": {"sso": {}}}, 201)
+    api.put("/v1/plans/team", {"product": "coder", "name": "Team", "parent": "starter"}, 200)
+    api.client.__exit__(None, None, None)
+    for reopened in open_api(api.database):
+        assert reopened.get("/v1/plans/team")["parent"] == "starter"
+        assert [p["id"] for p in reopened.get("/v1/plans")["data"]] == ["team", "starter"]

@@ -7,10 +7,27 @@ import pytest
 from tests.conftest import Api, define_catalog, new_customer
 
 CHECK_FIELDS = {
-    "customer", "feature", "entity", "has_access", "access_denied_reason", "kind",
-    "is_unlimited", "value", "usage_limit", "current_usage", "reserved", "remaining",
-    "requested", "enforcement", "reset_period", "usage_period_start", "usage_period_end",
-    "source", "budgets", "credits", "is_fallback",
+    "customer",
+    "feature",
+    "entity",
+    "has_access",
+    "access_denied_reason",
+    "kind",
+    "is_unlimited",
+    "value",
+    "usage_limit",
+    "current_usage",
+    "reserved",
+    "remaining",
+    "requested",
+    "enforcement",
+    "reset_period",
+    "usage_period_start",
+    "usage_period_end",
+    "source",
+    "budgets",
+    "credits",
+    "is_fallback",
 }
 
 
@@ -26,14 +43,26 @@ def test_metered_answer_has_every_field_of_the_contract(acme: Api) -> None:
     answer = acme.check("acme", "ai-requests", requested=1)
     assert set(answer) == CHECK_FIELDS
     assert answer == {
-        "customer": "acme", "feature": "ai-requests", "entity": None,
-        "has_access": True, "access_denied_reason": None,
-        "kind": "metered", "is_unlimited": False, "value": None,
-        "usage_limit": 1000, "current_usage": 250, "reserved": 0, "remaining": 750,
-        "requested": 1, "enforcement": "hard", "reset_period": "month",
+        "customer": "acme",
+        "feature": "ai-requests",
+        "entity": None,
+        "has_access": True,
+        "access_denied_reason": None,
+        "kind": "metered",
+        "is_unlimited": False,
+        "value": None,
+        "usage_limit": 1000,
+        "current_usage": 250,
+        "reserved": 0,
+        "remaining": 750,
+        "requested": 1,
+        "enforcement": "hard",
+        "reset_period": "month",
         "usage_period_start": answer["usage_period_start"],
         "usage_period_end": answer["usage_period_end"],
-        "source": {"type": "plan", "id": "team"}, "budgets": [], "credits": None,
+        "source": {"type": "plan", "id": "team"},
+        "budgets": [],
+        "credits": None,
         "is_fallback": False,
     }
     assert answer["usage_period_start"].endswith("-01T00:00:00Z")
@@ -67,7 +96,8 @@ def test_feature_not_found(acme: Api) -> None:
 
 def test_entity_not_found(acme: Api) -> None:
     assert acme.check("acme", "seats", entity="agent-7")["access_denied_reason"] == (
-        "entity_not_found")
+        "entity_not_found"
+    )
 
 
 def test_no_active_subscription(api: Api) -> None:
@@ -124,7 +154,10 @@ def test_unlimited_numeric_and_metered(api: Api) -> None:
     api.put("/v1/customers/acme/overrides/ai-requests", {"limit": None}, 201)
     requests = api.check("acme", "ai-requests", requested=10**9)
     assert (requests["is_unlimited"], requests["usage_limit"], requests["remaining"]) == (
-        True, None, None)
+        True,
+        None,
+        None,
+    )
 
 
 def test_fractional_quantities_are_exact(acme: Api) -> None:

@@ -6,8 +6,11 @@ from tests.conftest import Api, define_catalog, new_customer
 
 
 def test_customer_lifecycle(api: Api) -> None:
-    created = api.put("/v1/customers/acme", {"name": "Acme", "metadata": {"tier": 1},
-                                             "billing_id": "cus_123"}, 201)
+    created = api.put(
+        "/v1/customers/acme",
+        {"name": "Acme", "metadata": {"tier": 1}, "billing_id": "cus_123"},
+        201,
+    )
     assert created["id"] == "acme"
     assert created["status"] == "active"
     assert api.put("/v1/customers/acme", {"name": "Acme Inc"}, 200)["name"] == "Acme Inc"
@@ -49,8 +52,11 @@ def test_unknown_plan_or_addon_is_400(api: Api) -> None:
     define_catalog(api)
     new_customer(api, "acme")
     assert api.status("POST", "/v1/customers/acme/subscriptions", {"plan": "ghost"})[0] == 400
-    status, body = api.status("POST", "/v1/customers/acme/subscriptions",
-                              {"plan": "team", "addons": [{"id": "ghost", "quantity": 1}]})
+    status, body = api.status(
+        "POST",
+        "/v1/customers/acme/subscriptions",
+        {"plan": "team", "addons": [{"id": "ghost", "quantity": 1}]},
+    )
     assert status == 400
     assert "ghost" in body["error"]["message"]
     assert api.get("/v1/customers/acme/subscriptions")["data"] == []
@@ -68,7 +74,9 @@ def test_a_new_subscription_replaces_the_current_one_and_keeps_usage(api: Api) -
     assert check["current_usage"] == 300
     subscriptions = api.get("/v1/customers/acme/subscriptions")["data"]
     assert [(s["plan"], s["status"]) for s in subscriptions] == [
-        ("team", "canceled"), ("enterprise", "active")]
+        ("team", "canceled"),
+        ("enterprise", "active"),
+    ]
 
 
 def test_trial_runs_alongside_paid_and_reverts_by_itself(api: Api) -> None:
@@ -93,15 +101,17 @@ def test_trial_runs_alongside_paid_and_reverts_by_itself(api: Api) -> None:
 def test_trial_needs_a_length_and_a_plain_subscription_never_trials(api: Api) -> None:
     define_catalog(api)
     new_customer(api, "acme")
-    status, body = api.status("POST", "/v1/customers/acme/subscriptions",
-                              {"plan": "team", "trial": True})
+    status, body = api.status(
+        "POST", "/v1/customers/acme/subscriptions", {"plan": "team", "trial": True}
+    )
     assert status == 400
     assert "trial_days" in body["error"]["message"]
     plain = api.post("/v1/customers/acme/subscriptions", {"plan": "enterprise"}, 201)
     assert plain["status"] == "active"
     assert plain["trial_ends_at"] is None
-    short = api.post("/v1/customers/acme/subscriptions",
-                     {"plan": "team", "trial": True, "trial_days": 3}, 201)
+    short = api.post(
+        "/v1/customers/acme/subscriptions", {"plan": "team", "trial": True, "trial_days": 3}, 201
+    )
     assert short["status"] == "trialing"
 
 
@@ -109,8 +119,9 @@ def test_patch_changes_addons_and_delete_cancels(api: Api) -> None:
     define_catalog(api)
     subscription = new_customer(api, "acme", "team")
     path = f"/v1/customers/acme/subscriptions/{subscription['id']}"
-    patched = api.request("PATCH", path, {"addons": [{"id": "extra-requests", "quantity": 2}]},
-                          expect=200)
+    patched = api.request(
+        "PATCH", path, {"addons": [{"id": "extra-requests", "quantity": 2}]}, expect=200
+    )
     assert patched["addons"] == [{"id": "extra-requests", "quantity": 2}]
     assert api.check("acme", "ai-requests")["usage_limit"] == 2000
     canceled = api.delete(path, 200)
@@ -124,8 +135,11 @@ def test_subscription_ends_at_by_the_clock(api: Api) -> None:
     define_catalog(api)
     new_customer(api, "acme")
     start = api.now()
-    api.post("/v1/customers/acme/subscriptions",
-             {"plan": "team", "starts_at": start, "ends_at": "2099-01-01T00:00:00Z"}, 201)
+    api.post(
+        "/v1/customers/acme/subscriptions",
+        {"plan": "team", "starts_at": start, "ends_at": "2099-01-01T00:00:00Z"},
+        201,
+    )
     api.post("/v1/test/clock", {"now": "2099-01-01T00:00:00Z"}, 200)
     assert api.check("acme", "seats")["access_denied_reason"] == "no_active_subscription"
 
@@ -133,9 +147,17 @@ def test_subscription_ends_at_by_the_clock(api: Api) -> None:
 def test_promotion_competes_lapses_and_can_be_revoked(api: Api) -> None:
     define_catalog(api)
     new_customer(api, "acme", "starter")
-    promotion = api.post("/v1/customers/acme/promotions", {
-        "feature": "ai-requests", "limit": 5000, "reset": "week", "reason": "launch",
-        "ends_at": "2099-01-01T00:00:00Z"}, 201)
+    promotion = api.post(
+        "/v1/customers/acme/promotions",
+        {
+            "feature": "ai-requests",
+            "limit": 5000,
+            "reset": "week",
+            "reason": "launch",
+            "ends_at": "2099-01-01T00:00:00Z",
+        },
+        201,
+    )
     assert promotion["id"].startswith("promo_")
     assert promotion["limit"] == 5000
     check = api.check("acme", "ai-requests")
@@ -145,7 +167,9 @@ def test_promotion_competes_lapses_and_can_be_revoked(api: Api) -> None:
     assert api.check("acme", "ai-requests")["usage_limit"] == 100
     assert api.status("DELETE", f"/v1/customers/acme/promotions/{promotion['id']}")[0] == 409
 
-    lapsing = api.post("/v1/customers/acme/promotions", {"feature": "sso", "ends_at": "2099-01-01T00:00:00Z"}, 201)
+    lapsing = api.post(
+        "/v1/customers/acme/promotions", {"feature": "sso", "ends_at": "2099-01-01T00:00:00Z"}, 201
+    )
     assert api.check("acme", "sso")["source"]["id"] == lapsing["id"]
     api.post("/v1/test/clock", {"now": "2099-01-01T00:00:00Z"}, 200)
     assert api.check("acme", "sso")["access_denied_reason"] == "not_entitled"
@@ -163,11 +187,17 @@ def test_promotion_alone_grants_without_a_subscription(api: Api) -> None:
 def test_override_is_the_last_word_and_can_be_removed(api: Api) -> None:
     define_catalog(api)
     new_customer(api, "acme", "enterprise")
-    created = api.put("/v1/customers/acme/overrides/ai-requests",
-                      {"limit": 10, "reset": "day", "enforcement": "hard"}, 201)
+    created = api.put(
+        "/v1/customers/acme/overrides/ai-requests",
+        {"limit": 10, "reset": "day", "enforcement": "hard"},
+        201,
+    )
     assert created["limit"] == 10
     check = api.check("acme", "ai-requests")
-    assert (check["usage_limit"], check["source"]) == (10, {"type": "override", "id": "ai-requests"})
+    assert (check["usage_limit"], check["source"]) == (
+        10,
+        {"type": "override", "id": "ai-requests"},
+    )
     assert api.put("/v1/customers/acme/overrides/ai-requests", {"limit": 20}, 200)["limit"] == 20
     api.delete("/v1/customers/acme/overrides/ai-requests", 200)
     assert api.check("acme", "ai-requests")["usage_limit"] == 20000
@@ -178,8 +208,12 @@ def test_override_is_the_last_word_and_can_be_removed(api: Api) -> None:
 
 def test_addons_increment_and_override(api: Api) -> None:
     define_catalog(api)
-    new_customer(api, "acme", "team", addons=[{"id": "extra-requests", "quantity": 3},
-                                              {"id": "big-team", "quantity": 4}])
+    new_customer(
+        api,
+        "acme",
+        "team",
+        addons=[{"id": "extra-requests", "quantity": 3}, {"id": "big-team", "quantity": 4}],
+    )
     assert api.check("acme", "ai-requests")["usage_limit"] == 2500
     # An override add-on's quantity does not multiply its value.
     assert api.check("acme", "seats")["value"] == 50

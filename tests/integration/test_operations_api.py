@@ -30,7 +30,8 @@ def test_test_clock_moves_forward_only(api: Api) -> None:
     assert moved > start
     assert api.status("POST", "/v1/test/clock", {"now": start})[0] == 400
     assert api.post("/v1/test/clock", {"now": "2030-01-01T00:00:00Z"}, 200) == {
-        "now": "2030-01-01T00:00:00Z"}
+        "now": "2030-01-01T00:00:00Z"
+    }
     assert api.status("POST", "/v1/test/clock", {"advance_seconds": 1, "now": start})[0] == 400
     assert api.get("/v1/test/clock") == {"now": "2030-01-01T00:00:00Z"}
 

@@ -53,9 +53,17 @@ def snapshot(api: Api) -> list[object]:
     with sqlite3.connect(api.database) as db:
         return [
             db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-            for table in ("catalog_objects", "customers", "subscriptions", "promotions",
-                          "overrides", "usage_events", "usage_counters", "idempotency_records",
-                          "api_keys")
+            for table in (
+                "catalog_objects",
+                "customers",
+                "subscriptions",
+                "promotions",
+                "overrides",
+                "usage_events",
+                "usage_counters",
+                "idempotency_records",
+                "api_keys",
+            )
         ]
 
 
@@ -82,8 +90,9 @@ def test_a_huge_body_is_refused(api: Api) -> None:
         assert answer["error"]["code"] == "payload_too_large"
 
 
-@pytest.mark.parametrize("path", ["/v1/customers/%20bad", "/v1/features/a%3Bb",
-                                  "/v1/customers/" + "x" * 200])
+@pytest.mark.parametrize(
+    "path", ["/v1/customers/%20bad", "/v1/features/a%3Bb", "/v1/customers/" + "x" * 200]
+)
 def test_invalid_ids_in_paths_are_400(api: Api, path: str) -> None:
     assert api.status("GET", path)[0] == 400
 

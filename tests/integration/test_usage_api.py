@@ -18,7 +18,9 @@ def acme(api: Api) -> Api:
 
 def events(api: Api) -> list[tuple[str, str, int]]:
     with sqlite3.connect(api.database) as db:
-        return db.execute("SELECT customer, feature, amount FROM usage_events ORDER BY seq").fetchall()
+        return db.execute(
+            "SELECT customer, feature, amount FROM usage_events ORDER BY seq"
+        ).fetchall()
 
 
 def test_a_replay_returns_the_first_outcome_and_applies_nothing(acme: Api) -> None:
@@ -33,8 +35,11 @@ def test_a_replay_returns_the_first_outcome_and_applies_nothing(acme: Api) -> No
 
 def test_the_same_key_with_another_payload_is_409(acme: Api) -> None:
     acme.usage("acme", "ai-requests", 10, "k1")
-    status, body = acme.status("POST", "/v1/usage", {
-        "customer": "acme", "feature": "ai-requests", "amount": 11, "idempotency_key": "k1"})
+    status, body = acme.status(
+        "POST",
+        "/v1/usage",
+        {"customer": "acme", "feature": "ai-requests", "amount": 11, "idempotency_key": "k1"},
+    )
     assert status == 409
     assert body["error"]["code"] == "idempotency_conflict"
     assert acme.check("acme", "ai-requests")["current_usage"] == 10
@@ -59,8 +64,11 @@ def test_a_denial_is_stored_and_replayed_too(acme: Api) -> None:
 
 
 def test_a_rejected_request_stores_no_key(acme: Api) -> None:
-    status, _ = acme.status("POST", "/v1/usage", {
-        "customer": "acme", "feature": "seats", "amount": 1, "idempotency_key": "k"})
+    status, _ = acme.status(
+        "POST",
+        "/v1/usage",
+        {"customer": "acme", "feature": "seats", "amount": 1, "idempotency_key": "k"},
+    )
     assert status == 400  # seats is numeric: usage is for metered features
     assert acme.usage("acme", "ai-requests", 1, "k")["replayed"] is False
 
@@ -78,7 +86,10 @@ def test_enforce_false_records_past_the_limit_and_says_so(acme: Api) -> None:
     acme.usage("acme", "ai-requests", 100, "a")
     over = acme.usage("acme", "ai-requests", 5, "b")
     assert (over["recorded"], over["has_access"], over["access_denied_reason"]) == (
-        True, False, "usage_limit_exceeded")
+        True,
+        False,
+        "usage_limit_exceeded",
+    )
     assert over["current_usage"] == 105
 
 
@@ -131,13 +142,15 @@ def test_counters_equal_the_sum_of_events_and_survive_a_restart(acme: Api) -> No
     assert acme.check("acme", "ai-requests")["current_usage"] == 4
     with sqlite3.connect(acme.database) as db:
         counters = db.execute(
-            "SELECT customer, feature, period_start, period_end, used FROM usage_counters").fetchall()
+            "SELECT customer, feature, period_start, period_end, used FROM usage_counters"
+        ).fetchall()
         assert len(counters) == 2
         for customer, feature, start, end, used in counters:
             (rebuilt,) = db.execute(
                 "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ? AND"
                 " feature = ? AND timestamp >= ? AND timestamp < ?",
-                (customer, feature, start, end)).fetchone()
+                (customer, feature, start, end),
+            ).fetchone()
             assert used == rebuilt
     acme.client.__exit__(None, None, None)
     for reopened in open_api(acme.database, test_clock=True):
@@ -149,8 +162,11 @@ def test_counters_equal_the_sum_of_events_and_survive_a_restart(acme: Api) -> No
 
 @pytest.mark.parametrize("amount", [-1, "-0.5", "1e12", "0.0000001", "NaN", "Infinity", True, "x"])
 def test_bad_amounts_are_400_and_change_nothing(acme: Api, amount: object) -> None:
-    status, body = acme.status("POST", "/v1/usage", {
-        "customer": "acme", "feature": "ai-requests", "amount": amount, "idempotency_key": "k"})
+    status, body = acme.status(
+        "POST",
+        "/v1/usage",
+        {"customer": "acme", "feature": "ai-requests", "amount": amount, "idempotency_key": "k"},
+    )
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"
     assert events(acme) == []

@@ -148,3 +148,46 @@ def test_to_json_number_is_an_exact_decimal_when_fractional() -> None:
 def test_parse_then_to_decimal_round_trips(text: str) -> None:
     micros = parse_quantity(Decimal(text), "amount", allow_negative=True)
     assert to_decimal(micros) == Decimal(text)
+
+
+@pytest.mark.parametrize("text", ["1E+999999999", "-1E+999999999", "9.99E+12"])
+def test_huge_exponents_are_refused_as_out_of_range(text: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_quantity(Decimal(text), "amount", allow_negative=True)
+    assert "10^12" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1E-7",
+        "1E-1000030",
+        "1E-1000033",  # past the default context's Etiny: must not underflow to 0
+        "1E-999999999",
+    ],
+)
+def test_tiny_exponents_are_refused_as_too_precise(text: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_quantity(Decimal(text), "amount")
+    assert "more than 6 fractional digits" in raised.value.message
+
+
+def test_zero_with_any_exponent_is_zero() -> None:
+    assert parse_quantity(Decimal("0E+999999999"), "amount") == 0
+    assert parse_quantity(Decimal("0E-999999999"), "amount") == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.0000001",
+        "1.000000000000000000001",  # 22 significant digits: still exact in the context
+        # More significant digits than the default context's 28: must not be rounded away.
+        "1.00000000000000000000000000000000000001",
+        "999999999999.0000000000000000000001",
+    ],
+)
+def test_a_nonzero_digit_past_the_sixth_is_refused_however_long_the_number(text: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse_quantity(Decimal(text), "amount")
+    assert "more than 6 fractional digits" in raised.value.message

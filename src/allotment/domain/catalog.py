@@ -56,6 +56,7 @@ BURN_ORDER_KEYS = frozenset(
 DEFAULT_BURN_ORDER = ("priority", "expiry", "promotional_first", "created")
 BILLING_PERIODS = (ResetPeriod.MONTH, ResetPeriod.YEAR)
 MAX_TRIAL_DAYS = 3650
+MAX_PLAN_DEPTH = 16  # the longest chain of plans inheriting from one another
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,11 @@ class MeteredSpec:
 
 
 Spec = BooleanSpec | NumericSpec | MeteredSpec
+_SPEC_TYPES: dict[FeatureKind, type[Spec]] = {
+    FeatureKind.BOOLEAN: BooleanSpec,
+    FeatureKind.NUMERIC: NumericSpec,
+    FeatureKind.METERED: MeteredSpec,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,25 +332,26 @@ class Catalog:
                     f"{parent.id!r} is in product {parent.product!r}.",
                     {"field": "parent"},
                 )
-        for spec in plan.entitlements.values():
-            self._check_credit_cost(spec, f"plan {plan.id!r}")
+        for feature_id, spec in plan.entitlements.items():
+            self._check_spec(feature_id, spec, f"plan {plan.id!r}")
         self._check_currencies(plan.credits, f"plan {plan.id!r}")
         plans = {**self.plans, plan.id: plan}
-        _check_no_cycle(plans, plan.id)
-        children = [other.id for other in plans.values() if other.parent == plan.id]
-        for child in children:
+        children = _children_of(plans)
+        _check_chain(plans, plan.id, children)
+        for child in children.get(plan.id, []):
             if plans[child].product != plan.product:
                 raise InvalidRequest(
                     f"plan {plan.id!r} cannot move to product {plan.product!r}: its child plan "
                     f"{child!r} is in product {plans[child].product!r}.",
                     {"field": "product"},
                 )
-        return replace(self, plans=plans, inherited=_fold_inheritance(plans))
+        inherited = _fold_inheritance(plans, self.inherited, plan.id, children)
+        return replace(self, plans=plans, inherited=inherited)
 
     def with_addon(self, addon: Addon) -> Catalog:
         self._check_product(addon.product, f"add-on {addon.id!r}")
-        for entitlement in addon.entitlements.values():
-            self._check_credit_cost(entitlement.spec, f"add-on {addon.id!r}")
+        for feature_id, entitlement in addon.entitlements.items():
+            self._check_spec(feature_id, entitlement.spec, f"add-on {addon.id!r}")
         self._check_currencies(addon.credits, f"add-on {addon.id!r}")
         return replace(self, addons={**self.addons, addon.id: addon})
 
@@ -360,6 +367,15 @@ class Catalog:
             raise InvalidRequest(
                 f"{owner} names unknown product {product_id!r}.", {"field": "product"}
             )
+
+    def _check_spec(self, feature_id: str, spec: Spec, owner: str) -> None:
+        feature = self.feature_for(feature_id, f"{owner} entitlements.{feature_id}")
+        if not isinstance(spec, _SPEC_TYPES[feature.kind]):
+            raise InvalidRequest(
+                f"{owner} gives {feature.kind} feature {feature_id!r} a spec of another kind.",
+                {"feature": feature_id},
+            )
+        self._check_credit_cost(spec, owner)
 
     def _check_credit_cost(self, spec: Spec, owner: str) -> None:
         if isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
@@ -378,7 +394,26 @@ class Catalog:
                 )
 
 
-def _check_no_cycle(plans: Mapping[str, Plan], start: str) -> None:
+def _children_of(plans: Mapping[str, Plan]) -> dict[str, list[str]]:
+    children: dict[str, list[str]] = {}
+    for plan in plans.values():
+        if plan.parent is not None:
+            children.setdefault(plan.parent, []).append(plan.id)
+    return children
+
+
+def _subtree(children: Mapping[str, list[str]], root: str) -> list[list[str]]:
+    """The plans under ``root`` (itself included), level by level."""
+    levels = [[root]]
+    while True:
+        below = [child for plan_id in levels[-1] for child in children.get(plan_id, [])]
+        if not below:
+            return levels
+        levels.append(below)
+
+
+def _check_chain(plans: Mapping[str, Plan], start: str, children: Mapping[str, list[str]]) -> None:
+    """Refuse a parent cycle through ``start`` or a chain longer than MAX_PLAN_DEPTH."""
     seen = [start]
     parent = plans[start].parent
     while parent is not None:
@@ -387,21 +422,29 @@ def _check_no_cycle(plans: Mapping[str, Plan], start: str) -> None:
             raise InvalidRequest(f"plan parents form a cycle: {chain}.", {"field": "parent"})
         seen.append(parent)
         parent = plans[parent].parent if parent in plans else None
+    depth = len(seen) + len(_subtree(children, start)) - 1
+    if depth > MAX_PLAN_DEPTH:
+        raise InvalidRequest(
+            f"plan {start!r} would sit in a chain of {depth} plans; at most {MAX_PLAN_DEPTH} "
+            "plans may inherit from one another.",
+            {"field": "parent"},
+        )
 
 
-def _fold_inheritance(plans: Mapping[str, Plan]) -> dict[str, Mapping[str, Spec]]:
-    folded: dict[str, Mapping[str, Spec]] = {}
-
-    def fold(plan_id: str) -> Mapping[str, Spec]:
-        if plan_id not in folded:
+def _fold_inheritance(
+    plans: Mapping[str, Plan],
+    folded: Mapping[str, Mapping[str, Spec]],
+    changed: str,
+    children: Mapping[str, list[str]],
+) -> dict[str, Mapping[str, Spec]]:
+    """``folded`` with ``changed`` and every plan below it folded again, parents first."""
+    refolded = dict(folded)
+    for level in _subtree(children, changed):
+        for plan_id in level:
             plan = plans[plan_id]
-            inherited = fold(plan.parent) if plan.parent in plans and plan.parent else {}
-            folded[plan_id] = {**inherited, **plan.entitlements}
-        return folded[plan_id]
-
-    for plan_id in plans:
-        fold(plan_id)
-    return folded
+            inherited = refolded[plan.parent] if plan.parent is not None else {}
+            refolded[plan_id] = {**inherited, **plan.entitlements}
+    return refolded
 
 
 def parse_burn_order(keys: list[str] | None) -> tuple[str, ...]:

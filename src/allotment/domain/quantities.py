@@ -32,10 +32,21 @@ def parse_quantity(value: Decimal | int, field: str, *, allow_negative: bool = F
         raise InvalidRequest(f"{field} must be below 10^12 in absolute value.", {"field": field})
     if decimal_value < 0 and not allow_negative:
         raise InvalidRequest(f"{field} must not be negative.", {"field": field})
-    scaled = decimal_value.scaleb(6)
-    if scaled != scaled.to_integral_value():
-        raise InvalidRequest(f"{field} has more than 6 fractional digits.", {"field": field})
-    return int(scaled)
+    # Work on the digits themselves: decimal arithmetic would round to the context's precision.
+    sign, digits, exponent = decimal_value.as_tuple()
+    assert isinstance(exponent, int)
+    coefficient = int("".join(map(str, digits)))
+    if coefficient == 0:
+        return 0  # zero with any exponent, even 0E+999999999
+    shift = exponent + 6
+    if shift >= 0:
+        micros: int = coefficient * 10**shift
+    else:
+        dropped = min(-shift, len(digits))
+        if any(digits[len(digits) - dropped :]):
+            raise InvalidRequest(f"{field} has more than 6 fractional digits.", {"field": field})
+        micros = coefficient // 10**dropped
+    return -micros if sign else micros
 
 
 def to_decimal(micros: Micros) -> Decimal:

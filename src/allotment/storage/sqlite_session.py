@@ -70,6 +70,7 @@ class SqliteSession:
         by_kind: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
         for kind, object_id, document in rows:
             by_kind.setdefault(kind, []).append((object_id, _decode_document(document)))
+        by_kind["plan"] = _parents_first(by_kind.get("plan", []))
         catalog = Catalog()
         for kind in _CATALOG_LOAD_ORDER:
             for object_id, document in by_kind.get(kind, []):
@@ -381,6 +382,29 @@ def _paged(
 
 def _window_end(end: datetime | None) -> int:
     return NEVER_ENDS if end is None else to_epoch_micros(end)
+
+
+def _parents_first(
+    plans: list[tuple[str, Mapping[str, Any]]],
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """Plans ordered so that each comes after its parent (a plan may be re-parented under a
+    newer one), otherwise keeping creation order."""
+    ordered: list[tuple[str, Mapping[str, Any]]] = []
+    placed: set[str] = set()
+    pending = plans
+    while pending:
+        waiting = []
+        for object_id, document in pending:
+            parent = document.get("parent")
+            if parent is None or parent in placed:
+                ordered.append((object_id, document))
+                placed.add(object_id)
+            else:
+                waiting.append((object_id, document))
+        if len(waiting) == len(pending):
+            raise ValueError(f"stored plans have missing or cyclic parents: {waiting[0][0]}")
+        pending = waiting
+    return ordered
 
 
 def _add_to_catalog(
