@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -70,12 +71,14 @@ class SqliteSession:
         by_kind: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
         for kind, object_id, document in rows:
             by_kind.setdefault(kind, []).append((object_id, _decode_document(document)))
+        plans_by_age = [plan_id for plan_id, _ in by_kind.get("plan", [])]
         by_kind["plan"] = _parents_first(by_kind.get("plan", []))
         catalog = Catalog()
         for kind in _CATALOG_LOAD_ORDER:
             for object_id, document in by_kind.get(kind, []):
                 catalog = _add_to_catalog(catalog, kind, object_id, document)
-        return catalog
+        # Lists show the oldest first, whatever order the parents forced on loading.
+        return replace(catalog, plans={plan_id: catalog.plans[plan_id] for plan_id in plans_by_age})
 
     def save_catalog_object(self, kind: str, object_id: str, document: bytes, at: datetime) -> bool:
         updated = self._db.execute(
