@@ -224,8 +224,11 @@ def test_a_plan_re_parented_under_a_newer_plan_loads_after_a_restart(api: Api) -
     api.put("/v1/features/sso", {"name": "SSO", "kind": "boolean"}, 201)
     api.put("/v1/products/coder", {"name": "Coder"}, 201)
     api.put("/v1/plans/team", {"product": "coder", "name": "Team"}, 201)
-    api.put("/v1/plans/starter", {"product": "coder", "name": "Starter",
-                                  "entitlements": {"sso": {}}}, 201)
+    api.put(
+        "/v1/plans/starter",
+        {"product": "coder", "name": "Starter", "entitlements": {"sso": {}}},
+        201,
+    )
     api.put("/v1/plans/team", {"product": "coder", "name": "Team", "parent": "starter"}, 200)
     api.client.__exit__(None, None, None)
     for reopened in open_api(api.database):
