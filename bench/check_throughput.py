@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -111,6 +112,11 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is not None:
+            print(
+                f"{self.name} had already exited with {self.process.returncode}; its log ends:\n"
+                f"{self.log_tail()}",
+                file=sys.stderr,
+            )
             return
         self.process.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
         try:
@@ -248,7 +254,9 @@ def load_bodies(customers: int) -> list[str]:
 
 def verify_answers(client: httpx.Client, customers: int) -> int:
     """Assert that sample checks answer what the seeded data says; return how many were made."""
-    sample = sorted({0, 1, customers // 2, customers - 1, *range(0, customers, 17)})
+    sample = sorted(
+        {0, min(1, customers - 1), customers // 2, customers - 1, *range(0, customers, 17)}
+    )
     made = 0
     for index in sample:
         for feature, requested, has_access, source, amount in VARIANTS:
@@ -345,6 +353,21 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     output: str
+    wall_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0  # user + system time of the server process during the run
+    wrk_cpu_seconds: float = 0.0
+
+    @property
+    def server_cpu_us_per_request(self) -> float:
+        return 1e6 * self.server_cpu_seconds / self.requests if self.requests else 0.0
+
+    @property
+    def server_busy(self) -> float:
+        return self.server_cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def wrk_busy(self) -> float:
+        return self.wrk_cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
@@ -380,10 +403,25 @@ def parse_wrk(target: str, output: str) -> WrkResult:
     )
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a running process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3 of stat(5), utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_wrk(
     wrk: str,
     target: str,
-    url: str,
+    server: Server,
     script: Path,
     *,
     duration: float,
@@ -401,46 +439,77 @@ def run_wrk(
             "--latency",
             "-s",
             str(script),
-            url + CHECK_PATH,
+            server.url + CHECK_PATH,
         ],
         cpu,
     )
+    server_cpu = process_cpu_seconds(server.process.pid)
+    wrk_cpu = children_cpu_seconds()  # wrk is the only child that ends (and is reaped) meanwhile
+    started = time.monotonic()
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=duration + 30, check=False
         )
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"wrk against {target} did not finish in {duration + 30:g}s") from error
+    wall = time.monotonic() - started
     if done.returncode != 0:
         raise BenchError(f"wrk against {target} failed ({done.returncode}):\n{done.stderr}")
-    return parse_wrk(target, done.stdout)
+    result = parse_wrk(target, done.stdout)
+    result.wall_seconds = wall
+    result.server_cpu_seconds = process_cpu_seconds(server.process.pid) - server_cpu
+    result.wrk_cpu_seconds = children_cpu_seconds() - wrk_cpu
+    return result
 
 
 # --- Reporting -------------------------------------------------------------------------------
 
+LABELS = {"baseline": "bare Starlette endpoint", "allotment": "allotment POST /v1/check"}
 
-def table(rows: Sequence[tuple[str, float, float, float]]) -> str:
+
+@dataclass
+class Row:
+    target: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us: float
+    server_busy: float
+    wrk_busy: float
+
+
+def summarize(target: str, results: Sequence[WrkResult], how: str) -> Row:
+    """The best round (by requests/s), or the median of each figure over the rounds."""
+    best = max(results, key=lambda r: r.requests_per_second)
+    chosen = [best] if how == "best" else list(results)
+    median = statistics.median
+
+    return Row(
+        LABELS[target],
+        median(r.requests_per_second for r in chosen),
+        median(r.p50_ms for r in chosen),
+        median(r.p99_ms for r in chosen),
+        median(r.server_cpu_us_per_request for r in chosen),
+        median(r.server_busy for r in chosen),
+        median(r.wrk_busy for r in chosen),
+    )
+
+
+def table(rows: Sequence[Row]) -> str:
     lines = [
-        "| target | requests/s | p50 | p99 |",
-        "|---|---:|---:|---:|",
-        *(f"| {t} | {rps:,.0f} | {p50:.2f} ms | {p99:.2f} ms |" for t, rps, p50, p99 in rows),
+        "| target | requests/s | p50 | p99 | server CPU/request | server CPU busy | wrk CPU busy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} ms "
+            f"| {r.p99_ms:.2f} ms | {r.server_cpu_us:.1f} us | {r.server_busy:.0%} "
+            f"| {r.wrk_busy:.0%} |"
+            for r in rows
+        ),
     ]
     return "\n".join(lines)
 
 
-def summarize(results: Sequence[WrkResult], how: str) -> tuple[float, float, float]:
-    if how == "best":
-        best = max(results, key=lambda r: r.requests_per_second)
-        return best.requests_per_second, best.p50_ms, best.p99_ms
-    return (
-        statistics.median(r.requests_per_second for r in results),
-        statistics.median(r.p50_ms for r in results),
-        statistics.median(r.p99_ms for r in results),
-    )
-
-
 def machine_description() -> str:
-    cpus = os.cpu_count()
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -448,10 +517,55 @@ def machine_description() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
+    load = ""
+    with contextlib.suppress(OSError):
+        load = ", load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return (
         f"{platform.system()} {platform.release()}, {model or platform.machine()}, "
-        f"nproc {nproc or cpus}, Python {platform.python_version()}"
+        f"nproc {nproc or os.cpu_count()}, Python {platform.python_version()}{load}"
     )
+
+
+def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> None:
+    print()
+    print(f"machine: {machine_description()}")
+    print(
+        f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {args.customers} "
+        f"customers x {len(VARIANTS)} checks round-robin, {args.rounds} round(s), baseline and "
+        "allotment alternating" + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
+    )
+    print()
+    ratios = [
+        a.requests_per_second / b.requests_per_second
+        for b, a in zip(results["baseline"], results["allotment"], strict=True)
+    ]
+    hows = ("median", "best") if args.rounds > 1 else ("median",)
+    for how in hows:
+        rows = [summarize(name, results[name], how) for name in ("baseline", "allotment")]
+        if args.rounds > 1:
+            print(f"{how} of {args.rounds} rounds:\n")
+        print(table(rows))
+        ratio = rows[1].requests_per_second / rows[0].requests_per_second
+        cpu_ratio = rows[0].server_cpu_us / rows[1].server_cpu_us if rows[1].server_cpu_us else 0
+        print(
+            f"\nallotment/baseline: requests/s {ratio:.2f} "
+            f"({'meets' if ratio >= 0.5 else 'misses'} the 0.50 target); "
+            f"by server CPU per request {cpu_ratio:.2f}\n"
+        )
+    if args.rounds > 1:
+        listed = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"requests/s ratio of each round: {listed} (median {statistics.median(ratios):.2f})")
+    for row in (summarize(name, results[name], "median") for name in ("baseline", "allotment")):
+        if row.wrk_busy > 0.9:
+            print(
+                f"note: wrk used {row.wrk_busy:.0%} of a CPU against the {row.target}: "
+                "the load generator may be what limits that figure"
+            )
+        if row.server_busy < 0.9:
+            print(
+                f"note: the {row.target} used only {row.server_busy:.0%} of a CPU: "
+                "it was not saturated (other processes or wrk held the CPUs)"
+            )
 
 
 # --- Main ------------------------------------------------------------------------------------
@@ -471,13 +585,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pin",
         action="store_true",
-        help="pin wrk to CPU 0 and the server to CPU 1 (taskset)",
+        help="pin wrk to CPU 0 and the servers to CPU 1 (taskset)",
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.connections < 1 or args.customers < 1 or args.rounds < 1:
         parser.error("--duration, --connections, --customers and --rounds must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
     if not Path(args.wrk).exists():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
     if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
@@ -500,15 +616,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.alarm(int(budget))
     try:
-        return run(args)
-    except (BenchError, _Deadline) as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
+        results = run(args)
+    except (BenchError, _Deadline, httpx.HTTPError) as error:
+        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     finally:
         signal.alarm(0)
+    report(args, results)
+    return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> dict[str, list[WrkResult]]:
     server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="allotment-bench-") as tmp, running(servers):
@@ -517,39 +635,21 @@ def run(args: argparse.Namespace) -> int:
         env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
 
         port = free_port()
+        serve = [*allotment_command(), "serve", "--db", str(workdir / "bench.db")]
+        serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
         allotment = start_server(
-            "allotment",
-            pinned(
-                [
-                    *allotment_command(),
-                    "serve",
-                    "--db",
-                    str(workdir / "bench.db"),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                server_cpu,
-            ),
-            port,
-            workdir / "allotment.log",
-            env,
+            "allotment", pinned(serve, server_cpu), port, workdir / "allotment.log", env
         )
         servers.append(allotment)
         wait_ready(allotment, "GET", "/livez")
 
-        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         bodies = load_bodies(args.customers)
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
             started = time.monotonic()
             seed(api, args.customers)
-            print(
-                f"seeded {args.customers} customers in {time.monotonic() - started:.1f}s",
-                file=sys.stderr,
-            )
+            elapsed = time.monotonic() - started
+            print(f"seeded {args.customers} customers in {elapsed:.1f}s", file=sys.stderr)
             verified = verify_answers(api, args.customers)
             print(f"verified {verified} sample answers", file=sys.stderr)
             warm(api, bodies)
@@ -558,73 +658,68 @@ def run(args: argparse.Namespace) -> int:
         write_wrk_script(script, bodies, ADMIN_KEY)
 
         baseline_port = free_port()
+        bare = [sys.executable, str(BENCH_DIR / "baseline_app.py")]
+        bare += ["--host", HOST, "--port", str(baseline_port), "--log-level", "warning"]
         baseline = start_server(
-            "baseline",
-            pinned(
-                [
-                    sys.executable,
-                    str(BENCH_DIR / "baseline_app.py"),
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(baseline_port),
-                ],
-                server_cpu,
-            ),
-            baseline_port,
-            workdir / "baseline.log",
-            env,
+            "baseline", pinned(bare, server_cpu), baseline_port, workdir / "baseline.log", env
         )
         servers.append(baseline)
         wait_ready(baseline, "POST", CHECK_PATH)
 
         results: dict[str, list[WrkResult]] = {"baseline": [], "allotment": []}
-        targets = (("baseline", baseline), ("allotment", allotment))
         for round_number in range(1, args.rounds + 1):
-            for name, server in targets:
-                if args.warmup > 0:
-                    run_wrk(
-                        args.wrk,
-                        name,
-                        server.url,
-                        script,
-                        duration=args.warmup,
-                        connections=args.connections,
-                        cpu=wrk_cpu,
-                    )
-                with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as plain:
-                    before = check_decisions(plain) if name == "allotment" else {}
-                    result = run_wrk(
-                        args.wrk,
-                        name,
-                        server.url,
-                        script,
-                        duration=args.duration,
-                        connections=args.connections,
-                        cpu=wrk_cpu,
-                    )
-                    after = check_decisions(plain) if name == "allotment" else {}
-                if args.show_wrk:
-                    print(result.output, file=sys.stderr)
-                if result.non_2xx or result.socket_errors:
-                    raise BenchError(
-                        f"{name}: {result.non_2xx} non-2xx responses, "
-                        f"{result.socket_errors} socket errors:\n{result.output}"
-                    )
-                if name == "allotment":
-                    check_load_outcomes(before, after, result, args.connections)
-                for server_ in servers:
-                    if server_.process.poll() is not None:
-                        raise BenchError(f"{server_.name} died:\n{server_.log_tail()}")
+            for name, server in (("baseline", baseline), ("allotment", allotment)):
+                result = measure(args, name, server, script, wrk_cpu)
+                for each in servers:
+                    if each.process.poll() is not None:
+                        raise BenchError(f"{each.name} died:\n{each.log_tail()}")
                 results[name].append(result)
                 print(
                     f"round {round_number} {name}: {result.requests_per_second:,.0f} req/s, "
-                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms",
+                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                    f"server {result.server_cpu_us_per_request:.1f} us CPU/request "
+                    f"({result.server_busy:.0%} busy), wrk {result.wrk_busy:.0%} busy",
                     file=sys.stderr,
                 )
+    return results
 
-    report(args, results)
-    return 0
+
+def measure(
+    args: argparse.Namespace, name: str, server: Server, script: Path, wrk_cpu: int | None
+) -> WrkResult:
+    """One warm-up and one measured wrk run; for Allotment, the decisions are checked too."""
+    if args.warmup > 0:
+        run_wrk(
+            args.wrk,
+            name,
+            server,
+            script,
+            duration=args.warmup,
+            connections=args.connections,
+            cpu=wrk_cpu,
+        )
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as plain:
+        before = check_decisions(plain) if name == "allotment" else {}
+        result = run_wrk(
+            args.wrk,
+            name,
+            server,
+            script,
+            duration=args.duration,
+            connections=args.connections,
+            cpu=wrk_cpu,
+        )
+        after = check_decisions(plain) if name == "allotment" else {}
+    if args.show_wrk:
+        print(result.output, file=sys.stderr)
+    if result.non_2xx or result.socket_errors:
+        raise BenchError(
+            f"{name}: {result.non_2xx} non-2xx responses, "
+            f"{result.socket_errors} socket errors:\n{result.output}"
+        )
+    if name == "allotment":
+        check_load_outcomes(before, after, result, args.connections)
+    return result
 
 
 def check_load_outcomes(
@@ -633,7 +728,7 @@ def check_load_outcomes(
     """The decisions made under load match the mix sent: real answers, not errors."""
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     total = sum(delta.values())
-    # wrk does not count responses still in flight when it stops: allow one per connection.
+    # wrk does not count responses still in flight when it stops: allow a few per connection.
     if not result.requests <= total <= result.requests + 2 * connections:
         raise BenchError(f"server counted {total:.0f} checks, wrk {result.requests}: {delta}")
     unexpected = set(delta) - {"granted", "usage_limit_exceeded"}
@@ -642,27 +737,6 @@ def check_load_outcomes(
     granted = delta.get("granted", 0) / total if total else 0
     if abs(granted - GRANTED_SHARE) > 0.02:
         raise BenchError(f"granted share {granted:.3f}, expected {GRANTED_SHARE:.3f}: {delta}")
-
-
-def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> None:
-    label = {"baseline": "bare Starlette endpoint", "allotment": "allotment POST /v1/check"}
-    print()
-    print(f"machine: {machine_description()}")
-    print(
-        f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.customers} customers x "
-        f"{len(VARIANTS)} checks round-robin, {args.rounds} round(s)"
-        + (", pinned (wrk CPU 0, server CPU 1)" if args.pin else "")
-    )
-    print()
-    hows = ("median", "best") if args.rounds > 1 else ("median",)
-    for how in hows:
-        rows = [(label[name], *summarize(rs, how)) for name, rs in results.items()]
-        if args.rounds > 1:
-            print(f"{how} of {args.rounds} rounds:")
-        print(table(rows))
-        ratio = rows[1][1] / rows[0][1]
-        verdict = "meets" if ratio >= 0.5 else "misses"
-        print(f"\nallotment/baseline requests/s: {ratio:.2f} ({verdict} the 0.50 target)\n")
 
 
 if __name__ == "__main__":
