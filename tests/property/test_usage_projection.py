@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import sqlite3
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from allotment.api.services import Services
 from allotment.config import Settings
-from allotment.domain.quantities import MICROS_PER_UNIT
+from allotment.domain.quantities import MICROS_PER_UNIT, to_json_number
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.catalog import CatalogKind
 from allotment.service.customers import SubscriptionRequest
@@ -93,7 +93,8 @@ def test_counters_and_cache_equal_the_sum_of_events(services: Services, steps: l
         answer = await services.entitlements.check(customer, "calls", None, None)
         assert answer.usage_period_start is not None
         assert answer.usage_period_end is not None
-        start, end = answer.usage_period_start, answer.usage_period_end
+        start = datetime.fromisoformat(answer.usage_period_start)
+        end = datetime.fromisoformat(answer.usage_period_end)
         with sqlite3.connect(services.settings.database_path) as db:
             (from_events,) = db.execute(
                 "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ?"
@@ -111,7 +112,7 @@ def test_counters_and_cache_equal_the_sum_of_events(services: Services, steps: l
                     (customer, window_start, window_end),
                 ).fetchone()
                 assert used == rebuilt
-        assert answer.current_usage == from_events
+        assert answer.current_usage == to_json_number(from_events)
         snapshot = services.runtime.snapshots.lookup(customer)
         assert snapshot is not None
         assert not isinstance(snapshot, bool)

@@ -22,7 +22,7 @@ from allotment.api.schemas import CheckIn
 from allotment.api.services import Services
 from allotment.domain.errors import AllotmentError
 from allotment.domain.quantities import parse_quantity
-from allotment.service.answers import CheckAnswer, answer_document
+from allotment.service.answers import CheckAnswer
 
 CHECK_PATH = "/v1/check"
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -88,7 +88,7 @@ class HotPath:
         except AllotmentError as error:
             return error_status_and_body(error)
         count_decision("check", answer.access_denied_reason or "granted")
-        payload: bytes = _encode(answer_document(answer))
+        payload: bytes = _encode(answer)
         return 200, payload
 
 

@@ -16,7 +16,8 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=500)]
-Quantity = Decimal
+# Whole numbers decode as int (the fast path); anything else as an exact Decimal.
+Quantity = int | Decimal
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
 
 

@@ -22,6 +22,15 @@ Micros = int
 
 def parse_quantity(value: Decimal | int, field: str, *, allow_negative: bool = False) -> Micros:
     """Turn a decoded decimal into micro-units, refusing anything the contract does not allow."""
+    if type(value) is int:
+        # The common case of a whole number, without building a Decimal.
+        if not -MAX_ABS_UNITS < value < MAX_ABS_UNITS:
+            raise InvalidRequest(
+                f"{field} must be below 10^12 in absolute value.", {"field": field}
+            )
+        if value < 0 and not allow_negative:
+            raise InvalidRequest(f"{field} must not be negative.", {"field": field})
+        return value * MICROS_PER_UNIT
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise InvalidRequest(f"{field} must be a number.", {"field": field})
     decimal_value = Decimal(value)

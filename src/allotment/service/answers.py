@@ -1,43 +1,80 @@
 """Check results: the answer to "may this run?", built from a resolution and usage figures.
 
 One builder serves ``check``, ``usage`` (the result after the write) and the entitlements list,
-so every route reports a decision the same way.
+so every route reports a decision the same way. The answer is a msgspec struct in the contract's
+wire form (quantities as exact numbers, instants as text), because the check path encodes it
+directly and that is the costliest step left on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from allotment.domain.catalog import BooleanSpec, Enforcement, FeatureKind, MeteredSpec, NumericSpec
 from allotment.domain.decision import decide, remaining
 from allotment.domain.periods import Period, ResetPeriod
 from allotment.domain.quantities import Micros, to_json_number
-from allotment.domain.resolution import DenialReason, Offer, Source
-from allotment.domain.timefmt import format_instant
+from allotment.domain.resolution import DenialReason, Offer
+from allotment.domain.timefmt import format_instant, to_epoch_micros
+
+Number = int | Decimal | None
 
 
-@dataclass(frozen=True, slots=True)
-class CheckAnswer:
+class SourceView(msgspec.Struct, frozen=True):
+    type: str
+    id: str
+
+
+class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The check result of the contract, field for field and in its order."""
+
     customer: str
     feature: str
     entity: str | None
     has_access: bool
     access_denied_reason: DenialReason | None
     kind: FeatureKind | None
-    requested: Micros | None
     is_unlimited: bool = False
-    value: Micros | None = None
-    usage_limit: Micros | None = None
-    current_usage: Micros | None = None
-    reserved: Micros | None = None
-    remaining: Micros | None = None
+    value: Number = None
+    usage_limit: Number = None
+    current_usage: Number = None
+    reserved: Number = None
+    remaining: Number = None
+    requested: Number = None
     enforcement: Enforcement | None = None
     reset_period: ResetPeriod | None = None
-    usage_period_start: datetime | None = None
-    usage_period_end: datetime | None = None
-    source: Source | None = None
+    usage_period_start: str | None = None
+    usage_period_end: str | None = None
+    source: SourceView | None = None
+    budgets: list[Any] = msgspec.field(default_factory=list)
+    credits: dict[str, Any] | None = None
+    is_fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodView:
+    """A reset window with what answers and caches need of it, computed once per window."""
+
+    period: Period
+    start_micros: int
+    end_micros: int | None
+    start_text: str
+    end_text: str | None
+
+    @classmethod
+    def of(cls, period: Period) -> PeriodView:
+        end = period.end
+        return cls(
+            period=period,
+            start_micros=to_epoch_micros(period.start),
+            end_micros=None if end is None else to_epoch_micros(end),
+            start_text=format_instant(period.start),
+            end_text=None if end is None else format_instant(end),
+        )
 
 
 def denied(
@@ -49,7 +86,15 @@ def denied(
     requested: Micros | None,
 ) -> CheckAnswer:
     """An answer for a request denied before anything about the feature could be resolved."""
-    return CheckAnswer(customer, feature, entity, False, reason, kind, requested)
+    return CheckAnswer(
+        customer=customer,
+        feature=feature,
+        entity=entity,
+        has_access=False,
+        access_denied_reason=reason,
+        kind=kind,
+        requested=_number(requested),
+    )
 
 
 def answer_for(
@@ -59,7 +104,7 @@ def answer_for(
     offer: Offer,
     *,
     kind: FeatureKind,
-    period: Period | None,
+    window: PeriodView | None,
     used: Micros,
     reserved: Micros,
     requested: Micros | None,
@@ -70,78 +115,58 @@ def answer_for(
     spec = offer.spec
     if not decided:
         reason = decide(spec, used, reserved, requested)
-    has_access = reason is None
+    source = SourceView(offer.source.type.value, offer.source.id)
     if isinstance(spec, BooleanSpec):
         return CheckAnswer(
-            customer, feature, entity, has_access, reason, kind, requested, source=offer.source
+            customer=customer,
+            feature=feature,
+            entity=entity,
+            has_access=reason is None,
+            access_denied_reason=reason,
+            kind=kind,
+            requested=_number(requested),
+            source=source,
         )
     if isinstance(spec, NumericSpec):
         return CheckAnswer(
-            customer,
-            feature,
-            entity,
-            has_access,
-            reason,
-            kind,
-            requested,
+            customer=customer,
+            feature=feature,
+            entity=entity,
+            has_access=reason is None,
+            access_denied_reason=reason,
+            kind=kind,
             is_unlimited=spec.value is None,
-            value=spec.value,
-            source=offer.source,
+            value=_number(spec.value),
+            requested=_number(requested),
+            source=source,
         )
     assert isinstance(spec, MeteredSpec)
     return CheckAnswer(
-        customer,
-        feature,
-        entity,
-        has_access,
-        reason,
-        kind,
-        requested,
+        customer=customer,
+        feature=feature,
+        entity=entity,
+        has_access=reason is None,
+        access_denied_reason=reason,
+        kind=kind,
         is_unlimited=spec.limit is None,
-        usage_limit=spec.limit,
-        current_usage=used,
-        reserved=reserved,
-        remaining=remaining(spec.limit, used, reserved),
+        usage_limit=_number(spec.limit),
+        current_usage=_number(used),
+        reserved=_number(reserved),
+        remaining=_number(remaining(spec.limit, used, reserved)),
+        requested=_number(requested),
         enforcement=spec.enforcement,
         reset_period=spec.reset,
-        usage_period_start=period.start if period else None,
-        usage_period_end=period.end if period else None,
-        source=offer.source,
+        usage_period_start=window.start_text if window else None,
+        usage_period_end=window.end_text if window else None,
+        source=source,
     )
 
 
 def answer_document(answer: CheckAnswer) -> dict[str, Any]:
-    """The check result as the contract writes it."""
-    return {
-        "customer": answer.customer,
-        "feature": answer.feature,
-        "entity": answer.entity,
-        "has_access": answer.has_access,
-        "access_denied_reason": answer.access_denied_reason,
-        "kind": answer.kind,
-        "is_unlimited": answer.is_unlimited,
-        "value": _number(answer.value),
-        "usage_limit": _number(answer.usage_limit),
-        "current_usage": _number(answer.current_usage),
-        "reserved": _number(answer.reserved),
-        "remaining": _number(answer.remaining),
-        "requested": _number(answer.requested),
-        "enforcement": answer.enforcement,
-        "reset_period": answer.reset_period,
-        "usage_period_start": _instant(answer.usage_period_start),
-        "usage_period_end": _instant(answer.usage_period_end),
-        "source": None
-        if answer.source is None
-        else {"type": answer.source.type, "id": answer.source.id},
-        "budgets": [],
-        "credits": None,
-        "is_fallback": False,
-    }
+    """The check result as a mapping, for answers that add fields around it."""
+    document: dict[str, Any] = msgspec.to_builtins(answer, builtin_types=(Decimal,))
+    return document
 
 
-def _number(micros: Micros | None) -> int | Any:
+def _number(micros: Micros | None) -> Number:
     return None if micros is None else to_json_number(micros)
-
-
-def _instant(instant: datetime | None) -> str | None:
-    return None if instant is None else format_instant(instant)

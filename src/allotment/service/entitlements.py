@@ -12,13 +12,13 @@ from datetime import datetime
 
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
-from allotment.domain.periods import Period, period_containing
+from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.resolution import DenialReason
-from allotment.service.answers import CheckAnswer, answer_for, denied
+from allotment.service.answers import CheckAnswer, PeriodView, answer_for, denied
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import CustomerSnapshot, window_key
+from allotment.service.snapshots import CustomerSnapshot, WindowKey, window_key
 
 # A snapshot or window can be dropped by a concurrent write between loading it and reading it;
 # after this many loads the check is answered inside a store job instead, which cannot miss.
@@ -34,7 +34,7 @@ class _MissingSnapshot:
 class _MissingWindow:
     customer: str
     feature: str
-    period: Period
+    window: PeriodView
 
 
 _Miss = _MissingSnapshot | _MissingWindow
@@ -120,8 +120,9 @@ class EntitlementService:
         if isinstance(miss, _MissingSnapshot):
             runtime.load_snapshot(session, miss.customer)
             return
-        used = session.window_usage(miss.customer, miss.feature, miss.period.start, miss.period.end)
-        key = window_key(miss.feature, miss.period)
+        period = miss.window.period
+        used = session.window_usage(miss.customer, miss.feature, period.start, period.end)
+        key = window_key(miss.feature, miss.window)
         session.after_commit(lambda: runtime.snapshots.install_window(miss.customer, key, used))
 
 
@@ -161,16 +162,17 @@ def _evaluate(
         assert resolution.denial is not None
         return denied(customer_id, feature_id, entity, resolution.denial, kind, requested)
     spec = offer.spec
-    period = None
+    window = None
     used = 0
     if isinstance(spec, MeteredSpec):
-        period = current_period(snapshot, feature_id, offer.anchor, spec, now)
+        window, key = current_window(snapshot, feature_id, offer.anchor, spec, now)
         if session is not None:
+            period = window.period
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
         else:
-            cached = snapshot.windows.get(window_key(feature_id, period))
+            cached = snapshot.windows.get(key)
             if cached is None:
-                return _MissingWindow(customer_id, feature_id, period)
+                return _MissingWindow(customer_id, feature_id, window)
             used = cached
     return answer_for(
         customer_id,
@@ -178,22 +180,23 @@ def _evaluate(
         entity,
         offer,
         kind=feature.kind,
-        period=period,
+        window=window,
         used=used,
         reserved=0,
         requested=requested,
     )
 
 
-def current_period(
+def current_window(
     snapshot: CustomerSnapshot, feature_id: str, anchor: datetime, spec: MeteredSpec, now: datetime
-) -> Period:
+) -> tuple[PeriodView, WindowKey]:
     """The reset window containing ``now``, reused from the last check while it still does."""
     derived = snapshot.derived
-    cached = derived.periods.get(feature_id) if derived is not None else None
-    if cached is not None and cached.contains(now):
+    cached = derived.windows.get(feature_id) if derived is not None else None
+    if cached is not None and cached[0].period.contains(now):
         return cached
-    period = period_containing(anchor, spec.reset, now)
+    window = PeriodView.of(period_containing(anchor, spec.reset, now))
+    current = (window, window_key(feature_id, window))
     if derived is not None:
-        derived.periods[feature_id] = period
-    return period
+        derived.windows[feature_id] = current
+    return current

@@ -19,10 +19,10 @@ from datetime import datetime
 from allotment.domain.catalog import Catalog, Feature
 from allotment.domain.customers import Customer
 from allotment.domain.holdings import Holdings
-from allotment.domain.periods import Period
 from allotment.domain.quantities import Micros
 from allotment.domain.resolution import Resolution, resolve
 from allotment.domain.timefmt import to_epoch_micros
+from allotment.service.answers import PeriodView
 
 DEFAULT_MAX_CUSTOMERS = 100_000
 
@@ -30,9 +30,8 @@ WindowKey = tuple[str, int, int | None]
 """(feature, window start, window end) with instants in epoch microseconds."""
 
 
-def window_key(feature_id: str, period: Period) -> WindowKey:
-    end = None if period.end is None else to_epoch_micros(period.end)
-    return (feature_id, to_epoch_micros(period.start), end)
+def window_key(feature_id: str, window: PeriodView) -> WindowKey:
+    return (feature_id, window.start_micros, window.end_micros)
 
 
 @dataclass(slots=True)
@@ -43,7 +42,8 @@ class Derived:
     valid_from: datetime
     valid_until: datetime | None
     resolutions: dict[str, Resolution] = field(default_factory=dict)
-    periods: dict[str, Period] = field(default_factory=dict)
+    # The current window per feature, with its key and text: reused while it contains now.
+    windows: dict[str, tuple[PeriodView, WindowKey]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -22,7 +22,13 @@ from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.answers import CheckAnswer, answer_document, answer_for, denied
+from allotment.service.answers import (
+    CheckAnswer,
+    PeriodView,
+    answer_document,
+    answer_for,
+    denied,
+)
 from allotment.service.ports import Session, StoredOutcome, UsageEvent
 from allotment.service.runtime import Runtime
 
@@ -141,7 +147,7 @@ class UsageService:
             entity,
             offer,
             kind=feature.kind,
-            period=current,
+            window=PeriodView.of(current),
             used=used_now,
             reserved=0,
             requested=report.amount,
