@@ -28,7 +28,7 @@ def main() -> None:
 @click.option(
     "--database-url",
     default=None,
-    help="postgresql://... (not available yet: the embedded SQLite store is used).",
+    help="postgresql://... (not available yet: the command refuses it).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)

@@ -134,6 +134,6 @@ async def load_demo(services: Services, progress: Callable[[str], None] = lambda
     return (
         "Demo loaded: plans starter < team < enterprise (product 'coder'), add-ons extra-requests "
         "and seat-pack, customers acme, globex and initech.\n"
-        "Try:  curl -s localhost:8080/v1/check -H 'Authorization: Bearer $ALLOTMENT_ADMIN_KEY' "
+        'Try:  curl -s localhost:8080/v1/check -H "Authorization: Bearer $ALLOTMENT_ADMIN_KEY" '
         '-d \'{"customer": "acme", "feature": "sso"}\''
     )

@@ -8,22 +8,26 @@ handler sits in front of the application and answers the one path itself.
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from allotment.api.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
+    error_body,
     error_status_and_body,
 )
 from allotment.api.http import Access, authorize, bearer_secret, decode
-from allotment.api.metrics import count_decision
+from allotment.api.metrics import count_decision, count_request
 from allotment.api.schemas import CheckIn
 from allotment.api.services import Services
-from allotment.domain.errors import AllotmentError
+from allotment.domain.errors import AllotmentError, Unauthenticated
 from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import CheckAnswer
 
+log = logging.getLogger(__name__)
 CHECK_PATH = "/v1/check"
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _JSON = (b"content-type", b"application/json")
@@ -52,6 +56,7 @@ class HotPath:
                 }
             )
             await send({"type": "http.response.body", "body": payload})
+            count_request("check", scope["method"], status)
             return
         await self._app(scope, receive, send)
 
@@ -69,6 +74,8 @@ class HotPath:
             key = services.keys.authenticate_cached(secret)
             if key is None:
                 key = await services.keys.authenticate(secret)
+            if key is None:
+                raise Unauthenticated("Unknown or revoked API key.")
             body = await _read_body(receive, services.settings.max_body_bytes)
             request = decode(body, CheckIn)
             authorize(key, Access.CLIENT, request.customer)
@@ -87,6 +94,9 @@ class HotPath:
                 )
         except AllotmentError as error:
             return error_status_and_body(error)
+        except Exception:
+            log.exception("unexpected error answering POST /v1/check")
+            return 500, error_body("internal_error", "Something went wrong on our side.")
         count_decision("check", answer.access_denied_reason or "granted")
         payload: bytes = _encode(answer)
         return 200, payload

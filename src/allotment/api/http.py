@@ -72,7 +72,7 @@ async def authenticate(services: Services, request: Request) -> ApiKey | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _is_number(declared) and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     chunks = []
     size = 0
@@ -82,6 +82,11 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts characters such as "²" that int refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= 30
 
 
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
@@ -95,6 +100,8 @@ def decode(body: bytes, schema: type[S]) -> S:
         return decoder.decode(body)  # type: ignore[no-any-return]
     except msgspec.MsgspecError as error:
         raise invalid_body(error) from error
+    except RecursionError as error:
+        raise InvalidRequest("The request body is nested too deeply.") from error
 
 
 async def read(request: Request, schema: type[S]) -> S:
@@ -114,14 +121,14 @@ def page_params(request: Request) -> tuple[str | None, int]:
     raw_limit = request.query_params.get("limit")
     if raw_limit is None:
         return after, DEFAULT_PAGE_SIZE
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
+    if not _is_number(raw_limit) or not 1 <= int(raw_limit) <= MAX_PAGE_SIZE:
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
     return after, int(raw_limit)
 
 
 def seq_cursor(after: str | None) -> str | None:
     """A cursor over rows in creation order must be a sequence number."""
-    if after is not None and not (after.isdigit() and len(after) <= 18):
+    if after is not None and not (_is_number(after) and len(after) <= 18):
         raise InvalidRequest("after is not a cursor this list returned.")
     return after
 

@@ -41,6 +41,19 @@ def count_decision(route: str, outcome: str) -> None:
     child.inc()
 
 
+_request_children: dict[tuple[str, str, int], Any] = {}
+
+
+def count_request(route: str, method: str, status: int) -> None:
+    """Count a request answered outside Starlette (the check path), children cached."""
+    child = _request_children.get((route, method, status))
+    if child is None:
+        child = _request_children[(route, method, status)] = REQUESTS.labels(
+            route, method, str(status)
+        )
+    child.inc()
+
+
 class RequestMetrics:
     """Counts and times requests by the name of the endpoint that answered them."""
 

@@ -6,12 +6,14 @@ turns them into micro-units and applies the contract's range and precision rules
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
+
+from allotment.domain.timefmt import EARLIEST_INSTANT, LATEST_INSTANT
 
 ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Instant = Annotated[datetime, Meta(tz=True)]
@@ -23,6 +25,18 @@ IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
 
 class Body(Struct, forbid_unknown_fields=True, omit_defaults=False):
     """Base of every request body."""
+
+
+class TimedBody(Body):
+    """A body with instants: each is brought to UTC and must lie in the supported range."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
+                    raise ValueError(f"{name} must lie between 1970-01-01 and 3000-01-01")
+                setattr(self, name, value.astimezone(UTC))
 
 
 class CreditCostIn(Body):
@@ -96,7 +110,7 @@ class AddonQuantityIn(Body):
     quantity: int = 1
 
 
-class SubscriptionIn(Body):
+class SubscriptionIn(TimedBody):
     plan: ClientId
     addons: list[AddonQuantityIn] = []
     trial: bool = False
@@ -105,12 +119,12 @@ class SubscriptionIn(Body):
     ends_at: Instant | None = None
 
 
-class SubscriptionPatchIn(Body):
+class SubscriptionPatchIn(TimedBody):
     addons: list[AddonQuantityIn] | UnsetType = UNSET
     ends_at: Instant | UnsetType | None = UNSET
 
 
-class PromotionIn(SpecIn, kw_only=True):
+class PromotionIn(SpecIn, TimedBody, kw_only=True):
     feature: ClientId
     starts_at: Instant | None = None
     ends_at: Instant | None = None
@@ -124,7 +138,7 @@ class CheckIn(Body):
     requested: Quantity | None = None
 
 
-class UsageIn(Body):
+class UsageIn(TimedBody):
     customer: ClientId
     feature: ClientId
     amount: Quantity
@@ -141,7 +155,7 @@ class ApiKeyIn(Body):
     customer: ClientId | None = None
 
 
-class ClockIn(Body):
+class ClockIn(TimedBody):
     advance_seconds: Annotated[int, Meta(ge=0, le=100 * 366 * 86_400)] | UnsetType = UNSET
     now: Instant | UnsetType = UNSET
 

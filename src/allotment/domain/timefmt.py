@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from allotment.domain.errors import InvalidRequest
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Instants the service accepts. Far enough on either side for any contract, near enough that
+# adding a year, a trial or a period to one never leaves what datetime can hold.
+EARLIEST_INSTANT = EPOCH
+LATEST_INSTANT = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def require_supported_instant(instant: datetime, field: str) -> datetime:
+    """``instant`` in UTC, or a 400 when it lies outside the supported range."""
+    if not EARLIEST_INSTANT <= instant < LATEST_INSTANT:
+        raise InvalidRequest(
+            f"{field} must lie between 1970-01-01 and 3000-01-01.", {"field": field}
+        )
+    return instant.astimezone(UTC)
 
 
 def format_instant(instant: datetime) -> str:

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from allotment.domain.errors import InvalidRequest
+from allotment.domain.timefmt import LATEST_INSTANT, require_supported_instant
 
 
 class SystemClock:
@@ -28,9 +29,12 @@ class TestClock:
     def advance(self, seconds: int) -> datetime:
         if seconds < 0:
             raise InvalidRequest("advance_seconds must not be negative: the clock never goes back.")
+        if seconds > (LATEST_INSTANT - self._now).total_seconds():
+            raise InvalidRequest("advance_seconds would take the clock past the supported range.")
         return self.set(self._now + timedelta(seconds=seconds))
 
     def set(self, instant: datetime) -> datetime:
+        instant = require_supported_instant(instant.astimezone(UTC), "now")
         with self._lock:
             if instant < self._now:
                 raise InvalidRequest(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from allotment.domain.catalog import Catalog, Plan, spec_to_document
+from allotment.domain.catalog import Catalog, Plan, parse_trial_days, spec_to_document
 from allotment.domain.customers import Customer
 from allotment.domain.documents import spec_from_document
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
@@ -106,18 +106,22 @@ class CustomerService:
             addons = _addon_holdings(catalog, plan, request.addons)
             now = runtime.clock.now()
             starts_at = request.starts_at or whole_second(now)
+            # A paid subscription takes over from the current one when it starts, or now if it
+            # is backdated; a trial conflicts with any other trial not over by its start.
+            takes_over_at = starts_at if request.trial else max(starts_at, whole_second(now))
             holdings = session.load_holdings(customer_id, catalog)
             same_product = [
                 s
                 for s in holdings.subscriptions
                 if s.product == plan.product
                 and s.is_trial == request.trial
-                and (s.end is None or s.end > starts_at)
+                and (s.end is None or s.end > takes_over_at)
             ]
             anchor_at = starts_at
             trial_ends_at = None
             if request.trial:
-                days = request.trial_days or plan.trial_days
+                days = parse_trial_days(request.trial_days)
+                days = plan.trial_days if days is None else days
                 if days is None:
                     raise InvalidRequest(
                         f"trial_days is required: plan {plan.id!r} sets no trial length.",
@@ -134,11 +138,11 @@ class CustomerService:
                 # One paid subscription per product: the new one replaces the current at once
                 # and keeps its period anchor, so usage in the current period carries over.
                 for current in same_product:
-                    if current.starts_at <= starts_at:
+                    if current.starts_at <= takes_over_at:
                         anchor_at = current.anchor_at
-                        ended = replace(current, canceled_at=max(starts_at, now))
-                    else:
-                        ended = replace(current, canceled_at=now)
+                        ended = replace(current, canceled_at=takes_over_at)
+                    else:  # scheduled to start later: it never will
+                        ended = replace(current, canceled_at=whole_second(now))
                     session.save_subscription(ended)
             _check_ends_after_start(request.ends_at, starts_at)
             subscription = Subscription(

@@ -18,7 +18,7 @@ from allotment.domain.resolution import DenialReason
 from allotment.service.answers import CheckAnswer, PeriodView, answer_for, denied
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import CustomerSnapshot, WindowKey, window_key
+from allotment.service.snapshots import CustomerSnapshot, Derived, WindowKey, window_key
 
 # A snapshot or window can be dropped by a concurrent write between loading it and reading it;
 # after this many loads the check is answered inside a store job instead, which cannot miss.
@@ -156,7 +156,8 @@ def _evaluate(
         return denied(
             customer_id, feature_id, entity, DenialReason.ENTITY_NOT_FOUND, kind, requested
         )
-    resolution = snapshot.resolution(catalog, feature, now)
+    derived = snapshot.derived_for(catalog, now)
+    resolution = derived.resolution(snapshot.holdings, feature, now)
     offer = resolution.offer
     if offer is None:
         assert resolution.denial is not None
@@ -165,7 +166,7 @@ def _evaluate(
     window = None
     used = 0
     if isinstance(spec, MeteredSpec):
-        window, key = current_window(snapshot, feature_id, offer.anchor, spec, now)
+        window, key = current_window(derived, feature_id, offer.anchor, spec, now)
         if session is not None:
             period = window.period
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
@@ -188,15 +189,13 @@ def _evaluate(
 
 
 def current_window(
-    snapshot: CustomerSnapshot, feature_id: str, anchor: datetime, spec: MeteredSpec, now: datetime
+    derived: Derived, feature_id: str, anchor: datetime, spec: MeteredSpec, now: datetime
 ) -> tuple[PeriodView, WindowKey]:
     """The reset window containing ``now``, reused from the last check while it still does."""
-    derived = snapshot.derived
-    cached = derived.windows.get(feature_id) if derived is not None else None
+    cached = derived.windows.get(feature_id)
     if cached is not None and cached[0].period.contains(now):
         return cached
     window = PeriodView.of(period_containing(anchor, spec.reset, now))
     current = (window, window_key(feature_id, window))
-    if derived is not None:
-        derived.windows[feature_id] = current
+    derived.windows[feature_id] = current
     return current

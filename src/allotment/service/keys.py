@@ -73,11 +73,17 @@ class KeyService:
         key = self._by_digest.get(key_hash)
         if key is not None:
             return key
-        key = await self._runtime.store.run(lambda session: session.find_api_key(key_hash))
-        if key is None or key.revoked_at is not None:
-            return None
-        self._by_digest[key_hash] = key
-        return key
+
+        def job(session: Session) -> ApiKey | None:
+            found = session.find_api_key(key_hash)
+            if found is None or found.revoked_at is not None:
+                return None
+            # Cached by a hook, so that a revocation committed after this read, whose hook
+            # runs after this one, is never undone by it.
+            session.after_commit(lambda: self._by_digest.__setitem__(key_hash, found))
+            return found
+
+        return await self._runtime.store.run(job)
 
     async def create(self, name: str, scope: Scope, customer: str | None) -> dict[str, Any]:
         if not 0 < len(name) <= MAX_NAME_LENGTH:

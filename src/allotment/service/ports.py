@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from allotment.domain.catalog import Catalog
+from allotment.domain.credits import Entry, Pool
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.quantities import Micros
@@ -53,6 +54,17 @@ class StoredOutcome:
 class Page(Generic[T]):
     items: Sequence[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """A stored ledger entry: the entry with its id, sequence number and pool."""
+
+    id: str
+    seq: int
+    customer: str
+    currency: str
+    entry: Entry
 
 
 class Session(Protocol):
@@ -98,6 +110,17 @@ class Session(Protocol):
     def save_outcome(
         self, customer_id: str, route: str, key: str, outcome: StoredOutcome, at: datetime
     ) -> None: ...
+
+    # Credits: a pool's grants and overdraft are projections of its ledger entries, written
+    # together with the entries that change them.
+    def load_pool(self, customer_id: str, currency: str) -> Pool: ...
+    def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
+        """Append the pool's new entries and store the grants and overdraft they changed."""
+        ...
+
+    def list_ledger(
+        self, customer_id: str, currency: str, after: str | None, limit: int
+    ) -> Page[LedgerRecord]: ...
 
     # API keys.
     def save_api_key(self, key: ApiKey) -> None: ...

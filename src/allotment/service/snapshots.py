@@ -45,6 +45,13 @@ class Derived:
     # The current window per feature, with its key and text: reused while it contains now.
     windows: dict[str, tuple[PeriodView, WindowKey]] = field(default_factory=dict)
 
+    def resolution(self, holdings: Holdings, feature: Feature, now: datetime) -> Resolution:
+        resolution = self.resolutions.get(feature.id)
+        if resolution is None:
+            resolution = resolve(self.catalog, holdings, feature, now)
+            self.resolutions[feature.id] = resolution
+        return resolution
+
 
 @dataclass(slots=True)
 class CustomerSnapshot:
@@ -53,7 +60,13 @@ class CustomerSnapshot:
     windows: dict[WindowKey, Micros] = field(default_factory=dict)
     derived: Derived | None = None
 
-    def resolution(self, catalog: Catalog, feature: Feature, now: datetime) -> Resolution:
+    def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
+        """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.
+
+        Callers keep the returned record for the rest of their work rather than reading
+        ``self.derived`` again, which another thread may replace meanwhile (the store thread
+        works with the catalog staged in its batch).
+        """
         derived = self.derived
         if (
             derived is None
@@ -63,11 +76,10 @@ class CustomerSnapshot:
         ):
             derived = Derived(catalog, now, self.holdings.next_change_after(now))
             self.derived = derived
-        resolution = derived.resolutions.get(feature.id)
-        if resolution is None:
-            resolution = resolve(catalog, self.holdings, feature, now)
-            derived.resolutions[feature.id] = resolution
-        return resolution
+        return derived
+
+    def resolution(self, catalog: Catalog, feature: Feature, now: datetime) -> Resolution:
+        return self.derived_for(catalog, now).resolution(self.holdings, feature, now)
 
 
 class SnapshotCache:
@@ -99,8 +111,18 @@ class SnapshotCache:
 
     def install_window(self, customer_id: str, key: WindowKey, used: Micros) -> None:
         snapshot = self._snapshots.get(customer_id)
-        if snapshot is not None:
-            snapshot.windows[key] = used
+        if snapshot is None:
+            return
+        feature, start, _ = key
+        # A window that ended before this one starts is no longer read by checks: drop it, so
+        # that a long-lived snapshot of an hourly feature does not grow without end.
+        for stale in [
+            other
+            for other in snapshot.windows
+            if other[0] == feature and other[2] is not None and other[2] <= start
+        ]:
+            del snapshot.windows[stale]
+        snapshot.windows[key] = used
 
     def add_usage(
         self, customer_id: str, feature_id: str, timestamp: datetime, delta: Micros

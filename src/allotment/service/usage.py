@@ -7,17 +7,15 @@ time, so concurrent ``enforce: true`` reports can never together pass a hard lim
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import msgspec
 
 from allotment.domain.catalog import FeatureKind, MeteredSpec
 from allotment.domain.decision import decide
-from allotment.domain.errors import IdempotencyConflict, InvalidRequest
+from allotment.domain.errors import InvalidRequest
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.resolution import DenialReason
@@ -29,12 +27,12 @@ from allotment.service.answers import (
     answer_for,
     denied,
 )
-from allotment.service.ports import Session, StoredOutcome, UsageEvent
+from allotment.service.idempotency import fingerprint, remember, replay
+from allotment.service.ports import Session, UsageEvent
 from allotment.service.runtime import Runtime
 
 ROUTE = "usage"
 _encode = msgspec.json.Encoder(decimal_format="number").encode
-_decode = msgspec.json.decode
 
 
 class UsageBehavior(StrEnum):
@@ -54,10 +52,15 @@ class UsageReport:
     timestamp: datetime | None = None
 
     def fingerprint(self) -> str:
-        """What must match for a reuse of the key to be a replay rather than a conflict."""
         timestamp = None if self.timestamp is None else to_epoch_micros(self.timestamp)
-        payload = [self.feature, self.entity, self.amount, self.enforce, self.behavior, timestamp]
-        return hashlib.sha256(_encode(payload)).hexdigest()
+        return fingerprint(
+            self.feature, self.entity, self.amount, self.enforce, self.behavior, timestamp
+        )
+
+
+def usage_outcome(response: bytes) -> str:
+    """recorded or refused, read off an answer (for metrics)."""
+    return "recorded" if response.startswith(b'{"recorded":true') else "refused"
 
 
 class UsageService:
@@ -69,22 +72,14 @@ class UsageService:
         return await self._runtime.store.run(lambda session: self.report_in_job(session, report))
 
     def report_in_job(self, session: Session, report: UsageReport) -> bytes:
-        fingerprint = report.fingerprint()
-        stored = session.find_outcome(report.customer, ROUTE, report.idempotency_key)
-        if stored is not None:
-            if stored.fingerprint != fingerprint:
-                raise IdempotencyConflict(
-                    "idempotency_key was already used with a different payload.",
-                    {"idempotency_key": report.idempotency_key},
-                )
-            replay: dict[str, Any] = _decode(stored.response)
-            replay["replayed"] = True
-            return _encode(replay)
+        payload = report.fingerprint()
+        replayed = replay(session, report.customer, ROUTE, report.idempotency_key, payload)
+        if replayed is not None:
+            return replayed
         now = self._runtime.clock.now()
         recorded, answer = self._apply(session, report, now)
         response = _encode({"recorded": recorded, "replayed": False, **answer_document(answer)})
-        outcome = StoredOutcome(fingerprint=fingerprint, response=response)
-        session.save_outcome(report.customer, ROUTE, report.idempotency_key, outcome, now)
+        remember(session, report.customer, ROUTE, report.idempotency_key, payload, response, now)
         return response
 
     def _apply(

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from allotment.domain.catalog import Catalog, Spec, spec_to_document
+from allotment.domain.catalog import Catalog, CreditCategory, Spec, spec_to_document
+from allotment.domain.credits import Entry, EntryType, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer, Scope
 from allotment.domain.documents import (
     addon_from_document,
@@ -21,12 +22,23 @@ from allotment.domain.documents import (
     product_from_document,
     spec_from_document,
 )
+from allotment.domain.errors import InvalidRequest
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
+from allotment.domain.identifiers import new_id
 from allotment.domain.quantities import Micros
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
-from allotment.service.ports import Page, StoredOutcome, UsageEvent
+from allotment.service.ports import LedgerRecord, Page, StoredOutcome, UsageEvent
 
 _R = TypeVar("_R")
+
+MAX_COUNTER = 2**63 - 1
+
+
+def _counter_overflow() -> InvalidRequest:
+    return InvalidRequest(
+        "usage in one period may not exceed 9.2 x 10^12 units; this report would pass it."
+    )
+
 
 # A window that never ends is stored with this end, so that the counters' key has no NULL.
 NEVER_ENDS = 2**62
@@ -58,6 +70,8 @@ class SqliteSession:
         self._db = connection
         self.hooks: list[Callable[[], None]] = []
         self.scratch: dict[str, Any] = {}
+        # Each pool as loaded or last saved in this batch, to store only what changed.
+        self._pools_as_stored: dict[tuple[str, str], tuple[dict[str, Grant], int]] = {}
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
@@ -272,11 +286,14 @@ class SqliteSession:
         if row is not None:
             return int(row[0])
         # First use of this window: project it from the events once, then keep it in step.
-        (used,) = self._db.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ?"
-            " AND feature = ? AND timestamp >= ? AND timestamp < ?",
-            key,
-        ).fetchone()
+        try:
+            (used,) = self._db.execute(
+                "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ?"
+                " AND feature = ? AND timestamp >= ? AND timestamp < ?",
+                key,
+            ).fetchone()
+        except sqlite3.OperationalError as error:  # SUM past 64 bits
+            raise _counter_overflow() from error
         self._db.execute(
             "INSERT INTO usage_counters (customer, feature, period_start, period_end, used)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -286,6 +303,16 @@ class SqliteSession:
 
     def append_usage(self, event: UsageEvent) -> None:
         timestamp = to_epoch_micros(event.timestamp)
+        low, high = self._db.execute(
+            "SELECT MIN(used), MAX(used) FROM usage_counters WHERE customer = ? AND feature = ?"
+            " AND period_start <= ? AND period_end > ?",
+            (event.customer, event.feature, timestamp, timestamp),
+        ).fetchone()
+        # SQLite would silently turn a counter past 64 bits into a float: refuse instead.
+        if (high is not None and high + event.amount > MAX_COUNTER) or (
+            low is not None and low + event.amount < -MAX_COUNTER
+        ):
+            raise _counter_overflow()
         self._db.execute(
             "INSERT INTO usage_events (customer, feature, entity, amount, timestamp,"
             " recorded_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -322,6 +349,122 @@ class SqliteSession:
             "INSERT INTO idempotency_records (customer, route, key, fingerprint, response,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (customer_id, route, key, outcome.fingerprint, outcome.response, to_epoch_micros(at)),
+        )
+
+    # ---------------------------------------------------------------- credits
+
+    def load_pool(self, customer_id: str, currency: str) -> Pool:
+        grants = {
+            row[0]: _grant(row)
+            for row in self._db.execute(
+                f"SELECT {_GRANT_COLUMNS} FROM credit_grants WHERE customer = ? AND currency = ?"
+                " ORDER BY seq",
+                (customer_id, currency),
+            )
+        }
+        row = self._db.execute(
+            "SELECT overdraft FROM credit_pools WHERE customer = ? AND currency = ?",
+            (customer_id, currency),
+        ).fetchone()
+        overdraft = int(row[0]) if row else 0
+        self._pools_as_stored[(customer_id, currency)] = (dict(grants), overdraft)
+        return Pool(grants=grants, overdraft=overdraft)
+
+    def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
+        stored_grants, stored_overdraft = self._pools_as_stored.get(
+            (customer_id, currency), ({}, 0)
+        )
+        for grant in pool.grants.values():
+            if stored_grants.get(grant.id) != grant:
+                self._save_grant(customer_id, currency, grant)
+        if (
+            pool.overdraft != stored_overdraft
+            or (customer_id, currency) not in self._pools_as_stored
+        ):
+            self._db.execute(
+                "INSERT INTO credit_pools (customer, currency, overdraft) VALUES (?, ?, ?)"
+                " ON CONFLICT (customer, currency) DO UPDATE SET overdraft = excluded.overdraft",
+                (customer_id, currency, pool.overdraft),
+            )
+        records = []
+        for entry in pool.entries:
+            entry_id = new_id("led")
+            cursor = self._db.execute(
+                "INSERT INTO ledger_entries (id, customer, currency, type, grant_id, amount,"
+                " balance_after, idempotency_key, entity, feature, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry_id,
+                    customer_id,
+                    currency,
+                    entry.type.value,
+                    entry.grant,
+                    entry.amount,
+                    entry.balance_after,
+                    entry.idempotency_key,
+                    entry.entity,
+                    entry.feature,
+                    to_epoch_micros(entry.at),
+                ),
+            )
+            seq = cursor.lastrowid
+            assert seq is not None
+            records.append(LedgerRecord(entry_id, seq, customer_id, currency, entry))
+        pool.entries.clear()
+        self._pools_as_stored[(customer_id, currency)] = (dict(pool.grants), pool.overdraft)
+        return records
+
+    def list_ledger(
+        self, customer_id: str, currency: str, after: str | None, limit: int
+    ) -> Page[LedgerRecord]:
+        rows = self._page(
+            "SELECT seq, id, type, grant_id, amount, balance_after, idempotency_key, entity,"
+            " feature, at FROM ledger_entries",
+            "customer = ? AND currency = ?",
+            (customer_id, currency),
+            after,
+            limit,
+        )
+
+        def record(row: tuple[Any, ...]) -> LedgerRecord:
+            entry = Entry(
+                type=EntryType(row[2]),
+                grant=row[3],
+                amount=row[4],
+                balance_after=row[5],
+                at=from_epoch_micros(row[9]),
+                idempotency_key=row[6],
+                entity=row[7],
+                feature=row[8],
+            )
+            return LedgerRecord(row[1], row[0], customer_id, currency, entry)
+
+        return _paged(rows, limit, record)
+
+    def _save_grant(self, customer_id: str, currency: str, grant: Grant) -> None:
+        self._db.execute(
+            f"INSERT INTO credit_grants (customer, currency, {_GRANT_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining,"
+            " credited = excluded.credited, expired = excluded.expired,"
+            " voided_at = excluded.voided_at",
+            (
+                customer_id,
+                currency,
+                grant.id,
+                grant.amount,
+                grant.category.value,
+                grant.cost_basis,
+                grant.priority,
+                to_epoch_micros(grant.effective_at),
+                _micros(grant.expires_at),
+                to_epoch_micros(grant.created_at),
+                grant.remaining,
+                grant.credited,
+                grant.expired,
+                _micros(grant.voided_at),
+                grant.reason,
+            ),
         )
 
     # ---------------------------------------------------------------- API keys
@@ -434,6 +577,28 @@ _PROMOTION_COLUMNS = (
     "id, customer, feature, spec, starts_at, ends_at, reason, revoked_at, created_at"
 )
 _KEY_COLUMNS = "id, name, scope, customer, key_hash, created_at, revoked_at"
+_GRANT_COLUMNS = (
+    "id, amount, category, cost_basis, priority, effective_at, expires_at, created_at,"
+    " remaining, credited, expired, voided_at, reason"
+)
+
+
+def _grant(row: tuple[Any, ...]) -> Grant:
+    return Grant(
+        id=row[0],
+        amount=row[1],
+        category=CreditCategory(row[2]),
+        cost_basis=row[3],
+        priority=row[4],
+        effective_at=from_epoch_micros(row[5]),
+        expires_at=_instant(row[6]),
+        created_at=from_epoch_micros(row[7]),
+        remaining=row[8],
+        credited=bool(row[9]),
+        expired=bool(row[10]),
+        voided_at=_instant(row[11]),
+        reason=row[12],
+    )
 
 
 def _customer(row: tuple[Any, ...]) -> Customer:

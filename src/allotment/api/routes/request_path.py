@@ -17,12 +17,13 @@ from allotment.api.http import (
     read,
     route,
 )
+from allotment.api.metrics import count_decision
 from allotment.api.schemas import UsageIn
 from allotment.api.services import Services
 from allotment.domain.ids import require_client_id
 from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import answer_document
-from allotment.service.usage import UsageBehavior, UsageReport
+from allotment.service.usage import UsageBehavior, UsageReport, usage_outcome
 
 
 @route(Access.SERVER)
@@ -38,7 +39,9 @@ async def report_usage(request: Request, services: Services) -> Response:
         behavior=UsageBehavior(body.behavior),
         timestamp=body.timestamp,
     )
-    return raw_json_response(await services.usage.report(report))
+    response = await services.usage.report(report)
+    count_decision("usage", usage_outcome(response))
+    return raw_json_response(response)
 
 
 @route(Access.CLIENT, customer_param="customer")

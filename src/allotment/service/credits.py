@@ -1,0 +1,326 @@
+"""Credit pools: grants, voids, debits, balances, the ledger and revenue.
+
+Every operation is one store job: it loads the pool, writes whatever grant and expiry entries
+are due by now (so figures are right without any background job), applies the change, and
+stores the new entries with the grants and overdraft they changed, in one transaction. Jobs run
+one at a time, so concurrent debits can never spend the same credit twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from allotment.domain.catalog import Catalog, CreditCategory, Currency
+from allotment.domain.credits import (
+    EntryContext,
+    EntryType,
+    Grant,
+    GrantStatus,
+    Pool,
+    replay,
+    revenue,
+)
+from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.identifiers import new_id
+from allotment.domain.quantities import Micros, to_json_number
+from allotment.domain.resolution import DenialReason
+from allotment.domain.timefmt import format_instant, to_epoch_micros
+from allotment.service import idempotency
+from allotment.service.ports import LedgerRecord, Page, Session
+from allotment.service.runtime import Runtime
+
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+MAX_PRIORITY = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    amount: Micros
+    category: CreditCategory
+    idempotency_key: str
+    cost_basis: Micros = 0
+    priority: int = 50
+    effective_at: datetime | None = None
+    expires_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DebitRequest:
+    amount: Micros
+    idempotency_key: str
+    entity: str | None = None
+    feature: str | None = None
+    enforce: bool = True
+
+
+class CreditService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    # ------------------------------------------------------------------ writes
+
+    async def grant(self, customer: str, currency: str, request: GrantRequest) -> bytes:
+        if request.amount <= 0:
+            raise InvalidRequest("amount must be greater than zero.", {"field": "amount"})
+        if not 0 <= request.priority <= MAX_PRIORITY:
+            raise InvalidRequest(f"priority must be between 0 and {MAX_PRIORITY}.")
+        route = f"credits/{currency}/grants"
+        payload = idempotency.fingerprint(
+            request.amount,
+            request.category,
+            request.cost_basis,
+            request.priority,
+            request.effective_at and to_epoch_micros(request.effective_at),
+            request.expires_at and to_epoch_micros(request.expires_at),
+            request.reason,
+        )
+        runtime = self._runtime
+
+        def job(session: Session) -> bytes:
+            replayed = idempotency.replay(
+                session, customer, route, request.idempotency_key, payload
+            )
+            if replayed is not None:
+                return replayed
+            now = runtime.clock.now()
+            pool = self._settled_pool(session, customer, currency, now)
+            effective_at = request.effective_at or now
+            if request.expires_at is not None and request.expires_at <= effective_at:
+                raise InvalidRequest("expires_at must be after effective_at.")
+            grant = Grant(
+                id=new_id("grant"),
+                amount=request.amount,
+                category=request.category,
+                cost_basis=request.cost_basis,
+                priority=request.priority,
+                effective_at=effective_at,
+                expires_at=request.expires_at,
+                created_at=now,
+                reason=request.reason,
+            )
+            pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
+            session.save_pool(customer, currency, pool)
+            response = _encode({**grant_document(pool.grants[grant.id], now), "replayed": False})
+            idempotency.remember(
+                session, customer, route, request.idempotency_key, payload, response, now
+            )
+            return response
+
+        return await runtime.store.run(job)
+
+    async def void(self, customer: str, currency: str, grant_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            now = runtime.clock.now()
+            pool = self._settled_pool(session, customer, currency, now)
+            grant = pool.grants.get(grant_id)
+            if grant is None:
+                raise NotFound(f"no grant {grant_id} in this pool.", {"grant": grant_id})
+            status = grant.status(now)
+            if status in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
+                raise Conflict(f"grant {grant_id} is {status}.", {"grant": grant_id})
+            pool.void(grant_id, now)
+            session.save_pool(customer, currency, pool)
+            return grant_document(pool.grants[grant_id], now)
+
+        return await runtime.store.run(job)
+
+    async def debit(self, customer: str, currency: str, request: DebitRequest) -> bytes:
+        route = f"credits/{currency}/debits"
+        payload = idempotency.fingerprint(
+            request.amount, request.entity, request.feature, request.enforce
+        )
+        runtime = self._runtime
+
+        def job(session: Session) -> bytes:
+            replayed = idempotency.replay(
+                session, customer, route, request.idempotency_key, payload
+            )
+            if replayed is not None:
+                return replayed
+            now = runtime.clock.now()
+            pool = self._settled_pool(session, customer, currency, now)
+            reason = None
+            records: list[LedgerRecord] = []
+            snapshot = runtime.snapshot_in(session, customer)
+            if snapshot is not None and snapshot.customer.is_archived:
+                reason = DenialReason.CUSTOMER_ARCHIVED
+            elif request.entity is not None:
+                reason = DenialReason.ENTITY_NOT_FOUND  # entities arrive with budgets
+            elif request.enforce and not pool.allows(
+                request.amount, 0, self._overdraft_limit(session, customer, currency, now)
+            ):
+                reason = DenialReason.INSUFFICIENT_CREDITS
+            else:
+                context = EntryContext(request.idempotency_key, request.entity, request.feature)
+                order = _currency(runtime.catalog_in(session), currency).burn_order
+                pool.debit(request.amount, order, now, context)
+            records = session.save_pool(customer, currency, pool)
+            response = _encode(
+                {
+                    "applied": reason is None,
+                    "replayed": False,
+                    "access_denied_reason": reason,
+                    "balance": to_json_number(pool.balance),
+                    "entries": [
+                        {"grant": r.entry.grant, "amount": to_json_number(r.entry.amount)}
+                        for r in records
+                        if r.entry.type is EntryType.DEBIT
+                        and r.entry.idempotency_key == request.idempotency_key
+                    ],
+                }
+            )
+            idempotency.remember(
+                session, customer, route, request.idempotency_key, payload, response, now
+            )
+            return response
+
+        return await runtime.store.run(job)
+
+    # ------------------------------------------------------------------ reads
+
+    async def balance(self, customer: str, currency: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            now = runtime.clock.now()
+            pool = self._settled_pool(session, customer, currency, now)
+            session.save_pool(customer, currency, pool)
+            limit = self._overdraft_limit(session, customer, currency, now)
+            reserved = 0
+            return {
+                "balance": to_json_number(pool.balance),
+                "reserved": to_json_number(reserved),
+                "available": to_json_number(pool.available(reserved)),
+                "overdraft": to_json_number(pool.overdraft),
+                "overdraft_limit": None if limit is None else to_json_number(limit),
+                "grants": [grant_document(g, now) for g in pool.grants.values()],
+            }
+
+        return await runtime.store.run(job)
+
+    async def ledger(
+        self, customer: str, currency: str, after: str | None, limit: int
+    ) -> Page[dict[str, Any]]:
+        runtime = self._runtime
+
+        def job(session: Session) -> Page[dict[str, Any]]:
+            pool = self._settled_pool(session, customer, currency, runtime.clock.now())
+            session.save_pool(customer, currency, pool)
+            page = session.list_ledger(customer, currency, after, limit)
+            return Page([ledger_document(r) for r in page.items], page.next_cursor)
+
+        return await runtime.store.run(job)
+
+    async def revenue(self, customer: str, currency: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            pool = self._settled_pool(session, customer, currency, runtime.clock.now())
+            session.save_pool(customer, currency, pool)
+            entries = [
+                (r.entry.type, r.entry.grant, r.entry.amount)
+                for r in all_entries(session, customer, currency)
+            ]
+            figures = revenue(pool.grants, replay(entries))
+            return {
+                "deferred": figures.deferred,
+                "recognized": figures.recognized,
+                "breakage": figures.breakage,
+            }
+
+        return await runtime.store.run(job)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
+        runtime = self._runtime
+        if session.get_customer(customer) is None:
+            raise NotFound(f"no customer {customer!r}.", {"customer": customer})
+        _currency(runtime.catalog_in(session), currency)
+        pool = session.load_pool(customer, currency)
+        pool.settle(now)
+        return pool
+
+    def _overdraft_limit(
+        self, session: Session, customer: str, currency: str, now: datetime
+    ) -> Micros | None:
+        """The most generous setting of the customer's active subscriptions; 0 when none."""
+        runtime = self._runtime
+        snapshot = runtime.snapshot_in(session, customer)
+        if snapshot is None:
+            return 0
+        catalog = runtime.catalog_in(session)
+        limits: list[Micros | None] = []
+        for subscription in snapshot.holdings.subscriptions:
+            if not subscription.is_active(now):
+                continue
+            sources = [catalog.plans[subscription.plan].credits]
+            sources += [catalog.addons[a.id].credits for a in subscription.addons]
+            limits += [s[currency].overdraft_limit for s in sources if currency in s]
+        if not limits:
+            return 0
+        if any(limit is None for limit in limits):
+            return None
+        return max(limit for limit in limits if limit is not None)
+
+
+def all_entries(session: Session, customer: str, currency: str) -> list[LedgerRecord]:
+    records: list[LedgerRecord] = []
+    after = None
+    while True:
+        page = session.list_ledger(customer, currency, after, 1000)
+        records.extend(page.items)
+        if page.next_cursor is None:
+            return records
+        after = page.next_cursor
+
+
+def _currency(catalog: Catalog, currency_id: str) -> Currency:
+    currency = catalog.currencies.get(currency_id)
+    if currency is None:
+        raise NotFound(f"no currency {currency_id!r}.", {"currency": currency_id})
+    return currency
+
+
+def _instant(instant: datetime | None) -> str | None:
+    return None if instant is None else format_instant(instant)
+
+
+def grant_document(grant: Grant, now: datetime) -> dict[str, Any]:
+    return {
+        "id": grant.id,
+        "amount": to_json_number(grant.amount),
+        "remaining": to_json_number(grant.remaining),
+        "category": grant.category.value,
+        "cost_basis": to_json_number(grant.cost_basis),
+        "priority": grant.priority,
+        "effective_at": format_instant(grant.effective_at),
+        "expires_at": _instant(grant.expires_at),
+        "status": grant.status(now).value,
+        "reason": grant.reason,
+        "created_at": format_instant(grant.created_at),
+        "voided_at": _instant(grant.voided_at),
+    }
+
+
+def ledger_document(record: LedgerRecord) -> dict[str, Any]:
+    entry = record.entry
+    return {
+        "id": record.id,
+        "seq": record.seq,
+        "type": entry.type.value,
+        "grant": entry.grant,
+        "amount": to_json_number(entry.amount),
+        "balance_after": to_json_number(entry.balance_after),
+        "idempotency_key": entry.idempotency_key,
+        "entity": entry.entity,
+        "feature": entry.feature,
+        "at": format_instant(entry.at),
+    }

@@ -1,0 +1,54 @@
+"""Idempotent request-path writes: the first outcome is stored whatever it was, and replayed.
+
+A key is scoped to the customer and the route. A replay with the same payload answers the
+stored response byte for byte, with ``"replayed": true``, and applies nothing; the same key with
+another payload is ``idempotency_conflict``. Responses are never decoded and re-encoded, so
+exact numbers come back exactly as they went out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import msgspec
+
+from allotment.domain.errors import IdempotencyConflict
+from allotment.service.ports import Session, StoredOutcome
+
+_FIRST = b'"replayed":false'
+_REPLAY = b'"replayed":true'
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def fingerprint(*parts: object) -> str:
+    """What must match for a reuse of a key to be a replay rather than a conflict."""
+    return hashlib.sha256(_encode([str(part) for part in parts])).hexdigest()
+
+
+def replay(session: Session, customer: str, route: str, key: str, payload: str) -> bytes | None:
+    """The stored answer marked as a replay, None for a new key, or a conflict."""
+    stored = session.find_outcome(customer, route, key)
+    if stored is None:
+        return None
+    if stored.fingerprint != payload:
+        raise IdempotencyConflict(
+            "idempotency_key was already used with a different payload.",
+            {"idempotency_key": key},
+        )
+    if _FIRST not in stored.response:
+        raise AssertionError("a stored answer must say replayed: false")
+    return stored.response.replace(_FIRST, _REPLAY, 1)
+
+
+def remember(
+    session: Session,
+    customer: str,
+    route: str,
+    key: str,
+    payload: str,
+    response: bytes,
+    now: datetime,
+) -> None:
+    """Store the first answer to ``key``; it must contain ``"replayed":false``."""
+    session.save_outcome(customer, route, key, StoredOutcome(payload, response), now)
