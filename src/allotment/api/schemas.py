@@ -178,3 +178,22 @@ def to_document(struct: Struct) -> Any:
 
 SPEC_FIELDS = ("value", "limit", "reset", "enforcement", "credit_cost")
 ADDON_SPEC_FIELDS = (*SPEC_FIELDS, "mode")
+
+
+class GrantIn(TimedBody):
+    amount: Quantity
+    category: Literal["paid", "promotional"]
+    idempotency_key: IdempotencyKey
+    cost_basis: Quantity = 0
+    priority: int = 50
+    effective_at: Instant | None = None
+    expires_at: Instant | None = None
+    reason: Annotated[str, Meta(max_length=1000)] | None = None
+
+
+class DebitIn(Body):
+    amount: Quantity
+    idempotency_key: IdempotencyKey
+    entity: ClientId | None = None
+    feature: ClientId | None = None
+    enforce: bool = True

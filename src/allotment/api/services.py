@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from allotment.config import Settings
 from allotment.service.catalog import CatalogService
 from allotment.service.clock import SystemClock, TestClock
+from allotment.service.credits import CreditService
 from allotment.service.customers import CustomerService
 from allotment.service.entitlements import EntitlementService
 from allotment.service.keys import KeyService
@@ -24,6 +25,7 @@ class Services:
     entitlements: EntitlementService
     usage: UsageService
     keys: KeyService
+    credits: CreditService
     test_clock: TestClock | None
 
     @classmethod
@@ -39,6 +41,7 @@ class Services:
             entitlements=EntitlementService(runtime),
             usage=UsageService(runtime),
             keys=KeyService(runtime),
+            credits=CreditService(runtime),
             test_clock=test_clock,
         )
         services.catalog.load()

@@ -71,7 +71,8 @@ class SqliteSession:
         self.hooks: list[Callable[[], None]] = []
         self.scratch: dict[str, Any] = {}
         # Each pool as loaded or last saved in this batch, to store only what changed.
-        self._pools_as_stored: dict[tuple[str, str], tuple[dict[str, Grant], int]] = {}
+        # (None for the overdraft of a pool that has no row yet.)
+        self._pools_as_stored: dict[tuple[str, str], tuple[dict[str, Grant], int | None]] = {}
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
@@ -366,21 +367,18 @@ class SqliteSession:
             "SELECT overdraft FROM credit_pools WHERE customer = ? AND currency = ?",
             (customer_id, currency),
         ).fetchone()
-        overdraft = int(row[0]) if row else 0
+        overdraft = int(row[0]) if row else None
         self._pools_as_stored[(customer_id, currency)] = (dict(grants), overdraft)
-        return Pool(grants=grants, overdraft=overdraft)
+        return Pool(grants=grants, overdraft=overdraft or 0)
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
         stored_grants, stored_overdraft = self._pools_as_stored.get(
-            (customer_id, currency), ({}, 0)
+            (customer_id, currency), ({}, None)
         )
         for grant in pool.grants.values():
             if stored_grants.get(grant.id) != grant:
                 self._save_grant(customer_id, currency, grant)
-        if (
-            pool.overdraft != stored_overdraft
-            or (customer_id, currency) not in self._pools_as_stored
-        ):
+        if pool.overdraft != stored_overdraft:
             self._db.execute(
                 "INSERT INTO credit_pools (customer, currency, overdraft) VALUES (?, ?, ?)"
                 " ON CONFLICT (customer, currency) DO UPDATE SET overdraft = excluded.overdraft",

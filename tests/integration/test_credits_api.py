@@ -1,0 +1,217 @@
+"""Credits through the API: grants, burn order, debits, overdraft and payback, expiry by the
+clock, voids, the append-only ledger as the truth, and revenue."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+
+from allotment.domain.credits import EntryType, replay
+from tests.conftest import Api, define_catalog, new_customer
+
+POOL = "/v1/customers/acme/credits/ai-credits"
+
+
+@pytest.fixture
+def acme(api: Api) -> Api:
+    define_catalog(api)
+    api.put(
+        "/v1/currencies/ai-credits",
+        {"name": "Credits", "burn_order": ["promotional_first", "expiry", "priority", "created"]},
+        201,
+    )
+    new_customer(api, "acme", "team")
+    return api
+
+
+def grant(api: Api, amount: Any, key: str, **extra: Any) -> Any:
+    body = {"amount": amount, "category": "paid", "idempotency_key": key, **extra}
+    return api.post(f"{POOL}/grants", body, 201)
+
+
+def debit(api: Api, amount: Any, key: str, **extra: Any) -> Any:
+    return api.post(f"{POOL}/debits", {"amount": amount, "idempotency_key": key, **extra}, 200)
+
+
+def ledger(api: Api) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = api.get(f"{POOL}/ledger?limit=1000")["data"]
+    return entries
+
+
+def assert_projections_match_the_ledger(api: Api) -> None:
+    """Every stored figure is rebuilt from the entries and compared."""
+    with sqlite3.connect(api.database) as db:
+        entries = db.execute(
+            "SELECT type, grant_id, amount, balance_after FROM ledger_entries"
+            " WHERE customer = 'acme' AND currency = 'ai-credits' ORDER BY seq"
+        ).fetchall()
+        remaining = dict(
+            db.execute("SELECT id, remaining FROM credit_grants WHERE customer = 'acme'").fetchall()
+        )
+        (overdraft,) = db.execute(
+            "SELECT overdraft FROM credit_pools WHERE customer = 'acme'"
+        ).fetchone()
+    rebuilt = replay((EntryType(kind), grant_id, amount) for kind, grant_id, amount, _ in entries)
+    assert {g: rebuilt.remaining.get(g, 0) for g in remaining} == remaining
+    assert rebuilt.overdraft == overdraft
+    running = 0
+    for _, _, amount, balance_after in entries:
+        running += amount
+        assert balance_after == running
+    balance = api.get(POOL)["balance"]
+    assert balance * 1_000_000 == running
+
+
+def test_grant_answers_the_block(acme: Api) -> None:
+    block = grant(acme, 1000, "g1", cost_basis="0.01", expires_at="2099-01-01T00:00:00Z")
+    assert block["id"].startswith("grant_")
+    assert (block["amount"], block["remaining"], block["status"]) == (1000, 1000, "active")
+    assert (block["category"], block["cost_basis"], block["priority"]) == ("paid", 0.01, 50)
+    assert block["replayed"] is False
+    again = grant(acme, 1000, "g1", cost_basis="0.01", expires_at="2099-01-01T00:00:00Z")
+    assert again == {**block, "replayed": True}
+    assert acme.get(POOL)["balance"] == 1000
+    assert (
+        acme.status(
+            "POST", f"{POOL}/grants", {"amount": 5, "category": "paid", "idempotency_key": "g1"}
+        )[0]
+        == 409
+    )
+
+
+def test_debits_burn_promotional_first_then_soonest_expiry(acme: Api) -> None:
+    late = grant(acme, 100, "late", expires_at="2099-01-01T00:00:00Z")
+    soon = grant(acme, 100, "soon", expires_at="2098-01-01T00:00:00Z")
+    promo = grant(acme, 30, "promo", category="promotional")
+    result = debit(acme, 150, "d1")
+    assert result["applied"] is True
+    assert result["entries"] == [
+        {"grant": promo["id"], "amount": -30},
+        {"grant": soon["id"], "amount": -100},
+        {"grant": late["id"], "amount": -20},
+    ]
+    assert result["balance"] == 80
+    assert [e["type"] for e in ledger(acme)] == ["grant"] * 3 + ["debit"] * 3
+    assert_projections_match_the_ledger(acme)
+
+
+def test_a_hard_pool_refuses_and_writes_nothing(acme: Api) -> None:
+    grant(acme, 10, "g")
+    refused = debit(acme, 11, "d1")
+    assert (refused["applied"], refused["access_denied_reason"]) == (False, "insufficient_credits")
+    assert (refused["balance"], refused["entries"]) == (10, [])
+    assert len(ledger(acme)) == 1
+    assert debit(acme, 10, "d2")["balance"] == 0
+    # enforce: false records the truth even beyond the limit.
+    truth = debit(acme, 4, "d3", enforce=False)
+    assert (truth["applied"], truth["balance"], truth["entries"]) == (
+        True,
+        -4,
+        [{"grant": None, "amount": -4}],
+    )
+    assert_projections_match_the_ledger(acme)
+
+
+def test_soft_overdraft_is_bounded_and_paid_back_by_the_next_grant(acme: Api) -> None:
+    acme.put(
+        "/v1/plans/team",
+        {
+            "product": "coder",
+            "name": "Team",
+            "parent": "starter",
+            "credits": {"ai-credits": {"amount": 1000, "overdraft_limit": 50}},
+        },
+        200,
+    )
+    assert acme.get(POOL)["overdraft_limit"] == 50
+    grant(acme, 20, "g1")
+    assert debit(acme, 70, "d1")["balance"] == -50
+    assert debit(acme, 1, "d2")["access_denied_reason"] == "insufficient_credits"
+    top_up = grant(acme, 100, "g2")
+    assert top_up["remaining"] == 50
+    tail = ledger(acme)[-3:]
+    assert [(e["type"], e["grant"], e["amount"]) for e in tail] == [
+        ("grant", top_up["id"], 100),
+        ("debit", top_up["id"], -50),
+        ("adjustment", None, 50),
+    ]
+    assert [e["balance_after"] for e in tail] == [50, 0, 50]
+    assert acme.get(POOL)["balance"] == 50
+    assert_projections_match_the_ledger(acme)
+
+
+def test_expiry_happens_by_the_clock_without_any_job(acme: Api) -> None:
+    now = acme.now()
+    block = grant(acme, 100, "g1", expires_at="2030-01-01T00:00:00Z", cost_basis="0.5")
+    debit(acme, 30, "d1")
+    acme.post("/v1/test/clock", {"now": "2031-01-01T00:00:00Z"}, 200)
+    pool = acme.get(POOL)
+    assert pool["balance"] == 0
+    assert pool["grants"][0]["status"] == "expired"
+    expiry = ledger(acme)[-1]
+    assert (expiry["type"], expiry["grant"], expiry["amount"], expiry["at"]) == (
+        "expiry",
+        block["id"],
+        -70,
+        "2030-01-01T00:00:00Z",
+    )
+    assert acme.get(f"{POOL}/revenue") == {"deferred": 0, "recognized": 15, "breakage": 35}
+    assert now < "2030"
+    assert_projections_match_the_ledger(acme)
+
+
+def test_a_scheduled_grant_enters_the_ledger_when_it_takes_effect(acme: Api) -> None:
+    block = grant(acme, 40, "g1", effective_at="2030-01-01T00:00:00Z")
+    assert block["status"] == "scheduled"
+    assert acme.get(POOL)["balance"] == 0
+    assert debit(acme, 1, "d1")["applied"] is False
+    acme.post("/v1/test/clock", {"now": "2030-06-01T00:00:00Z"}, 200)
+    assert acme.get(POOL)["balance"] == 40
+    assert ledger(acme)[0]["at"] == "2030-01-01T00:00:00Z"
+
+
+def test_void_takes_the_remaining_out_once(acme: Api) -> None:
+    block = grant(acme, 100, "g1", cost_basis=2)
+    debit(acme, 25, "d1")
+    voided = acme.post(f"{POOL}/grants/{block['id']}/void", None, 200)
+    assert (voided["status"], voided["remaining"]) == ("voided", 0)
+    assert ledger(acme)[-1]["type"] == "void"
+    assert acme.get(POOL)["balance"] == 0
+    assert acme.status("POST", f"{POOL}/grants/{block['id']}/void")[0] == 409
+    assert acme.status("POST", f"{POOL}/grants/grant_nope/void")[0] == 404
+    assert acme.get(f"{POOL}/revenue") == {"deferred": 0, "recognized": 50, "breakage": 0}
+    assert_projections_match_the_ledger(acme)
+
+
+def test_debits_are_idempotent(acme: Api) -> None:
+    grant(acme, 100, "g1")
+    first = debit(acme, 10, "d1", feature="ai-requests")
+    assert debit(acme, 10, "d1", feature="ai-requests") == {**first, "replayed": True}
+    assert acme.status("POST", f"{POOL}/debits", {"amount": 11, "idempotency_key": "d1"})[0] == 409
+    assert acme.get(POOL)["balance"] == 90
+    entry = ledger(acme)[-1]
+    assert (entry["idempotency_key"], entry["feature"]) == ("d1", "ai-requests")
+
+
+def test_unknown_pools_are_404_and_bad_amounts_400(acme: Api) -> None:
+    assert acme.status("GET", "/v1/customers/ghost/credits/ai-credits")[0] == 404
+    assert acme.status("GET", "/v1/customers/acme/credits/gold")[0] == 404
+    for amount in (0, -1, "0.0000001"):
+        body = {"amount": amount, "category": "paid", "idempotency_key": f"k{amount}"}
+        assert acme.status("POST", f"{POOL}/grants", body)[0] == 400
+    assert (
+        acme.status(
+            "POST",
+            f"{POOL}/grants",
+            {
+                "amount": 1,
+                "category": "paid",
+                "idempotency_key": "k",
+                "effective_at": "2030-01-01T00:00:00Z",
+                "expires_at": "2029-01-01T00:00:00Z",
+            },
+        )[0]
+        == 400
+    )
