@@ -121,7 +121,7 @@ def test_soft_overdraft_is_bounded_and_paid_back_by_the_next_grant(acme: Api) ->
             "product": "coder",
             "name": "Team",
             "parent": "starter",
-            "credits": {"ai-credits": {"amount": 1000, "overdraft_limit": 50}},
+            "credits": {"ai-credits": {"amount": 0, "overdraft_limit": 50}},
         },
         200,
     )
@@ -215,3 +215,56 @@ def test_unknown_pools_are_404_and_bad_amounts_400(acme: Api) -> None:
         )[0]
         == 400
     )
+
+
+def test_plans_grant_credits_every_period_that_expire_at_its_end(api: Api) -> None:
+    """PRODUCT.md: every workspace gets 1,000 model credits per month."""
+    define_catalog(api)
+    api.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    api.put(
+        "/v1/plans/team",
+        {
+            "product": "coder",
+            "name": "Team",
+            "parent": "starter",
+            "credits": {"ai-credits": {"amount": 1000, "every": "month", "cost_basis": "0.01"}},
+        },
+        200,
+    )
+    api.put(
+        "/v1/addons/credit-pack",
+        {
+            "product": "coder",
+            "name": "Credit pack",
+            "entitlements": {},
+            "credits": {"ai-credits": {"amount": 100, "every": "month", "category": "promotional"}},
+        },
+        201,
+    )
+    new_customer(
+        api,
+        "acme",
+        "team",
+        starts_at="2030-01-31T00:00:00Z",
+        addons=[{"id": "credit-pack", "quantity": 2}],
+    )
+    api.post("/v1/test/clock", {"now": "2030-02-10T00:00:00Z"}, 200)
+    pool = api.get(POOL)
+    assert pool["balance"] == 1200
+    plan_block = next(g for g in pool["grants"] if g["amount"] == 1000)
+    assert (plan_block["effective_at"], plan_block["expires_at"]) == (
+        "2030-01-31T00:00:00Z",
+        "2030-02-28T00:00:00Z",
+    )
+    assert plan_block["priority"] == 50
+    debit(api, 300, "d1")
+    api.post("/v1/test/clock", {"now": "2030-03-05T00:00:00Z"}, 200)
+    # February's blocks expired at their period's end; March's arrived, once.
+    assert api.get(POOL)["balance"] == 1200
+    assert api.get(POOL)["balance"] == 1200
+    types = [(e["type"], e["amount"]) for e in ledger(api)]
+    assert types.count(("grant", 1000)) == 2
+    # The promotional pack burned first (same expiry), then 100 of the plan's block.
+    assert ("expiry", -900) in types
+    assert api.get(f"{POOL}/revenue") == {"deferred": 10, "recognized": 1, "breakage": 9}
+    assert_projections_match_the_ledger(api)

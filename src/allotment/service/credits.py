@@ -8,8 +8,10 @@ one at a time, so concurrent debits can never spend the same credit twice.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -25,7 +27,9 @@ from allotment.domain.credits import (
     revenue,
 )
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.holdings import Holdings
 from allotment.domain.identifiers import new_id
+from allotment.domain.periods import period_boundary, period_index
 from allotment.domain.quantities import Micros, to_json_number
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant, to_epoch_micros
@@ -35,6 +39,7 @@ from allotment.service.runtime import Runtime
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 MAX_PRIORITY = 1_000_000
+RECURRING_PRIORITY = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +250,12 @@ class CreditService:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})
         _currency(runtime.catalog_in(session), currency)
         pool = session.load_pool(customer, currency)
+        snapshot = runtime.snapshot_in(session, customer)
+        if snapshot is not None:
+            catalog = runtime.catalog_in(session)
+            for grant, context in recurring_grants(catalog, snapshot.holdings, currency, now):
+                if grant.id not in pool.grants:
+                    pool.add_grant(grant, now, context)
         pool.settle(now)
         return pool
 
@@ -269,6 +280,47 @@ class CreditService:
         if any(limit is None for limit in limits):
             return None
         return max(limit for limit in limits if limit is not None)
+
+
+def recurring_grants(
+    catalog: Catalog, holdings: Holdings, currency: str, now: datetime
+) -> Iterator[tuple[Grant, EntryContext]]:
+    """The grants that plans and add-ons owe by ``now``: one per period of ``every`` from the
+    subscription's start while it runs, each expiring at its period's end (priority 50).
+
+    Their ids derive from (subscription, source, period), so making them again finds them: a
+    pool gets each exactly once, whenever it is first touched after the period starts.
+    """
+    for subscription in holdings.subscriptions:
+        plan = catalog.plans.get(subscription.plan)
+        if plan is None or subscription.starts_at > now:
+            continue
+        sources = [(f"plan:{plan.id}", plan.credits.get(currency), 1)]
+        for holding in subscription.addons:
+            addon = catalog.addons.get(holding.id)
+            if addon is not None:
+                sources.append((f"addon:{addon.id}", addon.credits.get(currency), holding.quantity))
+        end = subscription.end
+        last_start = now if end is None else min(now, end - timedelta(microseconds=1))
+        for source, credits, quantity in sources:
+            if credits is None or credits.amount == 0:
+                continue
+            anchor = subscription.starts_at
+            for index in range(period_index(anchor, credits.every, last_start) + 1):
+                start = period_boundary(anchor, credits.every, index)
+                key = f"{subscription.id}:{source}:{index}"
+                grant = Grant(
+                    id="grant_" + hashlib.sha256(f"{key}:{currency}".encode()).hexdigest()[:24],
+                    amount=credits.amount * quantity,
+                    category=credits.category,
+                    cost_basis=credits.cost_basis,
+                    priority=RECURRING_PRIORITY,
+                    effective_at=start,
+                    expires_at=period_boundary(anchor, credits.every, index + 1),
+                    created_at=start,
+                    reason=f"{source} credits for period {index + 1} of {subscription.id}",
+                )
+                yield grant, EntryContext(idempotency_key=key)
 
 
 def all_entries(session: Session, customer: str, currency: str) -> list[LedgerRecord]:
