@@ -268,3 +268,82 @@ def test_plans_grant_credits_every_period_that_expire_at_its_end(api: Api) -> No
     assert ("expiry", -900) in types
     assert api.get(f"{POOL}/revenue") == {"deferred": 10, "recognized": 1, "breakage": 9}
     assert_projections_match_the_ledger(api)
+
+
+def priced_catalog(api: Api, overdraft_limit: Any = 0) -> None:
+    define_catalog(api)
+    api.put(
+        "/v1/currencies/ai-credits",
+        {"name": "Credits", "burn_order": ["promotional_first", "expiry", "priority", "created"]},
+        201,
+    )
+    api.put("/v1/features/model-tokens", {"name": "Tokens", "kind": "metered"}, 201)
+    api.put(
+        "/v1/plans/team",
+        {
+            "product": "coder",
+            "name": "Team",
+            "parent": "starter",
+            "entitlements": {
+                "model-tokens": {
+                    "limit": None,
+                    "credit_cost": {"currency": "ai-credits", "per_unit": "0.001"},
+                }
+            },
+            "credits": {
+                "ai-credits": {
+                    "amount": 1000,
+                    "every": "month",
+                    "cost_basis": "0.01",
+                    "overdraft_limit": overdraft_limit,
+                }
+            },
+        },
+        200,
+    )
+
+
+def test_credit_priced_usage_debits_in_the_same_step_and_stops_hard(api: Api) -> None:
+    """PRODUCT.md: 1,000 credits a month; when they are gone, further usage is denied."""
+    priced_catalog(api)
+    new_customer(api, "acme", "team")
+    check = api.check("acme", "model-tokens", requested=1000)
+    assert check["credits"] == {"currency": "ai-credits", "cost": 1, "available": 1000}
+    used = api.usage("acme", "model-tokens", 600_000, "call-1", enforce=True)
+    assert (used["recorded"], used["credits"]["cost"], used["credits"]["available"]) == (
+        True,
+        600,
+        400,
+    )
+    refused = api.usage("acme", "model-tokens", 400_001, "call-2", enforce=True)
+    assert (refused["recorded"], refused["access_denied_reason"]) == (False, "insufficient_credits")
+    assert refused["credits"]["available"] == 400
+    assert api.check("acme", "model-tokens", requested=400_001)["access_denied_reason"] == (
+        "insufficient_credits"
+    )
+    assert api.check("acme", "model-tokens", requested=400_000)["has_access"] is True
+    entry = ledger(api)[-1]
+    assert (entry["type"], entry["amount"], entry["feature"], entry["idempotency_key"]) == (
+        "debit",
+        -600,
+        "model-tokens",
+        "call-1",
+    )
+    # The truth is recorded even past the pool (enforce: false): the pool overdraws.
+    truth = api.usage("acme", "model-tokens", 500_000, "call-3")
+    assert (truth["recorded"], truth["credits"]["available"]) == (True, -100)
+    assert api.check("acme", "model-tokens")["access_denied_reason"] == "insufficient_credits"
+    assert_projections_match_the_ledger(api)
+
+
+def test_a_soft_workspace_runs_a_bounded_overdraft(api: Api) -> None:
+    priced_catalog(api, overdraft_limit=200)
+    new_customer(api, "acme", "team")
+    assert api.usage("acme", "model-tokens", 1_150_000, "a", enforce=True)["recorded"] is True
+    assert api.get(POOL)["balance"] == -150
+    assert api.usage("acme", "model-tokens", 60_000, "b", enforce=True)["recorded"] is False
+    assert api.usage("acme", "model-tokens", 50_000, "c", enforce=True)["recorded"] is True
+    top_up = grant(api, 500, "top-up", expires_at="2099-01-01T00:00:00Z")
+    assert top_up["remaining"] == 300
+    assert api.get(POOL)["balance"] == 300
+    assert_projections_match_the_ledger(api)

@@ -33,15 +33,16 @@ class Services:
         store = SqliteStore(settings.database_path)
         test_clock = TestClock() if settings.test_clock else None
         runtime = Runtime(store=store, clock=test_clock or SystemClock())
+        credits = CreditService(runtime)
         services = cls(
             settings=settings,
             runtime=runtime,
             catalog=CatalogService(runtime),
             customers=CustomerService(runtime),
-            entitlements=EntitlementService(runtime),
-            usage=UsageService(runtime),
+            entitlements=EntitlementService(runtime, credits),
+            usage=UsageService(runtime, credits),
             keys=KeyService(runtime),
-            credits=CreditService(runtime),
+            credits=credits,
             test_clock=test_clock,
         )
         services.catalog.load()

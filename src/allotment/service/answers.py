@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 
 from allotment.domain.catalog import BooleanSpec, Enforcement, FeatureKind, MeteredSpec, NumericSpec
-from allotment.domain.decision import decide, remaining
+from allotment.domain.decision import credit_cost, decide, decide_credits, remaining
 from allotment.domain.periods import Period, ResetPeriod
-from allotment.domain.quantities import Micros, to_json_number
+from allotment.domain.quantities import MICROS_PER_UNIT, Micros, to_json_number
 from allotment.domain.resolution import DenialReason, Offer
 from allotment.domain.timefmt import format_instant, to_epoch_micros
 
@@ -77,6 +77,15 @@ class PeriodView:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CreditFigures:
+    """The pool a credit-priced feature draws on, as a check sees it."""
+
+    currency: str
+    available: Micros
+    overdraft_limit: Micros | None
+
+
 def denied(
     customer: str,
     feature: str,
@@ -110,11 +119,33 @@ def answer_for(
     requested: Micros | None,
     decided: bool = False,
     reason: DenialReason | None = None,
+    credits: CreditFigures | None = None,
+    cost: Micros | None = None,
 ) -> CheckAnswer:
-    """The answer for a resolved feature: ``reason`` when ``decided``, else decided here."""
+    """The answer for a resolved feature: ``reason`` when ``decided``, else decided here.
+
+    ``credits`` are the figures of the pool a credit-priced feature draws on; ``cost`` what
+    this request costs there (by default ``requested`` units, or one unit, at the feature's
+    price).
+    """
     spec = offer.spec
+    credit_block = None
+    if credits is not None and isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
+        if cost is None:
+            units = MICROS_PER_UNIT if requested is None else requested
+            cost = credit_cost(units, spec.credit_cost.per_unit)
+        credit_block = {
+            "currency": credits.currency,
+            "cost": to_json_number(cost),
+            "available": to_json_number(credits.available),
+        }
     if not decided:
         reason = decide(spec, used, reserved, requested)
+        if reason is None and credit_block is not None and cost is not None:
+            assert credits is not None
+            reason = decide_credits(
+                cost, credits.available, credits.overdraft_limit, requested is not None
+            )
     source = SourceView(offer.source.type.value, offer.source.id)
     if isinstance(spec, BooleanSpec):
         return CheckAnswer(
@@ -159,6 +190,7 @@ def answer_for(
         usage_period_start=window.start_text if window else None,
         usage_period_end=window.end_text if window else None,
         source=source,
+        credits=credit_block,
     )
 
 

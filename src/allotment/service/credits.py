@@ -93,7 +93,7 @@ class CreditService:
             if replayed is not None:
                 return replayed
             now = runtime.clock.now()
-            pool = self._settled_pool(session, customer, currency, now)
+            pool = self.settled_pool(session, customer, currency, now)
             effective_at = request.effective_at or now
             if request.expires_at is not None and request.expires_at <= effective_at:
                 raise InvalidRequest("expires_at must be after effective_at.")
@@ -123,7 +123,7 @@ class CreditService:
 
         def job(session: Session) -> dict[str, Any]:
             now = runtime.clock.now()
-            pool = self._settled_pool(session, customer, currency, now)
+            pool = self.settled_pool(session, customer, currency, now)
             grant = pool.grants.get(grant_id)
             if grant is None:
                 raise NotFound(f"no grant {grant_id} in this pool.", {"grant": grant_id})
@@ -150,7 +150,7 @@ class CreditService:
             if replayed is not None:
                 return replayed
             now = runtime.clock.now()
-            pool = self._settled_pool(session, customer, currency, now)
+            pool = self.settled_pool(session, customer, currency, now)
             reason = None
             records: list[LedgerRecord] = []
             snapshot = runtime.snapshot_in(session, customer)
@@ -159,7 +159,7 @@ class CreditService:
             elif request.entity is not None:
                 reason = DenialReason.ENTITY_NOT_FOUND  # entities arrive with budgets
             elif request.enforce and not pool.allows(
-                request.amount, 0, self._overdraft_limit(session, customer, currency, now)
+                request.amount, 0, self.overdraft_limit(session, customer, currency, now)
             ):
                 reason = DenialReason.INSUFFICIENT_CREDITS
             else:
@@ -195,9 +195,9 @@ class CreditService:
 
         def job(session: Session) -> dict[str, Any]:
             now = runtime.clock.now()
-            pool = self._settled_pool(session, customer, currency, now)
+            pool = self.settled_pool(session, customer, currency, now)
             session.save_pool(customer, currency, pool)
-            limit = self._overdraft_limit(session, customer, currency, now)
+            limit = self.overdraft_limit(session, customer, currency, now)
             reserved = 0
             return {
                 "balance": to_json_number(pool.balance),
@@ -216,7 +216,7 @@ class CreditService:
         runtime = self._runtime
 
         def job(session: Session) -> Page[dict[str, Any]]:
-            pool = self._settled_pool(session, customer, currency, runtime.clock.now())
+            pool = self.settled_pool(session, customer, currency, runtime.clock.now())
             session.save_pool(customer, currency, pool)
             page = session.list_ledger(customer, currency, after, limit)
             return Page([ledger_document(r) for r in page.items], page.next_cursor)
@@ -227,7 +227,7 @@ class CreditService:
         runtime = self._runtime
 
         def job(session: Session) -> dict[str, Any]:
-            pool = self._settled_pool(session, customer, currency, runtime.clock.now())
+            pool = self.settled_pool(session, customer, currency, runtime.clock.now())
             session.save_pool(customer, currency, pool)
             entries = [
                 (r.entry.type, r.entry.grant, r.entry.amount)
@@ -244,7 +244,7 @@ class CreditService:
 
     # ------------------------------------------------------------------ helpers
 
-    def _settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
+    def settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
         runtime = self._runtime
         if session.get_customer(customer) is None:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})
@@ -259,7 +259,7 @@ class CreditService:
         pool.settle(now)
         return pool
 
-    def _overdraft_limit(
+    def overdraft_limit(
         self, session: Session, customer: str, currency: str, now: datetime
     ) -> Micros | None:
         """The most generous setting of the customer's active subscriptions; 0 when none."""

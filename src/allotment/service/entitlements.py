@@ -7,6 +7,7 @@ something is not cached yet it asks the store to load it, then answers from memo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,8 @@ from allotment.domain.errors import NotFound
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.resolution import DenialReason
-from allotment.service.answers import CheckAnswer, PeriodView, answer_for, denied
+from allotment.service.answers import CheckAnswer, CreditFigures, PeriodView, answer_for, denied
+from allotment.service.credits import CreditService
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import CustomerSnapshot, Derived, WindowKey, window_key
@@ -37,12 +39,19 @@ class _MissingWindow:
     window: PeriodView
 
 
-_Miss = _MissingSnapshot | _MissingWindow
+@dataclass(frozen=True, slots=True)
+class _NeedsStore:
+    """A credit-priced feature: its pool is read (and settled) inside a store job."""
+
+
+_Miss = _MissingSnapshot | _MissingWindow | _NeedsStore
+CreditLookup = Callable[[str], CreditFigures]
 
 
 class EntitlementService:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, credits: CreditService) -> None:
         self._runtime = runtime
+        self._credits = credits
 
     async def check(
         self, customer_id: str, feature_id: str, entity: str | None, requested: Micros | None
@@ -51,6 +60,8 @@ class EntitlementService:
             answer = self.check_cached(customer_id, feature_id, entity, requested)
             if isinstance(answer, CheckAnswer):
                 return answer
+            if isinstance(answer, _NeedsStore):
+                break
             await self._fill(answer)
         return await self._runtime.store.run(
             lambda session: self.check_in_job(session, customer_id, feature_id, entity, requested)
@@ -66,7 +77,9 @@ class EntitlementService:
         assert not isinstance(snapshot, bool)
         catalog = self._runtime.catalog.current
         now = self._runtime.clock.now()
-        return _evaluate(catalog, snapshot, customer_id, feature_id, entity, requested, now, None)
+        return _evaluate(
+            catalog, snapshot, customer_id, feature_id, entity, requested, now, None, None
+        )
 
     def check_in_job(
         self,
@@ -77,6 +90,7 @@ class EntitlementService:
         requested: Micros | None,
     ) -> CheckAnswer:
         snapshot = self._runtime.snapshot_in(session, customer_id)
+        now = self._runtime.clock.now()
         answer = _evaluate(
             self._runtime.catalog_in(session),
             snapshot,
@@ -84,8 +98,9 @@ class EntitlementService:
             feature_id,
             entity,
             requested,
-            self._runtime.clock.now(),
+            now,
             session,
+            self._credit_lookup(session, customer_id, now),
         )
         assert isinstance(answer, CheckAnswer)
         return answer
@@ -104,7 +119,15 @@ class EntitlementService:
                 if snapshot.resolution(catalog, feature, now).offer is None:
                     continue
                 answer = _evaluate(
-                    catalog, snapshot, customer_id, feature.id, entity, None, now, session
+                    catalog,
+                    snapshot,
+                    customer_id,
+                    feature.id,
+                    entity,
+                    None,
+                    now,
+                    session,
+                    self._credit_lookup(session, customer_id, now),
                 )
                 assert isinstance(answer, CheckAnswer)
                 answers.append(answer)
@@ -112,10 +135,21 @@ class EntitlementService:
 
         return await runtime.store.run(job)
 
-    async def _fill(self, miss: _Miss) -> None:
+    def _credit_lookup(self, session: Session, customer: str, now: datetime) -> CreditLookup:
+        credits = self._credits
+
+        def figures(currency: str) -> CreditFigures:
+            pool = credits.settled_pool(session, customer, currency, now)
+            session.save_pool(customer, currency, pool)
+            limit = credits.overdraft_limit(session, customer, currency, now)
+            return CreditFigures(currency, pool.available(0), limit)
+
+        return figures
+
+    async def _fill(self, miss: _MissingSnapshot | _MissingWindow) -> None:
         await self._runtime.store.run(lambda session: self._load(session, miss))
 
-    def _load(self, session: Session, miss: _Miss) -> None:
+    def _load(self, session: Session, miss: _MissingSnapshot | _MissingWindow) -> None:
         runtime = self._runtime
         if isinstance(miss, _MissingSnapshot):
             runtime.load_snapshot(session, miss.customer)
@@ -135,6 +169,7 @@ def _evaluate(
     requested: Micros | None,
     now: datetime,
     session: Session | None,
+    credit_lookup: CreditLookup | None,
 ) -> CheckAnswer | _Miss:
     """The check decision. Usage comes from ``session`` when given, else from the snapshot."""
     feature: Feature | None = catalog.features.get(feature_id)
@@ -175,6 +210,11 @@ def _evaluate(
             if cached is None:
                 return _MissingWindow(customer_id, feature_id, window)
             used = cached
+    credits = None
+    if isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
+        if credit_lookup is None:
+            return _NeedsStore()
+        credits = credit_lookup(spec.credit_cost.currency)
     return answer_for(
         customer_id,
         feature_id,
@@ -185,6 +225,7 @@ def _evaluate(
         used=used,
         reserved=0,
         requested=requested,
+        credits=credits,
     )
 
 

@@ -14,7 +14,8 @@ from enum import StrEnum
 import msgspec
 
 from allotment.domain.catalog import FeatureKind, MeteredSpec
-from allotment.domain.decision import decide
+from allotment.domain.credits import EntryContext
+from allotment.domain.decision import credit_cost, decide, decide_credits
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
@@ -22,11 +23,13 @@ from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.answers import (
     CheckAnswer,
+    CreditFigures,
     PeriodView,
     answer_document,
     answer_for,
     denied,
 )
+from allotment.service.credits import CreditService
 from allotment.service.idempotency import fingerprint, remember, replay
 from allotment.service.ports import Session, UsageEvent
 from allotment.service.runtime import Runtime
@@ -64,8 +67,9 @@ def usage_outcome(response: bytes) -> str:
 
 
 class UsageService:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, credits: CreditService) -> None:
         self._runtime = runtime
+        self._credits = credits
 
     async def report(self, report: UsageReport) -> bytes:
         """Record (or refuse) the report; returns the JSON response, replays included."""
@@ -128,9 +132,26 @@ class UsageService:
         delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
         # Lowering usage consumes nothing, so no limit can refuse it.
         reason = decide(spec, used, 0, delta) if delta > 0 else None
+        # A credit-priced feature debits delta x price in the same step (only what it consumes:
+        # lowering usage with "set" gives no credits back).
+        price = spec.credit_cost
+        cost = credit_cost(delta, price.per_unit) if price is not None and delta > 0 else 0
+        pool = figures = None
+        if price is not None:
+            pool = self._credits.settled_pool(session, customer, price.currency, now)
+            limit = self._credits.overdraft_limit(session, customer, price.currency, now)
+            if reason is None and cost > 0:
+                reason = decide_credits(cost, pool.available(0), limit, requested=True)
         recorded = reason is None or not report.enforce
         if recorded:
             self._append(session, report, delta, timestamp, now)
+        if pool is not None and price is not None:
+            if recorded and cost > 0:
+                context = EntryContext(report.idempotency_key, entity, feature_id)
+                order = catalog.currencies[price.currency].burn_order
+                pool.debit(cost, order, now, context)
+            session.save_pool(customer, price.currency, pool)
+            figures = CreditFigures(price.currency, pool.available(0), limit)
         current = period_containing(offer.anchor, spec.reset, now)
         if current == window:
             used_now = used + delta if recorded else used
@@ -148,6 +169,8 @@ class UsageService:
             requested=report.amount,
             decided=True,
             reason=reason,
+            credits=figures,
+            cost=cost,
         )
         return recorded, answer
 
