@@ -16,7 +16,15 @@ from allotment.api.errors import error_body
 from allotment.api.hot import HotPath
 from allotment.api.http import raw_json_response
 from allotment.api.metrics import RequestMetrics
-from allotment.api.routes import catalog, credits, customers, keys, operations, request_path
+from allotment.api.routes import (
+    catalog,
+    credits,
+    customers,
+    keys,
+    operations,
+    request_path,
+    reservations,
+)
 from allotment.api.services import Services
 from allotment.config import Settings
 
@@ -52,6 +60,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         *customers.routes,
         *request_path.routes,
         *credits.routes,
+        *reservations.routes,
         *keys.routes,
     ]
     if settings.test_clock:

@@ -197,3 +197,16 @@ class DebitIn(Body):
     entity: ClientId | None = None
     feature: ClientId | None = None
     enforce: bool = True
+
+
+class ReservationIn(Body):
+    customer: ClientId
+    feature: ClientId
+    amount: Quantity
+    idempotency_key: IdempotencyKey
+    entity: ClientId | None = None
+    ttl_seconds: int = 60
+
+
+class CommitIn(Body):
+    amount: Quantity

@@ -11,6 +11,7 @@ from allotment.service.credits import CreditService
 from allotment.service.customers import CustomerService
 from allotment.service.entitlements import EntitlementService
 from allotment.service.keys import KeyService
+from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
 from allotment.service.usage import UsageService
 from allotment.storage.sqlite_store import SqliteStore
@@ -26,6 +27,7 @@ class Services:
     usage: UsageService
     keys: KeyService
     credits: CreditService
+    reservations: ReservationService
     test_clock: TestClock | None
 
     @classmethod
@@ -43,6 +45,7 @@ class Services:
             usage=UsageService(runtime, credits),
             keys=KeyService(runtime),
             credits=credits,
+            reservations=ReservationService(runtime, credits),
             test_clock=test_clock,
         )
         services.catalog.load()

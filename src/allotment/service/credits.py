@@ -31,6 +31,7 @@ from allotment.domain.holdings import Holdings
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_boundary, period_index
 from allotment.domain.quantities import Micros, to_json_number
+from allotment.domain.reservations import reserved_credits
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service import idempotency
@@ -159,7 +160,9 @@ class CreditService:
             elif request.entity is not None:
                 reason = DenialReason.ENTITY_NOT_FOUND  # entities arrive with budgets
             elif request.enforce and not pool.allows(
-                request.amount, 0, self.overdraft_limit(session, customer, currency, now)
+                request.amount,
+                reserved_credits(session.live_reservations(customer, now), currency, now),
+                self.overdraft_limit(session, customer, currency, now),
             ):
                 reason = DenialReason.INSUFFICIENT_CREDITS
             else:
@@ -198,7 +201,7 @@ class CreditService:
             pool = self.settled_pool(session, customer, currency, now)
             session.save_pool(customer, currency, pool)
             limit = self.overdraft_limit(session, customer, currency, now)
-            reserved = 0
+            reserved = reserved_credits(session.live_reservations(customer, now), currency, now)
             return {
                 "balance": to_json_number(pool.balance),
                 "reserved": to_json_number(reserved),

@@ -15,6 +15,7 @@ from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
+from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
 from allotment.service.answers import CheckAnswer, CreditFigures, PeriodView, answer_for, denied
 from allotment.service.credits import CreditService
@@ -142,7 +143,8 @@ class EntitlementService:
             pool = credits.settled_pool(session, customer, currency, now)
             session.save_pool(customer, currency, pool)
             limit = credits.overdraft_limit(session, customer, currency, now)
-            return CreditFigures(currency, pool.available(0), limit)
+            held = reserved_credits(session.live_reservations(customer, now), currency, now)
+            return CreditFigures(currency, pool.available(held), limit)
 
         return figures
 
@@ -199,17 +201,21 @@ def _evaluate(
         return denied(customer_id, feature_id, entity, resolution.denial, kind, requested)
     spec = offer.spec
     window = None
-    used = 0
+    used = reserved = 0
     if isinstance(spec, MeteredSpec):
         window, key = current_window(derived, feature_id, offer.anchor, spec, now)
         if session is not None:
             period = window.period
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
+            live = session.live_reservations(customer_id, now)
+            reserved = reserved_usage(live, feature_id, now)
         else:
             cached = snapshot.windows.get(key)
             if cached is None:
                 return _MissingWindow(customer_id, feature_id, window)
             used = cached
+            if snapshot.holds:
+                reserved = reserved_usage(snapshot.holds.values(), feature_id, now)
     credits = None
     if isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
         if credit_lookup is None:
@@ -223,7 +229,7 @@ def _evaluate(
         kind=feature.kind,
         window=window,
         used=used,
-        reserved=0,
+        reserved=reserved,
         requested=requested,
         credits=credits,
     )

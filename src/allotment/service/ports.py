@@ -23,6 +23,7 @@ from allotment.domain.credits import Entry, Pool
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.quantities import Micros
+from allotment.domain.reservations import Reservation
 
 T = TypeVar("T")
 
@@ -121,6 +122,11 @@ class Session(Protocol):
     def list_ledger(
         self, customer_id: str, currency: str, after: str | None, limit: int
     ) -> Page[LedgerRecord]: ...
+
+    # Reservations.
+    def save_reservation(self, reservation: Reservation) -> None: ...
+    def get_reservation(self, reservation_id: str) -> Reservation | None: ...
+    def live_reservations(self, customer_id: str, now: datetime) -> list[Reservation]: ...
 
     # API keys.
     def save_api_key(self, key: ApiKey) -> None: ...

@@ -20,6 +20,7 @@ from allotment.domain.catalog import Catalog, Feature
 from allotment.domain.customers import Customer
 from allotment.domain.holdings import Holdings
 from allotment.domain.quantities import Micros
+from allotment.domain.reservations import Reservation
 from allotment.domain.resolution import Resolution, resolve
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.answers import PeriodView
@@ -59,6 +60,9 @@ class CustomerSnapshot:
     holdings: Holdings
     windows: dict[WindowKey, Micros] = field(default_factory=dict)
     derived: Derived | None = None
+    # Reservations that were live when loaded or made since; ended ones are removed by hooks,
+    # expired ones are skipped by the clock.
+    holds: dict[str, Reservation] = field(default_factory=dict)
 
     def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
         """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.
@@ -123,6 +127,22 @@ class SnapshotCache:
         ]:
             del snapshot.windows[stale]
         snapshot.windows[key] = used
+
+    def add_hold(self, customer_id: str, reservation: Reservation) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is None:
+            return
+        # Holds that expired by the time this one was made are no longer read: drop them.
+        for expired in [
+            h for h in snapshot.holds.values() if h.expires_at <= reservation.created_at
+        ]:
+            del snapshot.holds[expired.id]
+        snapshot.holds[reservation.id] = reservation
+
+    def end_hold(self, customer_id: str, reservation_id: str) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            snapshot.holds.pop(reservation_id, None)
 
     def add_usage(
         self, customer_id: str, feature_id: str, timestamp: datetime, delta: Micros

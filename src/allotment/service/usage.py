@@ -19,6 +19,7 @@ from allotment.domain.decision import credit_cost, decide, decide_credits
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
+from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.answers import (
@@ -131,7 +132,9 @@ class UsageService:
         used = session.window_usage(customer, feature_id, window.start, window.end)
         delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
         # Lowering usage consumes nothing, so no limit can refuse it.
-        reason = decide(spec, used, 0, delta) if delta > 0 else None
+        live = session.live_reservations(customer, now)
+        reserved = reserved_usage(live, feature_id, now)
+        reason = decide(spec, used, reserved, delta) if delta > 0 else None
         # A credit-priced feature debits delta x price in the same step (only what it consumes:
         # lowering usage with "set" gives no credits back).
         price = spec.credit_cost
@@ -140,8 +143,9 @@ class UsageService:
         if price is not None:
             pool = self._credits.settled_pool(session, customer, price.currency, now)
             limit = self._credits.overdraft_limit(session, customer, price.currency, now)
+            held = reserved_credits(live, price.currency, now)
             if reason is None and cost > 0:
-                reason = decide_credits(cost, pool.available(0), limit, requested=True)
+                reason = decide_credits(cost, pool.available(held), limit, requested=True)
         recorded = reason is None or not report.enforce
         if recorded:
             self._append(session, report, delta, timestamp, now)
@@ -151,7 +155,7 @@ class UsageService:
                 order = catalog.currencies[price.currency].burn_order
                 pool.debit(cost, order, now, context)
             session.save_pool(customer, price.currency, pool)
-            figures = CreditFigures(price.currency, pool.available(0), limit)
+            figures = CreditFigures(price.currency, pool.available(held), limit)
         current = period_containing(offer.anchor, spec.reset, now)
         if current == window:
             used_now = used + delta if recorded else used
@@ -165,7 +169,7 @@ class UsageService:
             kind=feature.kind,
             window=PeriodView.of(current),
             used=used_now,
-            reserved=0,
+            reserved=reserved,
             requested=report.amount,
             decided=True,
             reason=reason,

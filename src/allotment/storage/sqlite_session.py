@@ -26,6 +26,7 @@ from allotment.domain.errors import InvalidRequest
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
 from allotment.domain.identifiers import new_id
 from allotment.domain.quantities import Micros
+from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page, StoredOutcome, UsageEvent
 
@@ -465,6 +466,46 @@ class SqliteSession:
             ),
         )
 
+    # ---------------------------------------------------------------- reservations
+
+    def save_reservation(self, reservation: Reservation) -> None:
+        self._db.execute(
+            f"INSERT INTO reservations ({_RESERVATION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at,"
+            " ended_as = excluded.ended_as, committed_amount = excluded.committed_amount",
+            (
+                reservation.id,
+                reservation.customer,
+                reservation.feature,
+                reservation.entity,
+                reservation.amount,
+                reservation.currency,
+                reservation.credits,
+                to_epoch_micros(reservation.created_at),
+                to_epoch_micros(reservation.expires_at),
+                _micros(reservation.ended_at),
+                None if reservation.ended_as is None else reservation.ended_as.value,
+                reservation.committed_amount,
+            ),
+        )
+
+    def get_reservation(self, reservation_id: str) -> Reservation | None:
+        row = self._db.execute(
+            f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE id = ?", (reservation_id,)
+        ).fetchone()
+        return None if row is None else _reservation(row)
+
+    def live_reservations(self, customer_id: str, now: datetime) -> list[Reservation]:
+        return [
+            _reservation(row)
+            for row in self._db.execute(
+                f"SELECT {_RESERVATION_COLUMNS} FROM reservations WHERE customer = ?"
+                " AND ended_at IS NULL AND expires_at > ? ORDER BY seq",
+                (customer_id, to_epoch_micros(now)),
+            )
+        ]
+
     # ---------------------------------------------------------------- API keys
 
     def save_api_key(self, key: ApiKey) -> None:
@@ -575,6 +616,29 @@ _PROMOTION_COLUMNS = (
     "id, customer, feature, spec, starts_at, ends_at, reason, revoked_at, created_at"
 )
 _KEY_COLUMNS = "id, name, scope, customer, key_hash, created_at, revoked_at"
+_RESERVATION_COLUMNS = (
+    "id, customer, feature, entity, amount, currency, credits, created_at, expires_at,"
+    " ended_at, ended_as, committed_amount"
+)
+
+
+def _reservation(row: tuple[Any, ...]) -> Reservation:
+    return Reservation(
+        id=row[0],
+        customer=row[1],
+        feature=row[2],
+        entity=row[3],
+        amount=row[4],
+        currency=row[5],
+        credits=row[6],
+        created_at=from_epoch_micros(row[7]),
+        expires_at=from_epoch_micros(row[8]),
+        ended_at=_instant(row[9]),
+        ended_as=None if row[10] is None else ReservationStatus(row[10]),
+        committed_amount=row[11],
+    )
+
+
 _GRANT_COLUMNS = (
     "id, amount, category, cost_basis, priority, effective_at, expires_at, created_at,"
     " remaining, credited, expired, voided_at, reason"

@@ -1,0 +1,59 @@
+"""``/v1/reservations``: reserve, commit, release."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from allotment.api.http import Access, json_response, raw_json_response, read, read_body, route
+from allotment.api.schemas import CommitIn, ReservationIn
+from allotment.api.services import Services
+from allotment.domain.errors import InvalidRequest
+from allotment.domain.quantities import parse_quantity
+from allotment.service.reservations import ReservationRequest
+
+
+def _reservation_id(request: Request) -> str:
+    value: str = request.path_params["reservation"]
+    if not value.startswith("res_") or len(value) > 100:
+        raise InvalidRequest(f"{value!r} is not a valid reservation id.", {"field": "reservation"})
+    return value
+
+
+@route(Access.SERVER)
+async def reserve(request: Request, services: Services) -> Response:
+    body = await read(request, ReservationIn)
+    reservation = ReservationRequest(
+        customer=body.customer,
+        feature=body.feature,
+        amount=parse_quantity(body.amount, "amount"),
+        idempotency_key=body.idempotency_key,
+        entity=body.entity,
+        ttl_seconds=body.ttl_seconds,
+    )
+    return raw_json_response(await services.reservations.reserve(reservation))
+
+
+@route(Access.SERVER)
+async def commit(request: Request, services: Services) -> Response:
+    reservation_id = _reservation_id(request)
+    body = await read(request, CommitIn)
+    amount = parse_quantity(body.amount, "amount")
+    return json_response(await services.reservations.commit(reservation_id, amount))
+
+
+@route(Access.SERVER)
+async def release(request: Request, services: Services) -> Response:
+    reservation_id = _reservation_id(request)
+    body = await read_body(request, services.settings.max_body_bytes)
+    if body.strip() not in (b"", b"{}"):
+        raise InvalidRequest("release takes no body (or {}).")
+    return json_response(await services.reservations.release(reservation_id))
+
+
+routes = [
+    Route("/v1/reservations", reserve, methods=["POST"]),
+    Route("/v1/reservations/{reservation}/commit", commit, methods=["POST"]),
+    Route("/v1/reservations/{reservation}/release", release, methods=["POST"]),
+]

@@ -1,0 +1,239 @@
+"""Reserve an estimate, run the work, commit the actual: ``POST /v1/reservations``.
+
+A reservation is decided like an enforced usage report of its amount (usage limit, then the
+credit pool, both net of the holds already live), and when granted it holds that amount against
+the feature's limit, and its price in credits against the pool, until it ends. A commit records
+the actual amount as usage and debits its price, more or less than was held, as usage with
+``enforce: false`` would; a release frees everything; at ``expires_at`` it frees by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from allotment.domain.catalog import FeatureKind, MeteredSpec
+from allotment.domain.credits import EntryContext
+from allotment.domain.decision import credit_cost, decide, decide_credits
+from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.identifiers import new_id
+from allotment.domain.periods import period_containing
+from allotment.domain.quantities import Micros, to_json_number
+from allotment.domain.reservations import (
+    Reservation,
+    ReservationStatus,
+    reserved_credits,
+    reserved_usage,
+)
+from allotment.domain.resolution import DenialReason
+from allotment.domain.timefmt import format_instant
+from allotment.service import idempotency
+from allotment.service.credits import CreditService
+from allotment.service.ports import Session, UsageEvent
+from allotment.service.runtime import Runtime
+
+ROUTE = "reservations"
+DEFAULT_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 7 * 86_400
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRequest:
+    customer: str
+    feature: str
+    amount: Micros
+    idempotency_key: str
+    entity: str | None = None
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+
+
+class ReservationService:
+    def __init__(self, runtime: Runtime, credits: CreditService) -> None:
+        self._runtime = runtime
+        self._credits = credits
+
+    async def reserve(self, request: ReservationRequest) -> bytes:
+        if not 0 < request.ttl_seconds <= MAX_TTL_SECONDS:
+            raise InvalidRequest(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}.")
+        payload = idempotency.fingerprint(
+            request.feature, request.entity, request.amount, request.ttl_seconds
+        )
+        runtime = self._runtime
+
+        def job(session: Session) -> bytes:
+            key = request.idempotency_key
+            replayed = idempotency.replay(session, request.customer, ROUTE, key, payload)
+            if replayed is not None:
+                return replayed
+            now = runtime.clock.now()
+            reason, reservation = self._decide(session, request, now)
+            if reservation is not None:
+                session.save_reservation(reservation)
+                session.after_commit(
+                    lambda: runtime.snapshots.add_hold(request.customer, reservation)
+                )
+            response = _encode(
+                {
+                    "id": reservation.id if reservation else None,
+                    "granted": reservation is not None,
+                    "replayed": False,
+                    "access_denied_reason": reason,
+                    "expires_at": format_instant(reservation.expires_at) if reservation else None,
+                    "customer": request.customer,
+                    "feature": request.feature,
+                    "entity": request.entity,
+                    "amount": to_json_number(request.amount),
+                }
+            )
+            idempotency.remember(session, request.customer, ROUTE, key, payload, response, now)
+            return response
+
+        return await runtime.store.run(job)
+
+    async def commit(self, reservation_id: str, amount: Micros) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            now = runtime.clock.now()
+            held = self._live(session, reservation_id, now)
+            ended = replace(
+                held, ended_at=now, ended_as=ReservationStatus.COMMITTED, committed_amount=amount
+            )
+            session.save_reservation(ended)
+            self._record(session, ended, amount, now)
+            session.after_commit(lambda: runtime.snapshots.end_hold(held.customer, held.id))
+            return reservation_document(ended, now)
+
+        return await runtime.store.run(job)
+
+    async def release(self, reservation_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            now = runtime.clock.now()
+            held = self._live(session, reservation_id, now)
+            ended = replace(held, ended_at=now, ended_as=ReservationStatus.RELEASED)
+            session.save_reservation(ended)
+            session.after_commit(lambda: runtime.snapshots.end_hold(held.customer, held.id))
+            return reservation_document(ended, now)
+
+        return await runtime.store.run(job)
+
+    def _decide(
+        self, session: Session, request: ReservationRequest, now: datetime
+    ) -> tuple[DenialReason | None, Reservation | None]:
+        runtime = self._runtime
+        catalog = runtime.catalog_in(session)
+        feature = catalog.features.get(request.feature)
+        if feature is not None and feature.kind is not FeatureKind.METERED:
+            raise InvalidRequest(
+                f"feature {request.feature!r} is {feature.kind}; reservations are for metered "
+                "features only.",
+                {"field": "feature"},
+            )
+        snapshot = runtime.snapshot_in(session, request.customer)
+        if snapshot is None:
+            return DenialReason.CUSTOMER_NOT_FOUND, None
+        if snapshot.customer.is_archived:
+            return DenialReason.CUSTOMER_ARCHIVED, None
+        if feature is None:
+            return DenialReason.FEATURE_NOT_FOUND, None
+        if request.entity is not None:
+            return DenialReason.ENTITY_NOT_FOUND, None  # entities arrive with budgets
+        resolution = snapshot.resolution(catalog, feature, now)
+        if resolution.offer is None:
+            return resolution.denial, None
+        spec = resolution.offer.spec
+        assert isinstance(spec, MeteredSpec)
+        window = period_containing(resolution.offer.anchor, spec.reset, now)
+        used = session.window_usage(request.customer, feature.id, window.start, window.end)
+        live = session.live_reservations(request.customer, now)
+        reason = decide(spec, used, reserved_usage(live, feature.id, now), request.amount)
+        currency, cost = None, 0
+        if reason is None and spec.credit_cost is not None:
+            currency = spec.credit_cost.currency
+            cost = credit_cost(request.amount, spec.credit_cost.per_unit)
+            pool = self._credits.settled_pool(session, request.customer, currency, now)
+            session.save_pool(request.customer, currency, pool)
+            limit = self._credits.overdraft_limit(session, request.customer, currency, now)
+            available = pool.available(reserved_credits(live, currency, now))
+            reason = decide_credits(cost, available, limit, requested=True)
+        if reason is not None:
+            return reason, None
+        return None, Reservation(
+            id=new_id("res"),
+            customer=request.customer,
+            feature=feature.id,
+            entity=request.entity,
+            amount=request.amount,
+            currency=currency,
+            credits=cost,
+            created_at=now,
+            expires_at=now + timedelta(seconds=request.ttl_seconds),
+        )
+
+    def _live(self, session: Session, reservation_id: str, now: datetime) -> Reservation:
+        reservation = session.get_reservation(reservation_id)
+        if reservation is None:
+            raise NotFound(f"no reservation {reservation_id}.", {"reservation": reservation_id})
+        status = reservation.status(now)
+        if status is not ReservationStatus.HELD:
+            raise Conflict(
+                f"reservation {reservation_id} has already ended: {status}.",
+                {"reservation": reservation_id, "status": status},
+            )
+        return reservation
+
+    def _record(self, session: Session, ended: Reservation, amount: Micros, now: datetime) -> None:
+        """The committed amount as usage that already happened, and its price in credits."""
+        runtime = self._runtime
+        key = f"reservation:{ended.id}"
+        session.append_usage(
+            UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key)
+        )
+        session.after_commit(
+            lambda: runtime.snapshots.add_usage(ended.customer, ended.feature, now, amount)
+        )
+        if ended.currency is None or amount == 0:
+            return
+        catalog = runtime.catalog_in(session)
+        snapshot = runtime.snapshot_in(session, ended.customer)
+        feature = catalog.features.get(ended.feature)
+        if snapshot is None or feature is None:
+            return
+        offer = snapshot.resolution(catalog, feature, now).offer
+        spec = offer.spec if offer else None
+        price = spec.credit_cost if isinstance(spec, MeteredSpec) else None
+        # The price when committed; if the feature is no longer priced in that currency, the
+        # price it was held at.
+        if price is not None and price.currency == ended.currency:
+            cost = credit_cost(amount, price.per_unit)
+        else:
+            cost = -((-amount * ended.credits) // ended.amount) if ended.amount else 0
+        pool = self._credits.settled_pool(session, ended.customer, ended.currency, now)
+        order = catalog.currencies[ended.currency].burn_order
+        pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature))
+        session.save_pool(ended.customer, ended.currency, pool)
+
+
+def reservation_document(reservation: Reservation, now: datetime) -> dict[str, Any]:
+    committed = reservation.committed_amount
+    return {
+        "id": reservation.id,
+        "customer": reservation.customer,
+        "feature": reservation.feature,
+        "entity": reservation.entity,
+        "amount": to_json_number(reservation.amount),
+        "status": reservation.status(now).value,
+        "committed_amount": None if committed is None else to_json_number(committed),
+        "credits": None
+        if reservation.currency is None
+        else {"currency": reservation.currency, "held": to_json_number(reservation.credits)},
+        "created_at": format_instant(reservation.created_at),
+        "expires_at": format_instant(reservation.expires_at),
+        "ended_at": None if reservation.ended_at is None else format_instant(reservation.ended_at),
+    }
