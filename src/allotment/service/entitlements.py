@@ -19,6 +19,7 @@ from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
 from allotment.service.answers import CheckAnswer, CreditFigures, PeriodView, answer_for, denied
 from allotment.service.credits import CreditService
+from allotment.service.gate import admission_denial
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import CustomerSnapshot, Derived, WindowKey, window_key
@@ -176,23 +177,12 @@ def _evaluate(
     """The check decision. Usage comes from ``session`` when given, else from the snapshot."""
     feature: Feature | None = catalog.features.get(feature_id)
     kind = feature.kind if feature else None
-    if snapshot is None:
-        return denied(
-            customer_id, feature_id, entity, DenialReason.CUSTOMER_NOT_FOUND, kind, requested
-        )
-    if snapshot.customer.is_archived:
-        return denied(
-            customer_id, feature_id, entity, DenialReason.CUSTOMER_ARCHIVED, kind, requested
-        )
-    if feature is None:
-        return denied(
-            customer_id, feature_id, entity, DenialReason.FEATURE_NOT_FOUND, None, requested
-        )
-    if entity is not None:
-        # Entities arrive with budgets; until then no entity exists.
-        return denied(
-            customer_id, feature_id, entity, DenialReason.ENTITY_NOT_FOUND, kind, requested
-        )
+    admission = admission_denial(snapshot, feature, entity)
+    if admission is not None:
+        known_kind = None if admission is DenialReason.FEATURE_NOT_FOUND else kind
+        return denied(customer_id, feature_id, entity, admission, known_kind, requested)
+    assert snapshot is not None
+    assert feature is not None
     derived = snapshot.derived_for(catalog, now)
     resolution = derived.resolution(snapshot.holdings, feature, now)
     offer = resolution.offer

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from allotment.domain.catalog import FeatureKind, MeteredSpec
+from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
@@ -32,6 +32,7 @@ from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant
 from allotment.service import idempotency
 from allotment.service.credits import CreditService
+from allotment.service.gate import admission_denial, require_metered
 from allotment.service.ports import Session, UsageEvent
 from allotment.service.runtime import Runtime
 
@@ -129,21 +130,13 @@ class ReservationService:
         runtime = self._runtime
         catalog = runtime.catalog_in(session)
         feature = catalog.features.get(request.feature)
-        if feature is not None and feature.kind is not FeatureKind.METERED:
-            raise InvalidRequest(
-                f"feature {request.feature!r} is {feature.kind}; reservations are for metered "
-                "features only.",
-                {"field": "feature"},
-            )
+        require_metered(feature, "reservations are for")
         snapshot = runtime.snapshot_in(session, request.customer)
-        if snapshot is None:
-            return DenialReason.CUSTOMER_NOT_FOUND, None
-        if snapshot.customer.is_archived:
-            return DenialReason.CUSTOMER_ARCHIVED, None
-        if feature is None:
-            return DenialReason.FEATURE_NOT_FOUND, None
-        if request.entity is not None:
-            return DenialReason.ENTITY_NOT_FOUND, None  # entities arrive with budgets
+        admission = admission_denial(snapshot, feature, request.entity)
+        if admission is not None:
+            return admission, None
+        assert snapshot is not None
+        assert feature is not None
         resolution = snapshot.resolution(catalog, feature, now)
         if resolution.offer is None:
             return resolution.denial, None

@@ -13,10 +13,9 @@ from enum import StrEnum
 
 import msgspec
 
-from allotment.domain.catalog import FeatureKind, MeteredSpec
+from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
-from allotment.domain.errors import InvalidRequest
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import reserved_credits, reserved_usage
@@ -31,6 +30,7 @@ from allotment.service.answers import (
     denied,
 )
 from allotment.service.credits import CreditService
+from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, remember, replay
 from allotment.service.ports import Session, UsageEvent
 from allotment.service.runtime import Runtime
@@ -99,21 +99,13 @@ class UsageService:
         def refuse(reason: DenialReason) -> tuple[bool, CheckAnswer]:
             return False, denied(customer, feature_id, entity, reason, kind, report.amount)
 
-        if feature is not None and feature.kind is not FeatureKind.METERED:
-            raise InvalidRequest(
-                f"feature {feature_id!r} is {feature.kind}; usage is reported for metered "
-                "features only.",
-                {"field": "feature"},
-            )
+        require_metered(feature, "usage is reported for")
         snapshot = runtime.snapshot_in(session, customer)
-        if snapshot is None:
-            return refuse(DenialReason.CUSTOMER_NOT_FOUND)
-        if snapshot.customer.is_archived:
-            return refuse(DenialReason.CUSTOMER_ARCHIVED)
-        if feature is None:
-            return refuse(DenialReason.FEATURE_NOT_FOUND)
-        if entity is not None:
-            return refuse(DenialReason.ENTITY_NOT_FOUND)
+        admission = admission_denial(snapshot, feature, entity)
+        if admission is not None:
+            return refuse(admission)
+        assert snapshot is not None
+        assert feature is not None
         timestamp = report.timestamp or now
         resolution = snapshot.resolution(catalog, feature, now)
         offer = resolution.offer
