@@ -1,0 +1,764 @@
+"""Throughput of credit debits: Allotment against one durable transaction per request.
+
+The script starts Allotment (``allotment serve``) on a fresh SQLite file in a temporary
+directory, seeds one hot customer with a grant far larger than the run can spend, and drives
+``POST /v1/customers/{id}/credits/{currency}/debits`` with wrk, every request with its own
+idempotency key (a random prefix per wrk run, the wrk thread's number and a counter), so every
+request is a new debit that must be durable before it is answered. In the same run it starts
+``bench/naive_debit_server.py`` (one SQLite transaction and one fsync per request, same SQLite
+settings, same uvicorn options) and runs the same load against it. The two are measured one
+after the other, never at once: on a two-core machine wrk takes one core and the server the
+other.
+
+After every measured run the answers are checked against the database: wrk must see no
+non-2xx response, the debits the run added to the ledger must be the 2xx responses wrk counted
+(plus at most the requests still in flight when wrk stopped) and the balance must be the grant
+minus every debit in the ledger.
+
+Then, without HTTP, it opens Allotment's services in this process on another fresh file and
+awaits many ``CreditService.debit`` coroutines at once (and, for comparison, one at a time),
+reporting debits per second and the store's average batch size: what group commit buys.
+
+    uv run python bench/debit_throughput.py [--duration 10] [--connections 64] [--rounds 1]
+
+The servers, ``Server`` handling, wrk output parsing and machine description are shared with
+``bench/check_throughput.py``. Both servers are stopped at the end whatever happens, every step
+has a time limit, and everything listens on 127.0.0.1 only. This is a measurement, never a
+test: nothing in the test suite times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from check_throughput import (
+    HOST,
+    REQUEST_TIMEOUT,
+    BenchError,
+    Server,
+    WrkResult,
+    allotment_command,
+    children_cpu_seconds,
+    free_port,
+    lua_string,
+    machine_description,
+    parse_wrk,
+    pinned,
+    process_cpu_seconds,
+    running,
+    start_server,
+    wait_ready,
+)
+
+from allotment.api.services import Services
+from allotment.config import Settings
+from allotment.domain.catalog import CreditCategory
+from allotment.domain.quantities import MICROS_PER_UNIT
+from allotment.service.catalog import CatalogKind
+from allotment.service.credits import DebitRequest, GrantRequest
+from allotment.storage.sqlite_store import SqliteStore
+
+T = TypeVar("T")
+
+ADMIN_KEY = "bench-admin-key-" + os.urandom(8).hex()
+BENCH_DIR = Path(__file__).resolve().parent
+CUSTOMER = "bench-hot"
+CURRENCY = "bench-credits"
+POOL_PATH = f"/v1/customers/{CUSTOMER}/credits/{CURRENCY}"
+DEBIT_PATH = f"{POOL_PATH}/debits"
+GRANT = 10**9  # units: no run comes near spending it, so no debit is ever refused
+DEBIT = 1  # units per debit
+SETTLE_TIMEOUT = 10.0  # for the requests still in flight when wrk stops to be committed
+TARGET_RATIO = 2.0  # from the issue: at least twice the naive server's debits per second
+
+LABELS = {
+    "allotment": "allotment POST .../debits",
+    "naive": "naive: one transaction per request",
+}
+
+
+class _Deadline(BaseException):
+    """The whole run took longer than its budget (raised from SIGALRM)."""
+
+
+# --- Seeding and the ledger ------------------------------------------------------------------
+
+
+def call(client: httpx.Client, method: str, path: str, body: Any, expect: int) -> Any:
+    response = client.request(method, path, json=body)
+    if response.status_code != expect:
+        raise BenchError(f"{method} {path}: {response.status_code} {response.text}")
+    return response.json(parse_float=Decimal) if response.content else None
+
+
+def seed_allotment(client: httpx.Client) -> None:
+    call(client, "PUT", f"/v1/currencies/{CURRENCY}", {"name": "Bench credits"}, 201)
+    call(client, "PUT", f"/v1/customers/{CUSTOMER}", {"name": "Hot customer"}, 201)
+    grant = {"amount": GRANT, "category": "paid", "idempotency_key": "bench-seed"}
+    answer = call(client, "POST", f"{POOL_PATH}/grants", grant, 201)
+    if answer["remaining"] != GRANT:
+        raise BenchError(f"the seed grant answered {answer}")
+
+
+def seed_naive(client: httpx.Client) -> None:
+    answer = call(client, "POST", f"{POOL_PATH}/grants", {"amount": GRANT}, 201)
+    if answer["balance"] != GRANT:
+        raise BenchError(f"the naive seed grant answered {answer}")
+
+
+def check_sample_debits(client: httpx.Client, name: str) -> None:
+    """Two debits and a replay by hand, before the load: the answers say what they should."""
+    body = {"amount": DEBIT, "idempotency_key": f"bench-sample-{name}", "enforce": True}
+    first = call(client, "POST", DEBIT_PATH, body, 200)
+    again = call(client, "POST", DEBIT_PATH, body, 200)
+    other = call(client, "POST", DEBIT_PATH, {**body, "idempotency_key": "bench-sample-2"}, 200)
+    expected = GRANT - DEBIT
+    if not first["applied"] or first["balance"] != expected:
+        raise BenchError(f"{name}: the first debit answered {first}")
+    if again.get("replayed") is not True or again["balance"] != expected:
+        raise BenchError(f"{name}: the replayed debit answered {again}")
+    if not other["applied"] or other["balance"] != expected - DEBIT:
+        raise BenchError(f"{name}: the second debit answered {other}")
+
+
+def ledger_debits(name: str, database: Path) -> tuple[int, int]:
+    """The number of debit entries of the hot pool and the sum of their amounts, in units."""
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10.0)) as connection:
+        if name == "allotment":
+            count, total = connection.execute(
+                "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger_entries"
+                " WHERE type = 'debit' AND customer = ? AND currency = ?",
+                (CUSTOMER, CURRENCY),
+            ).fetchone()
+            return int(count), -int(total) // MICROS_PER_UNIT
+        count, total = connection.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger"
+            " WHERE customer = ? AND currency = ?",
+            (CUSTOMER, CURRENCY),
+        ).fetchone()
+        return int(count), -int(total)
+
+
+def settled_ledger(name: str, database: Path) -> tuple[int, int]:
+    """The ledger once the requests in flight when wrk stopped are done: two equal readings."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    last = ledger_debits(name, database)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = ledger_debits(name, database)
+        if now == last:
+            return now
+        last = now
+    raise BenchError(f"{name}: the ledger was still growing {SETTLE_TIMEOUT:g}s after wrk stopped")
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+
+def write_wrk_script(path: Path, key: str) -> None:
+    """A script sending one debit per request, each with an idempotency key never used before.
+
+    The key is ``<prefix>-<thread>-<counter>``: the prefix is random and passed per wrk run
+    (``wrk ... -- PREFIX``), the thread's number is set in ``setup`` and the counter counts the
+    thread's requests.
+    """
+    lines = [
+        "-- Generated by bench/debit_throughput.py: POST debits, a new idempotency key each.",
+        "local headers = {",
+        f'  ["Authorization"] = {lua_string("Bearer " + key)},',
+        '  ["Content-Type"] = "application/json",',
+        "}",
+        "local threads = 0",
+        "thread_number = 0",
+        'local prefix = "bench"',
+        "local counter = 0",
+        "setup = function(thread)",
+        "  threads = threads + 1",
+        '  thread:set("thread_number", threads)',
+        "end",
+        "init = function(args)",
+        "  if args[1] then prefix = args[1] end",
+        "end",
+        "request = function()",
+        "  counter = counter + 1",
+        "  local body = string.format(",
+        f'    \'{{"amount":{DEBIT},"idempotency_key":"%s-%d-%d","enforce":true}}\',',
+        "    prefix, thread_number, counter)",
+        f'  return wrk.format("POST", {lua_string(DEBIT_PATH)}, headers, body)',
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_wrk(
+    wrk: str,
+    target: str,
+    server: Server,
+    script: Path,
+    *,
+    duration: float,
+    connections: int,
+    cpu: int | None,
+) -> WrkResult:
+    prefix = "k" + os.urandom(6).hex()
+    command = pinned(
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(script),
+            server.url + DEBIT_PATH,
+            "--",
+            prefix,
+        ],
+        cpu,
+    )
+    server_cpu = process_cpu_seconds(server.process.pid)
+    wrk_cpu = children_cpu_seconds()  # wrk is the only child that ends (and is reaped) meanwhile
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 30, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise BenchError(f"wrk against {target} did not finish in {duration + 30:g}s") from error
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise BenchError(f"wrk against {target} failed ({done.returncode}):\n{done.stderr}")
+    result = parse_wrk(target, done.stdout)
+    result.wall_seconds = wall
+    result.server_cpu_seconds = process_cpu_seconds(server.process.pid) - server_cpu
+    result.wrk_cpu_seconds = children_cpu_seconds() - wrk_cpu
+    return result
+
+
+# --- Measuring over HTTP ---------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    server: Server
+    database: Path
+
+
+@dataclass
+class Verified:
+    """What one measured run wrote, against what wrk saw."""
+
+    target: str
+    wrk_2xx: int
+    ledger_added: int
+    ledger_total: int
+    balance: Decimal
+
+    @property
+    def in_flight(self) -> int:
+        return self.ledger_added - self.wrk_2xx
+
+
+@dataclass
+class Measured:
+    result: WrkResult
+    verified: Verified
+
+
+def measure(
+    args: argparse.Namespace, target: Target, script: Path, wrk_cpu: int | None
+) -> Measured:
+    """One warm-up and one measured wrk run, then the ledger and balance are checked."""
+    name, server = target.name, target.server
+    if args.warmup > 0:
+        warm = run_wrk(
+            args.wrk,
+            name,
+            server,
+            script,
+            duration=args.warmup,
+            connections=args.connections,
+            cpu=wrk_cpu,
+        )
+        if warm.non_2xx or warm.socket_errors:
+            raise BenchError(f"{name} warm-up: {warm.non_2xx} non-2xx:\n{warm.output}")
+    before, _ = settled_ledger(name, target.database)
+    result = run_wrk(
+        args.wrk,
+        name,
+        server,
+        script,
+        duration=args.duration,
+        connections=args.connections,
+        cpu=wrk_cpu,
+    )
+    if args.show_wrk:
+        print(result.output, file=sys.stderr)
+    if result.non_2xx or result.socket_errors:
+        raise BenchError(
+            f"{name}: {result.non_2xx} non-2xx responses, "
+            f"{result.socket_errors} socket errors:\n{result.output}"
+        )
+    after, spent = settled_ledger(name, target.database)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=REQUEST_TIMEOUT) as client:
+        answer = call(client, "GET", POOL_PATH, None, 200)
+    verified = Verified(
+        name, result.requests - result.non_2xx, after - before, after, answer["balance"]
+    )
+    problems = []
+    # Every 2xx was committed before it was answered; wrk does not count the responses still in
+    # flight when it stops, which the server may still have committed.
+    if not verified.wrk_2xx <= verified.ledger_added <= verified.wrk_2xx + args.connections:
+        problems.append(
+            f"the ledger gained {verified.ledger_added} debits, wrk counted {verified.wrk_2xx} 2xx"
+        )
+    if spent != after * DEBIT:
+        problems.append(f"{after} debit entries sum to {spent}, expected {after * DEBIT}")
+    if verified.balance != GRANT - spent:
+        problems.append(f"balance {verified.balance}, expected {GRANT} - {spent} = {GRANT - spent}")
+    if problems:
+        raise BenchError(f"{name}: {'; '.join(problems)}")
+    return Measured(result, verified)
+
+
+def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, list[Measured]]:
+    server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
+    servers: list[Server] = []
+    with running(servers):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
+        env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+        port = free_port()
+        database = workdir / "allotment.db"
+        serve = [*allotment_command(), "serve", "--db", str(database)]
+        serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+        allotment = start_server(
+            "allotment", pinned(serve, server_cpu), port, workdir / "allotment.log", env
+        )
+        servers.append(allotment)
+        wait_ready(allotment, "GET", "/livez")
+        with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
+            seed_allotment(api)
+            check_sample_debits(api, "allotment")
+
+        naive_port = free_port()
+        naive_database = workdir / "naive.db"
+        naive_command = [sys.executable, str(BENCH_DIR / "naive_debit_server.py")]
+        naive_command += ["--db", str(naive_database), "--host", HOST]
+        naive_command += ["--port", str(naive_port), "--log-level", "warning"]
+        naive_command += ["--threads", str(args.naive_threads)]
+        naive = start_server(
+            "naive", pinned(naive_command, server_cpu), naive_port, workdir / "naive.log", env
+        )
+        servers.append(naive)
+        wait_ready(naive, "GET", "/livez")
+        with httpx.Client(base_url=naive.url, timeout=REQUEST_TIMEOUT) as client:
+            seed_naive(client)
+            check_sample_debits(client, "naive")
+        print("seeded both servers and checked sample debits", file=sys.stderr)
+
+        script = workdir / "debit.lua"
+        write_wrk_script(script, ADMIN_KEY)
+        targets = (Target("allotment", allotment, database), Target("naive", naive, naive_database))
+        results: dict[str, list[Measured]] = {"allotment": [], "naive": []}
+        for round_number in range(1, args.rounds + 1):
+            for target in targets:
+                measured = measure(args, target, script, wrk_cpu)
+                for each in servers:
+                    if each.process.poll() is not None:
+                        raise BenchError(f"{each.name} died:\n{each.log_tail()}")
+                results[target.name].append(measured)
+                result, verified = measured.result, measured.verified
+                print(
+                    f"round {round_number} {target.name}: {result.requests_per_second:,.0f} "
+                    f"debits/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                    f"server {result.server_cpu_us_per_request:.1f} us CPU/request "
+                    f"({result.server_busy:.0%} busy), wrk {result.wrk_busy:.0%} busy; "
+                    f"{verified.wrk_2xx} 2xx, ledger +{verified.ledger_added}, "
+                    f"balance {verified.balance}",
+                    file=sys.stderr,
+                )
+    return results
+
+
+# --- Measuring in process --------------------------------------------------------------------
+
+
+@dataclass
+class InProcess:
+    concurrency: int
+    debits: int
+    seconds: float
+    cpu_seconds: float
+    latencies_ms: list[float]
+    batches: int
+    jobs: int
+
+    @property
+    def per_second(self) -> float:
+        return self.debits / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_debit(self) -> float:
+        return 1e6 * self.cpu_seconds / self.debits if self.debits else 0.0
+
+    @property
+    def jobs_per_batch(self) -> float:
+        return self.jobs / self.batches if self.batches else 0.0
+
+    def latency(self, quantile: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+
+async def debit_in_process(path: Path, debits: int, concurrency: int) -> InProcess:
+    """Seed a fresh file, then await ``debits`` debits with ``concurrency`` of them in flight."""
+    services = Services.open(Settings(database_path=path))
+    try:
+        store = services.runtime.store
+        if not isinstance(store, SqliteStore):
+            raise BenchError(f"expected a SqliteStore, got {type(store).__name__}")
+        await services.catalog.put(CatalogKind.CURRENCY, CURRENCY, {"name": "Bench credits"})
+        await services.customers.put_customer(
+            CUSTOMER, name="Hot customer", metadata=None, billing_id=None
+        )
+        seed = GrantRequest(
+            amount=GRANT * MICROS_PER_UNIT, category=CreditCategory.PAID, idempotency_key="seed"
+        )
+        await services.credits.grant(CUSTOMER, CURRENCY, seed)
+        prefix = "p" + os.urandom(6).hex()
+        applied = b'"applied":true'
+
+        async def one(key: str, latencies: list[float]) -> None:
+            request = DebitRequest(amount=DEBIT * MICROS_PER_UNIT, idempotency_key=key)
+            started = time.perf_counter()
+            answer = await services.credits.debit(CUSTOMER, CURRENCY, request)
+            latencies.append(1000 * (time.perf_counter() - started))
+            if applied not in answer:
+                raise BenchError(f"debit {key} answered {answer.decode()}")
+
+        async def run(tag: str, count: int, latencies: list[float]) -> None:
+            next_index = 0
+
+            async def worker() -> None:
+                nonlocal next_index
+                while next_index < count:
+                    index = next_index
+                    next_index += 1
+                    await one(f"{prefix}-{tag}-{index}", latencies)
+
+            await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+
+        await run("warm", min(1000, debits), [])  # unmeasured: imports, caches, first pages
+        batches, jobs = store.batches_committed, store.jobs_committed
+        latencies: list[float] = []
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await run("load", debits, latencies)
+        seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu
+        measured = InProcess(
+            concurrency,
+            debits,
+            seconds,
+            cpu_seconds,
+            latencies,
+            store.batches_committed - batches,
+            store.jobs_committed - jobs,
+        )
+        # The ledger and the balance agree with what was awaited.
+        balance = await services.credits.balance(CUSTOMER, CURRENCY)
+    finally:
+        services.close()
+    total = debits + min(1000, debits)
+    count, spent = ledger_debits("allotment", path)
+    if count != total or spent != total * DEBIT or balance["balance"] != GRANT - spent:
+        raise BenchError(
+            f"in process: {count} debit entries summing to {spent} and balance "
+            f"{balance['balance']} after {total} debits of {DEBIT}"
+        )
+    return measured
+
+
+def run_until_complete(coroutine: Coroutine[Any, Any, T]) -> T:
+    """On uvloop when it is installed, as ``allotment serve`` runs."""
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coroutine)
+
+
+def run_in_process(args: argparse.Namespace, workdir: Path) -> list[InProcess]:
+    results = []
+    for concurrency in args.inprocess_concurrency:
+        # One at a time, each debit waits for its own fsync: fewer of them are enough.
+        debits = args.inprocess_debits if concurrency > 1 else min(args.inprocess_debits, 2000)
+        path = workdir / f"inprocess-{concurrency}.db"
+        measured = run_until_complete(debit_in_process(path, debits, concurrency))
+        results.append(measured)
+        print(
+            f"in process, {concurrency} in flight: {measured.per_second:,.0f} debits/s, "
+            f"{measured.jobs_per_batch:.1f} jobs per batch, "
+            f"{measured.cpu_us_per_debit:.1f} us CPU/debit",
+            file=sys.stderr,
+        )
+    return results
+
+
+# --- Reporting -------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    target: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu_us: float
+    server_busy: float
+    wrk_busy: float
+
+
+def summarize(target: str, results: Sequence[WrkResult], how: str) -> Row:
+    """The best round (by debits/s), or the median of each figure over the rounds."""
+    best = max(results, key=lambda r: r.requests_per_second)
+    chosen = [best] if how == "best" else list(results)
+    median = statistics.median
+    return Row(
+        LABELS[target],
+        median(r.requests_per_second for r in chosen),
+        median(r.p50_ms for r in chosen),
+        median(r.p99_ms for r in chosen),
+        median(r.server_cpu_us_per_request for r in chosen),
+        median(r.server_busy for r in chosen),
+        median(r.wrk_busy for r in chosen),
+    )
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = [
+        "| target | debits/s | p50 | p99 | server CPU/request | server CPU busy | wrk CPU busy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} ms "
+            f"| {r.p99_ms:.2f} ms | {r.server_cpu_us:.1f} us | {r.server_busy:.0%} "
+            f"| {r.wrk_busy:.0%} |"
+            for r in rows
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def verification_table(results: dict[str, list[Measured]]) -> str:
+    lines = [
+        "| round | target | wrk 2xx | ledger debits added | in flight at stop | balance |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for name in ("allotment", "naive"):
+        for number, measured in enumerate(results[name], 1):
+            v = measured.verified
+            lines.append(
+                f"| {number} | {LABELS[name]} | {v.wrk_2xx:,} | {v.ledger_added:,} "
+                f"| {v.in_flight} | {v.balance:,} = {GRANT:,} - {GRANT - v.balance:,} |"
+            )
+    return "\n".join(lines)
+
+
+def in_process_table(results: Sequence[InProcess]) -> str:
+    lines = [
+        "| in flight | debits | debits/s | p50 | p99 | CPU/debit | batches | debits per batch |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.concurrency} | {r.debits:,} | {r.per_second:,.0f} | {r.latency(0.5):.2f} ms "
+            f"| {r.latency(0.99):.2f} ms | {r.cpu_us_per_debit:.1f} us | {r.batches:,} "
+            f"| {r.jobs_per_batch:.1f} |"
+            for r in results
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def report(
+    args: argparse.Namespace, results: dict[str, list[Measured]], in_process: Sequence[InProcess]
+) -> None:
+    print()
+    print(f"machine: {machine_description()}")
+    if results["allotment"]:
+        print(
+            f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, one hot "
+            f"customer, debits of {DEBIT} with a new idempotency key each, {args.rounds} "
+            "round(s), allotment and naive alternating"
+            + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
+        )
+        print()
+        wrk_results = {name: [m.result for m in results[name]] for name in results}
+        ratios = [
+            a.requests_per_second / n.requests_per_second
+            for a, n in zip(wrk_results["allotment"], wrk_results["naive"], strict=True)
+        ]
+        hows = ("median", "best") if args.rounds > 1 else ("median",)
+        for how in hows:
+            rows = [summarize(name, wrk_results[name], how) for name in ("allotment", "naive")]
+            if args.rounds > 1:
+                print(f"{how} of {args.rounds} rounds:\n")
+            print(table(rows))
+            ratio = rows[0].requests_per_second / rows[1].requests_per_second
+            meets = "meets" if ratio >= TARGET_RATIO else "misses"
+            print(
+                f"\nallotment/naive: debits/s {ratio:.2f} ({meets} the {TARGET_RATIO:.2f} "
+                f"target); server CPU per request {rows[0].server_cpu_us:.1f} us against "
+                f"{rows[1].server_cpu_us:.1f} us\n"
+            )
+        if args.rounds > 1:
+            listed = ", ".join(f"{r:.2f}" for r in ratios)
+            print(
+                f"debits/s ratio of each round: {listed} (median {statistics.median(ratios):.2f})\n"
+            )
+        print("checked after each measured run (every response was 2xx):\n")
+        print(verification_table(results))
+        print()
+        for name in ("allotment", "naive"):
+            row = summarize(name, wrk_results[name], "median")
+            if row.wrk_busy > 0.9:
+                print(
+                    f"note: wrk used {row.wrk_busy:.0%} of a CPU against the {row.target}: "
+                    "the load generator may be what limits that figure"
+                )
+    if in_process:
+        print(
+            "in process (no HTTP): CreditService.debit awaited on one event loop, "
+            "each on a fresh SQLite file (WAL, synchronous=FULL):\n"
+        )
+        print(in_process_table(in_process))
+        serial = next((r for r in in_process if r.concurrency == 1), None)
+        if serial is not None:
+            best = max(in_process, key=lambda r: r.per_second)
+            if best is not serial and serial.per_second:
+                print(
+                    f"\ngroup commit: {best.per_second / serial.per_second:.1f}x the debits/s "
+                    f"of one at a time ({best.concurrency} in flight)"
+                )
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+def concurrency_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from error
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError("every concurrency must be at least 1")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Credit debits per second: Allotment against one transaction per request."
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each target")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of unmeasured wrk load before each run"
+    )
+    parser.add_argument(
+        "--inprocess-debits",
+        type=int,
+        default=20_000,
+        help="debits per in-process measurement (2000 at most one at a time); 0 skips them",
+    )
+    parser.add_argument(
+        "--inprocess-concurrency",
+        type=concurrency_list,
+        default=[1, 64, 256],
+        help="debits in flight for each in-process measurement (default 1,64,256)",
+    )
+    parser.add_argument(
+        "--naive-threads",
+        type=int,
+        default=1,
+        help="worker threads of the naive server, one SQLite connection each (default 1)",
+    )
+    parser.add_argument("--skip-http", action="store_true", help="only the in-process measurements")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin wrk to CPU 0 and the servers to CPU 1 (taskset)",
+    )
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or min(args.connections, args.rounds, args.naive_threads) < 1:
+        parser.error("--duration, --connections, --rounds and --naive-threads must be positive")
+    if args.warmup < 0 or args.inprocess_debits < 0:
+        parser.error("--warmup and --inprocess-debits must not be negative")
+    if not args.skip_http and not Path(args.wrk).exists():
+        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        parser.error("--pin needs taskset and at least two CPUs")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A budget for the whole run: start-ups, every wrk run, the stops and the in-process runs.
+    budget = 180 + args.rounds * 2 * (args.duration + args.warmup + 45)
+    budget += len(args.inprocess_concurrency) * (60 + args.inprocess_debits / 200)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(int(budget))
+    try:
+        with tempfile.TemporaryDirectory(prefix="allotment-debit-bench-") as tmp:
+            workdir = Path(tmp)
+            results: dict[str, list[Measured]] = {"allotment": [], "naive": []}
+            if not args.skip_http:
+                results = run_http(args, workdir)
+            in_process = run_in_process(args, workdir) if args.inprocess_debits else []
+    except (BenchError, _Deadline, httpx.HTTPError, sqlite3.Error) as error:
+        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.alarm(0)
+    report(args, results, in_process)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
