@@ -161,7 +161,7 @@ class CreditService:
                 reason = DenialReason.ENTITY_NOT_FOUND  # entities arrive with budgets
             elif request.enforce and not pool.allows(
                 request.amount,
-                reserved_credits(session.live_reservations(customer, now), currency, now),
+                reserved_credits(runtime.live_holds(session, customer, now), currency, now),
                 self.overdraft_limit(session, customer, currency, now),
             ):
                 reason = DenialReason.INSUFFICIENT_CREDITS
@@ -201,7 +201,7 @@ class CreditService:
             pool = self.settled_pool(session, customer, currency, now)
             session.save_pool(customer, currency, pool)
             limit = self.overdraft_limit(session, customer, currency, now)
-            reserved = reserved_credits(session.live_reservations(customer, now), currency, now)
+            reserved = reserved_credits(runtime.live_holds(session, customer, now), currency, now)
             return {
                 "balance": to_json_number(pool.balance),
                 "reserved": to_json_number(reserved),
@@ -249,7 +249,7 @@ class CreditService:
 
     def settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
         runtime = self._runtime
-        if session.get_customer(customer) is None:
+        if runtime.snapshot_in(session, customer) is None:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})
         _currency(runtime.catalog_in(session), currency)
         pool = session.load_pool(customer, currency)

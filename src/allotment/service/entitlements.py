@@ -138,13 +138,13 @@ class EntitlementService:
         return await runtime.store.run(job)
 
     def _credit_lookup(self, session: Session, customer: str, now: datetime) -> CreditLookup:
-        credits = self._credits
+        credits, runtime = self._credits, self._runtime
 
         def figures(currency: str) -> CreditFigures:
             pool = credits.settled_pool(session, customer, currency, now)
             session.save_pool(customer, currency, pool)
             limit = credits.overdraft_limit(session, customer, currency, now)
-            held = reserved_credits(session.live_reservations(customer, now), currency, now)
+            held = reserved_credits(runtime.live_holds(session, customer, now), currency, now)
             return CreditFigures(currency, pool.available(held), limit)
 
         return figures

@@ -74,6 +74,7 @@ class ReservationService:
             reason, reservation = self._decide(session, request, now)
             if reservation is not None:
                 session.save_reservation(reservation)
+                runtime.reservations_changed(session, request.customer)
                 session.after_commit(
                     lambda: runtime.snapshots.add_hold(request.customer, reservation)
                 )
@@ -105,6 +106,7 @@ class ReservationService:
                 held, ended_at=now, ended_as=ReservationStatus.COMMITTED, committed_amount=amount
             )
             session.save_reservation(ended)
+            runtime.reservations_changed(session, held.customer)
             self._record(session, ended, amount, now)
             session.after_commit(lambda: runtime.snapshots.end_hold(held.customer, held.id))
             return reservation_document(ended, now)
@@ -119,6 +121,7 @@ class ReservationService:
             held = self._live(session, reservation_id, now)
             ended = replace(held, ended_at=now, ended_as=ReservationStatus.RELEASED)
             session.save_reservation(ended)
+            runtime.reservations_changed(session, held.customer)
             session.after_commit(lambda: runtime.snapshots.end_hold(held.customer, held.id))
             return reservation_document(ended, now)
 
@@ -144,7 +147,7 @@ class ReservationService:
         assert isinstance(spec, MeteredSpec)
         window = period_containing(resolution.offer.anchor, spec.reset, now)
         used = session.window_usage(request.customer, feature.id, window.start, window.end)
-        live = session.live_reservations(request.customer, now)
+        live = runtime.live_holds(session, request.customer, now)
         reason = decide(spec, used, reserved_usage(live, feature.id, now), request.amount)
         currency, cost = None, 0
         if reason is None and spec.credit_cost is not None:

@@ -8,13 +8,16 @@ although their hooks have not published anything yet.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from allotment.domain.catalog import Catalog
+from allotment.domain.reservations import Reservation
 from allotment.service.ports import Clock, Session, Store
 from allotment.service.snapshots import CustomerSnapshot, SnapshotCache
 
 _CATALOG = "catalog"
 _CHANGED_CUSTOMERS = "changed_customers"
+_CHANGED_HOLDS = "changed_holds"
 
 
 @dataclass(slots=True)
@@ -58,6 +61,19 @@ class Runtime:
                 assert not isinstance(cached, bool)
                 return cached
         return self.load_snapshot(session, customer_id)
+
+    def reservations_changed(self, session: Session, customer_id: str) -> None:
+        """Later jobs of the batch read this customer's holds from the store."""
+        session.scratch.setdefault(_CHANGED_HOLDS, set()).add(customer_id)
+
+    def live_holds(self, session: Session, customer_id: str, now: datetime) -> list[Reservation]:
+        """The customer's live reservations as of this point of the batch."""
+        if customer_id in session.scratch.get(_CHANGED_HOLDS, ()):
+            return session.live_reservations(customer_id, now)
+        snapshot = self.snapshot_in(session, customer_id)
+        if snapshot is None:
+            return []
+        return [hold for hold in snapshot.holds.values() if hold.holds(now)]
 
     def load_snapshot(self, session: Session, customer_id: str) -> CustomerSnapshot | None:
         """Read the customer from the store and install the snapshot when the batch commits."""

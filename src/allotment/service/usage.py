@@ -124,7 +124,7 @@ class UsageService:
         used = session.window_usage(customer, feature_id, window.start, window.end)
         delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
         # Lowering usage consumes nothing, so no limit can refuse it.
-        live = session.live_reservations(customer, now)
+        live = runtime.live_holds(session, customer, now)
         reserved = reserved_usage(live, feature_id, now)
         reason = decide(spec, used, reserved, delta) if delta > 0 else None
         # A credit-priced feature debits delta x price in the same step (only what it consumes:

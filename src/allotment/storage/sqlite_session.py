@@ -31,6 +31,8 @@ from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page, StoredOutcome, UsageEvent
 
 _R = TypeVar("_R")
+PoolCache = dict[tuple[str, str], tuple[dict[str, Grant], int | None]]
+"""(customer, currency) -> (grants by id, overdraft or None when the pool has no row yet)."""
 
 MAX_COUNTER = 2**63 - 1
 
@@ -67,13 +69,18 @@ def _spec_json(spec: Spec) -> str:
 class SqliteSession:
     """One batch's view of the database. Not thread-safe: it lives on the store's thread."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, committed_pools: PoolCache | None = None
+    ) -> None:
         self._db = connection
+        # Pools as the last committed batch left them, kept by the store: this thread is the
+        # only writer, so a pool read once need not be read from SQLite again.
+        self._committed_pools: PoolCache = {} if committed_pools is None else committed_pools
         self.hooks: list[Callable[[], None]] = []
         self.scratch: dict[str, Any] = {}
         # Each pool as loaded or last saved in this batch, to store only what changed.
         # (None for the overdraft of a pool that has no row yet.)
-        self._pools_as_stored: dict[tuple[str, str], tuple[dict[str, Grant], int | None]] = {}
+        self.pools_as_stored: PoolCache = {}
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
@@ -356,6 +363,11 @@ class SqliteSession:
     # ---------------------------------------------------------------- credits
 
     def load_pool(self, customer_id: str, currency: str) -> Pool:
+        key = (customer_id, currency)
+        known = self.pools_as_stored.get(key) or self._committed_pools.get(key)
+        if known is not None:
+            self.pools_as_stored[key] = known
+            return Pool(grants=dict(known[0]), overdraft=known[1] or 0)
         grants = {
             row[0]: _grant(row)
             for row in self._db.execute(
@@ -369,16 +381,29 @@ class SqliteSession:
             (customer_id, currency),
         ).fetchone()
         overdraft = int(row[0]) if row else None
-        self._pools_as_stored[(customer_id, currency)] = (dict(grants), overdraft)
+        self.pools_as_stored[(customer_id, currency)] = (dict(grants), overdraft)
         return Pool(grants=grants, overdraft=overdraft or 0)
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
-        stored_grants, stored_overdraft = self._pools_as_stored.get(
+        stored_grants, stored_overdraft = self.pools_as_stored.get(
             (customer_id, currency), ({}, None)
         )
         for grant in pool.grants.values():
-            if stored_grants.get(grant.id) != grant:
+            before = stored_grants.get(grant.id)
+            if before is None:
                 self._save_grant(customer_id, currency, grant)
+            elif before != grant:
+                self._db.execute(
+                    "UPDATE credit_grants SET remaining = ?, credited = ?, expired = ?,"
+                    " voided_at = ? WHERE id = ?",
+                    (
+                        grant.remaining,
+                        grant.credited,
+                        grant.expired,
+                        _micros(grant.voided_at),
+                        grant.id,
+                    ),
+                )
         if pool.overdraft != stored_overdraft:
             self._db.execute(
                 "INSERT INTO credit_pools (customer, currency, overdraft) VALUES (?, ?, ?)"
@@ -410,7 +435,7 @@ class SqliteSession:
             assert seq is not None
             records.append(LedgerRecord(entry_id, seq, customer_id, currency, entry))
         pool.entries.clear()
-        self._pools_as_stored[(customer_id, currency)] = (dict(pool.grants), pool.overdraft)
+        self.pools_as_stored[(customer_id, currency)] = (dict(pool.grants), pool.overdraft)
         return records
 
     def list_ledger(

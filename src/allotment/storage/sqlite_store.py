@@ -23,12 +23,13 @@ from typing import Any, TypeVar
 
 from allotment.service.ports import Session
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
-from allotment.storage.sqlite_session import SqliteSession
+from allotment.storage.sqlite_session import PoolCache, SqliteSession
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
+MAX_CACHED_POOLS = 100_000
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="allotment-sqlite", daemon=True)
         self._closed = False
+        self._committed_pools: PoolCache = {}
         self.batches_committed = 0
         self.jobs_committed = 0
         self._thread.start()
@@ -107,12 +109,13 @@ class SqliteStore:
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         connection = self._connection
-        session = SqliteSession(connection)
+        session = SqliteSession(connection, self._committed_pools)
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
             for pending in batch:
                 hooks_before = len(session.hooks)
+                pools_before = dict(session.pools_as_stored)
                 connection.execute("SAVEPOINT job")
                 try:
                     result = pending.job(session)
@@ -120,6 +123,7 @@ class SqliteStore:
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
                     del session.hooks[hooks_before:]
+                    session.pools_as_stored = pools_before
                     outcomes.append((pending, None, job_error))
                 else:
                     connection.execute("RELEASE job")
@@ -129,11 +133,15 @@ class SqliteStore:
             # The batch is not durable: nobody may see its results, and the cache keeps only
             # what earlier batches committed because the hooks never run.
             log.exception("a storage batch failed to commit")
+            self._committed_pools.clear()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             for pending in batch:
                 pending.settle(None, commit_error)
             return
+        if len(self._committed_pools) > MAX_CACHED_POOLS:
+            self._committed_pools.clear()
+        self._committed_pools.update(session.pools_as_stored)
         self.batches_committed += 1
         self.jobs_committed += len(batch)
         for hook in session.hooks:
