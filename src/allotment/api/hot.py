@@ -1,14 +1,19 @@
-"""``POST /v1/check`` as a bare ASGI handler: the hot path.
+"""The request path as bare ASGI handlers: ``POST /v1/check``, ``POST /v1/usage`` and
+``POST /v1/customers/{id}/credits/{currency}/debits``.
 
-A check answered from memory costs a header scan, a SHA-256 of the key, a msgspec decode, a
-dictionary walk through the customer's snapshot and a msgspec encode. Routing through Starlette
-(request objects, regex routing, response classes) would cost more than all of that, so this
-handler sits in front of the application and answers the one path itself.
+These are the routes a product calls on every request. A check answered from memory costs a
+header scan, a SHA-256 of the key, a msgspec decode, a walk through the customer's snapshot and
+a msgspec encode; Starlette's request objects, middleware stack and regex routing would cost
+more than all of that, so these handlers sit in front of the application and answer their paths
+themselves. Authentication, scopes and the error table are the same as everywhere else.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,85 +26,158 @@ from allotment.api.errors import (
 )
 from allotment.api.http import Access, authorize, bearer_secret, decode
 from allotment.api.metrics import count_decision, count_request
-from allotment.api.schemas import CheckIn
+from allotment.api.schemas import CheckIn, DebitIn, UsageIn
 from allotment.api.services import Services
-from allotment.domain.errors import AllotmentError, Unauthenticated
+from allotment.domain.customers import ApiKey
+from allotment.domain.errors import AllotmentError, InvalidRequest, Unauthenticated
+from allotment.domain.ids import is_client_id
 from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import CheckAnswer
+from allotment.service.credits import DebitRequest
+from allotment.service.usage import UsageBehavior, UsageReport, usage_outcome
 
 log = logging.getLogger(__name__)
-CHECK_PATH = "/v1/check"
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _JSON = (b"content-type", b"application/json")
+_DEBITS = re.compile(r"/v1/customers/([^/]+)/credits/([^/]+)/debits")
 
 
 class _ClientGone(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    services: Services
+    key: ApiKey
+    body: bytes
+    path_params: tuple[str, ...]
+
+
+Handler = Callable[[_Call], Awaitable[bytes]]
+
+
 class HotPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self._app = app
         self._services = services
+        self._exact: dict[str, tuple[str, Handler]] = {
+            "/v1/check": ("check", _check),
+            "/v1/usage": ("report_usage", _usage),
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == CHECK_PATH:
-            try:
-                status, payload = await self._check(scope, receive)
-            except _ClientGone:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            route = self._exact.get(path)
+            params: tuple[str, ...] = ()
+            if route is None and path.endswith("/debits"):
+                match = _DEBITS.fullmatch(path)
+                if match is not None:
+                    route, params = ("debit_credits", _debit), match.groups()
+            if route is not None:
+                await self._answer(scope, receive, send, route, params)
                 return
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload})
-            count_request("check", scope["method"], status)
-            return
         await self._app(scope, receive, send)
 
-    async def _check(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
-        services = self._services
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: tuple[str, Handler],
+        params: tuple[str, ...],
+    ) -> None:
+        name, handler = route
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed("Use POST for /v1/check.")
-            authorization = None
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    authorization = value.decode("latin-1")
-                    break
-            secret = bearer_secret(authorization)
-            key = services.keys.authenticate_cached(secret)
-            if key is None:
-                key = await services.keys.authenticate(secret)
-            if key is None:
-                raise Unauthenticated("Unknown or revoked API key.")
-            body = await _read_body(receive, services.settings.max_body_bytes)
-            request = decode(body, CheckIn)
-            authorize(key, Access.CLIENT, request.customer)
-            requested = (
-                None
-                if request.requested is None
-                else parse_quantity(request.requested, "requested")
-            )
-            entitlements = services.entitlements
-            answer = entitlements.check_cached(
-                request.customer, request.feature, request.entity, requested
-            )
-            if not isinstance(answer, CheckAnswer):
-                answer = await entitlements.check(
-                    request.customer, request.feature, request.entity, requested
-                )
+            status, payload = 200, await handler(await self._call(scope, receive, params))
+        except _ClientGone:
+            return
         except AllotmentError as error:
-            return error_status_and_body(error)
+            status, payload = error_status_and_body(error)
         except Exception:
-            log.exception("unexpected error answering POST /v1/check")
-            return 500, error_body("internal_error", "Something went wrong on our side.")
-        count_decision("check", answer.access_denied_reason or "granted")
-        payload: bytes = _encode(answer)
-        return 200, payload
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            status = 500
+            payload = error_body("internal_error", "Something went wrong on our side.")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+        count_request(name, scope["method"], status)
+
+    async def _call(self, scope: Scope, receive: Receive, params: tuple[str, ...]) -> _Call:
+        services = self._services
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"Use POST for {scope['path']}.")
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        secret = bearer_secret(authorization)
+        key = services.keys.authenticate_cached(secret)
+        if key is None:
+            key = await services.keys.authenticate(secret)
+        if key is None:
+            raise Unauthenticated("Unknown or revoked API key.")
+        body = await _read_body(receive, services.settings.max_body_bytes)
+        return _Call(services, key, body, params)
+
+
+async def _check(call: _Call) -> bytes:
+    request = decode(call.body, CheckIn)
+    authorize(call.key, Access.CLIENT, request.customer)
+    requested = (
+        None if request.requested is None else parse_quantity(request.requested, "requested")
+    )
+    entitlements = call.services.entitlements
+    answer = entitlements.check_cached(request.customer, request.feature, request.entity, requested)
+    if not isinstance(answer, CheckAnswer):
+        answer = await entitlements.check(
+            request.customer, request.feature, request.entity, requested
+        )
+    count_decision("check", answer.access_denied_reason or "granted")
+    payload: bytes = _encode(answer)
+    return payload
+
+
+async def _usage(call: _Call) -> bytes:
+    authorize(call.key, Access.SERVER)
+    body = decode(call.body, UsageIn)
+    report = UsageReport(
+        customer=body.customer,
+        feature=body.feature,
+        amount=parse_quantity(body.amount, "amount"),
+        idempotency_key=body.idempotency_key,
+        entity=body.entity,
+        enforce=body.enforce,
+        behavior=UsageBehavior(body.behavior),
+        timestamp=body.timestamp,
+    )
+    response = await call.services.usage.report(report)
+    count_decision("usage", usage_outcome(response))
+    return response
+
+
+async def _debit(call: _Call) -> bytes:
+    authorize(call.key, Access.SERVER)
+    customer, currency = call.path_params
+    for value, name in ((customer, "customer"), (currency, "currency")):
+        if not is_client_id(value):
+            raise InvalidRequest(f"{value!r} is not a valid {name} id.", {"field": name})
+    body = decode(call.body, DebitIn)
+    debit = DebitRequest(
+        amount=parse_quantity(body.amount, "amount"),
+        idempotency_key=body.idempotency_key,
+        entity=body.entity,
+        feature=body.feature,
+        enforce=body.enforce,
+    )
+    return await call.services.credits.debit(customer, currency, debit)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -1,4 +1,7 @@
-"""``/v1/customers/{id}/credits/{currency}``: grants, voids, debits, balance, ledger, revenue."""
+"""``/v1/customers/{id}/credits/{currency}``: grants, voids, balance, ledger and revenue.
+
+Debits are on the request path: see :mod:`allotment.api.hot`.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +20,12 @@ from allotment.api.http import (
     route,
     seq_cursor,
 )
-from allotment.api.schemas import DebitIn, GrantIn
+from allotment.api.schemas import GrantIn
 from allotment.api.services import Services
 from allotment.domain.catalog import CreditCategory
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.quantities import parse_quantity
-from allotment.service.credits import DebitRequest, GrantRequest
+from allotment.service.credits import GrantRequest
 
 
 def _pool(request: Request) -> tuple[str, str]:
@@ -56,20 +59,6 @@ async def void_grant(request: Request, services: Services) -> Response:
 
 
 @route(Access.SERVER)
-async def debit_credits(request: Request, services: Services) -> Response:
-    customer, currency = _pool(request)
-    body = await read(request, DebitIn)
-    debit = DebitRequest(
-        amount=parse_quantity(body.amount, "amount"),
-        idempotency_key=body.idempotency_key,
-        entity=body.entity,
-        feature=body.feature,
-        enforce=body.enforce,
-    )
-    return raw_json_response(await services.credits.debit(customer, currency, debit))
-
-
-@route(Access.SERVER)
 async def credit_balance(request: Request, services: Services) -> Response:
     return json_response(await services.credits.balance(*_pool(request)))
 
@@ -94,7 +83,6 @@ routes = [
     Route(_POOL, credit_balance, methods=["GET"]),
     Route(f"{_POOL}/grants", grant_credits, methods=["POST"]),
     Route(f"{_POOL}/grants/{{grant}}/void", void_grant, methods=["POST"]),
-    Route(f"{_POOL}/debits", debit_credits, methods=["POST"]),
     Route(f"{_POOL}/ledger", credit_ledger, methods=["GET"]),
     Route(f"{_POOL}/revenue", credit_revenue, methods=["GET"]),
 ]

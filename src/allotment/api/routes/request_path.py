@@ -1,6 +1,7 @@
-"""``POST /v1/usage`` and ``GET /v1/customers/{id}/entitlements``.
+"""``GET /v1/customers/{id}/entitlements``.
 
-``POST /v1/check`` does not pass through Starlette at all: see :mod:`allotment.api.hot`.
+``POST /v1/check`` and ``POST /v1/usage`` do not pass through Starlette: see
+:mod:`allotment.api.hot`.
 """
 
 from __future__ import annotations
@@ -13,35 +14,11 @@ from allotment.api.http import (
     Access,
     json_response,
     path_id,
-    raw_json_response,
-    read,
     route,
 )
-from allotment.api.metrics import count_decision
-from allotment.api.schemas import UsageIn
 from allotment.api.services import Services
 from allotment.domain.ids import require_client_id
-from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import answer_document
-from allotment.service.usage import UsageBehavior, UsageReport, usage_outcome
-
-
-@route(Access.SERVER)
-async def report_usage(request: Request, services: Services) -> Response:
-    body = await read(request, UsageIn)
-    report = UsageReport(
-        customer=body.customer,
-        feature=body.feature,
-        amount=parse_quantity(body.amount, "amount"),
-        idempotency_key=body.idempotency_key,
-        entity=body.entity,
-        enforce=body.enforce,
-        behavior=UsageBehavior(body.behavior),
-        timestamp=body.timestamp,
-    )
-    response = await services.usage.report(report)
-    count_decision("usage", usage_outcome(response))
-    return raw_json_response(response)
 
 
 @route(Access.CLIENT, customer_param="customer")
@@ -57,6 +34,5 @@ async def list_entitlements(request: Request, services: Services) -> Response:
 
 
 routes = [
-    Route("/v1/usage", report_usage, methods=["POST"]),
     Route("/v1/customers/{customer}/entitlements", list_entitlements, methods=["GET"]),
 ]
