@@ -164,8 +164,10 @@ def check_invariants(pool: Pool, now: datetime) -> None:
         own = [e for e in entries if e.grant == grant_id]
         credits = [e for e in own if e.type is EntryType.GRANT]
         voided_first = grant.voided_at is not None and grant.voided_at < grant.effective_at
-        if grant.effective_at <= now and not voided_first:
-            assert [(e.amount, e.at) for e in credits] == [(grant.amount, grant.effective_at)]
+        entered = max(grant.effective_at, grant.created_at)  # late grants enter when made
+        expired_first = grant.expires_at is not None and grant.expires_at <= entered
+        if grant.effective_at <= now and not voided_first and not expired_first:
+            assert [(e.amount, e.at) for e in credits] == [(grant.amount, entered)]
             assert own[0] is credits[0]
         else:
             assert own == []
@@ -219,7 +221,8 @@ def check_settled(written: list[Entry], pool: Pool) -> None:
             assert entry.at == pool.grants[entry.grant].expires_at
             i += 1
             continue
-        assert entry.at == pool.grants[entry.grant].effective_at
+        made = pool.grants[entry.grant]
+        assert entry.at == max(made.effective_at, made.created_at)  # late grants enter when made
         if i + 1 < len(written) and written[i + 1].type is EntryType.DEBIT:
             payback, adjustment = written[i + 1], written[i + 2]
             assert (payback.grant, payback.at) == (entry.grant, entry.at)

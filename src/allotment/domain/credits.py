@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from enum import StrEnum
 
@@ -93,6 +93,9 @@ class EntryContext:
 NO_CONTEXT = EntryContext()
 
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
 def burn_key(grant: Grant, order: Sequence[str]) -> tuple[object, ...]:
     """The sort key of ``grant`` under a burn order; the grant id breaks the last tie."""
     parts: list[object] = []
@@ -101,7 +104,8 @@ def burn_key(grant: Grant, order: Sequence[str]) -> tuple[object, ...]:
             parts.append(grant.priority)
         elif key == "expiry":
             expires = grant.expires_at
-            parts.append((1, grant.created_at) if expires is None else (0, expires))
+            # Never-expiring grants come last and tie with each other: later keys decide.
+            parts.append((1, _NEVER) if expires is None else (0, expires))
         elif key == "promotional_first":
             parts.append(0 if grant.category is CreditCategory.PROMOTIONAL else 1)
         elif key == "paid_first":
@@ -121,6 +125,7 @@ class Pool:
     grants: dict[str, Grant] = field(default_factory=dict)
     overdraft: Micros = 0
     entries: list[Entry] = field(default_factory=list)  # written since the pool was loaded
+    burn_order: Sequence[str] = ()  # the currency's, for grants that enter at one instant
     # The request that made a grant, for its grant entry when it enters the ledger now.
     _contexts: dict[str, EntryContext] = field(default_factory=dict)
 
@@ -166,15 +171,23 @@ class Pool:
 
     def settle(self, now: datetime) -> None:
         """Write every grant entry and expiry entry that is due by ``now``, in time order."""
-        due: list[tuple[datetime, int, str]] = []
+        due: list[tuple[datetime, int, tuple[object, ...], str]] = []
         for grant in self.grants.values():
             if grant.voided_at is not None:
                 continue
+            # Grants due at the same instant enter in burn order: the one that burns first
+            # also pays back an overdraft first.
+            rank = burn_key(grant, self.burn_order)
             if not grant.credited and grant.effective_at <= now:
-                due.append((grant.effective_at, 0, grant.id))
+                # A grant made with a past effective_at enters the ledger when it was made, so
+                # that it never pays back an overdraft from before it existed.
+                due.append((max(grant.effective_at, grant.created_at), 0, rank, grant.id))
             if not grant.expired and grant.expires_at is not None and grant.expires_at <= now:
-                due.append((grant.expires_at, 1, grant.id))
-        for at, step, grant_id in sorted(due):
+                due.append((grant.expires_at, 1, rank, grant.id))
+        for at, step, _, grant_id in sorted(due):
+            grant = self.grants[grant_id]
+            if grant.expired:
+                continue  # expired before it could enter: it never does
             if step == 0:
                 self._credit(grant_id, at)
             else:

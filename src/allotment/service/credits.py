@@ -96,8 +96,11 @@ class CreditService:
             now = runtime.clock.now()
             pool = self.settled_pool(session, customer, currency, now)
             effective_at = request.effective_at or now
-            if request.expires_at is not None and request.expires_at <= effective_at:
-                raise InvalidRequest("expires_at must be after effective_at.")
+            if request.expires_at is not None and request.expires_at <= max(effective_at, now):
+                raise InvalidRequest(
+                    "expires_at must be after effective_at and in the future.",
+                    {"field": "expires_at"},
+                )
             grant = Grant(
                 id=new_id("grant"),
                 amount=request.amount,
@@ -253,6 +256,7 @@ class CreditService:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})
         _currency(runtime.catalog_in(session), currency)
         pool = session.load_pool(customer, currency)
+        pool.burn_order = _currency(runtime.catalog_in(session), currency).burn_order
         snapshot = runtime.snapshot_in(session, customer)
         if snapshot is not None:
             catalog = runtime.catalog_in(session)
