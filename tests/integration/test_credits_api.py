@@ -347,3 +347,37 @@ def test_a_soft_workspace_runs_a_bounded_overdraft(api: Api) -> None:
     assert top_up["remaining"] == 300
     assert api.get(POOL)["balance"] == 300
     assert_projections_match_the_ledger(api)
+
+
+def test_replacing_a_subscription_does_not_mint_the_periods_credits_again(api: Api) -> None:
+    priced_catalog(api)
+    new_customer(api, "acme", "team")
+    assert api.get(POOL)["balance"] == 1000
+    api.advance(10 * 86400)
+    for _ in range(2):
+        api.post("/v1/customers/acme/subscriptions", {"plan": "team"}, 201)
+        assert api.get(POOL)["balance"] == 1000
+    api.advance(25 * 86400)  # the next period of the inherited anchor: one new block
+    assert api.get(POOL)["balance"] == 1000
+    assert [e["type"] for e in ledger(api)] == ["grant", "expiry", "grant"]
+
+
+def test_pool_figures_past_what_a_counter_holds_are_400(acme: Api) -> None:
+    statuses = [
+        acme.status(
+            "POST",
+            f"{POOL}/grants",
+            {"amount": "999999999999", "category": "paid", "idempotency_key": f"g{n}"},
+        )[0]
+        for n in range(12)
+    ]
+    assert statuses[:9] == [201] * 9
+    assert 400 in statuses
+    assert acme.get(POOL)["balance"] == 9 * 999999999999
+
+
+def test_voiding_an_expired_grant_is_409(acme: Api) -> None:
+    block = grant(acme, 5, "g1", expires_at="2030-01-01T00:00:00Z")
+    acme.post("/v1/test/clock", {"now": "2031-01-01T00:00:00Z"}, 200)
+    status, body = acme.status("POST", f"{POOL}/grants/{block['id']}/void")
+    assert (status, body["error"]["code"]) == (409, "conflict")

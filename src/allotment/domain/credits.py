@@ -181,17 +181,18 @@ class Pool:
             if not grant.credited and grant.effective_at <= now:
                 # A grant made with a past effective_at enters the ledger when it was made, so
                 # that it never pays back an overdraft from before it existed.
-                due.append((max(grant.effective_at, grant.created_at), 0, rank, grant.id))
+                due.append((max(grant.effective_at, grant.created_at), 1, rank, grant.id))
             if not grant.expired and grant.expires_at is not None and grant.expires_at <= now:
-                due.append((grant.expires_at, 1, rank, grant.id))
+                # At one instant, blocks that end leave before blocks that begin arrive.
+                due.append((grant.expires_at, 0, rank, grant.id))
         for at, step, _, grant_id in sorted(due):
             grant = self.grants[grant_id]
             if grant.expired:
                 continue  # expired before it could enter: it never does
             if step == 0:
-                self._credit(grant_id, at)
-            else:
                 self._expire(grant_id, at)
+            else:
+                self._credit(grant_id, at)
 
     def _credit(self, grant_id: str, at: datetime) -> None:
         grant = self.grants[grant_id]
@@ -212,6 +213,11 @@ class Pool:
         self.grants[grant_id] = replace(grant, expired=True, credited=True)
         if remaining > 0:
             self._write(EntryType.EXPIRY, grant_id, -remaining, at)
+
+    def include(self, grant: Grant, context: EntryContext = NO_CONTEXT) -> None:
+        """Add a grant without settling: for many at once, then one :meth:`settle`."""
+        self.grants[grant.id] = grant
+        self._contexts[grant.id] = context
 
     def add_grant(self, grant: Grant, now: datetime, context: EntryContext = NO_CONTEXT) -> None:
         """Add a new grant; it enters the ledger now, or when it takes effect."""

@@ -9,7 +9,7 @@ one at a time, so concurrent debits can never spend the same credit twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,9 @@ from allotment.service.runtime import Runtime
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 MAX_PRIORITY = 1_000_000
 RECURRING_PRIORITY = 50
+# How many past periods a plan's recurring credits are made for at most, when a pool is first
+# touched long after its subscription started (say, hourly credits backdated by years).
+MAX_BACKFILL_PERIODS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,9 @@ class CreditService:
         def job(session: Session) -> dict[str, Any]:
             now = runtime.clock.now()
             pool = self.settled_pool(session, customer, currency, now)
-            grant = pool.grants.get(grant_id)
+            grant = pool.grants.get(grant_id) or session.all_grants(customer, currency).get(
+                grant_id
+            )
             if grant is None:
                 raise NotFound(f"no grant {grant_id} in this pool.", {"grant": grant_id})
             status = grant.status(now)
@@ -239,7 +244,7 @@ class CreditService:
                 (r.entry.type, r.entry.grant, r.entry.amount)
                 for r in all_entries(session, customer, currency)
             ]
-            figures = revenue(pool.grants, replay(entries))
+            figures = revenue(session.all_grants(customer, currency), replay(entries))
             return {
                 "deferred": figures.deferred,
                 "recognized": figures.recognized,
@@ -260,9 +265,13 @@ class CreditService:
         snapshot = runtime.snapshot_in(session, customer)
         if snapshot is not None:
             catalog = runtime.catalog_in(session)
-            for grant, context in recurring_grants(catalog, snapshot.holdings, currency, now):
-                if grant.id not in pool.grants:
-                    pool.add_grant(grant, now, context)
+
+            def known(grant_id: str) -> bool:
+                return grant_id in pool.grants or session.grant_exists(grant_id)
+
+            owed = recurring_grants(catalog, customer, snapshot.holdings, currency, now, known)
+            for grant, context in list(owed):
+                pool.include(grant, context)
         pool.settle(now)
         return pool
 
@@ -290,34 +299,54 @@ class CreditService:
 
 
 def recurring_grants(
-    catalog: Catalog, holdings: Holdings, currency: str, now: datetime
+    catalog: Catalog,
+    customer: str,
+    holdings: Holdings,
+    currency: str,
+    now: datetime,
+    known: Callable[[str], bool],
 ) -> Iterator[tuple[Grant, EntryContext]]:
-    """The grants that plans and add-ons owe by ``now``: one per period of ``every`` from the
-    subscription's start while it runs, each expiring at its period's end (priority 50).
+    """The grants that plans and add-ons owe by ``now`` and the pool does not have yet.
 
-    Their ids derive from (subscription, source, period), so making them again finds them: a
-    pool gets each exactly once, whenever it is first touched after the period starts.
+    One per period of ``every``, counted from the subscription's anchor (which a replacement
+    inherits), from the period in which the subscription started while it runs; each expires
+    at its period's end, priority 50. Ids derive from (customer, product, paid or trial,
+    anchor, source, period): a replacement does not mint the current period's block again
+    (a plan's "source" is the plan slot, whichever plan fills it, so a plan change takes effect
+    at the next period), and making them again finds them. Walking from the newest period back,
+    the first one already known ends the walk, so each touch of a pool costs only the periods
+    that began since the last one (at most MAX_BACKFILL_PERIODS).
     """
     for subscription in holdings.subscriptions:
         plan = catalog.plans.get(subscription.plan)
+        end = subscription.end
         if plan is None or subscription.starts_at > now:
             continue
-        sources = [(f"plan:{plan.id}", plan.credits.get(currency), 1)]
+        last = now if end is None else min(now, end - timedelta(microseconds=1))
+        if last < subscription.starts_at:
+            continue
+        sources = [("plan", plan.credits.get(currency), 1)]
         for holding in subscription.addons:
             addon = catalog.addons.get(holding.id)
             if addon is not None:
                 sources.append((f"addon:{addon.id}", addon.credits.get(currency), holding.quantity))
-        end = subscription.end
-        last_start = now if end is None else min(now, end - timedelta(microseconds=1))
+        kind = "trial" if subscription.is_trial else "paid"
+        anchor = subscription.anchor_at
+        prefix = f"{customer}:{subscription.product}:{kind}:{to_epoch_micros(anchor)}"
         for source, credits, quantity in sources:
             if credits is None or credits.amount == 0:
                 continue
-            anchor = subscription.starts_at
-            for index in range(period_index(anchor, credits.every, last_start) + 1):
-                start = period_boundary(anchor, credits.every, index)
-                key = f"{subscription.id}:{source}:{index}"
+            first = period_index(anchor, credits.every, subscription.starts_at)
+            newest = period_index(anchor, credits.every, last)
+            oldest = max(first, newest - MAX_BACKFILL_PERIODS + 1)
+            for index in range(newest, oldest - 1, -1):
+                key = f"{prefix}:{source}:{index}"
+                grant_id = "grant_" + hashlib.sha256(f"{key}:{currency}".encode()).hexdigest()[:24]
+                if known(grant_id):
+                    break
+                start = max(period_boundary(anchor, credits.every, index), subscription.starts_at)
                 grant = Grant(
-                    id="grant_" + hashlib.sha256(f"{key}:{currency}".encode()).hexdigest()[:24],
+                    id=grant_id,
                     amount=credits.amount * quantity,
                     category=credits.category,
                     cost_basis=credits.cost_basis,
@@ -325,7 +354,7 @@ def recurring_grants(
                     effective_at=start,
                     expires_at=period_boundary(anchor, credits.every, index + 1),
                     created_at=start,
-                    reason=f"{source} credits for period {index + 1} of {subscription.id}",
+                    reason=f"{source} credits of {subscription.id}, period {index + 1}",
                 )
                 yield grant, EntryContext(idempotency_key=key)
 

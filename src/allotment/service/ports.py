@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from allotment.domain.catalog import Catalog
-from allotment.domain.credits import Entry, Pool
+from allotment.domain.credits import Entry, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.quantities import Micros
@@ -117,6 +117,11 @@ class Session(Protocol):
     def load_pool(self, customer_id: str, currency: str) -> Pool: ...
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
         """Append the pool's new entries and store the grants and overdraft they changed."""
+        ...
+
+    def grant_exists(self, grant_id: str) -> bool: ...
+    def all_grants(self, customer_id: str, currency: str) -> dict[str, Grant]:
+        """Every grant of the pool, ended ones included (pools hold only live grants)."""
         ...
 
     def list_ledger(

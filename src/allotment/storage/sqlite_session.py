@@ -372,7 +372,7 @@ class SqliteSession:
             row[0]: _grant(row)
             for row in self._db.execute(
                 f"SELECT {_GRANT_COLUMNS} FROM credit_grants WHERE customer = ? AND currency = ?"
-                " ORDER BY seq",
+                " AND expired = 0 AND voided_at IS NULL ORDER BY seq",
                 (customer_id, currency),
             )
         }
@@ -385,6 +385,13 @@ class SqliteSession:
         return Pool(grants=grants, overdraft=overdraft or 0)
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
+        figures = [pool.overdraft, *(e.balance_after for e in pool.entries)]
+        figures += [g.remaining for g in pool.grants.values()]
+        if any(abs(figure) > MAX_COUNTER for figure in figures):
+            raise InvalidRequest(
+                "a credit pool's balance, overdraft or grant may not pass 9.2 x 10^12 credits;"
+                " this request would."
+            )
         stored_grants, stored_overdraft = self.pools_as_stored.get(
             (customer_id, currency), ({}, None)
         )
@@ -435,8 +442,24 @@ class SqliteSession:
             assert seq is not None
             records.append(LedgerRecord(entry_id, seq, customer_id, currency, entry))
         pool.entries.clear()
-        self.pools_as_stored[(customer_id, currency)] = (dict(pool.grants), pool.overdraft)
+        # A pool holds live grants only: ended ones are in the ledger and in all_grants.
+        live = {g.id: g for g in pool.grants.values() if not g.expired and g.voided_at is None}
+        self.pools_as_stored[(customer_id, currency)] = (live, pool.overdraft)
         return records
+
+    def grant_exists(self, grant_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM credit_grants WHERE id = ?", (grant_id,)).fetchone()
+        return row is not None
+
+    def all_grants(self, customer_id: str, currency: str) -> dict[str, Grant]:
+        return {
+            row[0]: _grant(row)
+            for row in self._db.execute(
+                f"SELECT {_GRANT_COLUMNS} FROM credit_grants WHERE customer = ? AND currency = ?"
+                " ORDER BY seq",
+                (customer_id, currency),
+            )
+        }
 
     def list_ledger(
         self, customer_id: str, currency: str, after: str | None, limit: int
