@@ -11,6 +11,7 @@ from allotment.service.credits import CreditService
 from allotment.service.customers import CustomerService
 from allotment.service.entitlements import EntitlementService
 from allotment.service.keys import KeyService
+from allotment.service.ports import Session
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
 from allotment.service.usage import UsageService
@@ -50,6 +51,13 @@ class Services:
         )
         services.catalog.load()
         services.keys.load(settings.admin_key)
+
+        def resync(session: Session) -> None:
+            runtime.snapshots.clear()
+            runtime.catalog.current = session.load_catalog()
+            services.keys.forget_all()
+
+        store.on_foreign_write(resync)
         return services
 
     def close(self) -> None:

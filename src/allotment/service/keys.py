@@ -65,6 +65,10 @@ class KeyService:
             if key.revoked_at is None:
                 self._by_digest[key.key_hash] = key
 
+    def forget_all(self) -> None:
+        """Drop every cached key: they are looked up again (revocations made elsewhere hold)."""
+        self._by_digest.clear()
+
     def authenticate_cached(self, secret: str) -> ApiKey | None:
         return self._by_digest.get(digest(secret))
 

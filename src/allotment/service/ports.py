@@ -145,6 +145,10 @@ class Store(Protocol):
         """Run ``job`` in a transaction and return its result once that is durable."""
         ...
 
+    def on_foreign_write(self, callback: Callable[[Session], None]) -> None:
+        """Have ``callback`` drop cached state when another process wrote to the store."""
+        ...
+
     def run_blocking(self, job: Callable[[Session], T]) -> T:
         """The same, for callers outside the event loop (start-up, the CLI)."""
         ...

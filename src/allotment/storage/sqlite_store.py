@@ -52,6 +52,8 @@ class SqliteStore:
         self._thread = threading.Thread(target=self._serve, name="allotment-sqlite", daemon=True)
         self._closed = False
         self._committed_pools: PoolCache = {}
+        self._data_version: int | None = None
+        self._foreign_write_callbacks: list[Callable[[Session], None]] = []
         self.batches_committed = 0
         self.jobs_committed = 0
         self._thread.start()
@@ -77,6 +79,11 @@ class SqliteStore:
 
         self._submit(_Pending(job, settle))
         return future.result()
+
+    def on_foreign_write(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback`` (on the store's thread, before the batch's jobs) whenever another
+        connection has committed to the file since this store's last batch."""
+        self._foreign_write_callbacks.append(callback)
 
     def close(self) -> None:
         if not self._closed:
@@ -107,12 +114,25 @@ class SqliteStore:
                 batch.append(pending)
             self._run_batch(batch)
 
+    def _notice_foreign_writes(self, session: SqliteSession) -> None:
+        # data_version changes only when another connection commits: then nothing cached from
+        # this file can be trusted, since this thread is no longer its only writer.
+        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        changed = self._data_version is not None and version != self._data_version
+        self._data_version = version
+        if changed:
+            log.warning("another process wrote to %s: dropping cached state", self.path)
+            self._committed_pools.clear()
+            for callback in self._foreign_write_callbacks:
+                callback(session)
+
     def _run_batch(self, batch: list[_Pending]) -> None:
         connection = self._connection
         session = SqliteSession(connection, self._committed_pools)
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
+            self._notice_foreign_writes(session)
             for pending in batch:
                 hooks_before = len(session.hooks)
                 pools_before = dict(session.pools_as_stored)
