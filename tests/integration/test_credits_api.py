@@ -381,3 +381,15 @@ def test_voiding_an_expired_grant_is_409(acme: Api) -> None:
     acme.post("/v1/test/clock", {"now": "2031-01-01T00:00:00Z"}, 200)
     status, body = acme.status("POST", f"{POOL}/grants/{block['id']}/void")
     assert (status, body["error"]["code"]) == (409, "conflict")
+
+
+def test_a_debit_names_a_known_feature_and_a_positive_amount(acme: Api) -> None:
+    grant(acme, 10, "g")
+    assert (
+        acme.status(
+            "POST", f"{POOL}/debits", {"amount": 1, "idempotency_key": "d1", "feature": "teleport"}
+        )[0]
+        == 400
+    )
+    assert acme.status("POST", f"{POOL}/debits", {"amount": 0, "idempotency_key": "d2"})[0] == 400
+    assert acme.get(POOL)["balance"] == 10

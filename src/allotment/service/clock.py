@@ -10,8 +10,18 @@ from allotment.domain.timefmt import LATEST_INSTANT, require_supported_instant
 
 
 class SystemClock:
+    """The real time, never earlier than it has already said: a step of the machine's clock
+    backwards must not make a credited grant look scheduled again."""
+
+    def __init__(self) -> None:
+        self._last = datetime.now(UTC)
+
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        current = datetime.now(UTC)
+        if current < self._last:
+            return self._last
+        self._last = current
+        return current
 
 
 class TestClock:

@@ -146,6 +146,8 @@ class CreditService:
         return await runtime.store.run(job)
 
     async def debit(self, customer: str, currency: str, request: DebitRequest) -> bytes:
+        if request.amount <= 0:
+            raise InvalidRequest("amount must be greater than zero.", {"field": "amount"})
         route = f"credits/{currency}/debits"
         payload = idempotency.fingerprint(
             request.amount, request.entity, request.feature, request.enforce
@@ -159,6 +161,8 @@ class CreditService:
             if replayed is not None:
                 return replayed
             now = runtime.clock.now()
+            if request.feature is not None:
+                runtime.catalog_in(session).feature_for(request.feature, "feature")
             pool = self.settled_pool(session, customer, currency, now)
             reason = None
             records: list[LedgerRecord] = []
