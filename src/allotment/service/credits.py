@@ -220,7 +220,10 @@ class CreditService:
                 "available": to_json_number(pool.available(reserved)),
                 "overdraft": to_json_number(pool.overdraft),
                 "overdraft_limit": None if limit is None else to_json_number(limit),
-                "grants": [grant_document(g, now) for g in pool.grants.values()],
+                "grants": [
+                    grant_document(g, now)
+                    for g in session.all_grants(customer, currency).values()
+                ],
             }
 
         return await runtime.store.run(job)
