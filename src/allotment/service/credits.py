@@ -221,8 +221,7 @@ class CreditService:
                 "overdraft": to_json_number(pool.overdraft),
                 "overdraft_limit": None if limit is None else to_json_number(limit),
                 "grants": [
-                    grant_document(g, now)
-                    for g in session.all_grants(customer, currency).values()
+                    grant_document(g, now) for g in session.all_grants(customer, currency).values()
                 ],
             }
 
