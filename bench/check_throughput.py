@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -478,14 +478,16 @@ class Row:
     wrk_busy: float
 
 
-def summarize(target: str, results: Sequence[WrkResult], how: str) -> Row:
+def summarize(
+    target: str, results: Sequence[WrkResult], how: str, labels: Mapping[str, str] = LABELS
+) -> Row:
     """The best round (by requests/s), or the median of each figure over the rounds."""
     best = max(results, key=lambda r: r.requests_per_second)
     chosen = [best] if how == "best" else list(results)
     median = statistics.median
 
     return Row(
-        LABELS[target],
+        labels[target],
         median(r.requests_per_second for r in chosen),
         median(r.p50_ms for r in chosen),
         median(r.p99_ms for r in chosen),
@@ -495,9 +497,9 @@ def summarize(target: str, results: Sequence[WrkResult], how: str) -> Row:
     )
 
 
-def table(rows: Sequence[Row]) -> str:
+def table(rows: Sequence[Row], rate: str = "requests/s") -> str:
     lines = [
-        "| target | requests/s | p50 | p99 | server CPU/request | server CPU busy | wrk CPU busy |",
+        f"| target | {rate} | p50 | p99 | server CPU/request | server CPU busy | wrk CPU busy |",
         "|---|---:|---:|---:|---:|---:|---:|",
         *(
             f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} ms "

@@ -52,6 +52,7 @@ from check_throughput import (
     HOST,
     REQUEST_TIMEOUT,
     BenchError,
+    Row,
     Server,
     WrkResult,
     allotment_command,
@@ -65,6 +66,12 @@ from check_throughput import (
     running,
     start_server,
     wait_ready,
+)
+from check_throughput import (
+    summarize as summarize_rounds,
+)
+from check_throughput import (
+    table as rate_table,
 )
 
 from allotment.api.services import Services
@@ -536,45 +543,13 @@ def run_in_process(args: argparse.Namespace, workdir: Path) -> list[InProcess]:
 # --- Reporting -------------------------------------------------------------------------------
 
 
-@dataclass
-class Row:
-    target: str
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    server_cpu_us: float
-    server_busy: float
-    wrk_busy: float
-
-
 def summarize(target: str, results: Sequence[WrkResult], how: str) -> Row:
     """The best round (by debits/s), or the median of each figure over the rounds."""
-    best = max(results, key=lambda r: r.requests_per_second)
-    chosen = [best] if how == "best" else list(results)
-    median = statistics.median
-    return Row(
-        LABELS[target],
-        median(r.requests_per_second for r in chosen),
-        median(r.p50_ms for r in chosen),
-        median(r.p99_ms for r in chosen),
-        median(r.server_cpu_us_per_request for r in chosen),
-        median(r.server_busy for r in chosen),
-        median(r.wrk_busy for r in chosen),
-    )
+    return summarize_rounds(target, results, how, LABELS)
 
 
 def table(rows: Sequence[Row]) -> str:
-    lines = [
-        "| target | debits/s | p50 | p99 | server CPU/request | server CPU busy | wrk CPU busy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {r.target} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} ms "
-            f"| {r.p99_ms:.2f} ms | {r.server_cpu_us:.1f} us | {r.server_busy:.0%} "
-            f"| {r.wrk_busy:.0%} |"
-            for r in rows
-        ),
-    ]
-    return "\n".join(lines)
+    return rate_table(rows, "debits/s")
 
 
 def verification_table(results: dict[str, list[Measured]]) -> str:
