@@ -77,6 +77,15 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def async_client(self, connections: int, timeout: float = 30) -> httpx.AsyncClient:
+        """A client for concurrent requests, with the admin key and ``connections`` at once."""
+        return httpx.AsyncClient(
+            base_url=self.url,
+            limits=httpx.Limits(max_connections=connections),
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+
     def client(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30

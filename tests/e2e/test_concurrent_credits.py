@@ -10,7 +10,7 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, Server
+from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.slow
 POOL = "/v1/customers/acme/credits/ai-credits"
@@ -28,13 +28,7 @@ def seed(server: Server, credits: int) -> None:
 
 
 async def debit_storm(server: Server, keys: list[str]) -> list[dict[str, object]]:
-    limits = httpx.Limits(max_connections=64)
-    async with httpx.AsyncClient(
-        base_url=server.url,
-        limits=limits,
-        timeout=30,
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-    ) as client:
+    async with server.async_client(64, timeout=30) as client:
         queue = list(keys)
         answers: list[dict[str, object]] = []
 
@@ -88,12 +82,7 @@ def test_acknowledged_debits_survive_a_kill(server: Server) -> None:
     async def storm() -> set[str]:
         acknowledged: set[str] = set()
         keys = iter(f"k-{n}" for n in range(100_000))
-        async with httpx.AsyncClient(
-            base_url=server.url,
-            limits=httpx.Limits(max_connections=64),
-            timeout=10,
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as client:
+        async with server.async_client(64, timeout=10) as client:
 
             async def worker() -> None:
                 for key in keys:

@@ -6,23 +6,16 @@ import asyncio
 import sqlite3
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, Server
+from tests.e2e.conftest import Server
 from tests.e2e.test_concurrent_usage import seed
 
 pytestmark = pytest.mark.slow
 
 
 async def post_all(server: Server, path: str, bodies: list[dict[str, Any]]) -> list[Any]:
-    limits = httpx.Limits(max_connections=50)
-    async with httpx.AsyncClient(
-        base_url=server.url,
-        limits=limits,
-        timeout=30,
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-    ) as client:
+    async with server.async_client(50, timeout=30) as client:
 
         async def one(body: dict[str, Any]) -> Any:
             response = await client.post(path, json=body)

@@ -8,7 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_KEY, Server
+from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +44,7 @@ def seed(server: Server, limit: int, used: int) -> None:
 
 
 async def fire(server: Server, keys: list[str]) -> list[dict[str, object]]:
-    limits = httpx.Limits(max_connections=len(keys))
-    async with httpx.AsyncClient(
-        base_url=server.url,
-        limits=limits,
-        timeout=30,
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-    ) as client:
+    async with server.async_client(len(keys), timeout=30) as client:
 
         async def one(key: str) -> dict[str, object]:
             body = {
@@ -111,13 +105,7 @@ def test_acknowledged_usage_survives_a_kill(server: Server) -> None:
     async def storm() -> set[str]:
         acknowledged: set[str] = set()
         keys = iter(f"k-{n}" for n in range(100_000))
-        limits = httpx.Limits(max_connections=32)
-        async with httpx.AsyncClient(
-            base_url=server.url,
-            limits=limits,
-            timeout=10,
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as client:
+        async with server.async_client(32, timeout=10) as client:
 
             async def worker() -> None:
                 for key in keys:
