@@ -115,3 +115,18 @@ def test_key_creation_is_validated(api: Api, keys: dict[str, str]) -> None:
     )
     assert api.status("POST", "/v1/api-keys", {"name": "s", "scope": "root"})[0] == 400
     assert api.status("DELETE", "/v1/api-keys/key_nope")[0] == 404
+
+
+def test_a_key_without_the_scope_is_403_before_its_body_is_read(
+    api: Api, keys: dict[str, str]
+) -> None:
+    huge = (
+        b'{"customer": "acme", "feature": "ai-requests", "amount": 1, "x": "'
+        + b"y" * (2 * 1024 * 1024)
+        + b'"}'
+    )
+    for path in ("/v1/usage", "/v1/customers/acme/credits/c/debits"):
+        response = api.client.post(
+            path, content=huge, headers={"Authorization": f"Bearer {keys['client']}"}
+        )
+        assert response.status_code == 403, path

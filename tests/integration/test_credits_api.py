@@ -393,3 +393,97 @@ def test_a_debit_names_a_known_feature_and_a_positive_amount(acme: Api) -> None:
     )
     assert acme.status("POST", f"{POOL}/debits", {"amount": 0, "idempotency_key": "d2"})[0] == 400
     assert acme.get(POOL)["balance"] == 10
+
+
+def test_a_plan_change_grants_the_new_plans_block_at_once(api: Api) -> None:
+    define_catalog(api)
+    api.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    api.put(
+        "/v1/plans/daily",
+        {
+            "product": "coder",
+            "name": "Daily",
+            "credits": {"ai-credits": {"amount": 10, "every": "day"}},
+        },
+        201,
+    )
+    api.put(
+        "/v1/plans/monthly",
+        {"product": "coder", "name": "Monthly", "credits": {"ai-credits": {"amount": 1000}}},
+        201,
+    )
+    new_customer(api, "acme", "daily")
+    for _ in range(3):
+        api.advance(86400)
+        assert api.get(POOL)["balance"] == 10
+    api.post("/v1/customers/acme/subscriptions", {"plan": "monthly"}, 201)
+    assert api.get(POOL)["balance"] == 1010  # today's daily block runs out at the day's end
+    for _ in range(3):
+        api.advance(31 * 86400)
+        assert api.get(POOL)["balance"] == 1000
+
+
+def test_recurring_blocks_of_different_customers_never_collide(api: Api) -> None:
+    define_catalog(api)
+    api.put("/v1/currencies/cr", {"name": "Credits"}, 201)
+    for product in ("c", "b:c"):
+        api.put(f"/v1/products/{product}", {"name": product}, 201)
+        api.put(
+            f"/v1/plans/plan-{product.replace(':', '-')}",
+            {"product": product, "name": "P", "credits": {"cr": {"amount": 1000}}},
+            201,
+        )
+    new_customer(api, "a:b", "plan-c")
+    new_customer(api, "a", "plan-b-c")
+    assert api.get("/v1/customers/a:b/credits/cr")["balance"] == 1000
+    assert api.get("/v1/customers/a/credits/cr")["balance"] == 1000
+
+
+def test_an_addon_attached_later_grants_only_the_current_period(api: Api) -> None:
+    define_catalog(api)
+    api.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    api.put(
+        "/v1/addons/pack",
+        {
+            "product": "coder",
+            "name": "Pack",
+            "entitlements": {},
+            "credits": {"ai-credits": {"amount": 1000, "cost_basis": "0.01"}},
+        },
+        201,
+    )
+    subscription = new_customer(api, "acme", "team", starts_at="2030-01-01T00:00:00Z")
+    api.post("/v1/test/clock", {"now": "2030-06-10T00:00:00Z"}, 200)
+    debit(api, 600, "d", enforce=False)
+    api.request(
+        "PATCH",
+        f"/v1/customers/acme/subscriptions/{subscription['id']}",
+        {"addons": [{"id": "pack", "quantity": 1}]},
+        expect=200,
+    )
+    assert api.get(POOL)["balance"] == 400
+    assert api.get(f"{POOL}/revenue") == {"deferred": 4, "recognized": 6, "breakage": 0}
+    entries = ledger(api)
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+
+
+def test_an_addon_that_would_grant_10_to_the_12_a_period_is_refused(api: Api) -> None:
+    define_catalog(api)
+    api.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    api.put(
+        "/v1/addons/vast",
+        {
+            "product": "coder",
+            "name": "Vast",
+            "entitlements": {},
+            "credits": {"ai-credits": {"amount": 999999999999}},
+        },
+        201,
+    )
+    new_customer(api, "acme")
+    status, body = api.status(
+        "POST",
+        "/v1/customers/acme/subscriptions",
+        {"plan": "team", "addons": [{"id": "vast", "quantity": 2}]},
+    )
+    assert status == 400, body

@@ -49,8 +49,6 @@ class Services:
             reservations=ReservationService(runtime, credits),
             test_clock=test_clock,
         )
-        services.catalog.load()
-        services.keys.load(settings.admin_key)
 
         def resync(session: Session) -> None:
             runtime.snapshots.clear()
@@ -58,6 +56,8 @@ class Services:
             services.keys.forget_all()
 
         store.on_foreign_write(resync)
+        services.catalog.load()
+        services.keys.load(settings.admin_key)
         return services
 
     def close(self) -> None:

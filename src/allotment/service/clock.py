@@ -15,13 +15,14 @@ class SystemClock:
 
     def __init__(self) -> None:
         self._last = datetime.now(UTC)
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
-        current = datetime.now(UTC)
-        if current < self._last:
+        with self._lock:
+            current = datetime.now(UTC)
+            if current > self._last:
+                self._last = current
             return self._last
-        self._last = current
-        return current
 
 
 class TestClock:

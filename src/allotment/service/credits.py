@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -41,9 +41,6 @@ from allotment.service.runtime import Runtime
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 MAX_PRIORITY = 1_000_000
 RECURRING_PRIORITY = 50
-# How many past periods a plan's recurring credits are made for at most, when a pool is first
-# touched long after its subscription started (say, hourly credits backdated by years).
-MAX_BACKFILL_PERIODS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +270,7 @@ class CreditService:
             catalog = runtime.catalog_in(session)
 
             def known(grant_id: str) -> bool:
-                return grant_id in pool.grants or session.grant_exists(grant_id)
+                return grant_id in pool.grants or session.grant_exists(customer, currency, grant_id)
 
             owed = recurring_grants(catalog, customer, snapshot.holdings, currency, now, known)
             for grant, context in list(owed):
@@ -312,57 +309,60 @@ def recurring_grants(
     now: datetime,
     known: Callable[[str], bool],
 ) -> Iterator[tuple[Grant, EntryContext]]:
-    """The grants that plans and add-ons owe by ``now`` and the pool does not have yet.
+    """The blocks that plans and add-ons owe for the period running now, not yet in the pool.
 
-    One per period of ``every``, counted from the subscription's anchor (which a replacement
-    inherits), from the period in which the subscription started while it runs; each expires
-    at its period's end, priority 50. Ids derive from (customer, product, paid or trial,
-    anchor, source, period): a replacement does not mint the current period's block again
-    (a plan's "source" is the plan slot, whichever plan fills it, so a plan change takes effect
-    at the next period), and making them again finds them. Walking from the newest period back,
-    the first one already known ends the walk, so each touch of a pool costs only the periods
-    that began since the last one (at most MAX_BACKFILL_PERIODS).
+    A subscription's plan and each of its add-ons grant ``amount`` (x quantity) for every
+    period of ``every`` counted from the subscription's anchor (which a replacement inherits),
+    expiring at the period's end, priority 50. A block is made when the pool is first touched in
+    its period and enters the ledger then; a period in which nothing touched the pool has no
+    use to pay for, and grants nothing. Ids hash (customer, product, paid or trial, anchor,
+    source, every, period, currency): replacing a subscription with the same plan mints nothing
+    twice, while a new plan or a newly attached add-on grants its block at once.
     """
     for subscription in holdings.subscriptions:
         plan = catalog.plans.get(subscription.plan)
-        end = subscription.end
-        if plan is None or subscription.starts_at > now:
+        if plan is None or not subscription.is_active(now):
             continue
-        last = now if end is None else min(now, end - timedelta(microseconds=1))
-        if last < subscription.starts_at:
-            continue
-        sources = [("plan", plan.credits.get(currency), 1)]
+        sources = [(f"plan:{plan.id}", plan.credits.get(currency), 1)]
         for holding in subscription.addons:
             addon = catalog.addons.get(holding.id)
             if addon is not None:
                 sources.append((f"addon:{addon.id}", addon.credits.get(currency), holding.quantity))
         kind = "trial" if subscription.is_trial else "paid"
         anchor = subscription.anchor_at
-        prefix = f"{customer}:{subscription.product}:{kind}:{to_epoch_micros(anchor)}"
         for source, credits, quantity in sources:
             if credits is None or credits.amount == 0:
                 continue
-            first = period_index(anchor, credits.every, subscription.starts_at)
-            newest = period_index(anchor, credits.every, last)
-            oldest = max(first, newest - MAX_BACKFILL_PERIODS + 1)
-            for index in range(newest, oldest - 1, -1):
-                key = f"{prefix}:{source}:{index}"
-                grant_id = "grant_" + hashlib.sha256(f"{key}:{currency}".encode()).hexdigest()[:24]
-                if known(grant_id):
-                    break
-                start = max(period_boundary(anchor, credits.every, index), subscription.starts_at)
-                grant = Grant(
-                    id=grant_id,
-                    amount=credits.amount * quantity,
-                    category=credits.category,
-                    cost_basis=credits.cost_basis,
-                    priority=RECURRING_PRIORITY,
-                    effective_at=start,
-                    expires_at=period_boundary(anchor, credits.every, index + 1),
-                    created_at=start,
-                    reason=f"{source} credits of {subscription.id}, period {index + 1}",
-                )
-                yield grant, EntryContext(idempotency_key=key)
+            index = period_index(anchor, credits.every, now)
+            key = msgspec.json.encode(
+                [
+                    customer,
+                    subscription.product,
+                    kind,
+                    to_epoch_micros(anchor),
+                    source,
+                    credits.every.value,
+                    index,
+                    currency,
+                ]
+            )
+            grant_id = "grant_" + hashlib.sha256(key).hexdigest()[:24]
+            if known(grant_id):
+                continue
+            grant = Grant(
+                id=grant_id,
+                amount=credits.amount * quantity,
+                category=credits.category,
+                cost_basis=credits.cost_basis,
+                priority=RECURRING_PRIORITY,
+                effective_at=max(
+                    period_boundary(anchor, credits.every, index), subscription.starts_at
+                ),
+                expires_at=period_boundary(anchor, credits.every, index + 1),
+                created_at=now,
+                reason=f"{source} credits of {subscription.id}, period {index + 1}",
+            )
+            yield grant, EntryContext(idempotency_key=f"{subscription.id}:{source}:{index}")
 
 
 def all_entries(session: Session, customer: str, currency: str) -> list[LedgerRecord]:

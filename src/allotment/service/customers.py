@@ -15,6 +15,7 @@ from allotment.domain.holdings import AddonQuantity, Override, Promotion, Subscr
 from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
 from allotment.domain.periods import period_containing
+from allotment.domain.quantities import MAX_ABS_MICROS
 from allotment.domain.timefmt import format_instant
 from allotment.service.ports import Page, Session
 from allotment.service.runtime import Runtime
@@ -371,6 +372,13 @@ def _addon_holdings(
                 f"addons: quantity must be between 1 and {MAX_ADDON_QUANTITY}.",
                 {"field": "addons"},
             )
+        for currency, credits in addon.credits.items():
+            if credits.amount * quantity >= MAX_ABS_MICROS:
+                raise InvalidRequest(
+                    f"addons: {quantity} x {addon_id!r} would grant 10^12 {currency} or more"
+                    " a period.",
+                    {"field": "addons"},
+                )
         seen.add(addon_id)
         holdings.append(AddonQuantity(addon_id, quantity))
     return tuple(holdings)

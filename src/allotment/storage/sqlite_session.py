@@ -447,8 +447,11 @@ class SqliteSession:
         self.pools_as_stored[(customer_id, currency)] = (live, pool.overdraft)
         return records
 
-    def grant_exists(self, grant_id: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM credit_grants WHERE id = ?", (grant_id,)).fetchone()
+    def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM credit_grants WHERE id = ? AND customer = ? AND currency = ?",
+            (grant_id, customer_id, currency),
+        ).fetchone()
         return row is not None
 
     def all_grants(self, customer_id: str, currency: str) -> dict[str, Grant]:
