@@ -54,6 +54,17 @@ def count_request(route: str, method: str, status: int) -> None:
     child.inc()
 
 
+_seconds_children: dict[str, Any] = {}
+
+
+def observe_seconds(route: str, seconds: float) -> None:
+    """Time a request answered outside Starlette, the labelled child looked up once."""
+    child = _seconds_children.get(route)
+    if child is None:
+        child = _seconds_children[route] = REQUEST_SECONDS.labels(route)
+    child.observe(seconds)
+
+
 class RequestMetrics:
     """Counts and times requests by the name of the endpoint that answered them."""
 
