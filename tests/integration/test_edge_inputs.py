@@ -173,3 +173,21 @@ def test_checks_are_counted_in_the_request_metrics(acme: Api) -> None:
         'allotment_decisions_total{outcome="recorded",route="usage"}'
         in acme.client.get("/metrics").text
     )
+
+
+@pytest.mark.parametrize("amount", ["1_0", " 1 ", "+1", ".5", "1.", "\u0663", "0x10", "1e", ""])
+def test_quantities_in_strings_must_be_written_as_json_numbers(acme: Api, amount: str) -> None:
+    status, body = acme.status(
+        "POST",
+        "/v1/usage",
+        {"customer": "acme", "feature": "ai-requests", "amount": amount, "idempotency_key": "k"},
+    )
+    assert status == 400, body
+
+
+@pytest.mark.parametrize(("amount", "used"), [("1e1", 10), ("0.5", 0.5), ("-0", 0), (2.50, 2.5)])
+def test_quantities_as_numbers_or_number_strings_are_exact(
+    acme: Api, amount: object, used: float
+) -> None:
+    answer = acme.usage("acme", "ai-requests", amount, "k")
+    assert answer["current_usage"] == used

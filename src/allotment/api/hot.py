@@ -140,7 +140,7 @@ async def _check(call: _Call) -> bytes:
     request = decode(await call.body(), CheckIn)
     authorize(call.key, Access.CLIENT, request.customer)
     requested = (
-        None if request.requested is None else parse_quantity(request.requested, "requested")
+        None if request.requested is None else parse_quantity(request.requested.value, "requested")
     )
     entitlements = call.services.entitlements
     answer = entitlements.check_cached(request.customer, request.feature, request.entity, requested)
@@ -159,7 +159,7 @@ async def _usage(call: _Call) -> bytes:
     report = UsageReport(
         customer=body.customer,
         feature=body.feature,
-        amount=parse_quantity(body.amount, "amount"),
+        amount=parse_quantity(body.amount.value, "amount"),
         idempotency_key=body.idempotency_key,
         entity=body.entity,
         enforce=body.enforce,
@@ -179,7 +179,7 @@ async def _debit(call: _Call) -> bytes:
             raise InvalidRequest(f"{value!r} is not a valid {name} id.", {"field": name})
     body = decode(await call.body(), DebitIn)
     debit = DebitRequest(
-        amount=parse_quantity(body.amount, "amount"),
+        amount=parse_quantity(body.amount.value, "amount"),
         idempotency_key=body.idempotency_key,
         entity=body.entity,
         feature=body.feature,

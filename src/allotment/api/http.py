@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from allotment.api.errors import PayloadTooLarge, error_status_and_body, invalid_body
+from allotment.api.schemas import decode_hook
 from allotment.api.services import Services
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.errors import AllotmentError, Forbidden, InvalidRequest, Unauthenticated
@@ -95,7 +97,9 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 def decode(body: bytes, schema: type[S]) -> S:
     decoder = _decoders.get(schema)
     if decoder is None:
-        decoder = _decoders[schema] = msgspec.json.Decoder(schema)
+        decoder = _decoders[schema] = msgspec.json.Decoder(
+            schema, dec_hook=decode_hook, float_hook=Decimal
+        )
     try:
         return decoder.decode(body)  # type: ignore[no-any-return]
     except msgspec.MsgspecError as error:

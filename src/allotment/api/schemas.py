@@ -6,6 +6,7 @@ turns them into micro-units and applies the contract's range and precision rules
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -18,8 +19,49 @@ from allotment.domain.timefmt import EARLIEST_INSTANT, LATEST_INSTANT
 ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=500)]
-# Whole numbers decode as int (the fast path); anything else as an exact Decimal.
-Quantity = int | Decimal
+
+
+class Quantity:
+    """An exact quantity as the contract accepts it: a JSON number, or a string written the way
+    JSON writes numbers. ``value`` is an ``int`` for a whole JSON number (the fast path), else
+    an exact ``Decimal``: numbers are never read as floats (the decoder's float hook)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | Decimal) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Quantity) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"Quantity({self.value!r})"
+
+
+ZERO = Quantity(0)
+_NUMBER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
+def decode_hook(kind: type, value: Any) -> Any:
+    """Build the custom types of the request bodies from decoded JSON."""
+    if kind is Quantity:
+        if isinstance(value, str):
+            if not _NUMBER_TEXT.fullmatch(value):
+                raise ValueError("a quantity must be a decimal number")
+            return Quantity(Decimal(value))
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            raise TypeError("a quantity must be a number or a string holding one")
+        return Quantity(value)
+    raise NotImplementedError(f"no decoder for {kind}")
+
+
+def quantity_value(quantity: Quantity) -> int | Decimal:
+    return quantity.value
+
+
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
 
 
@@ -62,8 +104,8 @@ class RecurringCreditsIn(Body):
     amount: Quantity
     every: str = "month"
     category: str = "paid"
-    cost_basis: Quantity = Decimal(0)
-    overdraft_limit: Quantity | None = Decimal(0)
+    cost_basis: Quantity = ZERO
+    overdraft_limit: Quantity | None = ZERO
 
 
 class FeatureIn(Body):
@@ -167,13 +209,17 @@ def present_fields(struct: Struct, names: tuple[str, ...]) -> dict[str, Any]:
         value = getattr(struct, name)
         if value is UNSET:
             continue
-        fields[name] = to_document(value) if isinstance(value, Struct) else value
+        if isinstance(value, Struct):
+            value = to_document(value)
+        elif isinstance(value, Quantity):
+            value = value.value
+        fields[name] = value
     return fields
 
 
 def to_document(struct: Struct) -> Any:
     """A body as plain JSON values with its quantities still exact; absent fields left out."""
-    return msgspec.to_builtins(struct, builtin_types=(Decimal, datetime))
+    return msgspec.to_builtins(struct, builtin_types=(Decimal, datetime), enc_hook=quantity_value)
 
 
 SPEC_FIELDS = ("value", "limit", "reset", "enforcement", "credit_cost")
@@ -184,7 +230,7 @@ class GrantIn(TimedBody):
     amount: Quantity
     category: Literal["paid", "promotional"]
     idempotency_key: IdempotencyKey
-    cost_basis: Quantity = 0
+    cost_basis: Quantity = ZERO
     priority: int = 50
     effective_at: Instant | None = None
     expires_at: Instant | None = None

@@ -37,10 +37,10 @@ async def grant_credits(request: Request, services: Services) -> Response:
     customer, currency = _pool(request)
     body = await read(request, GrantIn)
     grant = GrantRequest(
-        amount=parse_quantity(body.amount, "amount"),
+        amount=parse_quantity(body.amount.value, "amount"),
         category=CreditCategory(body.category),
         idempotency_key=body.idempotency_key,
-        cost_basis=parse_quantity(body.cost_basis, "cost_basis"),
+        cost_basis=parse_quantity(body.cost_basis.value, "cost_basis"),
         priority=body.priority,
         effective_at=body.effective_at,
         expires_at=body.expires_at,

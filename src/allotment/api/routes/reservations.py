@@ -27,7 +27,7 @@ async def reserve(request: Request, services: Services) -> Response:
     reservation = ReservationRequest(
         customer=body.customer,
         feature=body.feature,
-        amount=parse_quantity(body.amount, "amount"),
+        amount=parse_quantity(body.amount.value, "amount"),
         idempotency_key=body.idempotency_key,
         entity=body.entity,
         ttl_seconds=body.ttl_seconds,
@@ -39,7 +39,7 @@ async def reserve(request: Request, services: Services) -> Response:
 async def commit(request: Request, services: Services) -> Response:
     reservation_id = _reservation_id(request)
     body = await read(request, CommitIn)
-    amount = parse_quantity(body.amount, "amount")
+    amount = parse_quantity(body.amount.value, "amount")
     return json_response(await services.reservations.commit(reservation_id, amount))
 
 
