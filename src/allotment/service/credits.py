@@ -87,13 +87,7 @@ class CreditService:
         )
         runtime = self._runtime
 
-        def job(session: Session) -> bytes:
-            replayed = idempotency.replay(
-                session, customer, route, request.idempotency_key, payload
-            )
-            if replayed is not None:
-                return replayed
-            now = runtime.clock.now()
+        def answer(session: Session, now: datetime) -> bytes:
             pool = self.settled_pool(session, customer, currency, now)
             effective_at = request.effective_at or now
             if request.expires_at is not None and request.expires_at <= max(effective_at, now):
@@ -114,13 +108,16 @@ class CreditService:
             )
             pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
             session.save_pool(customer, currency, pool)
-            response = _encode({**grant_document(pool.grants[grant.id], now), "replayed": False})
-            idempotency.remember(
-                session, customer, route, request.idempotency_key, payload, response, now
+            response: bytes = _encode(
+                {**grant_document(pool.grants[grant.id], now), "replayed": False}
             )
             return response
 
-        return await runtime.store.run(job)
+        return await runtime.store.run(
+            lambda session: self._once(
+                session, customer, route, request.idempotency_key, payload, answer
+            )
+        )
 
     async def void(self, customer: str, currency: str, grant_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -151,13 +148,7 @@ class CreditService:
         )
         runtime = self._runtime
 
-        def job(session: Session) -> bytes:
-            replayed = idempotency.replay(
-                session, customer, route, request.idempotency_key, payload
-            )
-            if replayed is not None:
-                return replayed
-            now = runtime.clock.now()
+        def answer(session: Session, now: datetime) -> bytes:
             if request.feature is not None:
                 runtime.catalog_in(session).feature_for(request.feature, "feature")
             pool = self.settled_pool(session, customer, currency, now)
@@ -179,7 +170,7 @@ class CreditService:
                 order = _currency(runtime.catalog_in(session), currency).burn_order
                 pool.debit(request.amount, order, now, context)
             records = session.save_pool(customer, currency, pool)
-            response = _encode(
+            response: bytes = _encode(
                 {
                     "applied": reason is None,
                     "replayed": False,
@@ -193,12 +184,13 @@ class CreditService:
                     ],
                 }
             )
-            idempotency.remember(
-                session, customer, route, request.idempotency_key, payload, response, now
-            )
             return response
 
-        return await runtime.store.run(job)
+        return await runtime.store.run(
+            lambda session: self._once(
+                session, customer, route, request.idempotency_key, payload, answer
+            )
+        )
 
     # ------------------------------------------------------------------ reads
 
@@ -257,6 +249,20 @@ class CreditService:
         return await runtime.store.run(job)
 
     # ------------------------------------------------------------------ helpers
+
+    def _once(
+        self,
+        session: Session,
+        customer: str,
+        route: str,
+        key: str,
+        payload: str,
+        answer: Callable[[Session, datetime], bytes],
+    ) -> bytes:
+        now = self._runtime.clock.now()
+        return idempotency.once(
+            session, customer, route, key, payload, now, lambda: answer(session, now)
+        )
 
     def settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
         runtime = self._runtime

@@ -9,6 +9,7 @@ exact numbers come back exactly as they went out.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
@@ -39,6 +40,28 @@ def replay(session: Session, customer: str, route: str, key: str, payload: str) 
     if _FIRST not in stored.response:
         raise AssertionError("a stored answer must say replayed: false")
     return stored.response.replace(_FIRST, _REPLAY, 1)
+
+
+def once(
+    session: Session,
+    customer: str,
+    route: str,
+    key: str,
+    payload: str,
+    at: datetime,
+    answer: Callable[[], bytes],
+) -> bytes:
+    """The stored answer to ``key`` marked as a replay, or ``answer()`` remembered as the first.
+
+    ``answer`` runs only for a new key, inside the same job: its writes and the record of its
+    answer commit together, or neither does.
+    """
+    replayed = replay(session, customer, route, key, payload)
+    if replayed is not None:
+        return replayed
+    response = answer()
+    remember(session, customer, route, key, payload, response, at)
+    return response
 
 
 def remember(

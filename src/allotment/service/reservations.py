@@ -65,12 +65,7 @@ class ReservationService:
         )
         runtime = self._runtime
 
-        def job(session: Session) -> bytes:
-            key = request.idempotency_key
-            replayed = idempotency.replay(session, request.customer, ROUTE, key, payload)
-            if replayed is not None:
-                return replayed
-            now = runtime.clock.now()
+        def answer(session: Session, now: datetime) -> bytes:
             reason, reservation = self._decide(session, request, now)
             if reservation is not None:
                 session.save_reservation(reservation)
@@ -78,7 +73,7 @@ class ReservationService:
                 session.after_commit(
                     lambda: runtime.snapshots.add_hold(request.customer, reservation)
                 )
-            response = _encode(
+            response: bytes = _encode(
                 {
                     "id": reservation.id if reservation else None,
                     "granted": reservation is not None,
@@ -91,8 +86,14 @@ class ReservationService:
                     "amount": to_json_number(request.amount),
                 }
             )
-            idempotency.remember(session, request.customer, ROUTE, key, payload, response, now)
             return response
+
+        def job(session: Session) -> bytes:
+            now = runtime.clock.now()
+            key = request.idempotency_key
+            return idempotency.once(
+                session, request.customer, ROUTE, key, payload, now, lambda: answer(session, now)
+            )
 
         return await runtime.store.run(job)
 

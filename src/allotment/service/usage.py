@@ -31,7 +31,7 @@ from allotment.service.answers import (
 )
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
-from allotment.service.idempotency import fingerprint, remember, replay
+from allotment.service.idempotency import fingerprint, once
 from allotment.service.ports import Session, UsageEvent
 from allotment.service.runtime import Runtime
 
@@ -77,15 +77,14 @@ class UsageService:
         return await self._runtime.store.run(lambda session: self.report_in_job(session, report))
 
     def report_in_job(self, session: Session, report: UsageReport) -> bytes:
-        payload = report.fingerprint()
-        replayed = replay(session, report.customer, ROUTE, report.idempotency_key, payload)
-        if replayed is not None:
-            return replayed
         now = self._runtime.clock.now()
-        recorded, answer = self._apply(session, report, now)
-        response = _encode({"recorded": recorded, "replayed": False, **answer_document(answer)})
-        remember(session, report.customer, ROUTE, report.idempotency_key, payload, response, now)
-        return response
+
+        def answer() -> bytes:
+            recorded, result = self._apply(session, report, now)
+            return _encode({"recorded": recorded, "replayed": False, **answer_document(result)})
+
+        key, payload = report.idempotency_key, report.fingerprint()
+        return once(session, report.customer, ROUTE, key, payload, now, answer)
 
     def _apply(
         self, session: Session, report: UsageReport, now: datetime
