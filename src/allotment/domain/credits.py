@@ -139,6 +139,19 @@ class Pool:
         )
         return live - self.overdraft
 
+    def horizon(self, now: datetime) -> datetime | None:
+        """The first instant after ``now`` at which a grant enters or leaves by itself."""
+        instants = []
+        for grant in self.grants.values():
+            if grant.voided_at is not None or grant.expired:
+                continue
+            if not grant.credited:
+                instants.append(max(grant.effective_at, grant.created_at))
+            if grant.expires_at is not None:
+                instants.append(grant.expires_at)
+        future = [instant for instant in instants if instant > now]
+        return min(future) if future else None
+
     def changed_grants(self, before: Mapping[str, Grant]) -> list[Grant]:
         return [g for gid, g in self.grants.items() if before.get(gid) != g]
 

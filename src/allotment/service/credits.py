@@ -37,6 +37,7 @@ from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service import idempotency
 from allotment.service.ports import LedgerRecord, Page, Session
 from allotment.service.runtime import Runtime
+from allotment.service.snapshots import PoolFigures
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 MAX_PRIORITY = 1_000_000
@@ -107,7 +108,7 @@ class CreditService:
                 reason=request.reason,
             )
             pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
-            session.save_pool(customer, currency, pool)
+            self.save(session, customer, currency, pool, now)
             response: bytes = _encode(
                 {**grant_document(pool.grants[grant.id], now), "replayed": False}
             )
@@ -134,7 +135,7 @@ class CreditService:
             if status in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
                 raise Conflict(f"grant {grant_id} is {status}.", {"grant": grant_id})
             pool.void(grant_id, now)
-            session.save_pool(customer, currency, pool)
+            self.save(session, customer, currency, pool, now)
             return grant_document(pool.grants[grant_id], now)
 
         return await runtime.store.run(job)
@@ -169,7 +170,7 @@ class CreditService:
                 context = EntryContext(request.idempotency_key, request.entity, request.feature)
                 order = _currency(runtime.catalog_in(session), currency).burn_order
                 pool.debit(request.amount, order, now, context)
-            records = session.save_pool(customer, currency, pool)
+            records = self.save(session, customer, currency, pool, now)
             response: bytes = _encode(
                 {
                     "applied": reason is None,
@@ -200,7 +201,7 @@ class CreditService:
         def job(session: Session) -> dict[str, Any]:
             now = runtime.clock.now()
             pool = self.settled_pool(session, customer, currency, now)
-            session.save_pool(customer, currency, pool)
+            self.save(session, customer, currency, pool, now)
             limit = self.overdraft_limit(session, customer, currency, now)
             reserved = reserved_credits(runtime.live_holds(session, customer, now), currency, now)
             return {
@@ -222,8 +223,9 @@ class CreditService:
         runtime = self._runtime
 
         def job(session: Session) -> Page[dict[str, Any]]:
-            pool = self.settled_pool(session, customer, currency, runtime.clock.now())
-            session.save_pool(customer, currency, pool)
+            now = runtime.clock.now()
+            pool = self.settled_pool(session, customer, currency, now)
+            self.save(session, customer, currency, pool, now)
             page = session.list_ledger(customer, currency, after, limit)
             return Page([ledger_document(r) for r in page.items], page.next_cursor)
 
@@ -233,8 +235,9 @@ class CreditService:
         runtime = self._runtime
 
         def job(session: Session) -> dict[str, Any]:
-            pool = self.settled_pool(session, customer, currency, runtime.clock.now())
-            session.save_pool(customer, currency, pool)
+            now = runtime.clock.now()
+            pool = self.settled_pool(session, customer, currency, now)
+            self.save(session, customer, currency, pool, now)
             entries = [
                 (r.entry.type, r.entry.grant, r.entry.amount)
                 for r in all_entries(session, customer, currency)
@@ -283,6 +286,27 @@ class CreditService:
                 pool.include(grant, context)
         pool.settle(now)
         return pool
+
+    def save(
+        self, session: Session, customer: str, currency: str, pool: Pool, now: datetime
+    ) -> list[LedgerRecord]:
+        """Store the pool's new entries and, once committed, its figures in the snapshot."""
+        runtime = self._runtime
+        records = session.save_pool(customer, currency, pool)
+        catalog = runtime.catalog_in(session)
+        snapshot = runtime.snapshot_in(session, customer)
+        horizons = [pool.horizon(now)]
+        if snapshot is not None:
+            horizons.append(next_recurring_block(catalog, snapshot.holdings, currency, now))
+        due = [instant for instant in horizons if instant is not None]
+        figures = PoolFigures(
+            catalog=catalog,
+            balance=pool.balance,
+            overdraft_limit=self.overdraft_limit(session, customer, currency, now),
+            valid_until=min(due) if due else None,
+        )
+        session.after_commit(lambda: runtime.snapshots.install_pool(customer, currency, figures))
+        return records
 
     def overdraft_limit(
         self, session: Session, customer: str, currency: str, now: datetime
@@ -369,6 +393,33 @@ def recurring_grants(
                 reason=f"{source} credits of {subscription.id}, period {index + 1}",
             )
             yield grant, EntryContext(idempotency_key=f"{subscription.id}:{source}:{index}")
+
+
+def next_recurring_block(
+    catalog: Catalog, holdings: Holdings, currency: str, now: datetime
+) -> datetime | None:
+    """When the next period's recurring block of this currency is due, if any."""
+    instants = []
+    for subscription in holdings.subscriptions:
+        plan = catalog.plans.get(subscription.plan)
+        if plan is None:
+            continue
+        if subscription.starts_at > now:
+            instants.append(subscription.starts_at)
+            continue
+        if not subscription.is_active(now):
+            continue
+        sources = [plan.credits.get(currency)]
+        sources += [
+            catalog.addons[a.id].credits.get(currency)
+            for a in subscription.addons
+            if a.id in catalog.addons
+        ]
+        for credits in sources:
+            if credits is not None and credits.amount:
+                index = period_index(subscription.anchor_at, credits.every, now)
+                instants.append(period_boundary(subscription.anchor_at, credits.every, index + 1))
+    return min(instants) if instants else None
 
 
 def all_entries(session: Session, customer: str, currency: str) -> list[LedgerRecord]:

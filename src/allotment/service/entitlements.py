@@ -142,7 +142,7 @@ class EntitlementService:
 
         def figures(currency: str) -> CreditFigures:
             pool = credits.settled_pool(session, customer, currency, now)
-            session.save_pool(customer, currency, pool)
+            credits.save(session, customer, currency, pool, now)
             limit = credits.overdraft_limit(session, customer, currency, now)
             held = reserved_credits(runtime.live_holds(session, customer, now), currency, now)
             return CreditFigures(currency, pool.available(held), limit)
@@ -208,9 +208,17 @@ def _evaluate(
                 reserved = reserved_usage(snapshot.holds.values(), feature_id, now)
     credits = None
     if isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
-        if credit_lookup is None:
-            return _NeedsStore()
-        credits = credit_lookup(spec.credit_cost.currency)
+        currency = spec.credit_cost.currency
+        if credit_lookup is not None:
+            credits = credit_lookup(currency)
+        else:
+            # From memory while the pool's figures hold: no grant has entered or left since
+            # they were saved, and no period's block has come due.
+            figures = snapshot.pools.get(currency)
+            if figures is None or not figures.holds_at(catalog, now):
+                return _NeedsStore()
+            held = reserved_credits(snapshot.holds.values(), currency, now)
+            credits = CreditFigures(currency, figures.balance - held, figures.overdraft_limit)
     return answer_for(
         customer_id,
         feature_id,

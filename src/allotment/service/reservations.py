@@ -155,7 +155,7 @@ class ReservationService:
             currency = spec.credit_cost.currency
             cost = credit_cost(request.amount, spec.credit_cost.per_unit)
             pool = self._credits.settled_pool(session, request.customer, currency, now)
-            session.save_pool(request.customer, currency, pool)
+            self._credits.save(session, request.customer, currency, pool, now)
             limit = self._credits.overdraft_limit(session, request.customer, currency, now)
             available = pool.available(reserved_credits(live, currency, now))
             reason = decide_credits(cost, available, limit, requested=True)
@@ -214,7 +214,7 @@ class ReservationService:
         pool = self._credits.settled_pool(session, ended.customer, ended.currency, now)
         order = catalog.currencies[ended.currency].burn_order
         pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature))
-        session.save_pool(ended.customer, ended.currency, pool)
+        self._credits.save(session, ended.customer, ended.currency, pool, now)
 
 
 def reservation_document(reservation: Reservation, now: datetime) -> dict[str, Any]:

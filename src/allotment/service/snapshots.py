@@ -54,6 +54,20 @@ class Derived:
         return resolution
 
 
+@dataclass(frozen=True, slots=True)
+class PoolFigures:
+    """A pool as a check needs it; true for one catalog until ``valid_until`` (the next instant
+    a grant enters or leaves, or a period's recurring block is due), or until a write."""
+
+    catalog: Catalog
+    balance: Micros
+    overdraft_limit: Micros | None
+    valid_until: datetime | None
+
+    def holds_at(self, catalog: Catalog, now: datetime) -> bool:
+        return self.catalog is catalog and (self.valid_until is None or now < self.valid_until)
+
+
 @dataclass(slots=True)
 class CustomerSnapshot:
     customer: Customer
@@ -63,6 +77,8 @@ class CustomerSnapshot:
     # Reservations that were live when loaded or made since; ended ones are removed by hooks,
     # expired ones are skipped by the clock.
     holds: dict[str, Reservation] = field(default_factory=dict)
+    # Each credit pool's figures as the last job that saved it left them, for checks.
+    pools: dict[str, PoolFigures] = field(default_factory=dict)
 
     def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
         """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.
@@ -143,6 +159,11 @@ class SnapshotCache:
         snapshot = self._snapshots.get(customer_id)
         if snapshot is not None:
             snapshot.holds.pop(reservation_id, None)
+
+    def install_pool(self, customer_id: str, currency: str, figures: PoolFigures) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            snapshot.pools[currency] = figures
 
     def add_usage(
         self, customer_id: str, feature_id: str, timestamp: datetime, delta: Micros

@@ -145,7 +145,7 @@ class UsageService:
                 context = EntryContext(report.idempotency_key, entity, feature_id)
                 order = catalog.currencies[price.currency].burn_order
                 pool.debit(cost, order, now, context)
-            session.save_pool(customer, price.currency, pool)
+            self._credits.save(session, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
         current = period_containing(offer.anchor, spec.reset, now)
         if current == window:
