@@ -443,6 +443,11 @@ def run_wrk(
         ],
         cpu,
     )
+    return measure_wrk(target, server, command, duration)
+
+
+def measure_wrk(target: str, server: Server, command: list[str], duration: float) -> WrkResult:
+    """Run wrk to the end and read its figures, with the CPU the server and wrk spent."""
     server_cpu = process_cpu_seconds(server.process.pid)
     wrk_cpu = children_cpu_seconds()  # wrk is the only child that ends (and is reaped) meanwhile
     started = time.monotonic()

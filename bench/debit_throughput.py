@@ -37,7 +37,6 @@ import shutil
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,13 +55,11 @@ from check_throughput import (
     Server,
     WrkResult,
     allotment_command,
-    children_cpu_seconds,
     free_port,
     lua_string,
     machine_description,
-    parse_wrk,
+    measure_wrk,
     pinned,
-    process_cpu_seconds,
     running,
     start_server,
     wait_ready,
@@ -243,23 +240,7 @@ def run_wrk(
         ],
         cpu,
     )
-    server_cpu = process_cpu_seconds(server.process.pid)
-    wrk_cpu = children_cpu_seconds()  # wrk is the only child that ends (and is reaped) meanwhile
-    started = time.monotonic()
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=duration + 30, check=False
-        )
-    except subprocess.TimeoutExpired as error:
-        raise BenchError(f"wrk against {target} did not finish in {duration + 30:g}s") from error
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise BenchError(f"wrk against {target} failed ({done.returncode}):\n{done.stderr}")
-    result = parse_wrk(target, done.stdout)
-    result.wall_seconds = wall
-    result.server_cpu_seconds = process_cpu_seconds(server.process.pid) - server_cpu
-    result.wrk_cpu_seconds = children_cpu_seconds() - wrk_cpu
-    return result
+    return measure_wrk(target, server, command, duration)
 
 
 # --- Measuring over HTTP ---------------------------------------------------------------------
