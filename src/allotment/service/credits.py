@@ -268,22 +268,22 @@ class CreditService:
         )
 
     def settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
+        """The pool with every entry due by ``now`` written: blocks owed by plans and add-ons,
+        grants that took effect, grants that expired."""
         runtime = self._runtime
-        if runtime.snapshot_in(session, customer) is None:
-            raise NotFound(f"no customer {customer!r}.", {"customer": customer})
-        _currency(runtime.catalog_in(session), currency)
-        pool = session.load_pool(customer, currency)
-        pool.burn_order = _currency(runtime.catalog_in(session), currency).burn_order
         snapshot = runtime.snapshot_in(session, customer)
-        if snapshot is not None:
-            catalog = runtime.catalog_in(session)
+        if snapshot is None:
+            raise NotFound(f"no customer {customer!r}.", {"customer": customer})
+        catalog = runtime.catalog_in(session)
+        pool = session.load_pool(customer, currency)
+        pool.burn_order = _currency(catalog, currency).burn_order
 
-            def known(grant_id: str) -> bool:
-                return grant_id in pool.grants or session.grant_exists(customer, currency, grant_id)
+        def known(grant_id: str) -> bool:
+            return grant_id in pool.grants or session.grant_exists(customer, currency, grant_id)
 
-            owed = recurring_grants(catalog, customer, snapshot.holdings, currency, now, known)
-            for grant, context in list(owed):
-                pool.include(grant, context)
+        owed = recurring_grants(catalog, customer, snapshot.holdings, currency, now, known)
+        for grant, context in list(owed):
+            pool.include(grant, context)
         pool.settle(now)
         return pool
 
