@@ -20,6 +20,7 @@ from allotment.api.routes import (
     catalog,
     credits,
     customers,
+    entities,
     keys,
     operations,
     request_path,
@@ -61,6 +62,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         *request_path.routes,
         *credits.routes,
         *reservations.routes,
+        *entities.routes,
         *keys.routes,
     ]
     if settings.test_clock:

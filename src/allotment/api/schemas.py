@@ -256,3 +256,9 @@ class ReservationIn(Body):
 
 class CommitIn(Body):
     amount: Quantity
+
+
+class EntityIn(Body):
+    parent: ClientId | None = None
+    kind: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
+    name: Name | None = None

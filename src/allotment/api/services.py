@@ -9,6 +9,7 @@ from allotment.service.catalog import CatalogService
 from allotment.service.clock import SystemClock, TestClock
 from allotment.service.credits import CreditService
 from allotment.service.customers import CustomerService
+from allotment.service.entities import EntityService
 from allotment.service.entitlements import EntitlementService
 from allotment.service.keys import KeyService
 from allotment.service.ports import Session
@@ -29,6 +30,7 @@ class Services:
     keys: KeyService
     credits: CreditService
     reservations: ReservationService
+    entities: EntityService
     test_clock: TestClock | None
 
     @classmethod
@@ -47,6 +49,7 @@ class Services:
             keys=KeyService(runtime),
             credits=credits,
             reservations=ReservationService(runtime, credits),
+            entities=EntityService(runtime),
             test_clock=test_clock,
         )
 

@@ -158,8 +158,10 @@ class CreditService:
             snapshot = runtime.snapshot_in(session, customer)
             if snapshot is not None and snapshot.customer.is_archived:
                 reason = DenialReason.CUSTOMER_ARCHIVED
-            elif request.entity is not None:
-                reason = DenialReason.ENTITY_NOT_FOUND  # entities arrive with budgets
+            elif snapshot is not None and (
+                request.entity is not None and request.entity not in snapshot.entities
+            ):
+                reason = DenialReason.ENTITY_NOT_FOUND
             elif request.enforce and not pool.allows(
                 request.amount,
                 reserved_credits(runtime.live_holds(session, customer, now), currency, now),

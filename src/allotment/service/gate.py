@@ -19,8 +19,8 @@ def admission_denial(
         return DenialReason.CUSTOMER_ARCHIVED
     if feature is None:
         return DenialReason.FEATURE_NOT_FOUND
-    if entity is not None:
-        return DenialReason.ENTITY_NOT_FOUND  # entities arrive with budgets
+    if entity is not None and entity not in snapshot.entities:
+        return DenialReason.ENTITY_NOT_FOUND
     return None
 
 

@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from allotment.domain.catalog import Catalog
 from allotment.domain.credits import Entry, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer
+from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
@@ -127,6 +128,11 @@ class Session(Protocol):
     def list_ledger(
         self, customer_id: str, currency: str, after: str | None, limit: int
     ) -> Page[LedgerRecord]: ...
+
+    # Entities.
+    def load_entities(self, customer_id: str) -> dict[str, Entity]: ...
+    def save_entity(self, customer_id: str, entity: Entity) -> None: ...
+    def delete_entity(self, customer_id: str, entity_id: str) -> None: ...
 
     # Reservations.
     def save_reservation(self, reservation: Reservation) -> None: ...

@@ -82,7 +82,12 @@ class Runtime:
         if customer is not None:
             holdings = session.load_holdings(customer_id, self.catalog_in(session))
             live = session.live_reservations(customer_id, self.clock.now())
-            snapshot = CustomerSnapshot(customer, holdings, holds={r.id: r for r in live})
+            snapshot = CustomerSnapshot(
+                customer,
+                holdings,
+                holds={r.id: r for r in live},
+                entities=session.load_entities(customer_id),
+            )
         # Hooks run in job order: a change made earlier in this batch has dropped the old
         # snapshot before this one, which already includes that change, is installed.
         session.after_commit(lambda: self.snapshots.install(customer_id, snapshot))

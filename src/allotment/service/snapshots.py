@@ -18,6 +18,7 @@ from datetime import datetime
 
 from allotment.domain.catalog import Catalog, Feature
 from allotment.domain.customers import Customer
+from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
@@ -77,6 +78,7 @@ class CustomerSnapshot:
     # Reservations that were live when loaded or made since; ended ones are removed by hooks,
     # expired ones are skipped by the clock.
     holds: dict[str, Reservation] = field(default_factory=dict)
+    entities: dict[str, Entity] = field(default_factory=dict)
     # Each credit pool's figures as the last job that saved it left them, for checks.
     pools: dict[str, PoolFigures] = field(default_factory=dict)
 

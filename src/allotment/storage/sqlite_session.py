@@ -22,6 +22,7 @@ from allotment.domain.documents import (
     product_from_document,
     spec_from_document,
 )
+from allotment.domain.entities import Entity
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
 from allotment.domain.identifiers import new_id
@@ -515,6 +516,38 @@ class SqliteSession:
                 _micros(grant.voided_at),
                 grant.reason,
             ),
+        )
+
+    # ---------------------------------------------------------------- entities
+
+    def load_entities(self, customer_id: str) -> dict[str, Entity]:
+        return {
+            row[0]: Entity(row[0], row[1], row[2], row[3], from_epoch_micros(row[4]))
+            for row in self._db.execute(
+                "SELECT id, parent, kind, name, created_at FROM entities WHERE customer = ?"
+                " ORDER BY seq",
+                (customer_id,),
+            )
+        }
+
+    def save_entity(self, customer_id: str, entity: Entity) -> None:
+        self._db.execute(
+            "INSERT INTO entities (customer, id, parent, kind, name, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, id) DO UPDATE SET"
+            " parent = excluded.parent, kind = excluded.kind, name = excluded.name",
+            (
+                customer_id,
+                entity.id,
+                entity.parent,
+                entity.kind,
+                entity.name,
+                to_epoch_micros(entity.created_at),
+            ),
+        )
+
+    def delete_entity(self, customer_id: str, entity_id: str) -> None:
+        self._db.execute(
+            "DELETE FROM entities WHERE customer = ? AND id = ?", (customer_id, entity_id)
         )
 
     # ---------------------------------------------------------------- reservations

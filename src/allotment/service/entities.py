@@ -1,0 +1,90 @@
+"""The tree of entities under each customer: create, move, read and remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allotment.domain.entities import Entity, check_placement, check_removable, children_of
+from allotment.domain.errors import Conflict, NotFound
+from allotment.domain.ids import require_client_id
+from allotment.domain.timefmt import format_instant
+from allotment.service.ports import Session
+from allotment.service.runtime import Runtime
+
+
+class EntityService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def put(
+        self,
+        customer_id: str,
+        entity_id: str,
+        *,
+        parent: str | None,
+        kind: str | None,
+        name: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        require_client_id(entity_id, "entity id")
+        runtime = self._runtime
+
+        def job(session: Session) -> tuple[dict[str, Any], bool]:
+            customer = session.get_customer(customer_id)
+            if customer is None:
+                raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
+            if customer.is_archived:
+                raise Conflict(f"customer {customer_id!r} is archived.")
+            entities = session.load_entities(customer_id)
+            existing = entities.get(entity_id)
+            now = runtime.clock.now()
+            entity = Entity(entity_id, parent, kind, name, existing.created_at if existing else now)
+            check_placement(entities, entity)
+            session.save_entity(customer_id, entity)
+            runtime.customer_changed(session, customer_id)
+            entities[entity_id] = entity
+            return entity_document(entities, entity), existing is None
+
+        return await runtime.store.run(job)
+
+    async def get(self, customer_id: str, entity_id: str) -> dict[str, Any]:
+        def job(session: Session) -> dict[str, Any]:
+            entities = _entities(session, customer_id)
+            entity = entities.get(entity_id)
+            if entity is None:
+                raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
+            return entity_document(entities, entity)
+
+        return await self._runtime.store.run(job)
+
+    async def delete(self, customer_id: str, entity_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            entities = _entities(session, customer_id)
+            entity = entities.get(entity_id)
+            if entity is None:
+                raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
+            check_removable(entities, entity_id)
+            session.delete_entity(customer_id, entity_id)
+            runtime.customer_changed(session, customer_id)
+            return {**entity_document(entities, entity), "deleted": True}
+
+        return await runtime.store.run(job)
+
+
+def _entities(session: Session, customer_id: str) -> dict[str, Entity]:
+    if session.get_customer(customer_id) is None:
+        raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
+    return session.load_entities(customer_id)
+
+
+def entity_document(entities: dict[str, Entity], entity: Entity) -> dict[str, Any]:
+    return {
+        "id": entity.id,
+        "parent": entity.parent,
+        "kind": entity.kind,
+        "name": entity.name,
+        "children": children_of(entities, entity.id),
+        "budgets": [],
+        "created_at": format_instant(entity.created_at),
+    }
