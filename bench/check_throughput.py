@@ -578,13 +578,10 @@ def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> Non
 # --- Main ------------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Requests per second of POST /v1/check against a bare Starlette endpoint."
-    )
+def add_load_options(parser: argparse.ArgumentParser, connections: int) -> None:
+    """The options every wrk benchmark here takes."""
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--customers", type=int, default=200, help="seeded customers")
+    parser.add_argument("--connections", type=int, default=connections, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each target")
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of unmeasured wrk load before each run"
@@ -596,6 +593,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Requests per second of POST /v1/check against a bare Starlette endpoint."
+    )
+    add_load_options(parser, connections=32)
+    parser.add_argument("--customers", type=int, default=200, help="seeded customers")
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.connections < 1 or args.customers < 1 or args.rounds < 1:
         parser.error("--duration, --connections, --customers and --rounds must be positive")

@@ -54,6 +54,7 @@ from check_throughput import (
     Row,
     Server,
     WrkResult,
+    add_load_options,
     allotment_command,
     free_port,
     lua_string,
@@ -641,12 +642,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Credit debits per second: Allotment against one transaction per request."
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
-    parser.add_argument("--rounds", type=int, default=1, help="measurements of each target")
-    parser.add_argument(
-        "--warmup", type=float, default=2.0, help="seconds of unmeasured wrk load before each run"
-    )
+    add_load_options(parser, connections=64)
     parser.add_argument(
         "--inprocess-debits",
         type=int,
@@ -666,13 +662,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="worker threads of the naive server, one SQLite connection each (default 1)",
     )
     parser.add_argument("--skip-http", action="store_true", help="only the in-process measurements")
-    parser.add_argument(
-        "--pin",
-        action="store_true",
-        help="pin wrk to CPU 0 and the servers to CPU 1 (taskset)",
-    )
-    parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
     args = parser.parse_args(argv)
     if args.duration <= 0 or min(args.connections, args.rounds, args.naive_threads) < 1:
         parser.error("--duration, --connections, --rounds and --naive-threads must be positive")
