@@ -262,3 +262,9 @@ class EntityIn(Body):
     parent: ClientId | None = None
     kind: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     name: Name | None = None
+
+
+class BudgetIn(Body):
+    limit: Quantity
+    reset: Literal["hour", "day", "week", "month", "year", "never"] = "month"
+    enforcement: Literal["hard", "soft"] = "hard"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from allotment.config import Settings
+from allotment.service.budgets import BudgetService
 from allotment.service.catalog import CatalogService
 from allotment.service.clock import SystemClock, TestClock
 from allotment.service.credits import CreditService
@@ -31,6 +32,7 @@ class Services:
     credits: CreditService
     reservations: ReservationService
     entities: EntityService
+    budgets: BudgetService
     test_clock: TestClock | None
 
     @classmethod
@@ -50,6 +52,7 @@ class Services:
             credits=credits,
             reservations=ReservationService(runtime, credits),
             entities=EntityService(runtime),
+            budgets=BudgetService(runtime),
             test_clock=test_clock,
         )
 

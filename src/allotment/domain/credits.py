@@ -79,6 +79,8 @@ class Entry:
     idempotency_key: str | None = None
     entity: str | None = None
     feature: str | None = None
+    # Who a debit counts for: the entity and its ancestors when it was written, nearest first.
+    entity_path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class EntryContext:
     idempotency_key: str | None = None
     entity: str | None = None
     feature: str | None = None
+    entity_path: tuple[str, ...] = ()
 
 
 NO_CONTEXT = EntryContext()
@@ -179,6 +182,7 @@ class Pool:
                 context.idempotency_key,
                 context.entity,
                 context.feature,
+                context.entity_path,
             )
         )
 

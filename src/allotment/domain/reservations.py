@@ -36,6 +36,8 @@ class Reservation:
     ended_at: datetime | None = None
     ended_as: ReservationStatus | None = None  # committed or released
     committed_amount: Micros | None = None
+    # The entity and its ancestors when it was made, nearest first: the budgets it holds against.
+    entity_path: tuple[str, ...] = ()
 
     def status(self, now: datetime) -> ReservationStatus:
         if self.ended_as is not None:

@@ -38,3 +38,8 @@ def to_epoch_micros(instant: datetime) -> int:
 
 def from_epoch_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
+
+
+def whole_second(instant: datetime) -> datetime:
+    """Anchors set to "now" (holdings, budgets) fall on a whole second, so periods read cleanly."""
+    return instant.replace(microsecond=0)

@@ -8,12 +8,14 @@ directly and that is the costliest step left on it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from allotment.domain.budgets import Standing, first_exceeded
 from allotment.domain.catalog import BooleanSpec, Enforcement, FeatureKind, MeteredSpec, NumericSpec
 from allotment.domain.decision import credit_cost, decide, decide_credits, remaining
 from allotment.domain.periods import Period, ResetPeriod
@@ -27,6 +29,19 @@ Number = int | Decimal | None
 class SourceView(msgspec.Struct, frozen=True):
     type: str
     id: str
+
+
+class BudgetView(msgspec.Struct, frozen=True):
+    """A budget on the request's path, with its entity's own usage and what is held."""
+
+    entity: str
+    target: str
+    limit: Number
+    usage: Number
+    reserved: Number
+    reset: ResetPeriod
+    enforcement: Enforcement
+    usage_period_end: str | None
 
 
 class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,7 +65,7 @@ class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
     usage_period_start: str | None = None
     usage_period_end: str | None = None
     source: SourceView | None = None
-    budgets: list[Any] = msgspec.field(default_factory=list)
+    budgets: list[BudgetView] = msgspec.field(default_factory=list)
     credits: dict[str, Any] | None = None
     is_fallback: bool = False
 
@@ -74,6 +89,27 @@ class PeriodView:
             end_micros=None if end is None else to_epoch_micros(end),
             start_text=format_instant(period.start),
             end_text=None if end is None else format_instant(end),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetFigures:
+    """A budget's standing, with its window's text for the answer."""
+
+    standing: Standing
+    window: PeriodView
+
+    def view(self) -> BudgetView:
+        standing, budget = self.standing, self.standing.budget
+        return BudgetView(
+            entity=budget.entity,
+            target=budget.target,
+            limit=to_json_number(budget.limit),
+            usage=to_json_number(standing.usage),
+            reserved=to_json_number(standing.reserved),
+            reset=budget.reset,
+            enforcement=budget.enforcement,
+            usage_period_end=self.window.end_text,
         )
 
 
@@ -121,12 +157,14 @@ def answer_for(
     reason: DenialReason | None = None,
     credits: CreditFigures | None = None,
     cost: Micros | None = None,
+    budgets: Sequence[BudgetFigures] = (),
 ) -> CheckAnswer:
     """The answer for a resolved feature: ``reason`` when ``decided``, else decided here.
 
     ``credits`` are the figures of the pool a credit-priced feature draws on; ``cost`` what
     this request costs there (by default ``requested`` units, or one unit, at the feature's
-    price).
+    price). ``budgets`` are those on the entity's path, nearest first. A request is refused by
+    the customer's limit first, then by a budget, then by the credit pool.
     """
     spec = offer.spec
     credit_block = None
@@ -141,6 +179,11 @@ def answer_for(
         }
     if not decided:
         reason = decide(spec, used, reserved, requested)
+        if reason is None and budgets:
+            standings = (figures.standing for figures in budgets)
+            credits_requested = cost if requested is not None else None
+            if first_exceeded(standings, requested, credits_requested) is not None:
+                reason = DenialReason.BUDGET_EXCEEDED
         if reason is None and credit_block is not None and cost is not None:
             assert credits is not None
             reason = decide_credits(
@@ -190,6 +233,7 @@ def answer_for(
         usage_period_start=window.start_text if window else None,
         usage_period_end=window.end_text if window else None,
         source=source,
+        budgets=[figures.view() for figures in budgets],
         credits=credit_block,
     )
 

@@ -12,10 +12,12 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import msgspec
 
+from allotment.domain.budgets import NO_PATH, EntityPath, first_exceeded
 from allotment.domain.catalog import Catalog, CreditCategory, Currency
 from allotment.domain.credits import (
     EntryContext,
@@ -35,6 +37,7 @@ from allotment.domain.reservations import reserved_credits
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service import idempotency
+from allotment.service.budgets import standings_in_job
 from allotment.service.ports import LedgerRecord, Page, Session
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import PoolFigures
@@ -153,8 +156,7 @@ class CreditService:
             if request.feature is not None:
                 runtime.catalog_in(session).feature_for(request.feature, "feature")
             pool = self.settled_pool(session, customer, currency, now)
-            reason = None
-            records: list[LedgerRecord] = []
+            reason: DenialReason | None
             snapshot = runtime.snapshot_in(session, customer)
             if snapshot is not None and snapshot.customer.is_archived:
                 reason = DenialReason.CUSTOMER_ARCHIVED
@@ -162,16 +164,8 @@ class CreditService:
                 request.entity is not None and request.entity not in snapshot.entities
             ):
                 reason = DenialReason.ENTITY_NOT_FOUND
-            elif request.enforce and not pool.allows(
-                request.amount,
-                reserved_credits(runtime.live_holds(session, customer, now), currency, now),
-                self.overdraft_limit(session, customer, currency, now),
-            ):
-                reason = DenialReason.INSUFFICIENT_CREDITS
             else:
-                context = EntryContext(request.idempotency_key, request.entity, request.feature)
-                order = _currency(runtime.catalog_in(session), currency).burn_order
-                pool.debit(request.amount, order, now, context)
+                reason = self._debit(session, customer, currency, pool, request, now)
             records = self.save(session, customer, currency, pool, now)
             response: bytes = _encode(
                 {
@@ -194,6 +188,39 @@ class CreditService:
                 session, customer, route, request.idempotency_key, payload, answer
             )
         )
+
+    def _debit(
+        self,
+        session: Session,
+        customer: str,
+        currency: str,
+        pool: Pool,
+        request: DebitRequest,
+        now: datetime,
+    ) -> DenialReason | None:
+        """Debit the pool unless a hard budget on the entity's path, or the pool's own limit,
+        refuses (when enforced); the reason it was refused, if it was."""
+        runtime = self._runtime
+        live = runtime.live_holds(session, customer, now)
+        path: EntityPath = NO_PATH
+        snapshot = runtime.snapshot_in(session, customer)
+        if request.entity is not None and snapshot is not None:
+            path, on_path = snapshot.path_and_budgets(request.entity, None, currency)
+            if request.enforce and on_path:
+                budgets = standings_in_job(session, customer, on_path, live, now)
+                standings = (figures.standing for figures in budgets)
+                if first_exceeded(standings, None, request.amount) is not None:
+                    return DenialReason.BUDGET_EXCEEDED
+        if request.enforce and not pool.allows(
+            request.amount,
+            reserved_credits(live, currency, now),
+            self.overdraft_limit(session, customer, currency, now),
+        ):
+            return DenialReason.INSUFFICIENT_CREDITS
+        context = EntryContext(request.idempotency_key, request.entity, request.feature, path)
+        order = _currency(runtime.catalog_in(session), currency).burn_order
+        pool.debit(request.amount, order, now, context)
+        return None
 
     # ------------------------------------------------------------------ reads
 
@@ -308,6 +335,18 @@ class CreditService:
             valid_until=min(due) if due else None,
         )
         session.after_commit(lambda: runtime.snapshots.install_pool(customer, currency, figures))
+        for record in records:
+            entry = record.entry
+            if entry.entity_path and entry.type is EntryType.DEBIT:
+                spend = partial(
+                    runtime.snapshots.add_spend,
+                    customer,
+                    currency,
+                    entry.entity_path,
+                    entry.at,
+                    -entry.amount,
+                )
+                session.after_commit(spend)
         return records
 
     def overdraft_limit(

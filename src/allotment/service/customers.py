@@ -16,7 +16,7 @@ from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import MAX_ABS_MICROS
-from allotment.domain.timefmt import format_instant
+from allotment.domain.timefmt import format_instant, whole_second
 from allotment.service.ports import Page, Session
 from allotment.service.runtime import Runtime
 
@@ -382,11 +382,6 @@ def _addon_holdings(
         seen.add(addon_id)
         holdings.append(AddonQuantity(addon_id, quantity))
     return tuple(holdings)
-
-
-def whole_second(instant: datetime) -> datetime:
-    """Holdings that start "now" start on a whole second, so their periods read cleanly."""
-    return instant.replace(microsecond=0)
 
 
 def _check_ends_after_start(ends_at: datetime | None, starts_at: datetime) -> None:

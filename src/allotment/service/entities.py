@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from allotment.domain.entities import Entity, check_placement, check_removable, children_of
 from allotment.domain.errors import Conflict, NotFound
 from allotment.domain.ids import require_client_id
 from allotment.domain.timefmt import format_instant
+from allotment.service.answers import BudgetFigures
+from allotment.service.budgets import budget_document, standings_in_job
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
 
@@ -42,19 +45,23 @@ class EntityService:
             session.save_entity(customer_id, entity)
             runtime.customer_changed(session, customer_id)
             entities[entity_id] = entity
-            return entity_document(entities, entity), existing is None
+            budgets = _budgets(runtime, session, customer_id, entity_id)
+            return entity_document(entities, entity, budgets), existing is None
 
         return await runtime.store.run(job)
 
     async def get(self, customer_id: str, entity_id: str) -> dict[str, Any]:
+        runtime = self._runtime
+
         def job(session: Session) -> dict[str, Any]:
             entities = _entities(session, customer_id)
             entity = entities.get(entity_id)
             if entity is None:
                 raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
-            return entity_document(entities, entity)
+            budgets = _budgets(runtime, session, customer_id, entity_id)
+            return entity_document(entities, entity, budgets)
 
-        return await self._runtime.store.run(job)
+        return await runtime.store.run(job)
 
     async def delete(self, customer_id: str, entity_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -65,9 +72,10 @@ class EntityService:
             if entity is None:
                 raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
             check_removable(entities, entity_id)
+            budgets = _budgets(runtime, session, customer_id, entity_id)
             session.delete_entity(customer_id, entity_id)
             runtime.customer_changed(session, customer_id)
-            return {**entity_document(entities, entity), "deleted": True}
+            return {**entity_document(entities, entity, budgets), "deleted": True}
 
         return await runtime.store.run(job)
 
@@ -78,13 +86,25 @@ def _entities(session: Session, customer_id: str) -> dict[str, Entity]:
     return session.load_entities(customer_id)
 
 
-def entity_document(entities: dict[str, Entity], entity: Entity) -> dict[str, Any]:
+def _budgets(
+    runtime: Runtime, session: Session, customer_id: str, entity_id: str
+) -> list[BudgetFigures]:
+    """The entity's own budgets with where each stands now."""
+    own = [b for b in session.load_budgets(customer_id) if b.entity == entity_id]
+    now = runtime.clock.now()
+    holds = runtime.live_holds(session, customer_id, now)
+    return standings_in_job(session, customer_id, own, holds, now)
+
+
+def entity_document(
+    entities: dict[str, Entity], entity: Entity, budgets: Sequence[BudgetFigures]
+) -> dict[str, Any]:
     return {
         "id": entity.id,
         "parent": entity.parent,
         "kind": entity.kind,
         "name": entity.name,
         "children": children_of(entities, entity.id),
-        "budgets": [],
+        "budgets": [budget_document(figures) for figures in budgets],
         "created_at": format_instant(entity.created_at),
     }

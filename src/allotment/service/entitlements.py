@@ -10,19 +10,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
+from allotment.domain.budgets import Budget, Standing, held_for
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
-from allotment.service.answers import CheckAnswer, CreditFigures, PeriodView, answer_for, denied
+from allotment.service.answers import (
+    BudgetFigures,
+    CheckAnswer,
+    CreditFigures,
+    PeriodView,
+    answer_for,
+    denied,
+)
+from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import CustomerSnapshot, Derived, WindowKey, window_key
+from allotment.service.snapshots import (
+    CustomerSnapshot,
+    Derived,
+    WindowKey,
+    budget_window_key,
+    window_key,
+)
 
 # A snapshot or window can be dropped by a concurrent write between loading it and reading it;
 # after this many loads the check is answered inside a store job instead, which cannot miss.
@@ -35,10 +51,14 @@ class _MissingSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class _MissingWindow:
+class _MissingWindows:
+    """Usage windows a check needs that the snapshot does not hold yet: the feature's (when
+    ``feature`` is set) and those of budgets on the entity's path. One job loads them all."""
+
     customer: str
-    feature: str
-    window: PeriodView
+    feature: str | None
+    window: PeriodView | None
+    budgets: list[tuple[Budget, PeriodView]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +66,8 @@ class _NeedsStore:
     """A credit-priced feature: its pool is read (and settled) inside a store job."""
 
 
-_Miss = _MissingSnapshot | _MissingWindow | _NeedsStore
+_Miss = _MissingSnapshot | _MissingWindows | _NeedsStore
+_Loadable = _MissingSnapshot | _MissingWindows
 CreditLookup = Callable[[str], CreditFigures]
 
 
@@ -149,18 +170,30 @@ class EntitlementService:
 
         return figures
 
-    async def _fill(self, miss: _MissingSnapshot | _MissingWindow) -> None:
+    async def _fill(self, miss: _Loadable) -> None:
         await self._runtime.store.run(lambda session: self._load(session, miss))
 
-    def _load(self, session: Session, miss: _MissingSnapshot | _MissingWindow) -> None:
+    def _load(self, session: Session, miss: _Loadable) -> None:
         runtime = self._runtime
         if isinstance(miss, _MissingSnapshot):
             runtime.load_snapshot(session, miss.customer)
             return
-        period = miss.window.period
-        used = session.window_usage(miss.customer, miss.feature, period.start, period.end)
-        key = window_key(miss.feature, miss.window)
-        session.after_commit(lambda: runtime.snapshots.install_window(miss.customer, key, used))
+        snapshots, customer = runtime.snapshots, miss.customer
+        if miss.feature is not None and miss.window is not None:
+            period = miss.window.period
+            used = session.window_usage(customer, miss.feature, period.start, period.end)
+            key = window_key(miss.feature, miss.window)
+            session.after_commit(lambda: snapshots.install_window(customer, key, used))
+        for budget, view in miss.budgets:
+            spent = session.budget_usage(customer, budget, view.period.start, view.period.end)
+            session.after_commit(
+                partial(
+                    snapshots.install_budget_window,
+                    customer,
+                    budget_window_key(budget, view),
+                    spent,
+                )
+            )
 
 
 def _evaluate(
@@ -192,17 +225,27 @@ def _evaluate(
     spec = offer.spec
     window = None
     used = reserved = 0
+    budgets: list[BudgetFigures] = []
     if isinstance(spec, MeteredSpec):
         window, key = current_window(derived, feature_id, offer.anchor, spec, now)
+        on_path: list[Budget] = []
+        if entity is not None:
+            currency = spec.credit_cost.currency if spec.credit_cost is not None else None
+            _, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
         if session is not None:
             period = window.period
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
             live = session.live_reservations(customer_id, now)
             reserved = reserved_usage(live, feature_id, now)
+            budgets = standings_in_job(session, customer_id, on_path, live, now)
         else:
             cached = snapshot.windows.get(key)
-            if cached is None:
-                return _MissingWindow(customer_id, feature_id, window)
+            cached_budgets, missing = _cached_budgets(snapshot, on_path, now)
+            if cached is None or missing:
+                if cached is None:
+                    return _MissingWindows(customer_id, feature_id, window, missing)
+                return _MissingWindows(customer_id, None, None, missing)
+            budgets = cached_budgets
             used = cached
             if snapshot.holds:
                 reserved = reserved_usage(snapshot.holds.values(), feature_id, now)
@@ -230,7 +273,24 @@ def _evaluate(
         reserved=reserved,
         requested=requested,
         credits=credits,
+        budgets=budgets,
     )
+
+
+def _cached_budgets(
+    snapshot: CustomerSnapshot, budgets: list[Budget], now: datetime
+) -> tuple[list[BudgetFigures], list[tuple[Budget, PeriodView]]]:
+    """Where each budget stands, from the snapshot, and the windows it does not hold yet."""
+    figures, missing = [], []
+    for budget in budgets:
+        view = snapshot.budget_period(budget, now)
+        usage = snapshot.budget_windows.get(budget_window_key(budget, view))
+        if usage is None:
+            missing.append((budget, view))
+            continue
+        held = held_for(budget, snapshot.holds.values(), now) if snapshot.holds else 0
+        figures.append(BudgetFigures(Standing(budget, view.period, usage, held), view))
+    return figures, missing
 
 
 def current_window(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from allotment.domain.budgets import NO_PATH, Budget, EntityPath
 from allotment.domain.catalog import Catalog
 from allotment.domain.credits import Entry, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer
@@ -42,6 +43,7 @@ class UsageEvent:
     timestamp: datetime
     recorded_at: datetime
     idempotency_key: str | None
+    entity_path: EntityPath = NO_PATH  # who it counts for: the entity, then its ancestors
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,10 @@ class Session(Protocol):
     def window_usage(
         self, customer_id: str, feature_id: str, start: datetime, end: datetime | None
     ) -> Micros: ...
-    def append_usage(self, event: UsageEvent) -> None: ...
+    def append_usage(self, event: UsageEvent) -> None:
+        """Append the event and keep the counters of its window, and those of the budgets
+        along its entity path, in step."""
+        ...
 
     # Idempotency records, scoped to (customer, route, key).
     def find_outcome(self, customer_id: str, route: str, key: str) -> StoredOutcome | None: ...
@@ -132,7 +137,19 @@ class Session(Protocol):
     # Entities.
     def load_entities(self, customer_id: str) -> dict[str, Entity]: ...
     def save_entity(self, customer_id: str, entity: Entity) -> None: ...
-    def delete_entity(self, customer_id: str, entity_id: str) -> None: ...
+    def delete_entity(self, customer_id: str, entity_id: str) -> None:
+        """Remove the entity and its budgets; what was attributed to it stays in the truth."""
+        ...
+
+    # Budgets. Their usage is a projection of the usage events (feature budgets) or the debit
+    # entries (currency budgets) whose entity path names the budget's entity, kept in step
+    # by append_usage and save_pool.
+    def load_budgets(self, customer_id: str) -> list[Budget]: ...
+    def save_budget(self, customer_id: str, budget: Budget) -> None: ...
+    def delete_budget(self, customer_id: str, entity_id: str, target: str) -> bool: ...
+    def budget_usage(
+        self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
+    ) -> Micros: ...
 
     # Reservations.
     def save_reservation(self, reservation: Reservation) -> None: ...

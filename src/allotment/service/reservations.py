@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from allotment.domain.budgets import NO_PATH, EntityPath, first_exceeded
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
@@ -31,6 +32,7 @@ from allotment.domain.reservations import (
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant
 from allotment.service import idempotency
+from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.ports import Session, UsageEvent
@@ -150,10 +152,18 @@ class ReservationService:
         used = session.window_usage(request.customer, feature.id, window.start, window.end)
         live = runtime.live_holds(session, request.customer, now)
         reason = decide(spec, used, reserved_usage(live, feature.id, now), request.amount)
-        currency, cost = None, 0
-        if reason is None and spec.credit_cost is not None:
-            currency = spec.credit_cost.currency
-            cost = credit_cost(request.amount, spec.credit_cost.per_unit)
+        price = spec.credit_cost
+        currency = price.currency if price is not None else None
+        cost = credit_cost(request.amount, price.per_unit) if price is not None else 0
+        path: EntityPath = NO_PATH
+        if request.entity is not None:
+            path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
+            if reason is None and on_path:
+                budgets = standings_in_job(session, request.customer, on_path, live, now)
+                standings = (figures.standing for figures in budgets)
+                if first_exceeded(standings, request.amount, cost) is not None:
+                    reason = DenialReason.BUDGET_EXCEEDED
+        if reason is None and currency is not None:
             pool = self._credits.settled_pool(session, request.customer, currency, now)
             self._credits.save(session, request.customer, currency, pool, now)
             limit = self._credits.overdraft_limit(session, request.customer, currency, now)
@@ -171,6 +181,7 @@ class ReservationService:
             credits=cost,
             created_at=now,
             expires_at=now + timedelta(seconds=request.ttl_seconds),
+            entity_path=path,
         )
 
     def _live(self, session: Session, reservation_id: str, now: datetime) -> Reservation:
@@ -189,11 +200,12 @@ class ReservationService:
         """The committed amount as usage that already happened, and its price in credits."""
         runtime = self._runtime
         key = f"reservation:{ended.id}"
+        path = ended.entity_path
         session.append_usage(
-            UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key)
+            UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key, path)
         )
         session.after_commit(
-            lambda: runtime.snapshots.add_usage(ended.customer, ended.feature, now, amount)
+            lambda: runtime.snapshots.add_usage(ended.customer, ended.feature, now, amount, path)
         )
         if ended.currency is None or amount == 0:
             return
@@ -213,7 +225,7 @@ class ReservationService:
             cost = -((-amount * ended.credits) // ended.amount) if ended.amount else 0
         pool = self._credits.settled_pool(session, ended.customer, ended.currency, now)
         order = catalog.currencies[ended.currency].burn_order
-        pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature))
+        pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature, path))
         self._credits.save(session, ended.customer, ended.currency, pool, now)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from allotment.domain.budgets import Budget
 from allotment.domain.catalog import Catalog
 from allotment.domain.reservations import Reservation
 from allotment.service.ports import Clock, Session, Store
@@ -82,11 +83,15 @@ class Runtime:
         if customer is not None:
             holdings = session.load_holdings(customer_id, self.catalog_in(session))
             live = session.live_reservations(customer_id, self.clock.now())
+            budgets: dict[str, list[Budget]] = {}
+            for budget in session.load_budgets(customer_id):
+                budgets.setdefault(budget.entity, []).append(budget)
             snapshot = CustomerSnapshot(
                 customer,
                 holdings,
                 holds={r.id: r for r in live},
                 entities=session.load_entities(customer_id),
+                budgets={entity: tuple(found) for entity, found in budgets.items()},
             )
         # Hooks run in job order: a change made earlier in this batch has dropped the old
         # snapshot before this one, which already includes that change, is installed.

@@ -16,6 +16,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from allotment.domain.budgets import (
+    Budget,
+    BudgetKind,
+    EntityPath,
+    budgets_on_path,
+    entity_path,
+)
 from allotment.domain.catalog import Catalog, Feature
 from allotment.domain.customers import Customer
 from allotment.domain.entities import Entity
@@ -31,9 +38,16 @@ DEFAULT_MAX_CUSTOMERS = 100_000
 WindowKey = tuple[str, int, int | None]
 """(feature, window start, window end) with instants in epoch microseconds."""
 
+BudgetWindowKey = tuple[str, BudgetKind, str, int, int | None]
+"""(entity, kind, target, window start, window end) with instants in epoch microseconds."""
+
 
 def window_key(feature_id: str, window: PeriodView) -> WindowKey:
     return (feature_id, window.start_micros, window.end_micros)
+
+
+def budget_window_key(budget: Budget, window: PeriodView) -> BudgetWindowKey:
+    return (budget.entity, budget.kind, budget.target, window.start_micros, window.end_micros)
 
 
 @dataclass(slots=True)
@@ -81,6 +95,33 @@ class CustomerSnapshot:
     entities: dict[str, Entity] = field(default_factory=dict)
     # Each credit pool's figures as the last job that saved it left them, for checks.
     pools: dict[str, PoolFigures] = field(default_factory=dict)
+    budgets: dict[str, tuple[Budget, ...]] = field(default_factory=dict)  # by entity
+    budget_windows: dict[BudgetWindowKey, Micros] = field(default_factory=dict)
+    # Derived from the tree and the budgets, which never change inside one snapshot.
+    _paths: dict[tuple[str, str, str | None], tuple[EntityPath, list[Budget]]] = field(
+        default_factory=dict
+    )
+    _budget_periods: dict[Budget, PeriodView] = field(default_factory=dict)
+
+    def path_and_budgets(
+        self, entity: str, feature: str | None, currency: str | None
+    ) -> tuple[EntityPath, list[Budget]]:
+        """The entity's path and the budgets on it for ``feature`` and ``currency``."""
+        key = (entity, feature or "", currency)
+        found = self._paths.get(key)
+        if found is None:
+            path = entity_path(self.entities, entity)
+            found = path, budgets_on_path(self.budgets, path, feature, currency)
+            self._paths[key] = found
+        return found
+
+    def budget_period(self, budget: Budget, now: datetime) -> PeriodView:
+        """The budget's window containing ``now``, reused while it still does."""
+        view = self._budget_periods.get(budget)
+        if view is None or not view.period.contains(now):
+            view = PeriodView.of(budget.window(now))
+            self._budget_periods[budget] = view
+        return view
 
     def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
         """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.
@@ -167,14 +208,64 @@ class SnapshotCache:
         if snapshot is not None:
             snapshot.pools[currency] = figures
 
+    def install_budget_window(self, customer_id: str, key: BudgetWindowKey, used: Micros) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is None:
+            return
+        entity, kind, target, start, _ = key
+        for stale in [
+            other
+            for other in snapshot.budget_windows
+            if other[:3] == (entity, kind, target) and other[4] is not None and other[4] <= start
+        ]:
+            del snapshot.budget_windows[stale]
+        snapshot.budget_windows[key] = used
+
     def add_usage(
-        self, customer_id: str, feature_id: str, timestamp: datetime, delta: Micros
+        self,
+        customer_id: str,
+        feature_id: str,
+        timestamp: datetime,
+        delta: Micros,
+        path: EntityPath = (),
     ) -> None:
         snapshot = self._snapshots.get(customer_id)
-        if snapshot is None or not snapshot.windows:
+        if snapshot is None:
             return
         instant = to_epoch_micros(timestamp)
         for key, used in list(snapshot.windows.items()):
             feature, start, end = key
             if feature == feature_id and start <= instant and (end is None or instant < end):
                 snapshot.windows[key] = used + delta
+        if path:
+            _count_for_budgets(snapshot, BudgetKind.FEATURE, feature_id, path, instant, delta)
+
+    def add_spend(
+        self, customer_id: str, currency: str, path: EntityPath, at: datetime, credits: Micros
+    ) -> None:
+        """Credits debited for ``path`` at ``at``, for the currency budgets along it."""
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            instant = to_epoch_micros(at)
+            _count_for_budgets(snapshot, BudgetKind.CURRENCY, currency, path, instant, credits)
+
+
+def _count_for_budgets(
+    snapshot: CustomerSnapshot,
+    kind: BudgetKind,
+    target: str,
+    path: EntityPath,
+    instant: int,
+    amount: Micros,
+) -> None:
+    windows = snapshot.budget_windows
+    for key, used in list(windows.items()):
+        entity, key_kind, key_target, start, end = key
+        if (
+            key_kind is kind
+            and key_target == target
+            and entity in path
+            and start <= instant
+            and (end is None or instant < end)
+        ):
+            windows[key] = used + amount

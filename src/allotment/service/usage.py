@@ -13,6 +13,7 @@ from enum import StrEnum
 
 import msgspec
 
+from allotment.domain.budgets import EntityPath, entity_path, first_exceeded
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
@@ -22,6 +23,7 @@ from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.answers import (
+    BudgetFigures,
     CheckAnswer,
     CreditFigures,
     PeriodView,
@@ -29,6 +31,7 @@ from allotment.service.answers import (
     answer_for,
     denied,
 )
+from allotment.service.budgets import after_consuming, standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
@@ -106,6 +109,7 @@ class UsageService:
         assert snapshot is not None
         assert feature is not None
         timestamp = report.timestamp or now
+        path = entity_path(snapshot.entities, entity)
         resolution = snapshot.resolution(catalog, feature, now)
         offer = resolution.offer
         if offer is None:
@@ -113,7 +117,7 @@ class UsageService:
             if report.enforce or report.behavior is UsageBehavior.SET:
                 return refuse(resolution.denial)
             # Usage that already happened is the truth even without an entitlement to it.
-            self._append(session, report, report.amount, timestamp, now)
+            self._append(session, report, report.amount, timestamp, now, path)
             return True, denied(
                 customer, feature_id, entity, resolution.denial, kind, report.amount
             )
@@ -122,14 +126,24 @@ class UsageService:
         window = period_containing(offer.anchor, spec.reset, timestamp)
         used = session.window_usage(customer, feature_id, window.start, window.end)
         delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
-        # Lowering usage consumes nothing, so no limit can refuse it.
-        live = runtime.live_holds(session, customer, now)
-        reserved = reserved_usage(live, feature_id, now)
-        reason = decide(spec, used, reserved, delta) if delta > 0 else None
         # A credit-priced feature debits delta x price in the same step (only what it consumes:
         # lowering usage with "set" gives no credits back).
         price = spec.credit_cost
         cost = credit_cost(delta, price.per_unit) if price is not None and delta > 0 else 0
+        live = runtime.live_holds(session, customer, now)
+        reserved = reserved_usage(live, feature_id, now)
+        budgets: list[BudgetFigures] = []
+        if entity is not None:
+            currency = price.currency if price is not None else None
+            _, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
+            budgets = standings_in_job(session, customer, on_path, live, now)
+        # Lowering usage consumes nothing, so no limit or budget can refuse it.
+        reason = None
+        if delta > 0:
+            reason = decide(spec, used, reserved, delta)
+            standings = (figures.standing for figures in budgets)
+            if reason is None and first_exceeded(standings, delta, cost) is not None:
+                reason = DenialReason.BUDGET_EXCEEDED
         pool = figures = None
         if price is not None:
             pool = self._credits.settled_pool(session, customer, price.currency, now)
@@ -139,12 +153,14 @@ class UsageService:
                 reason = decide_credits(cost, pool.available(held), limit, requested=True)
         recorded = reason is None or not report.enforce
         if recorded:
-            self._append(session, report, delta, timestamp, now)
+            self._append(session, report, delta, timestamp, now, path)
+            budgets = after_consuming(budgets, delta, 0, timestamp)
         if pool is not None and price is not None:
             if recorded and cost > 0:
-                context = EntryContext(report.idempotency_key, entity, feature_id)
+                context = EntryContext(report.idempotency_key, entity, feature_id, path)
                 order = catalog.currencies[price.currency].burn_order
                 pool.debit(cost, order, now, context)
+                budgets = after_consuming(budgets, 0, cost, now)
             self._credits.save(session, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
         current = period_containing(offer.anchor, spec.reset, now)
@@ -166,6 +182,7 @@ class UsageService:
             reason=reason,
             credits=figures,
             cost=cost,
+            budgets=budgets,
         )
         return recorded, answer
 
@@ -176,6 +193,7 @@ class UsageService:
         delta: Micros,
         timestamp: datetime,
         now: datetime,
+        path: EntityPath,
     ) -> None:
         event = UsageEvent(
             customer=report.customer,
@@ -185,9 +203,10 @@ class UsageService:
             timestamp=timestamp,
             recorded_at=now,
             idempotency_key=report.idempotency_key,
+            entity_path=path,
         )
         session.append_usage(event)
         snapshots = self._runtime.snapshots
         session.after_commit(
-            lambda: snapshots.add_usage(report.customer, report.feature, timestamp, delta)
+            lambda: snapshots.add_usage(report.customer, report.feature, timestamp, delta, path)
         )

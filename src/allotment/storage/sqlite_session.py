@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from allotment.domain.catalog import Catalog, CreditCategory, Spec, spec_to_document
+from allotment.domain.budgets import NO_PATH, Budget, BudgetKind, EntityPath
+from allotment.domain.catalog import (
+    Catalog,
+    CreditCategory,
+    Enforcement,
+    Spec,
+    spec_to_document,
+)
 from allotment.domain.credits import Entry, EntryType, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer, Scope
 from allotment.domain.documents import (
@@ -26,6 +33,7 @@ from allotment.domain.entities import Entity
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
 from allotment.domain.identifiers import new_id
+from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
@@ -325,7 +333,7 @@ class SqliteSession:
             raise _counter_overflow()
         self._db.execute(
             "INSERT INTO usage_events (customer, feature, entity, amount, timestamp,"
-            " recorded_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " recorded_at, idempotency_key, entity_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.customer,
                 event.feature,
@@ -334,12 +342,40 @@ class SqliteSession:
                 timestamp,
                 to_epoch_micros(event.recorded_at),
                 event.idempotency_key,
+                _path_text(event.entity_path),
             ),
         )
         self._db.execute(
             "UPDATE usage_counters SET used = used + ? WHERE customer = ? AND feature = ?"
             " AND period_start <= ? AND period_end > ?",
             (event.amount, event.customer, event.feature, timestamp, timestamp),
+        )
+        if event.entity_path:
+            self._count_for_budgets(
+                event.customer,
+                BudgetKind.FEATURE,
+                event.feature,
+                event.entity_path,
+                timestamp,
+                event.amount,
+            )
+
+    def _count_for_budgets(
+        self,
+        customer_id: str,
+        kind: BudgetKind,
+        target: str,
+        path: EntityPath,
+        instant: int,
+        amount: Micros,
+    ) -> None:
+        """Add ``amount`` to the counters of every budget window along ``path`` that holds
+        ``instant``; windows not projected yet are built from the truth when first read."""
+        marks = ", ".join("?" * len(path))
+        self._db.execute(
+            "UPDATE budget_counters SET used = used + ? WHERE customer = ? AND kind = ?"
+            f" AND target = ? AND entity IN ({marks}) AND period_start <= ? AND period_end > ?",
+            (amount, customer_id, kind.value, target, *path, instant, instant),
         )
 
     # ---------------------------------------------------------------- idempotency
@@ -423,8 +459,8 @@ class SqliteSession:
             entry_id = new_id("led")
             cursor = self._db.execute(
                 "INSERT INTO ledger_entries (id, customer, currency, type, grant_id, amount,"
-                " balance_after, idempotency_key, entity, feature, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " balance_after, idempotency_key, entity, feature, at, entity_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry_id,
                     customer_id,
@@ -437,8 +473,18 @@ class SqliteSession:
                     entry.entity,
                     entry.feature,
                     to_epoch_micros(entry.at),
+                    _path_text(entry.entity_path),
                 ),
             )
+            if entry.entity_path and entry.type is EntryType.DEBIT:
+                self._count_for_budgets(
+                    customer_id,
+                    BudgetKind.CURRENCY,
+                    currency,
+                    entry.entity_path,
+                    to_epoch_micros(entry.at),
+                    -entry.amount,
+                )
             seq = cursor.lastrowid
             assert seq is not None
             records.append(LedgerRecord(entry_id, seq, customer_id, currency, entry))
@@ -470,7 +516,7 @@ class SqliteSession:
     ) -> Page[LedgerRecord]:
         rows = self._page(
             "SELECT seq, id, type, grant_id, amount, balance_after, idempotency_key, entity,"
-            " feature, at FROM ledger_entries",
+            " feature, at, entity_path FROM ledger_entries",
             "customer = ? AND currency = ?",
             (customer_id, currency),
             after,
@@ -487,6 +533,7 @@ class SqliteSession:
                 idempotency_key=row[6],
                 entity=row[7],
                 feature=row[8],
+                entity_path=_path_of(row[10]),
             )
             return LedgerRecord(row[1], row[0], customer_id, currency, entry)
 
@@ -546,16 +593,100 @@ class SqliteSession:
         )
 
     def delete_entity(self, customer_id: str, entity_id: str) -> None:
+        key = (customer_id, entity_id)
+        self._db.execute("DELETE FROM entities WHERE customer = ? AND id = ?", key)
+        self._db.execute("DELETE FROM budgets WHERE customer = ? AND entity = ?", key)
+
+    # ---------------------------------------------------------------- budgets
+
+    def load_budgets(self, customer_id: str) -> list[Budget]:
+        return [
+            Budget(
+                entity=row[0],
+                target=row[1],
+                kind=BudgetKind(row[2]),
+                limit=row[3],
+                reset=ResetPeriod(row[4]),
+                enforcement=Enforcement(row[5]),
+                created_at=from_epoch_micros(row[6]),
+            )
+            for row in self._db.execute(
+                "SELECT entity, target, kind, limit_micros, reset, enforcement, created_at"
+                " FROM budgets WHERE customer = ? ORDER BY seq",
+                (customer_id,),
+            )
+        ]
+
+    def save_budget(self, customer_id: str, budget: Budget) -> None:
         self._db.execute(
-            "DELETE FROM entities WHERE customer = ? AND id = ?", (customer_id, entity_id)
+            "INSERT INTO budgets (customer, entity, target, kind, limit_micros, reset,"
+            " enforcement, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (customer, entity, target) DO UPDATE SET"
+            " limit_micros = excluded.limit_micros, reset = excluded.reset,"
+            " enforcement = excluded.enforcement",
+            (
+                customer_id,
+                budget.entity,
+                budget.target,
+                budget.kind.value,
+                budget.limit,
+                budget.reset.value,
+                budget.enforcement.value,
+                to_epoch_micros(budget.created_at),
+            ),
         )
+
+    def delete_budget(self, customer_id: str, entity_id: str, target: str) -> bool:
+        deleted = self._db.execute(
+            "DELETE FROM budgets WHERE customer = ? AND entity = ? AND target = ?",
+            (customer_id, entity_id, target),
+        ).rowcount
+        return bool(deleted)
+
+    def budget_usage(
+        self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
+    ) -> Micros:
+        kind, target, entity = budget.kind.value, budget.target, budget.entity
+        window = (to_epoch_micros(start), _window_end(end))
+        row = self._db.execute(
+            "SELECT used FROM budget_counters WHERE customer = ? AND kind = ? AND target = ?"
+            " AND entity = ? AND period_start = ? AND period_end = ?",
+            (customer_id, kind, target, entity, *window),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        # First read of this window: project it from the truth, then keep it in step.
+        mark = f"/{entity}/"  # instr, not LIKE: ids are case-sensitive
+        try:
+            if budget.kind is BudgetKind.FEATURE:
+                (used,) = self._db.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ?"
+                    " AND feature = ? AND timestamp >= ? AND timestamp < ?"
+                    " AND instr(entity_path, ?) > 0",
+                    (customer_id, target, *window, mark),
+                ).fetchone()
+            else:
+                (used,) = self._db.execute(
+                    "SELECT COALESCE(-SUM(amount), 0) FROM ledger_entries WHERE customer = ?"
+                    " AND currency = ? AND at >= ? AND at < ? AND type = 'debit'"
+                    " AND instr(entity_path, ?) > 0",
+                    (customer_id, target, *window, mark),
+                ).fetchone()
+        except sqlite3.OperationalError as error:  # SUM past 64 bits
+            raise _counter_overflow() from error
+        self._db.execute(
+            "INSERT INTO budget_counters (customer, kind, target, entity, period_start,"
+            " period_end, used) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (customer_id, kind, target, entity, *window, used),
+        )
+        return int(used)
 
     # ---------------------------------------------------------------- reservations
 
     def save_reservation(self, reservation: Reservation) -> None:
         self._db.execute(
             f"INSERT INTO reservations ({_RESERVATION_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at,"
             " ended_as = excluded.ended_as, committed_amount = excluded.committed_amount",
             (
@@ -571,6 +702,7 @@ class SqliteSession:
                 _micros(reservation.ended_at),
                 None if reservation.ended_as is None else reservation.ended_as.value,
                 reservation.committed_amount,
+                _path_text(reservation.entity_path),
             ),
         )
 
@@ -649,6 +781,15 @@ def _paged(
     return Page(items=[build(row) for row in items], next_cursor=next_cursor)
 
 
+def _path_text(path: EntityPath) -> str | None:
+    """ "/agent/team/department/": every id between slashes, which ids cannot contain."""
+    return "/" + "/".join(path) + "/" if path else None
+
+
+def _path_of(text: str | None) -> EntityPath:
+    return tuple(text.strip("/").split("/")) if text else NO_PATH
+
+
 def _window_end(end: datetime | None) -> int:
     return NEVER_ENDS if end is None else to_epoch_micros(end)
 
@@ -702,7 +843,7 @@ _PROMOTION_COLUMNS = (
 _KEY_COLUMNS = "id, name, scope, customer, key_hash, created_at, revoked_at"
 _RESERVATION_COLUMNS = (
     "id, customer, feature, entity, amount, currency, credits, created_at, expires_at,"
-    " ended_at, ended_as, committed_amount"
+    " ended_at, ended_as, committed_amount, entity_path"
 )
 
 
@@ -720,6 +861,7 @@ def _reservation(row: tuple[Any, ...]) -> Reservation:
         ended_at=_instant(row[9]),
         ended_as=None if row[10] is None else ReservationStatus(row[10]),
         committed_amount=row[11],
+        entity_path=_path_of(row[12]),
     )
 
 

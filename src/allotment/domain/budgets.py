@@ -1,0 +1,127 @@
+"""Budgets: caps per entity on a metered feature or a credit currency, rolled up the tree.
+
+Consumption is attributed when it is recorded: a usage event or a debit names one entity, and
+it counts for that entity and for every ancestor it had at that moment (its *path*, nearest
+first). The path is stored with the event, so a budget's usage is a sum over the truth that a
+later move or removal in the tree cannot change: what a team spent stays spent by that team.
+
+A budget's periods are anchored at its creation. It grants ``requested`` while
+``usage + reserved + requested <= limit`` (without a request, while something is left); a soft
+budget never denies. Everything here is pure and takes ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from allotment.domain.catalog import Enforcement
+from allotment.domain.entities import Entity, path_to_root
+from allotment.domain.periods import Period, ResetPeriod, period_containing
+from allotment.domain.quantities import Micros
+from allotment.domain.reservations import Reservation
+
+EntityPath = tuple[str, ...]
+"""An entity and its ancestors, nearest first; empty when a request names no entity."""
+
+NO_PATH: EntityPath = ()
+
+
+class BudgetKind(StrEnum):
+    FEATURE = "feature"  # counts usage units of a metered feature
+    CURRENCY = "currency"  # counts credits debited from a pool
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    entity: str
+    target: str  # a metered feature or a currency id (they share one namespace)
+    kind: BudgetKind
+    limit: Micros
+    reset: ResetPeriod
+    enforcement: Enforcement
+    created_at: datetime
+
+    def window(self, now: datetime) -> Period:
+        return period_containing(self.created_at, self.reset, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A budget at one instant: its current window, what was used in it and what is held."""
+
+    budget: Budget
+    window: Period
+    usage: Micros
+    reserved: Micros
+
+    def exceeded_by(self, requested: Micros | None) -> bool:
+        """Whether ``requested`` (None: any further use) would pass this budget's hard limit."""
+        if self.budget.enforcement is Enforcement.SOFT:
+            return False
+        committed = self.usage + self.reserved
+        if requested is None:
+            return committed >= self.budget.limit
+        return committed + requested > self.budget.limit
+
+
+def entity_path(entities: Mapping[str, Entity], entity_id: str | None) -> EntityPath:
+    """Who a request for ``entity_id`` counts for: the entity and its ancestors, nearest first."""
+    return NO_PATH if entity_id is None else tuple(path_to_root(entities, entity_id))
+
+
+def budgets_on_path(
+    budgets: Mapping[str, Sequence[Budget]],
+    path: EntityPath,
+    feature: str | None,
+    currency: str | None,
+) -> list[Budget]:
+    """The budgets that apply to a request along ``path``: nearest entity first, and for each
+    entity its budget on the feature before its budget on the currency."""
+    found = []
+    for entity in path:
+        for budget in budgets.get(entity, ()):
+            if (budget.kind is BudgetKind.FEATURE and budget.target == feature) or (
+                budget.kind is BudgetKind.CURRENCY and budget.target == currency
+            ):
+                found.append(budget)
+    found.sort(key=lambda b: (path.index(b.entity), b.kind is BudgetKind.CURRENCY))
+    return found
+
+
+def held_for(budget: Budget, holds: Iterable[Reservation], now: datetime) -> Micros:
+    """What live reservations made for the budget's entity or its subtree hold against it."""
+    held = 0
+    for hold in holds:
+        if budget.entity not in hold.entity_path or not hold.holds(now):
+            continue
+        if budget.kind is BudgetKind.FEATURE and hold.feature == budget.target:
+            held += hold.amount
+        elif budget.kind is BudgetKind.CURRENCY and hold.currency == budget.target:
+            held += hold.credits
+    return held
+
+
+def first_exceeded(
+    standings: Iterable[Standing], units: Micros | None, credits: Micros | None
+) -> Standing | None:
+    """The nearest hard budget that a request of ``units`` (and ``credits``) would pass.
+
+    None for either figure means a check without a request: it passes while something is left.
+    """
+    for standing in standings:
+        requested = units if standing.budget.kind is BudgetKind.FEATURE else credits
+        if standing.exceeded_by(requested):
+            return standing
+    return None
+
+
+def roll_up(consumption: Iterable[tuple[EntityPath, Micros]]) -> dict[str, Micros]:
+    """Each entity's total of the consumption attributed along the given paths."""
+    totals: dict[str, Micros] = {}
+    for path, amount in consumption:
+        for entity in path:
+            totals[entity] = totals.get(entity, 0) + amount
+    return totals

@@ -1,0 +1,168 @@
+"""Budgets per entity: define them, and read where each stands for a decision.
+
+A budget caps an entity's usage of a metered feature, or its debits in a credit currency, per
+period anchored at the budget's creation. Decisions that consume (usage with ``enforce``,
+reservations, debits) read every budget on the entity's path inside their own store job, so a
+budget is enforced in the same atomic step as the customer's limit and credit pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from allotment.domain.budgets import Budget, BudgetKind, Standing, held_for
+from allotment.domain.catalog import Enforcement, FeatureKind
+from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.periods import ResetPeriod
+from allotment.domain.quantities import Micros, to_json_number
+from allotment.domain.reservations import Reservation
+from allotment.domain.timefmt import format_instant, whole_second
+from allotment.service.answers import BudgetFigures, PeriodView
+from allotment.service.ports import Session
+from allotment.service.runtime import Runtime
+
+
+def standings_in_job(
+    session: Session,
+    customer_id: str,
+    budgets: Sequence[Budget],
+    holds: Iterable[Reservation],
+    now: datetime,
+) -> list[BudgetFigures]:
+    """Where each budget stands at ``now``, read from the store inside a job; ``holds`` are
+    the customer's live reservations."""
+    if not budgets:
+        return []
+    holds = list(holds)
+    figures = []
+    for budget in budgets:
+        window = budget.window(now)
+        usage = session.budget_usage(customer_id, budget, window.start, window.end)
+        standing = Standing(budget, window, usage, held_for(budget, holds, now))
+        figures.append(BudgetFigures(standing, PeriodView.of(window)))
+    return figures
+
+
+def after_consuming(
+    figures: Sequence[BudgetFigures], units: Micros, credits: Micros, at: datetime
+) -> list[BudgetFigures]:
+    """The standings once ``units`` of the feature and ``credits`` were recorded at ``at``."""
+    updated = []
+    for figure in figures:
+        standing = figure.standing
+        added = units if standing.budget.kind is BudgetKind.FEATURE else credits
+        if added and standing.window.contains(at):
+            standing = Standing(
+                standing.budget, standing.window, standing.usage + added, standing.reserved
+            )
+        updated.append(BudgetFigures(standing, figure.window))
+    return updated
+
+
+class BudgetService:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def put(
+        self,
+        customer_id: str,
+        entity_id: str,
+        target: str,
+        *,
+        limit: Micros,
+        reset: ResetPeriod,
+        enforcement: Enforcement,
+    ) -> tuple[dict[str, Any], bool]:
+        runtime = self._runtime
+
+        def job(session: Session) -> tuple[dict[str, Any], bool]:
+            _entity_of(session, customer_id, entity_id, writing=True)
+            kind = _target_kind(runtime, session, target)
+            existing = _find(session.load_budgets(customer_id), entity_id, target)
+            now = runtime.clock.now()
+            budget = Budget(
+                entity=entity_id,
+                target=target,
+                kind=kind,
+                limit=limit,
+                reset=reset,
+                enforcement=enforcement,
+                # The periods stay anchored at the budget's creation when it is changed.
+                created_at=existing.created_at if existing else whole_second(now),
+            )
+            session.save_budget(customer_id, budget)
+            runtime.customer_changed(session, customer_id)
+            holds = runtime.live_holds(session, customer_id, now)
+            (figures,) = standings_in_job(session, customer_id, [budget], holds, now)
+            return budget_document(figures), existing is None
+
+        return await runtime.store.run(job)
+
+    async def delete(self, customer_id: str, entity_id: str, target: str) -> dict[str, Any]:
+        runtime = self._runtime
+
+        def job(session: Session) -> dict[str, Any]:
+            _entity_of(session, customer_id, entity_id, writing=False)
+            budget = _find(session.load_budgets(customer_id), entity_id, target)
+            if budget is None:
+                raise NotFound(f"entity {entity_id!r} has no budget on {target!r}.")
+            now = runtime.clock.now()
+            holds = runtime.live_holds(session, customer_id, now)
+            (figures,) = standings_in_job(session, customer_id, [budget], holds, now)
+            session.delete_budget(customer_id, entity_id, target)
+            runtime.customer_changed(session, customer_id)
+            return {**budget_document(figures), "deleted": True}
+
+        return await runtime.store.run(job)
+
+
+def budget_document(figures: BudgetFigures) -> dict[str, Any]:
+    standing, budget = figures.standing, figures.standing.budget
+    return {
+        "entity": budget.entity,
+        "target": budget.target,
+        "kind": budget.kind.value,
+        "limit": to_json_number(budget.limit),
+        "usage": to_json_number(standing.usage),
+        "reserved": to_json_number(standing.reserved),
+        "reset": budget.reset.value,
+        "enforcement": budget.enforcement.value,
+        "usage_period_start": figures.window.start_text,
+        "usage_period_end": figures.window.end_text,
+        "created_at": format_instant(budget.created_at),
+    }
+
+
+def _find(budgets: Sequence[Budget], entity_id: str, target: str) -> Budget | None:
+    return next((b for b in budgets if b.entity == entity_id and b.target == target), None)
+
+
+def _entity_of(session: Session, customer_id: str, entity_id: str, *, writing: bool) -> None:
+    customer = session.get_customer(customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
+    if writing and customer.is_archived:
+        raise Conflict(f"customer {customer_id!r} is archived.")
+    if entity_id not in session.load_entities(customer_id):
+        raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
+
+
+def _target_kind(runtime: Runtime, session: Session, target: str) -> BudgetKind:
+    """A budget caps a metered feature (in its units) or a currency (in credits)."""
+    catalog = runtime.catalog_in(session)
+    feature = catalog.features.get(target)
+    if feature is not None:
+        if feature.kind is not FeatureKind.METERED:
+            raise InvalidRequest(
+                f"feature {target!r} is {feature.kind}; budgets cap metered features and"
+                " currencies only.",
+                {"field": "target"},
+            )
+        return BudgetKind.FEATURE
+    if target in catalog.currencies:
+        return BudgetKind.CURRENCY
+    raise InvalidRequest(
+        f"{target!r} is neither a feature nor a currency of the catalog.", {"field": "target"}
+    )
