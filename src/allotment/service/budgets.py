@@ -30,15 +30,18 @@ def standings_in_job(
     budgets: Sequence[Budget],
     holds: Iterable[Reservation],
     now: datetime,
+    usage_at: datetime | None = None,
 ) -> list[BudgetFigures]:
     """Where each budget stands at ``now``, read from the store inside a job; ``holds`` are
-    the customer's live reservations."""
+    the customer's live reservations. Feature budgets are read in their window containing
+    ``usage_at`` when given: a report dated in the past counts, and is decided, there."""
     if not budgets:
         return []
     holds = list(holds)
     figures = []
     for budget in budgets:
-        window = budget.window(now)
+        at = usage_at if usage_at is not None and budget.kind is BudgetKind.FEATURE else now
+        window = budget.window(at)
         usage = session.budget_usage(customer_id, budget, window.start, window.end)
         standing = Standing(budget, window, usage, held_for(budget, holds, now))
         figures.append(BudgetFigures(standing, PeriodView.of(window)))

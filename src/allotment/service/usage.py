@@ -136,7 +136,7 @@ class UsageService:
         if entity is not None:
             currency = price.currency if price is not None else None
             _, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
-            budgets = standings_in_job(session, customer, on_path, live, now)
+            budgets = standings_in_job(session, customer, on_path, live, now, timestamp)
         # Lowering usage consumes nothing, so no limit or budget can refuse it.
         reason = None
         if delta > 0:
