@@ -43,7 +43,9 @@ def standings_in_job(
         at = usage_at if usage_at is not None and budget.kind is BudgetKind.FEATURE else now
         window = budget.window(at)
         usage = session.budget_usage(customer_id, budget, window.start, window.end)
-        standing = Standing(budget, window, usage, held_for(budget, holds, now))
+        # Live holds are held now: they count in the window that contains now only.
+        held = held_for(budget, holds, now) if window.contains(now) else 0
+        standing = Standing(budget, window, usage, held)
         figures.append(BudgetFigures(standing, PeriodView.of(window)))
     return figures
 

@@ -90,7 +90,7 @@ class CustomerSnapshot:
     windows: dict[WindowKey, Micros] = field(default_factory=dict)
     derived: Derived | None = None
     # Reservations that were live when loaded or made since; ended ones are removed by hooks,
-    # expired ones are skipped by the clock.
+    # expired ones are skipped by the clock. Replaced as a whole by hooks, never changed.
     holds: dict[str, Reservation] = field(default_factory=dict)
     entities: dict[str, Entity] = field(default_factory=dict)
     # Each credit pool's figures as the last job that saved it left them, for checks.
@@ -192,16 +192,21 @@ class SnapshotCache:
         if snapshot is None:
             return
         # Holds that expired by the time this one was made are no longer read: drop them.
-        for expired in [
-            h for h in snapshot.holds.values() if h.expires_at <= reservation.created_at
-        ]:
-            del snapshot.holds[expired.id]
-        snapshot.holds[reservation.id] = reservation
+        # The dict is replaced, never changed in place: checks on the event loop iterate it.
+        holds = {
+            hold.id: hold
+            for hold in snapshot.holds.values()
+            if hold.expires_at > reservation.created_at
+        }
+        holds[reservation.id] = reservation
+        snapshot.holds = holds
 
     def end_hold(self, customer_id: str, reservation_id: str) -> None:
         snapshot = self._snapshots.get(customer_id)
-        if snapshot is not None:
-            snapshot.holds.pop(reservation_id, None)
+        if snapshot is not None and reservation_id in snapshot.holds:
+            holds = dict(snapshot.holds)
+            del holds[reservation_id]
+            snapshot.holds = holds
 
     def install_pool(self, customer_id: str, currency: str, figures: PoolFigures) -> None:
         snapshot = self._snapshots.get(customer_id)

@@ -13,10 +13,11 @@ from enum import StrEnum
 
 import msgspec
 
-from allotment.domain.budgets import EntityPath, entity_path, first_exceeded
+from allotment.domain.budgets import Budget, EntityPath, entity_path, first_exceeded
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
+from allotment.domain.errors import InvalidRequest
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import reserved_credits, reserved_usage
@@ -77,6 +78,14 @@ class UsageService:
 
     async def report(self, report: UsageReport) -> bytes:
         """Record (or refuse) the report; returns the JSON response, replays included."""
+        if report.behavior is UsageBehavior.SET and report.entity is not None:
+            # "set" replaces the customer's usage of the period; the difference it records was
+            # consumed by no entity in particular, and would let one entity undo another's.
+            raise InvalidRequest(
+                'behavior "set" applies to the customer\'s usage and cannot name an entity;'
+                " report deltas for entities.",
+                {"field": "behavior"},
+            )
         return await self._runtime.store.run(lambda session: self.report_in_job(session, report))
 
     def report_in_job(self, session: Session, report: UsageReport) -> bytes:
@@ -133,6 +142,7 @@ class UsageService:
         live = runtime.live_holds(session, customer, now)
         reserved = reserved_usage(live, feature_id, now)
         budgets: list[BudgetFigures] = []
+        on_path: list[Budget] = []
         if entity is not None:
             currency = price.currency if price is not None else None
             _, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
@@ -155,12 +165,16 @@ class UsageService:
         if recorded:
             self._append(session, report, delta, timestamp, now, path)
             budgets = after_consuming(budgets, delta, 0, timestamp)
+        if report.timestamp is not None and budgets:
+            # The answer shows the budgets' current windows, as it does the customer's.
+            budgets = standings_in_job(session, customer, on_path, live, now)
         if pool is not None and price is not None:
             if recorded and cost > 0:
                 context = EntryContext(report.idempotency_key, entity, feature_id, path)
                 order = catalog.currencies[price.currency].burn_order
                 pool.debit(cost, order, now, context)
-                budgets = after_consuming(budgets, 0, cost, now)
+                if report.timestamp is None:
+                    budgets = after_consuming(budgets, 0, cost, now)
             self._credits.save(session, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
         current = period_containing(offer.anchor, spec.reset, now)

@@ -372,11 +372,15 @@ class SqliteSession:
         """Add ``amount`` to the counters of every budget window along ``path`` that holds
         ``instant``; windows not projected yet are built from the truth when first read."""
         marks = ", ".join("?" * len(path))
-        self._db.execute(
-            "UPDATE budget_counters SET used = used + ? WHERE customer = ? AND kind = ?"
-            f" AND target = ? AND entity IN ({marks}) AND period_start <= ? AND period_end > ?",
-            (amount, customer_id, kind.value, target, *path, instant, instant),
-        )
+        try:
+            self._db.execute(
+                "UPDATE budget_counters SET used = used + ? WHERE customer = ? AND kind = ?"
+                f" AND target = ? AND entity IN ({marks}) AND period_start <= ?"
+                " AND period_end > ?",
+                (amount, customer_id, kind.value, target, *path, instant, instant),
+            )
+        except sqlite3.IntegrityError as error:  # a counter would pass 64 bits
+            raise _counter_overflow() from error
 
     # ---------------------------------------------------------------- idempotency
 

@@ -45,6 +45,8 @@ def upgrade() -> None:
         sa.Column("period_start", sa.BigInteger, primary_key=True),
         sa.Column("period_end", sa.BigInteger, primary_key=True),
         sa.Column("used", sa.BigInteger, nullable=False),
+        # SQLite turns an integer that passes 64 bits into a float: refuse the write instead.
+        sa.CheckConstraint("typeof(used) = 'integer'", name="budget_counters_used_is_integer"),
     )
     for table in _ATTRIBUTED:
         op.add_column(table, sa.Column("entity_path", sa.Text))
