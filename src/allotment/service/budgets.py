@@ -22,6 +22,7 @@ from allotment.domain.timefmt import format_instant, whole_second
 from allotment.service.answers import BudgetFigures, PeriodView
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
+from allotment.service.snapshots import CustomerSnapshot
 
 
 def standings_in_job(
@@ -31,22 +32,28 @@ def standings_in_job(
     holds: Iterable[Reservation],
     now: datetime,
     usage_at: datetime | None = None,
+    snapshot: CustomerSnapshot | None = None,
 ) -> list[BudgetFigures]:
     """Where each budget stands at ``now``, read from the store inside a job; ``holds`` are
     the customer's live reservations. Feature budgets are read in their window containing
-    ``usage_at`` when given: a report dated in the past counts, and is decided, there."""
+    ``usage_at`` when given: a report dated in the past counts, and is decided, there.
+    ``snapshot``, when given, supplies windows it has already computed."""
     if not budgets:
         return []
     holds = list(holds)
     figures = []
     for budget in budgets:
         at = usage_at if usage_at is not None and budget.kind is BudgetKind.FEATURE else now
-        window = budget.window(at)
+        view = (
+            PeriodView.of(budget.window(at))
+            if snapshot is None
+            else snapshot.budget_period(budget, at)
+        )
+        window = view.period
         usage = session.budget_usage(customer_id, budget, window.start, window.end)
         # Live holds are held now: they count in the window that contains now only.
-        held = held_for(budget, holds, now) if window.contains(now) else 0
-        standing = Standing(budget, window, usage, held)
-        figures.append(BudgetFigures(standing, PeriodView.of(window)))
+        held = held_for(budget, holds, now) if holds and window.contains(now) else 0
+        figures.append(BudgetFigures(Standing(budget, window, usage, held), view))
     return figures
 
 

@@ -15,7 +15,6 @@ from functools import partial
 from allotment.domain.budgets import Budget, Standing, held_for
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
-from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
@@ -34,8 +33,6 @@ from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import (
     CustomerSnapshot,
-    Derived,
-    WindowKey,
     budget_window_key,
     window_key,
 )
@@ -227,7 +224,7 @@ def _evaluate(
     used = reserved = 0
     budgets: list[BudgetFigures] = []
     if isinstance(spec, MeteredSpec):
-        window, key = current_window(derived, feature_id, offer.anchor, spec, now)
+        window, key = derived.current_window(feature_id, offer.anchor, spec.reset, now)
         on_path: list[Budget] = []
         if entity is not None:
             currency = spec.credit_cost.currency if spec.credit_cost is not None else None
@@ -237,7 +234,7 @@ def _evaluate(
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
             live = session.live_reservations(customer_id, now)
             reserved = reserved_usage(live, feature_id, now)
-            budgets = standings_in_job(session, customer_id, on_path, live, now)
+            budgets = standings_in_job(session, customer_id, on_path, live, now, snapshot=snapshot)
         else:
             cached = snapshot.windows.get(key)
             cached_budgets, missing = _cached_budgets(snapshot, on_path, now)
@@ -291,16 +288,3 @@ def _cached_budgets(
         held = held_for(budget, snapshot.holds.values(), now) if snapshot.holds else 0
         figures.append(BudgetFigures(Standing(budget, view.period, usage, held), view))
     return figures, missing
-
-
-def current_window(
-    derived: Derived, feature_id: str, anchor: datetime, spec: MeteredSpec, now: datetime
-) -> tuple[PeriodView, WindowKey]:
-    """The reset window containing ``now``, reused from the last check while it still does."""
-    cached = derived.windows.get(feature_id)
-    if cached is not None and cached[0].period.contains(now):
-        return cached
-    window = PeriodView.of(period_containing(anchor, spec.reset, now))
-    current = (window, window_key(feature_id, window))
-    derived.windows[feature_id] = current
-    return current

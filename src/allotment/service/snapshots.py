@@ -27,6 +27,7 @@ from allotment.domain.catalog import Catalog, Feature
 from allotment.domain.customers import Customer
 from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings
+from allotment.domain.periods import ResetPeriod, period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 from allotment.domain.resolution import Resolution, resolve
@@ -67,6 +68,18 @@ class Derived:
             resolution = resolve(self.catalog, holdings, feature, now)
             self.resolutions[feature.id] = resolution
         return resolution
+
+    def current_window(
+        self, feature_id: str, anchor: datetime, reset: ResetPeriod, now: datetime
+    ) -> tuple[PeriodView, WindowKey]:
+        """The feature's reset window containing ``now``, reused while it still does."""
+        cached = self.windows.get(feature_id)
+        if cached is not None and cached[0].period.contains(now):
+            return cached
+        window = PeriodView.of(period_containing(anchor, reset, now))
+        current = (window, window_key(feature_id, window))
+        self.windows[feature_id] = current
+        return current
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import msgspec
 
-from allotment.domain.budgets import Budget, EntityPath, entity_path, first_exceeded
+from allotment.domain.budgets import NO_PATH, Budget, EntityPath, entity_path, first_exceeded
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
@@ -27,7 +27,6 @@ from allotment.service.answers import (
     BudgetFigures,
     CheckAnswer,
     CreditFigures,
-    PeriodView,
     answer_document,
     answer_for,
     denied,
@@ -118,21 +117,25 @@ class UsageService:
         assert snapshot is not None
         assert feature is not None
         timestamp = report.timestamp or now
-        path = entity_path(snapshot.entities, entity)
-        resolution = snapshot.resolution(catalog, feature, now)
+        derived = snapshot.derived_for(catalog, now)
+        resolution = derived.resolution(snapshot.holdings, feature, now)
         offer = resolution.offer
         if offer is None:
             assert resolution.denial is not None
             if report.enforce or report.behavior is UsageBehavior.SET:
                 return refuse(resolution.denial)
             # Usage that already happened is the truth even without an entitlement to it.
-            self._append(session, report, report.amount, timestamp, now, path)
+            unentitled_path = entity_path(snapshot.entities, entity)
+            self._append(session, report, report.amount, timestamp, now, unentitled_path)
             return True, denied(
                 customer, feature_id, entity, resolution.denial, kind, report.amount
             )
         spec = offer.spec
         assert isinstance(spec, MeteredSpec)
-        window = period_containing(offer.anchor, spec.reset, timestamp)
+        current, _ = derived.current_window(feature_id, offer.anchor, spec.reset, now)
+        window = current.period
+        if not window.contains(timestamp):
+            window = period_containing(offer.anchor, spec.reset, timestamp)
         used = session.window_usage(customer, feature_id, window.start, window.end)
         delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
         # A credit-priced feature debits delta x price in the same step (only what it consumes:
@@ -142,11 +145,12 @@ class UsageService:
         live = runtime.live_holds(session, customer, now)
         reserved = reserved_usage(live, feature_id, now)
         budgets: list[BudgetFigures] = []
+        path: EntityPath = NO_PATH
         on_path: list[Budget] = []
         if entity is not None:
             currency = price.currency if price is not None else None
-            _, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
-            budgets = standings_in_job(session, customer, on_path, live, now, timestamp)
+            path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
+            budgets = standings_in_job(session, customer, on_path, live, now, timestamp, snapshot)
         # Lowering usage consumes nothing, so no limit or budget can refuse it.
         reason = None
         if delta > 0:
@@ -167,7 +171,7 @@ class UsageService:
             budgets = after_consuming(budgets, delta, 0, timestamp)
         if report.timestamp is not None and budgets:
             # The answer shows the budgets' current windows, as it does the customer's.
-            budgets = standings_in_job(session, customer, on_path, live, now)
+            budgets = standings_in_job(session, customer, on_path, live, now, snapshot=snapshot)
         if pool is not None and price is not None:
             if recorded and cost > 0:
                 context = EntryContext(report.idempotency_key, entity, feature_id, path)
@@ -177,18 +181,18 @@ class UsageService:
                     budgets = after_consuming(budgets, 0, cost, now)
             self._credits.save(session, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
-        current = period_containing(offer.anchor, spec.reset, now)
-        if current == window:
+        if current.period == window:
             used_now = used + delta if recorded else used
         else:
-            used_now = session.window_usage(customer, feature_id, current.start, current.end)
+            period = current.period
+            used_now = session.window_usage(customer, feature_id, period.start, period.end)
         answer = answer_for(
             customer,
             feature_id,
             entity,
             offer,
             kind=feature.kind,
-            window=PeriodView.of(current),
+            window=current,
             used=used_now,
             reserved=reserved,
             requested=report.amount,
