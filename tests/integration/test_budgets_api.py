@@ -1043,3 +1043,36 @@ def test_a_live_hold_stays_with_the_path_it_was_made_under(acme: Api) -> None:
     assert reserve(acme, "ai-requests", 5, "r2", entity="team-a")["access_denied_reason"] == (
         "budget_exceeded"
     )
+
+
+def test_a_budget_counter_never_passes_64_bits(api: Api) -> None:
+    """SQLite would store such a counter as a float; the report is refused and nothing moves."""
+    api.put("/v1/features/req", {"name": "Requests", "kind": "metered"}, 201)
+    api.put("/v1/products/p", {"name": "P"}, 201)
+    plan = {"product": "p", "name": "T", "entitlements": {"req": {"limit": None, "reset": "day"}}}
+    api.put("/v1/plans/t", plan, 201)
+    new_customer(api, "acme", "t")
+    api.put(f"{TREE}/a", {}, 201)
+    put_budget(api, "a", "req", 1, reset="never", enforcement="soft")
+    start = instant(api.now())
+    big = 999_999_999_999
+    for day in range(1, 10):  # each day its own customer window, one budget window for all
+        when = text(start + timedelta(days=day))
+        assert api.usage("acme", "req", big, f"k{day}", entity="a", timestamp=when)["recorded"]
+    status, body = api.status(
+        "POST",
+        "/v1/usage",
+        {
+            "customer": "acme",
+            "feature": "req",
+            "amount": big,
+            "idempotency_key": "k10",
+            "entity": "a",
+            "timestamp": text(start + timedelta(days=10)),
+        },
+    )
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    assert own_budget(api, "a", "req")["usage"] == 9 * big
+    db = sqlite3.connect(api.database)
+    assert db.execute("SELECT typeof(used) FROM budget_counters").fetchall() == [("integer",)]
+    assert db.execute("SELECT COUNT(*) FROM usage_events").fetchone() == (9,)
