@@ -92,14 +92,20 @@ class PeriodView:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BudgetFigures:
-    """A budget's standing, with its window's text for the answer."""
+    """A budget's standing, with its window's text for the answer (rendered once)."""
 
     standing: Standing
     window: PeriodView
+    _view: BudgetView | None = None
 
     def view(self) -> BudgetView:
+        if self._view is None:
+            self._view = self._render()
+        return self._view
+
+    def _render(self) -> BudgetView:
         standing, budget = self.standing, self.standing.budget
         return BudgetView(
             entity=budget.entity,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from allotment.domain.budgets import Budget, Standing, held_for
+from allotment.domain.budgets import Budget, held_for
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
 from allotment.domain.quantities import Micros
@@ -32,6 +32,7 @@ from allotment.service.gate import admission_denial
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import (
+    BudgetSlot,
     CustomerSnapshot,
     budget_window_key,
     window_key,
@@ -225,19 +226,20 @@ def _evaluate(
     budgets: list[BudgetFigures] = []
     if isinstance(spec, MeteredSpec):
         window, key = derived.current_window(feature_id, offer.anchor, spec.reset, now)
-        on_path: list[Budget] = []
+        slots: list[BudgetSlot] = []
         if entity is not None:
             currency = spec.credit_cost.currency if spec.credit_cost is not None else None
-            _, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
+            slots = snapshot.budget_slots(entity, feature_id, currency)
         if session is not None:
             period = window.period
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
             live = session.live_reservations(customer_id, now)
             reserved = reserved_usage(live, feature_id, now)
+            on_path = [slot.budget for slot in slots]
             budgets = standings_in_job(session, customer_id, on_path, live, now, snapshot=snapshot)
         else:
             cached = snapshot.windows.get(key)
-            cached_budgets, missing = _cached_budgets(snapshot, on_path, now)
+            cached_budgets, missing = _cached_budgets(snapshot, slots, now)
             if cached is None or missing:
                 if cached is None:
                     return _MissingWindows(customer_id, feature_id, window, missing)
@@ -275,16 +277,17 @@ def _evaluate(
 
 
 def _cached_budgets(
-    snapshot: CustomerSnapshot, budgets: list[Budget], now: datetime
+    snapshot: CustomerSnapshot, slots: list[BudgetSlot], now: datetime
 ) -> tuple[list[BudgetFigures], list[tuple[Budget, PeriodView]]]:
     """Where each budget stands, from the snapshot, and the windows it does not hold yet."""
     figures, missing = [], []
-    for budget in budgets:
-        view = snapshot.budget_period(budget, now)
-        usage = snapshot.budget_windows.get(budget_window_key(budget, view))
+    holds = snapshot.holds
+    for slot in slots:
+        view, key = slot.window_at(now)
+        usage = snapshot.budget_windows.get(key)
         if usage is None:
-            missing.append((budget, view))
+            missing.append((slot.budget, view))
             continue
-        held = held_for(budget, snapshot.holds.values(), now) if snapshot.holds else 0
-        figures.append(BudgetFigures(Standing(budget, view.period, usage, held), view))
+        held = held_for(slot.budget, holds.values(), now) if holds else 0
+        figures.append(slot.figures(view, key, usage, held))
     return figures, missing

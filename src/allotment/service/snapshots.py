@@ -20,6 +20,7 @@ from allotment.domain.budgets import (
     Budget,
     BudgetKind,
     EntityPath,
+    Standing,
     budgets_on_path,
     entity_path,
 )
@@ -32,7 +33,7 @@ from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 from allotment.domain.resolution import Resolution, resolve
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.answers import PeriodView
+from allotment.service.answers import BudgetFigures, PeriodView
 
 DEFAULT_MAX_CUSTOMERS = 100_000
 
@@ -97,6 +98,42 @@ class PoolFigures:
 
 
 @dataclass(slots=True)
+class BudgetSlot:
+    """A budget as checks read it from one snapshot: its current window and the figures of
+    the last check, reused while neither the window nor the usage has changed."""
+
+    budget: Budget
+    # Each attribute is replaced whole (never changed in part): threads may share a slot.
+    window: tuple[PeriodView, BudgetWindowKey] | None = None
+    last: tuple[Micros, Micros, BudgetWindowKey, BudgetFigures] | None = None
+
+    def window_at(self, now: datetime) -> tuple[PeriodView, BudgetWindowKey]:
+        current = self.window
+        if current is None or not current[0].period.contains(now):
+            view = PeriodView.of(self.budget.window(now))
+            current = (view, budget_window_key(self.budget, view))
+            self.window = current
+        return current
+
+    def figures(
+        self, view: PeriodView, key: BudgetWindowKey, usage: Micros, held: Micros
+    ) -> BudgetFigures:
+        last = self.last
+        if last is not None and last[0] == usage and last[1] == held and last[2] is key:
+            return last[3]
+        figures = BudgetFigures(Standing(self.budget, view.period, usage, held), view)
+        self.last = (usage, held, key, figures)
+        return figures
+
+
+@dataclass(frozen=True, slots=True)
+class _PathBudgets:
+    path: EntityPath
+    budgets: list[Budget]
+    slots: list[BudgetSlot]
+
+
+@dataclass(slots=True)
 class CustomerSnapshot:
     customer: Customer
     holdings: Holdings
@@ -111,20 +148,27 @@ class CustomerSnapshot:
     budgets: dict[str, tuple[Budget, ...]] = field(default_factory=dict)  # by entity
     budget_windows: dict[BudgetWindowKey, Micros] = field(default_factory=dict)
     # Derived from the tree and the budgets, which never change inside one snapshot.
-    _paths: dict[tuple[str, str, str | None], tuple[EntityPath, list[Budget]]] = field(
-        default_factory=dict
-    )
+    _paths: dict[tuple[str, str, str | None], _PathBudgets] = field(default_factory=dict)
     _budget_periods: dict[Budget, PeriodView] = field(default_factory=dict)
 
     def path_and_budgets(
         self, entity: str, feature: str | None, currency: str | None
     ) -> tuple[EntityPath, list[Budget]]:
         """The entity's path and the budgets on it for ``feature`` and ``currency``."""
+        found = self._path_budgets(entity, feature, currency)
+        return found.path, found.budgets
+
+    def budget_slots(self, entity: str, feature: str, currency: str | None) -> list[BudgetSlot]:
+        """The budgets on the entity's path, each with what checks derived from it last."""
+        return self._path_budgets(entity, feature, currency).slots
+
+    def _path_budgets(self, entity: str, feature: str | None, currency: str | None) -> _PathBudgets:
         key = (entity, feature or "", currency)
         found = self._paths.get(key)
         if found is None:
             path = entity_path(self.entities, entity)
-            found = path, budgets_on_path(self.budgets, path, feature, currency)
+            budgets = budgets_on_path(self.budgets, path, feature, currency)
+            found = _PathBudgets(path, budgets, [BudgetSlot(budget) for budget in budgets])
             self._paths[key] = found
         return found
 
