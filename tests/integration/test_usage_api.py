@@ -144,7 +144,9 @@ def test_counters_equal_the_sum_of_events_and_survive_a_restart(acme: Api) -> No
         counters = db.execute(
             "SELECT customer, feature, period_start, period_end, used FROM usage_counters"
         ).fetchall()
-        assert len(counters) == 2
+        # Opening the second day's window dropped the first's counter: an ended window is
+        # projected again from the events when it is read (as after the restart below).
+        assert len(counters) == 1
         for customer, feature, start, end, used in counters:
             (rebuilt,) = db.execute(
                 "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ? AND"

@@ -41,16 +41,21 @@ def standings_in_job(
     if not budgets:
         return []
     holds = list(holds)
-    figures = []
+    views = []
     for budget in budgets:
         at = usage_at if usage_at is not None and budget.kind is BudgetKind.FEATURE else now
-        view = (
+        views.append(
             PeriodView.of(budget.window(at))
             if snapshot is None
             else snapshot.budget_period(budget, at)
         )
+    usages = session.budget_usages(
+        customer_id,
+        [(b, v.period.start, v.period.end) for b, v in zip(budgets, views, strict=True)],
+    )
+    figures = []
+    for budget, view, usage in zip(budgets, views, usages, strict=True):
         window = view.period
-        usage = session.budget_usage(customer_id, budget, window.start, window.end)
         # Live holds are held now: they count in the window that contains now only.
         held = held_for(budget, holds, now) if holds and window.contains(now) else 0
         figures.append(BudgetFigures(Standing(budget, window, usage, held), view))

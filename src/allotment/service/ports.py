@@ -150,6 +150,11 @@ class Session(Protocol):
     def budget_usage(
         self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
     ) -> Micros: ...
+    def budget_usages(
+        self, customer_id: str, windows: Sequence[tuple[Budget, datetime, datetime | None]]
+    ) -> list[Micros]:
+        """``budget_usage`` of each (budget, start, end), in order, read together."""
+        ...
 
     # Reservations.
     def save_reservation(self, reservation: Reservation) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -312,6 +312,13 @@ class SqliteSession:
             ).fetchone()
         except sqlite3.OperationalError as error:  # SUM past 64 bits
             raise _counter_overflow() from error
+        # Windows that ended before this one starts are no longer read but by a backdated
+        # report, which projects them again: drop them, so the range update of append_usage
+        # stays a few rows long.
+        self._db.execute(
+            "DELETE FROM usage_counters WHERE customer = ? AND feature = ? AND period_end <= ?",
+            (customer_id, feature_id, key[2]),
+        )
         self._db.execute(
             "INSERT INTO usage_counters (customer, feature, period_start, period_end, used)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -647,6 +654,37 @@ class SqliteSession:
         ).rowcount
         return bool(deleted)
 
+    def budget_usages(
+        self, customer_id: str, windows: Sequence[tuple[Budget, datetime, datetime | None]]
+    ) -> list[Micros]:
+        if len(windows) == 1:
+            ((budget, start, end),) = windows
+            return [self.budget_usage(customer_id, budget, start, end)]
+        keys = [
+            (b.kind.value, b.target, b.entity, to_epoch_micros(start), _window_end(end))
+            for b, start, end in windows
+        ]
+        kinds, targets, entities = ({key[i] for key in keys} for i in range(3))
+
+        def marks(values: set[Any]) -> str:
+            return ", ".join("?" * len(values))
+
+        # One look-up along the primary key (customer, kind, target, entity, period_start).
+        stored = {
+            tuple(row[:5]): int(row[5])
+            for row in self._db.execute(
+                "SELECT kind, target, entity, period_start, period_end, used FROM budget_counters"
+                f" WHERE customer = ? AND kind IN ({marks(kinds)})"
+                f" AND target IN ({marks(targets)}) AND entity IN ({marks(entities)})"
+                " AND period_start >= ?",
+                (customer_id, *kinds, *targets, *entities, min(key[3] for key in keys)),
+            )
+        }
+        return [
+            stored[key] if key in stored else self.budget_usage(customer_id, b, start, end)
+            for key, (b, start, end) in zip(keys, windows, strict=True)
+        ]
+
     def budget_usage(
         self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
     ) -> Micros:
@@ -678,6 +716,13 @@ class SqliteSession:
                 ).fetchone()
         except sqlite3.OperationalError as error:  # SUM past 64 bits
             raise _counter_overflow() from error
+        # As for usage_counters: windows that ended before this one are projected again if
+        # ever read.
+        self._db.execute(
+            "DELETE FROM budget_counters WHERE customer = ? AND kind = ? AND target = ?"
+            " AND entity = ? AND period_end <= ?",
+            (customer_id, kind, target, entity, window[0]),
+        )
         self._db.execute(
             "INSERT INTO budget_counters (customer, kind, target, entity, period_start,"
             " period_end, used) VALUES (?, ?, ?, ?, ?, ?, ?)",
