@@ -1,0 +1,682 @@
+"""What budgets cost on the request path: checks and enforced usage with and without an entity.
+
+The script starts Allotment (``allotment serve``) on a fresh SQLite file in a temporary
+directory and seeds, through the HTTP API, one metered feature on a plan with a hard limit far
+larger than any run can use. Every customer gets the same entity tree, four levels deep
+(``dept`` > ``team`` > ``squad`` > ``agent``), with a hard budget on the feature at ``dept``,
+``team`` and ``squad``, also far larger than any run can use. It then measures, with wrk and in
+the same run, two operations in two variants each:
+
+- ``POST /v1/check`` with ``requested`` 1, rotating over every seeded customer (so the check is
+  answered from memory, as in ``check_throughput.py``): without an entity, and for ``agent``,
+  whose check also reads the three budgets on its path;
+- ``POST /v1/usage`` with ``enforce: true``, amount 1 and a new idempotency key per request
+  (built in the wrk script as in ``debit_throughput.py``) on one hot customer: without an
+  entity, and for ``agent``, whose usage is decided against, and counted for, the three budgets.
+
+The variants of an operation are measured one after the other, never at once, and alternate
+round by round (the order is reversed every other round) so that a burst of noise on this
+two-core machine tends to hit both. The target is that the entity variant keeps at least 0.80
+of the no-entity variant's requests per second ("within 20 %").
+
+After every measured run the answers are checked: wrk must see no non-2xx response and no
+socket error; the decisions the server counted (``/metrics``) must all be grants (checks) or
+recordings (usage), as many as wrk counted plus at most the requests in flight when it stopped;
+for usage, the events the run added to ``usage_events`` (read with ``sqlite3`` on the database
+file) must match wrk's 2xx count the same way. At the end each budget's counter must equal the
+usage recorded for the agent.
+
+    uv run python bench/budget_throughput.py [--duration 10] [--connections 32] [--rounds 1]
+
+The servers, ``Server`` handling, wrk measurement and reporting helpers are shared with
+``bench/check_throughput.py``. The server is stopped at the end whatever happens, every step
+has a time limit, and everything listens on 127.0.0.1 only. This is a measurement, never a
+test: nothing in the test suite times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from check_throughput import (
+    CHECK_PATH,
+    HOST,
+    REQUEST_TIMEOUT,
+    BenchError,
+    Row,
+    Server,
+    WrkResult,
+    add_load_options,
+    allotment_command,
+    free_port,
+    lua_string,
+    machine_description,
+    measure_wrk,
+    pinned,
+    running,
+    start_server,
+    summarize,
+    table,
+    wait_ready,
+)
+from check_throughput import (
+    write_wrk_script as write_check_script,
+)
+
+ADMIN_KEY = "bench-admin-key-" + os.urandom(8).hex()
+USAGE_PATH = "/v1/usage"
+FEATURE = "ai-requests"
+LIMIT = 10**9  # units per month, for the plan and every budget: no run comes near it
+AMOUNT = 1  # units per usage report
+USAGE_CUSTOMER = "bench-usage"
+# The tree under every customer, root first; the load names the last one.
+TREE = ("dept", "team", "squad", "agent")
+AGENT = TREE[-1]
+BUDGETED = ("dept", "team", "squad")  # hard budgets on FEATURE
+SETTLE_TIMEOUT = 10.0  # for the requests still in flight when wrk stops to be committed
+TARGET_RATIO = 0.80  # the entity variant within 20 % of the no-entity variant
+
+OPERATIONS = ("check", "usage")
+VARIANTS = ("none", "entity")
+OPERATION_LABELS = {"check": "POST /v1/check", "usage": "POST /v1/usage (enforce)"}
+VARIANT_LABELS = {"none": "no entity", "entity": f"agent {len(TREE)} deep"}
+# summarize() labels each row; the table below splits the label into two columns.
+LABELS = {
+    f"{op}/{variant}": f"{OPERATION_LABELS[op]} | {VARIANT_LABELS[variant]}"
+    for op in OPERATIONS
+    for variant in VARIANTS
+}
+
+
+Counters = tuple[int, list[tuple[str, int]]]
+"""The agent's recorded usage reports, and each budget's counter in reports."""
+
+
+class _Deadline(BaseException):
+    """The whole run took longer than its budget (raised from SIGALRM)."""
+
+
+# --- Seeding and verification ----------------------------------------------------------------
+
+
+def customer_id(index: int) -> str:
+    return f"bench-{index:04d}"
+
+
+def call(client: httpx.Client, method: str, path: str, body: Any, expect: int) -> Any:
+    response = client.request(method, path, json=body)
+    if response.status_code != expect:
+        raise BenchError(f"{method} {path}: {response.status_code} {response.text}")
+    return response.json() if response.content else None
+
+
+def seed_customer(client: httpx.Client, customer: str) -> None:
+    """The customer on the plan, its tree and a hard budget at each budgeted level."""
+    path = f"/v1/customers/{customer}"
+    call(client, "PUT", path, {"name": f"Bench customer {customer}"}, 201)
+    call(client, "POST", f"{path}/subscriptions", {"plan": "bench"}, 201)
+    parent = None
+    for entity in TREE:
+        call(client, "PUT", f"{path}/entities/{entity}", {"parent": parent}, 201)
+        parent = entity
+    budget = {"limit": LIMIT, "reset": "month", "enforcement": "hard"}
+    for entity in BUDGETED:
+        call(client, "PUT", f"{path}/entities/{entity}/budgets/{FEATURE}", budget, 201)
+
+
+def seed(client: httpx.Client, customers: int) -> None:
+    call(client, "PUT", f"/v1/features/{FEATURE}", {"name": "AI requests", "kind": "metered"}, 201)
+    call(client, "PUT", "/v1/products/bench", {"name": "Bench"}, 201)
+    plan = {
+        "product": "bench",
+        "name": "Bench",
+        "entitlements": {FEATURE: {"limit": LIMIT, "reset": "month", "enforcement": "hard"}},
+    }
+    call(client, "PUT", "/v1/plans/bench", plan, 201)
+    for index in range(customers):
+        seed_customer(client, customer_id(index))
+    seed_customer(client, USAGE_CUSTOMER)
+
+
+def check_body(customer: str, variant: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"customer": customer, "feature": FEATURE, "requested": AMOUNT}
+    if variant == "entity":
+        body["entity"] = AGENT
+    return body
+
+
+def check_bodies(customers: int, variant: str) -> list[str]:
+    return [
+        json.dumps(check_body(customer_id(index), variant), separators=(",", ":"))
+        for index in range(customers)
+    ]
+
+
+def expect_budgets(where: str, answer: dict[str, Any], variant: str, usage: int | None) -> None:
+    """The answer lists the budgets on the agent's path, nearest first (none without entity)."""
+    if variant == "none":
+        if answer.get("budgets") != [] or answer.get("entity") is not None:
+            raise BenchError(f"{where}: expected no entity and no budgets: {answer}")
+        return
+    expected = list(reversed(BUDGETED))
+    budgets: list[dict[str, Any]] = answer.get("budgets") or []
+    if answer.get("entity") != AGENT or [b.get("entity") for b in budgets] != expected:
+        raise BenchError(f"{where}: expected the budgets of {expected}: {answer}")
+    for budget in budgets:
+        if budget["limit"] != LIMIT or budget["enforcement"] != "hard":
+            raise BenchError(f"{where}: unexpected budget {budget}")
+        if usage is not None and budget["usage"] != usage:
+            raise BenchError(f"{where}: budget usage {budget['usage']}, expected {usage}")
+
+
+def verify_checks(client: httpx.Client, customers: int) -> int:
+    """Sample checks of both variants answer what the seeded data says."""
+    made = 0
+    for index in sorted({0, customers // 2, customers - 1}):
+        for variant in VARIANTS:
+            where = f"check {customer_id(index)} {variant}"
+            answer = call(client, "POST", CHECK_PATH, check_body(customer_id(index), variant), 200)
+            made += 1
+            if not answer["has_access"] or answer["usage_limit"] != LIMIT:
+                raise BenchError(f"{where}: expected a grant under limit {LIMIT}: {answer}")
+            expect_budgets(where, answer, variant, 0)
+    body = {**check_body(customer_id(0), "entity"), "entity": "nobody"}
+    missing = call(client, "POST", CHECK_PATH, body, 200)
+    if missing["has_access"] or missing["access_denied_reason"] != "entity_not_found":
+        raise BenchError(f"an unknown entity answered {missing}")
+    return made + 1
+
+
+def usage_body(variant: str, key: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer": USAGE_CUSTOMER,
+        "feature": FEATURE,
+        "amount": AMOUNT,
+        "idempotency_key": key,
+        "enforce": True,
+    }
+    if variant == "entity":
+        body["entity"] = AGENT
+    return body
+
+
+def verify_usage(client: httpx.Client) -> None:
+    """A report of each variant by hand, and a replay: recorded, counted for the budgets."""
+    for variant in VARIANTS:
+        body = usage_body(variant, f"bench-sample-{variant}")
+        first = call(client, "POST", USAGE_PATH, body, 200)
+        if first.get("recorded") is not True or first.get("replayed") is not False:
+            raise BenchError(f"usage {variant}: the first report answered {first}")
+        expect_budgets(f"usage {variant}", first, variant, AMOUNT)
+        again = call(client, "POST", USAGE_PATH, body, 200)
+        if again.get("replayed") is not True:
+            raise BenchError(f"usage {variant}: the replay answered {again}")
+
+
+def warm(client: httpx.Client, bodies: Sequence[str]) -> None:
+    """Send every check body once: snapshots, resolutions and budget windows are then cached."""
+    for body in bodies:
+        response = client.post(
+            CHECK_PATH, content=body, headers={"content-type": "application/json"}
+        )
+        if response.status_code != 200 or not response.json()["has_access"]:
+            raise BenchError(f"warm-up check {body}: {response.status_code} {response.text}")
+
+
+_DECISION = re.compile(r"^allotment_decisions_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
+
+
+def decisions(client: httpx.Client, route: str) -> dict[str, float]:
+    """Decisions of ``route`` made so far, by outcome, from the server's /metrics."""
+    counts: dict[str, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        match = _DECISION.match(line)
+        if match is None:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("route") == route:
+            counts[labels["outcome"]] = counts.get(labels["outcome"], 0) + float(match["value"])
+    return counts
+
+
+def usage_events(database: Path, variant: str) -> tuple[int, int, int]:
+    """The hot customer's events of the variant: their number, smallest and largest amount."""
+    entity = "entity IS NULL" if variant == "none" else "entity = ?"
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10.0)) as connection:
+        count, low, high = connection.execute(
+            "SELECT COUNT(*), COALESCE(MIN(amount), 0), COALESCE(MAX(amount), 0)"
+            f" FROM usage_events WHERE customer = ? AND feature = ? AND {entity}",
+            (USAGE_CUSTOMER, FEATURE) + (() if variant == "none" else (AGENT,)),
+        ).fetchone()
+    return int(count), int(low), int(high)
+
+
+def settled_events(database: Path, variant: str) -> int:
+    """The event count once the requests in flight when wrk stopped are done: two readings."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    last = usage_events(database, variant)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = usage_events(database, variant)
+        if now == last:
+            count, low, high = now
+            if count and low != high:
+                raise BenchError(f"usage events of {variant} have amounts {low} to {high}")
+            return count
+        last = now
+    raise BenchError(f"usage_events was still growing {SETTLE_TIMEOUT:g}s after wrk stopped")
+
+
+def check_budget_counters(database: Path) -> tuple[int, list[tuple[str, int]]]:
+    """Each budget of the hot customer has counted exactly the usage recorded for the agent.
+
+    Returns the agent's reports and each budget's counter, in reports of ``AMOUNT``.
+    """
+    uri = f"file:{database}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10.0)) as connection:
+        reports, recorded, per_report = connection.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount), 0), COALESCE(MAX(amount), 1) FROM usage_events"
+            " WHERE customer = ? AND feature = ? AND entity = ?",
+            (USAGE_CUSTOMER, FEATURE, AGENT),
+        ).fetchone()
+        counters = dict(
+            connection.execute(
+                "SELECT entity, SUM(used) FROM budget_counters"
+                " WHERE customer = ? AND kind = 'feature' AND target = ? GROUP BY entity",
+                (USAGE_CUSTOMER, FEATURE),
+            ).fetchall()
+        )
+    found = [(entity, int(counters.get(entity, -1))) for entity in BUDGETED]
+    wrong = [(entity, used) for entity, used in found if used != recorded]
+    if wrong:
+        raise BenchError(f"budget counters {wrong}, expected {recorded} for each of {BUDGETED}")
+    return int(reports), [(entity, used // per_report) for entity, used in found]
+
+
+# --- wrk -------------------------------------------------------------------------------------
+
+
+def write_usage_script(path: Path, variant: str, key: str) -> None:
+    """A script reporting usage with a new idempotency key per request.
+
+    The key is ``<prefix>-<thread>-<counter>``: the prefix is random and passed per wrk run
+    (``wrk ... -- PREFIX``), the thread's number is set in ``setup`` and the counter counts the
+    thread's requests.
+    """
+    head = json.dumps(usage_body(variant, "KEY"), separators=(",", ":"))
+    before, after = head.split('"KEY"')
+    lines = [
+        "-- Generated by bench/budget_throughput.py: POST /v1/usage, a new idempotency key each.",
+        "local headers = {",
+        f'  ["Authorization"] = {lua_string("Bearer " + key)},',
+        '  ["Content-Type"] = "application/json",',
+        "}",
+        "local threads = 0",
+        "thread_number = 0",
+        'local prefix = "bench"',
+        "local counter = 0",
+        f"local before = {lua_string(before)}",
+        f"local after = {lua_string(after)}",
+        "setup = function(thread)",
+        "  threads = threads + 1",
+        '  thread:set("thread_number", threads)',
+        "end",
+        "init = function(args)",
+        "  if args[1] then prefix = args[1] end",
+        "end",
+        "request = function()",
+        "  counter = counter + 1",
+        "  local body = before .. string.format('\"%s-%d-%d\"', prefix, thread_number, counter)",
+        "    .. after",
+        f'  return wrk.format("POST", {lua_string(USAGE_PATH)}, headers, body)',
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_wrk(
+    args: argparse.Namespace,
+    target: str,
+    server: Server,
+    script: Path,
+    path: str,
+    duration: float,
+    cpu: int | None,
+) -> WrkResult:
+    command = [
+        args.wrk,
+        "-t1",
+        f"-c{args.connections}",
+        f"-d{duration:g}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(script),
+        server.url + path,
+        "--",
+        "k" + os.urandom(6).hex(),  # the usage script's key prefix; the check script ignores it
+    ]
+    return measure_wrk(target, server, pinned(command, cpu), duration)
+
+
+# --- Measuring -------------------------------------------------------------------------------
+
+
+@dataclass
+class Verified:
+    """What one measured run did, against what wrk saw."""
+
+    target: str
+    round_number: int
+    wrk_2xx: int
+    decisions: float  # granted checks or recorded usage, from /metrics
+    events_added: int | None  # usage only
+
+
+def measure(
+    args: argparse.Namespace,
+    operation: str,
+    variant: str,
+    server: Server,
+    script: Path,
+    database: Path,
+    wrk_cpu: int | None,
+    round_number: int,
+) -> tuple[WrkResult, Verified]:
+    """One warm-up and one measured wrk run, then the decisions (and events) are checked."""
+    name = f"{operation}/{variant}"
+    path = CHECK_PATH if operation == "check" else USAGE_PATH
+    route, good = ("check", "granted") if operation == "check" else ("usage", "recorded")
+    if args.warmup > 0:
+        warm_run = run_wrk(args, name, server, script, path, args.warmup, wrk_cpu)
+        if warm_run.non_2xx or warm_run.socket_errors:
+            raise BenchError(f"{name} warm-up: {warm_run.non_2xx} non-2xx:\n{warm_run.output}")
+    with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as plain:
+        events_before = settled_events(database, variant) if operation == "usage" else 0
+        before = decisions(plain, route)
+        result = run_wrk(args, name, server, script, path, args.duration, wrk_cpu)
+        events_after = settled_events(database, variant) if operation == "usage" else 0
+        after = decisions(plain, route)
+    if args.show_wrk:
+        print(result.output, file=sys.stderr)
+    if result.non_2xx or result.socket_errors:
+        raise BenchError(
+            f"{name}: {result.non_2xx} non-2xx responses, "
+            f"{result.socket_errors} socket errors:\n{result.output}"
+        )
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    made = sum(delta.values())
+    verified = Verified(
+        name,
+        round_number,
+        result.requests - result.non_2xx,
+        delta.get(good, 0),
+        events_after - events_before if operation == "usage" else None,
+    )
+    problems = []
+    # wrk does not count the responses still in flight when it stops: at most one per connection.
+    window = (verified.wrk_2xx, verified.wrk_2xx + args.connections)
+    if any(count for outcome, count in delta.items() if outcome != good):
+        problems.append(f"decisions other than {good}: {delta}")
+    if not window[0] <= made <= window[1]:
+        problems.append(f"the server counted {made:.0f} decisions, wrk {verified.wrk_2xx} 2xx")
+    added = verified.events_added
+    if added is not None and not window[0] <= added <= window[1]:
+        problems.append(f"usage_events gained {added} rows, wrk counted {verified.wrk_2xx} 2xx")
+    if problems:
+        raise BenchError(f"{name}: {'; '.join(problems)}")
+    return result, verified
+
+
+def run(
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[WrkResult]], list[Verified], Counters]:
+    server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="allotment-budget-bench-") as tmp, running(servers):
+        workdir = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
+        env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
+
+        port = free_port()
+        database = workdir / "bench.db"
+        serve = [*allotment_command(), "serve", "--db", str(database)]
+        serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+        allotment = start_server(
+            "allotment", pinned(serve, server_cpu), port, workdir / "allotment.log", env
+        )
+        servers.append(allotment)
+        wait_ready(allotment, "GET", "/livez")
+
+        bodies = {variant: check_bodies(args.customers, variant) for variant in VARIANTS}
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
+            started = time.monotonic()
+            seed(api, args.customers)
+            elapsed = time.monotonic() - started
+            print(
+                f"seeded {args.customers + 1} customers, each with {len(TREE)} entities and "
+                f"{len(BUDGETED)} budgets, in {elapsed:.1f}s",
+                file=sys.stderr,
+            )
+            verified = verify_checks(api, args.customers)
+            verify_usage(api)
+            print(f"verified {verified} sample checks and 4 usage reports", file=sys.stderr)
+            for variant in VARIANTS:
+                warm(api, bodies[variant])
+
+        scripts: dict[str, Path] = {}
+        for variant in VARIANTS:
+            scripts[f"check/{variant}"] = workdir / f"check-{variant}.lua"
+            write_check_script(scripts[f"check/{variant}"], bodies[variant], ADMIN_KEY)
+            scripts[f"usage/{variant}"] = workdir / f"usage-{variant}.lua"
+            write_usage_script(scripts[f"usage/{variant}"], variant, ADMIN_KEY)
+
+        results: dict[str, list[WrkResult]] = {name: [] for name in LABELS}
+        checks: list[Verified] = []
+        for round_number in range(1, args.rounds + 1):
+            # Every other round the entity variant goes first, so drift hits both alike.
+            order = VARIANTS if round_number % 2 else tuple(reversed(VARIANTS))
+            for operation in OPERATIONS:
+                for variant in order:
+                    name = f"{operation}/{variant}"
+                    result, check = measure(
+                        args,
+                        operation,
+                        variant,
+                        allotment,
+                        scripts[name],
+                        database,
+                        wrk_cpu,
+                        round_number,
+                    )
+                    if allotment.process.poll() is not None:
+                        raise BenchError(f"allotment died:\n{allotment.log_tail()}")
+                    results[name].append(result)
+                    checks.append(check)
+                    print(
+                        f"round {round_number} {name}: {result.requests_per_second:,.0f} req/s, "
+                        f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                        f"server {result.server_cpu_us_per_request:.1f} us CPU/request "
+                        f"({result.server_busy:.0%} busy), wrk {result.wrk_busy:.0%} busy; "
+                        f"{check.wrk_2xx} 2xx, {check.decisions:.0f} decisions"
+                        + (
+                            f", usage_events +{check.events_added}"
+                            if check.events_added is not None
+                            else ""
+                        ),
+                        file=sys.stderr,
+                    )
+        counters = check_budget_counters(database)
+    return results, checks, counters
+
+
+# --- Reporting -------------------------------------------------------------------------------
+
+
+def ratio_table(rows: Sequence[Row], ratios: dict[str, float]) -> str:
+    """``table`` with its label split into operation and variant, and the ratio column."""
+    lines = table(rows).splitlines()
+    header = lines[0].replace("| target |", "| operation | variant |", 1)
+    header += f" entity/no entity, requests/s (target >= {TARGET_RATIO:.2f}) |"
+    out = [header, "|---" + lines[1] + "---:|"]
+    for row, line in zip(rows, lines[2:], strict=True):
+        operation = row.target.split(" | ", 1)[0]
+        if row.target.endswith(VARIANT_LABELS["entity"]):
+            ratio = ratios[operation]
+            verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+            line += f" {ratio:.2f} ({verdict}) |"
+        else:
+            line += " |"
+        out.append(line)
+    return "\n".join(out)
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, list[WrkResult]],
+    checks: Sequence[Verified],
+    counters: Counters,
+) -> None:
+    print()
+    print(f"machine: {machine_description()}")
+    print(
+        f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {args.rounds} "
+        "round(s), the two variants of each operation alternating"
+        + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
+    )
+    print(
+        f"check: {args.customers} customers round-robin, requested {AMOUNT}; usage: one customer, "
+        f"amount {AMOUNT}, enforce, a new idempotency key each; entity variant: "
+        f"{' > '.join(TREE)} with hard budgets on {FEATURE} at {', '.join(BUDGETED)}"
+    )
+    print()
+    per_round = {
+        op: [
+            e.requests_per_second / n.requests_per_second
+            for n, e in zip(results[f"{op}/none"], results[f"{op}/entity"], strict=True)
+        ]
+        for op in OPERATIONS
+    }
+    hows = ("median", "best") if args.rounds > 1 else ("median",)
+    for how in hows:
+        rows = [summarize(name, results[name], how, LABELS) for name in LABELS]
+        ratios = {
+            OPERATION_LABELS[op]: rows[2 * i + 1].requests_per_second
+            / rows[2 * i].requests_per_second
+            for i, op in enumerate(OPERATIONS)
+        }
+        if args.rounds > 1:
+            print(f"{how} of {args.rounds} rounds:\n")
+        print(ratio_table(rows, ratios))
+        print()
+    for op in OPERATIONS:
+        listed = ", ".join(f"{r:.2f}" for r in per_round[op])
+        median = statistics.median(per_round[op])
+        cpu = {
+            v: statistics.median(r.server_cpu_us_per_request for r in results[f"{op}/{v}"])
+            for v in VARIANTS
+        }
+        print(
+            f"{OPERATION_LABELS[op]}: entity/no entity requests/s of each round {listed} "
+            f"(median {median:.2f}, {'meets' if median >= TARGET_RATIO else 'misses'} the "
+            f"{TARGET_RATIO:.2f} target); server CPU per request {cpu['entity']:.1f} us against "
+            f"{cpu['none']:.1f} us (+{cpu['entity'] - cpu['none']:.1f} us, a ratio of "
+            f"{cpu['none'] / cpu['entity'] if cpu['entity'] else 0:.2f})"
+        )
+    print()
+    print(
+        "checked after each measured run: every response 2xx, every decision a grant (check) or "
+        "a recording (usage); usage_events gained wrk's 2xx count plus the requests in flight:"
+    )
+    print()
+    print("| round | run | wrk 2xx | decisions counted | usage_events added |")
+    print("|---:|---|---:|---:|---:|")
+    for check in checks:
+        added = "" if check.events_added is None else f"{check.events_added:,}"
+        print(
+            f"| {check.round_number} | {check.target} | {check.wrk_2xx:,} "
+            f"| {check.decisions:,.0f} | {added} |"
+        )
+    reports, budgets = counters
+    listed = ", ".join(f"{entity} {used:,}" for entity, used in budgets)
+    print(
+        f"\nat the end, {USAGE_CUSTOMER}'s agent had {reports:,} usage reports recorded and each "
+        f"budget on its path had counted them all (in reports of {AMOUNT}): {listed}"
+    )
+    for name in LABELS:
+        row = summarize(name, results[name], "median", LABELS)
+        if row.wrk_busy > 0.9:
+            print(f"note: wrk used {row.wrk_busy:.0%} of a CPU for {row.target}")
+        if row.server_busy < 0.9:
+            print(f"note: the server used only {row.server_busy:.0%} of a CPU for {row.target}")
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Requests per second of check and enforced usage, with and without an "
+        "entity four levels deep under hard budgets."
+    )
+    add_load_options(parser, connections=32)
+    parser.add_argument("--customers", type=int, default=200, help="customers the checks rotate")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or args.connections < 1 or args.customers < 1 or args.rounds < 1:
+        parser.error("--duration, --connections, --customers and --rounds must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    if not Path(args.wrk).exists():
+        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        parser.error("--pin needs taskset and at least two CPUs")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A budget for the whole run: seeding, start-up, every wrk run and the stop.
+    budget = 240 + args.customers * 0.5
+    budget += args.rounds * len(LABELS) * (args.duration + args.warmup + 45)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(int(budget))
+    try:
+        results, checks, counters = run(args)
+    except (BenchError, _Deadline, httpx.HTTPError, sqlite3.Error) as error:
+        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.alarm(0)
+    report(args, results, checks, counters)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
