@@ -19,46 +19,38 @@ from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros, to_json_number
 from allotment.domain.reservations import Reservation
 from allotment.domain.timefmt import format_instant, whole_second
-from allotment.service.answers import BudgetFigures, PeriodView
+from allotment.service.answers import BudgetFigures
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import CustomerSnapshot
+from allotment.service.snapshots import BudgetSlot
 
 
 def standings_in_job(
     session: Session,
     customer_id: str,
-    budgets: Sequence[Budget],
+    slots: Sequence[BudgetSlot],
     holds: Iterable[Reservation],
     now: datetime,
     usage_at: datetime | None = None,
-    snapshot: CustomerSnapshot | None = None,
 ) -> list[BudgetFigures]:
     """Where each budget stands at ``now``, read from the store inside a job; ``holds`` are
     the customer's live reservations. Feature budgets are read in their window containing
-    ``usage_at`` when given: a report dated in the past counts, and is decided, there.
-    ``snapshot``, when given, supplies windows it has already computed."""
-    if not budgets:
+    ``usage_at`` when given: a report dated in the past counts, and is decided, there."""
+    if not slots:
         return []
     holds = list(holds)
     views = []
-    for budget in budgets:
-        at = usage_at if usage_at is not None and budget.kind is BudgetKind.FEATURE else now
-        views.append(
-            PeriodView.of(budget.window(at))
-            if snapshot is None
-            else snapshot.budget_period(budget, at)
-        )
-    usages = session.budget_usages(
-        customer_id,
-        [(b, v.period.start, v.period.end) for b, v in zip(budgets, views, strict=True)],
-    )
+    for slot in slots:
+        at = usage_at if usage_at is not None and slot.budget.kind is BudgetKind.FEATURE else now
+        views.append(slot.window_at(at)[0])
+    windows = [(s.budget, v.start_micros, v.end_micros) for s, v in zip(slots, views, strict=True)]
+    usages = session.budget_usages(customer_id, windows)
     figures = []
-    for budget, view, usage in zip(budgets, views, usages, strict=True):
+    for slot, view, usage in zip(slots, views, usages, strict=True):
         window = view.period
         # Live holds are held now: they count in the window that contains now only.
-        held = held_for(budget, holds, now) if holds and window.contains(now) else 0
-        figures.append(BudgetFigures(Standing(budget, window, usage, held), view))
+        held = held_for(slot.budget, holds, now) if holds and window.contains(now) else 0
+        figures.append(BudgetFigures(Standing(slot.budget, window, usage, held), view))
     return figures
 
 
@@ -112,7 +104,7 @@ class BudgetService:
             session.save_budget(customer_id, budget)
             runtime.customer_changed(session, customer_id)
             holds = runtime.live_holds(session, customer_id, now)
-            (figures,) = standings_in_job(session, customer_id, [budget], holds, now)
+            (figures,) = standings_in_job(session, customer_id, [BudgetSlot(budget)], holds, now)
             return budget_document(figures), existing is None
 
         return await runtime.store.run(job)
@@ -127,7 +119,7 @@ class BudgetService:
                 raise NotFound(f"entity {entity_id!r} has no budget on {target!r}.")
             now = runtime.clock.now()
             holds = runtime.live_holds(session, customer_id, now)
-            (figures,) = standings_in_job(session, customer_id, [budget], holds, now)
+            (figures,) = standings_in_job(session, customer_id, [BudgetSlot(budget)], holds, now)
             session.delete_budget(customer_id, entity_id, target)
             runtime.customer_changed(session, customer_id)
             return {**budget_document(figures), "deleted": True}

@@ -207,7 +207,7 @@ class CreditService:
         if request.entity is not None and snapshot is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, None, currency)
             if request.enforce and on_path:
-                budgets = standings_in_job(session, customer, on_path, live, now, snapshot=snapshot)
+                budgets = standings_in_job(session, customer, on_path, live, now)
                 standings = (figures.standing for figures in budgets)
                 if first_exceeded(standings, None, request.amount) is not None:
                     return DenialReason.BUDGET_EXCEEDED

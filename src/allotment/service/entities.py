@@ -13,6 +13,7 @@ from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import budget_document, standings_in_job
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
+from allotment.service.snapshots import BudgetSlot
 
 
 class EntityService:
@@ -93,7 +94,7 @@ def _budgets(
     own = [b for b in session.load_budgets(customer_id) if b.entity == entity_id]
     now = runtime.clock.now()
     holds = runtime.live_holds(session, customer_id, now)
-    return standings_in_job(session, customer_id, own, holds, now)
+    return standings_in_job(session, customer_id, [BudgetSlot(b) for b in own], holds, now)
 
 
 def entity_document(

@@ -229,14 +229,13 @@ def _evaluate(
         slots: list[BudgetSlot] = []
         if entity is not None:
             currency = spec.credit_cost.currency if spec.credit_cost is not None else None
-            slots = snapshot.budget_slots(entity, feature_id, currency)
+            _, slots = snapshot.path_and_budgets(entity, feature_id, currency)
         if session is not None:
             period = window.period
             used = session.window_usage(customer_id, feature_id, period.start, period.end)
             live = session.live_reservations(customer_id, now)
             reserved = reserved_usage(live, feature_id, now)
-            on_path = [slot.budget for slot in slots]
-            budgets = standings_in_job(session, customer_id, on_path, live, now, snapshot=snapshot)
+            budgets = standings_in_job(session, customer_id, slots, live, now)
         else:
             cached = snapshot.windows.get(key)
             cached_budgets, missing = _cached_budgets(snapshot, slots, now)

@@ -151,9 +151,10 @@ class Session(Protocol):
         self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
     ) -> Micros: ...
     def budget_usages(
-        self, customer_id: str, windows: Sequence[tuple[Budget, datetime, datetime | None]]
+        self, customer_id: str, windows: Sequence[tuple[Budget, int, int | None]]
     ) -> list[Micros]:
-        """``budget_usage`` of each (budget, start, end), in order, read together."""
+        """``budget_usage`` of each (budget, start, end), in order, read together; instants
+        in epoch microseconds, as windows carry them on the hot path."""
         ...
 
     # Reservations.

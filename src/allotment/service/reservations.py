@@ -159,9 +159,7 @@ class ReservationService:
         if request.entity is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
             if reason is None and on_path:
-                budgets = standings_in_job(
-                    session, request.customer, on_path, live, now, snapshot=snapshot
-                )
+                budgets = standings_in_job(session, request.customer, on_path, live, now)
                 standings = (figures.standing for figures in budgets)
                 if first_exceeded(standings, request.amount, cost) is not None:
                     reason = DenialReason.BUDGET_EXCEEDED

@@ -129,7 +129,6 @@ class BudgetSlot:
 @dataclass(frozen=True, slots=True)
 class _PathBudgets:
     path: EntityPath
-    budgets: list[Budget]
     slots: list[BudgetSlot]
 
 
@@ -149,18 +148,13 @@ class CustomerSnapshot:
     budget_windows: dict[BudgetWindowKey, Micros] = field(default_factory=dict)
     # Derived from the tree and the budgets, which never change inside one snapshot.
     _paths: dict[tuple[str, str, str | None], _PathBudgets] = field(default_factory=dict)
-    _budget_periods: dict[Budget, PeriodView] = field(default_factory=dict)
 
     def path_and_budgets(
         self, entity: str, feature: str | None, currency: str | None
-    ) -> tuple[EntityPath, list[Budget]]:
+    ) -> tuple[EntityPath, list[BudgetSlot]]:
         """The entity's path and the budgets on it for ``feature`` and ``currency``."""
         found = self._path_budgets(entity, feature, currency)
-        return found.path, found.budgets
-
-    def budget_slots(self, entity: str, feature: str, currency: str | None) -> list[BudgetSlot]:
-        """The budgets on the entity's path, each with what checks derived from it last."""
-        return self._path_budgets(entity, feature, currency).slots
+        return found.path, found.slots
 
     def _path_budgets(self, entity: str, feature: str | None, currency: str | None) -> _PathBudgets:
         key = (entity, feature or "", currency)
@@ -168,17 +162,9 @@ class CustomerSnapshot:
         if found is None:
             path = entity_path(self.entities, entity)
             budgets = budgets_on_path(self.budgets, path, feature, currency)
-            found = _PathBudgets(path, budgets, [BudgetSlot(budget) for budget in budgets])
+            found = _PathBudgets(path, [BudgetSlot(budget) for budget in budgets])
             self._paths[key] = found
         return found
-
-    def budget_period(self, budget: Budget, now: datetime) -> PeriodView:
-        """The budget's window containing ``now``, reused while it still does."""
-        view = self._budget_periods.get(budget)
-        if view is None or not view.period.contains(now):
-            view = PeriodView.of(budget.window(now))
-            self._budget_periods[budget] = view
-        return view
 
     def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
         """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import msgspec
 
-from allotment.domain.budgets import NO_PATH, Budget, EntityPath, entity_path, first_exceeded
+from allotment.domain.budgets import NO_PATH, EntityPath, entity_path, first_exceeded
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
@@ -27,7 +27,6 @@ from allotment.service.answers import (
     BudgetFigures,
     CheckAnswer,
     CreditFigures,
-    answer_document,
     answer_for,
     denied,
 )
@@ -37,9 +36,12 @@ from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
 from allotment.service.ports import Session, UsageEvent
 from allotment.service.runtime import Runtime
+from allotment.service.snapshots import BudgetSlot
 
 ROUTE = "usage"
 _encode = msgspec.json.Encoder(decimal_format="number").encode
+_RECORDED = b'{"recorded":true,"replayed":false,'
+_REFUSED = b'{"recorded":false,"replayed":false,'
 
 
 class UsageBehavior(StrEnum):
@@ -92,7 +94,9 @@ class UsageService:
 
         def answer() -> bytes:
             recorded, result = self._apply(session, report, now)
-            return _encode({"recorded": recorded, "replayed": False, **answer_document(result)})
+            # The check result's own fields follow the two of the report, in one JSON object.
+            head = _RECORDED if recorded else _REFUSED
+            return head + _encode(result)[1:]
 
         key, payload = report.idempotency_key, report.fingerprint()
         return once(session, report.customer, ROUTE, key, payload, now, answer)
@@ -146,11 +150,11 @@ class UsageService:
         reserved = reserved_usage(live, feature_id, now)
         budgets: list[BudgetFigures] = []
         path: EntityPath = NO_PATH
-        on_path: list[Budget] = []
+        on_path: list[BudgetSlot] = []
         if entity is not None:
             currency = price.currency if price is not None else None
             path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
-            budgets = standings_in_job(session, customer, on_path, live, now, timestamp, snapshot)
+            budgets = standings_in_job(session, customer, on_path, live, now, timestamp)
         # Lowering usage consumes nothing, so no limit or budget can refuse it.
         reason = None
         if delta > 0:
@@ -171,7 +175,7 @@ class UsageService:
             budgets = after_consuming(budgets, delta, 0, timestamp)
         if report.timestamp is not None and budgets:
             # The answer shows the budgets' current windows, as it does the customer's.
-            budgets = standings_in_job(session, customer, on_path, live, now, snapshot=snapshot)
+            budgets = standings_in_job(session, customer, on_path, live, now)
         if pool is not None and price is not None:
             if recorded and cost > 0:
                 context = EntryContext(report.idempotency_key, entity, feature_id, path)

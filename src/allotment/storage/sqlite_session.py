@@ -38,6 +38,7 @@ from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page, StoredOutcome, UsageEvent
+from allotment.storage.counter_cache import BatchCounters, CommittedCounters, Window
 
 _R = TypeVar("_R")
 PoolCache = dict[tuple[str, str], tuple[dict[str, Grant], int | None]]
@@ -79,7 +80,10 @@ class SqliteSession:
     """One batch's view of the database. Not thread-safe: it lives on the store's thread."""
 
     def __init__(
-        self, connection: sqlite3.Connection, committed_pools: PoolCache | None = None
+        self,
+        connection: sqlite3.Connection,
+        committed_pools: PoolCache | None = None,
+        committed_counters: CommittedCounters | None = None,
     ) -> None:
         self._db = connection
         # Pools as the last committed batch left them, kept by the store: this thread is the
@@ -90,6 +94,10 @@ class SqliteSession:
         # Each pool as loaded or last saved in this batch, to store only what changed.
         # (None for the overdraft of a pool that has no row yet.)
         self.pools_as_stored: PoolCache = {}
+        # Budget counters as this batch knows them, on top of the committed ones.
+        self.budget_counters = BatchCounters(
+            {} if committed_counters is None else committed_counters
+        )
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
@@ -388,6 +396,8 @@ class SqliteSession:
             )
         except sqlite3.IntegrityError as error:  # a counter would pass 64 bits
             raise _counter_overflow() from error
+        for entity in path:
+            self.budget_counters.add((customer_id, kind.value, target, entity), instant, amount)
 
     # ---------------------------------------------------------------- idempotency
 
@@ -655,47 +665,31 @@ class SqliteSession:
         return bool(deleted)
 
     def budget_usages(
-        self, customer_id: str, windows: Sequence[tuple[Budget, datetime, datetime | None]]
+        self, customer_id: str, windows: Sequence[tuple[Budget, int, int | None]]
     ) -> list[Micros]:
-        if len(windows) == 1:
-            ((budget, start, end),) = windows
-            return [self.budget_usage(customer_id, budget, start, end)]
-        keys = [
-            (b.kind.value, b.target, b.entity, to_epoch_micros(start), _window_end(end))
-            for b, start, end in windows
-        ]
-        kinds, targets, entities = ({key[i] for key in keys} for i in range(3))
-
-        def marks(values: set[Any]) -> str:
-            return ", ".join("?" * len(values))
-
-        # One look-up along the primary key (customer, kind, target, entity, period_start).
-        stored = {
-            tuple(row[:5]): int(row[5])
-            for row in self._db.execute(
-                "SELECT kind, target, entity, period_start, period_end, used FROM budget_counters"
-                f" WHERE customer = ? AND kind IN ({marks(kinds)})"
-                f" AND target IN ({marks(targets)}) AND entity IN ({marks(entities)})"
-                " AND period_start >= ?",
-                (customer_id, *kinds, *targets, *entities, min(key[3] for key in keys)),
-            )
-        }
         return [
-            stored[key] if key in stored else self.budget_usage(customer_id, b, start, end)
-            for key, (b, start, end) in zip(keys, windows, strict=True)
+            self._budget_usage(customer_id, budget, (start, NEVER_ENDS if end is None else end))
+            for budget, start, end in windows
         ]
 
     def budget_usage(
         self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
     ) -> Micros:
+        return self._budget_usage(customer_id, budget, (to_epoch_micros(start), _window_end(end)))
+
+    def _budget_usage(self, customer_id: str, budget: Budget, window: Window) -> Micros:
         kind, target, entity = budget.kind.value, budget.target, budget.entity
-        window = (to_epoch_micros(start), _window_end(end))
+        series = (customer_id, kind, target, entity)
+        known = self.budget_counters.get(series, window)
+        if known is not None:
+            return known
         row = self._db.execute(
             "SELECT used FROM budget_counters WHERE customer = ? AND kind = ? AND target = ?"
             " AND entity = ? AND period_start = ? AND period_end = ?",
             (customer_id, kind, target, entity, *window),
         ).fetchone()
         if row is not None:
+            self.budget_counters.put(series, window, int(row[0]))
             return int(row[0])
         # First read of this window: project it from the truth, then keep it in step.
         mark = f"/{entity}/"  # instr, not LIKE: ids are case-sensitive
@@ -728,6 +722,8 @@ class SqliteSession:
             " period_end, used) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (customer_id, kind, target, entity, *window, used),
         )
+        self.budget_counters.drop_ended(series, window[0])
+        self.budget_counters.put(series, window, int(used))
         return int(used)
 
     # ---------------------------------------------------------------- reservations

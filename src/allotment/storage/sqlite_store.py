@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from allotment.service.ports import Session
+from allotment.storage.counter_cache import CommittedCounters
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
 from allotment.storage.sqlite_session import PoolCache, SqliteSession
 
@@ -52,6 +53,7 @@ class SqliteStore:
         self._thread = threading.Thread(target=self._serve, name="allotment-sqlite", daemon=True)
         self._closed = False
         self._committed_pools: PoolCache = {}
+        self._committed_counters: CommittedCounters = {}
         self._data_version: int | None = None
         self._foreign_write_callbacks: list[Callable[[Session], None]] = []
         self.batches_committed = 0
@@ -123,12 +125,13 @@ class SqliteStore:
         if changed:
             log.warning("another process wrote to %s: dropping cached state", self.path)
             self._committed_pools.clear()
+            self._committed_counters.clear()
             for callback in self._foreign_write_callbacks:
                 callback(session)
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         connection = self._connection
-        session = SqliteSession(connection, self._committed_pools)
+        session = SqliteSession(connection, self._committed_pools, self._committed_counters)
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -136,6 +139,7 @@ class SqliteStore:
             for pending in batch:
                 hooks_before = len(session.hooks)
                 pools_before = dict(session.pools_as_stored)
+                counters_before = session.budget_counters.mark()
                 connection.execute("SAVEPOINT job")
                 try:
                     result = pending.job(session)
@@ -144,6 +148,7 @@ class SqliteStore:
                     connection.execute("RELEASE job")
                     del session.hooks[hooks_before:]
                     session.pools_as_stored = pools_before
+                    session.budget_counters.undo(counters_before)
                     outcomes.append((pending, None, job_error))
                 else:
                     connection.execute("RELEASE job")
@@ -154,6 +159,7 @@ class SqliteStore:
             # what earlier batches committed because the hooks never run.
             log.exception("a storage batch failed to commit")
             self._committed_pools.clear()
+            self._committed_counters.clear()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             for pending in batch:
@@ -162,6 +168,7 @@ class SqliteStore:
         if len(self._committed_pools) > MAX_CACHED_POOLS:
             self._committed_pools.clear()
         self._committed_pools.update(session.pools_as_stored)
+        session.budget_counters.publish()
         self.batches_committed += 1
         self.jobs_committed += len(batch)
         for hook in session.hooks:
