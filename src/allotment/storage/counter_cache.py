@@ -1,11 +1,14 @@
-"""Budget counters kept in memory beside the table, so enforced requests need not read them.
+"""Budget counters kept in memory beside the table, so enforced requests neither read nor
+update rows one by one.
 
 The store's thread is the only writer of the database file (another process's writes are
-detected through ``PRAGMA data_version`` and clear the cache), so a counter read or written once
-is known until the next write, which goes through here too. Each batch works on a
-:class:`BatchCounters`: the committed figures plus the batch's own changes, with a journal that
-takes back the changes of a job that failed, and that publishes the rest when the batch commits.
-The table stays the durable projection; this only spares reading it.
+detected through ``PRAGMA data_version`` and clear the cache), so a series of counters (one
+budget target of one entity) read once in full is known until the next write, which goes
+through here too. Each batch works on a :class:`BatchCounters`: the committed figures plus the
+batch's own changes, with a journal that takes back the changes of a job that failed. Reports
+change the figures in memory only; the batch writes each window it changed once, with its last
+figure, just before it commits (``dirty``), so the table is the exact projection at every
+commit. Publishing after the commit makes the batch's figures the committed ones.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ Window = tuple[int, int]
 """(period_start, period_end) in epoch microseconds, as in the table."""
 
 CommittedCounters = dict[Series, dict[Window, int]]
+"""Every stored window of each series present: a series is here only once read in full."""
 
 MAX_CACHED_SERIES = 200_000
 
@@ -28,10 +32,21 @@ _ABSENT: Final = object()
 class BatchCounters:
     """One batch's view of the counters; ``None`` marks a window dropped from the table."""
 
-    def __init__(self, committed: CommittedCounters) -> None:
+    def __init__(self, committed: CommittedCounters, limit: int) -> None:
         self._committed = committed
+        self._limit = limit  # the largest figure a counter holds, either sign
         self._changed: dict[Series, dict[Window, int | None]] = {}
-        self._journal: list[tuple[Series, Window, object]] = []
+        self._journal: list[tuple[Series, Window | None, object]] = []
+        self.dirty: set[tuple[Series, Window]] = set()
+
+    def knows(self, series: Series) -> bool:
+        """Whether every stored window of ``series`` is known here."""
+        return series in self._committed or series in self._changed
+
+    def load(self, series: Series, windows: dict[Window, int]) -> None:
+        """Record ``series`` as read in full from the table."""
+        self._journal.append((series, None, _ABSENT))
+        self._changed[series] = dict(windows)
 
     def get(self, series: Series, window: Window) -> int | None:
         changed = self._changed.get(series)
@@ -46,15 +61,20 @@ class BatchCounters:
         changed[window] = used
 
     def add(self, series: Series, instant: int, amount: int) -> None:
-        """Mirror the table's update: ``amount`` into every known window holding ``instant``."""
-        if series not in self._committed and series not in self._changed:
-            return  # the common case for an entity on the path that has no budget
+        """Add ``amount`` to every window of a known series that holds ``instant``.
+
+        Raises OverflowError, changing nothing, when a figure would pass the limit."""
+        updates = []
         for window in self._windows(series):
             start, end = window
-            if start <= instant < end:
-                used = self.get(series, window)
-                if used is not None:
-                    self.put(series, window, used + amount)
+            used = self.get(series, window)
+            if start <= instant < end and used is not None:
+                if abs(used + amount) > self._limit:
+                    raise OverflowError(f"budget counter {series} {window}")
+                updates.append((window, used + amount))
+        for window, used in updates:
+            self.put(series, window, used)
+            self.dirty.add((series, window))
 
     def drop_ended(self, series: Series, before: int) -> None:
         """Mirror the table's delete of the windows that ended by ``before``."""
@@ -69,6 +89,9 @@ class BatchCounters:
         """Take back every change made since ``mark`` (a job that failed)."""
         while len(self._journal) > mark:
             series, window, previous = self._journal.pop()
+            if window is None:  # the series was read in full by the failed job
+                del self._changed[series]
+                continue
             changed = self._changed[series]
             if previous is _ABSENT:
                 del changed[window]
@@ -80,7 +103,9 @@ class BatchCounters:
         """Make the batch's changes the committed figures (call once the batch committed)."""
         committed = self._committed
         if len(committed) + len(self._changed) > MAX_CACHED_SERIES:
+            # Start afresh: every series is read in full from the table again when needed.
             committed.clear()
+            self._changed.clear()
         for series, changes in self._changed.items():
             windows = committed.setdefault(series, {})
             for window, used in changes.items():
@@ -90,6 +115,7 @@ class BatchCounters:
                     windows[window] = used
         self._changed.clear()
         self._journal.clear()
+        self.dirty.clear()
 
     def _windows(self, series: Series) -> list[Window]:
         committed = self._committed.get(series)

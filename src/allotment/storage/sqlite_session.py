@@ -38,7 +38,7 @@ from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page, StoredOutcome, UsageEvent
-from allotment.storage.counter_cache import BatchCounters, CommittedCounters, Window
+from allotment.storage.counter_cache import BatchCounters, CommittedCounters, Series, Window
 
 _R = TypeVar("_R")
 PoolCache = dict[tuple[str, str], tuple[dict[str, Grant], int | None]]
@@ -96,7 +96,7 @@ class SqliteSession:
         self.pools_as_stored: PoolCache = {}
         # Budget counters as this batch knows them, on top of the committed ones.
         self.budget_counters = BatchCounters(
-            {} if committed_counters is None else committed_counters
+            {} if committed_counters is None else committed_counters, MAX_COUNTER
         )
 
     def after_commit(self, hook: Callable[[], None]) -> None:
@@ -385,19 +385,42 @@ class SqliteSession:
         amount: Micros,
     ) -> None:
         """Add ``amount`` to the counters of every budget window along ``path`` that holds
-        ``instant``; windows not projected yet are built from the truth when first read."""
-        marks = ", ".join("?" * len(path))
-        try:
-            self._db.execute(
-                "UPDATE budget_counters SET used = used + ? WHERE customer = ? AND kind = ?"
-                f" AND target = ? AND entity IN ({marks}) AND period_start <= ?"
-                " AND period_end > ?",
-                (amount, customer_id, kind.value, target, *path, instant, instant),
-            )
-        except sqlite3.IntegrityError as error:  # a counter would pass 64 bits
-            raise _counter_overflow() from error
+        ``instant``; windows not projected yet are built from the truth when first read.
+
+        The figures change in memory; the batch writes each changed window once before it
+        commits (:meth:`write_budget_counters`)."""
+        counters = self.budget_counters
         for entity in path:
-            self.budget_counters.add((customer_id, kind.value, target, entity), instant, amount)
+            series = (customer_id, kind.value, target, entity)
+            if not counters.knows(series):
+                self._load_series(series)
+            try:
+                counters.add(series, instant, amount)
+            except OverflowError as error:  # SQLite would turn the counter into a float
+                raise _counter_overflow() from error
+
+    def _load_series(self, series: Series) -> None:
+        rows = self._db.execute(
+            "SELECT period_start, period_end, used FROM budget_counters WHERE customer = ?"
+            " AND kind = ? AND target = ? AND entity = ?",
+            series,
+        ).fetchall()
+        self.budget_counters.load(series, {(start, end): used for start, end, used in rows})
+
+    def write_budget_counters(self) -> None:
+        """Store the last figure of every window the batch changed (called before commit)."""
+        counters = self.budget_counters
+        updates = []
+        for series, window in counters.dirty:
+            used = counters.get(series, window)
+            if used is not None:  # None: the window was dropped, or made by a failed job
+                updates.append((used, *series, *window))
+        counters.dirty.clear()
+        self._db.executemany(
+            "UPDATE budget_counters SET used = ? WHERE customer = ? AND kind = ? AND target = ?"
+            " AND entity = ? AND period_start = ? AND period_end = ?",
+            updates,
+        )
 
     # ---------------------------------------------------------------- idempotency
 
@@ -680,17 +703,11 @@ class SqliteSession:
     def _budget_usage(self, customer_id: str, budget: Budget, window: Window) -> Micros:
         kind, target, entity = budget.kind.value, budget.target, budget.entity
         series = (customer_id, kind, target, entity)
+        if not self.budget_counters.knows(series):
+            self._load_series(series)
         known = self.budget_counters.get(series, window)
         if known is not None:
             return known
-        row = self._db.execute(
-            "SELECT used FROM budget_counters WHERE customer = ? AND kind = ? AND target = ?"
-            " AND entity = ? AND period_start = ? AND period_end = ?",
-            (customer_id, kind, target, entity, *window),
-        ).fetchone()
-        if row is not None:
-            self.budget_counters.put(series, window, int(row[0]))
-            return int(row[0])
         # First read of this window: project it from the truth, then keep it in step.
         mark = f"/{entity}/"  # instr, not LIKE: ids are case-sensitive
         try:

@@ -153,6 +153,7 @@ class SqliteStore:
                 else:
                     connection.execute("RELEASE job")
                     outcomes.append((pending, result, None))
+            session.write_budget_counters()
             connection.execute("COMMIT")
         except Exception as commit_error:
             # The batch is not durable: nobody may see its results, and the cache keeps only
