@@ -41,7 +41,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import statistics
@@ -64,6 +63,7 @@ from check_throughput import (
     WrkResult,
     add_load_options,
     allotment_command,
+    check_load_options,
     free_port,
     lua_string,
     machine_description,
@@ -641,14 +641,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_load_options(parser, connections=32)
     parser.add_argument("--customers", type=int, default=200, help="customers the checks rotate")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.connections < 1 or args.customers < 1 or args.rounds < 1:
-        parser.error("--duration, --connections, --customers and --rounds must be positive")
-    if args.warmup < 0:
-        parser.error("--warmup must not be negative")
-    if not Path(args.wrk).exists():
-        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
-    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
-        parser.error("--pin needs taskset and at least two CPUs")
+    check_load_options(parser, args)
+    if args.customers < 1:
+        parser.error("--customers must be positive")
     return args
 
 

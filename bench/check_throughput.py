@@ -595,6 +595,20 @@ def add_load_options(parser: argparse.ArgumentParser, connections: int) -> None:
     parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
 
 
+def check_load_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, *, needs_wrk: bool = True
+) -> None:
+    """Refuse values of the options of ``add_load_options`` that cannot run."""
+    if args.duration <= 0 or args.connections < 1 or args.rounds < 1:
+        parser.error("--duration, --connections and --rounds must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    if needs_wrk and not Path(args.wrk).exists():
+        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
+    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        parser.error("--pin needs taskset and at least two CPUs")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Requests per second of POST /v1/check against a bare Starlette endpoint."
@@ -602,14 +616,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_load_options(parser, connections=32)
     parser.add_argument("--customers", type=int, default=200, help="seeded customers")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or args.connections < 1 or args.customers < 1 or args.rounds < 1:
-        parser.error("--duration, --connections, --customers and --rounds must be positive")
-    if args.warmup < 0:
-        parser.error("--warmup must not be negative")
-    if not Path(args.wrk).exists():
-        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
-    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
-        parser.error("--pin needs taskset and at least two CPUs")
+    check_load_options(parser, args)
+    if args.customers < 1:
+        parser.error("--customers must be positive")
     return args
 
 

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sqlite3
 import statistics
@@ -56,6 +55,7 @@ from check_throughput import (
     WrkResult,
     add_load_options,
     allotment_command,
+    check_load_options,
     free_port,
     lua_string,
     machine_description,
@@ -663,14 +663,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-http", action="store_true", help="only the in-process measurements")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or min(args.connections, args.rounds, args.naive_threads) < 1:
-        parser.error("--duration, --connections, --rounds and --naive-threads must be positive")
-    if args.warmup < 0 or args.inprocess_debits < 0:
-        parser.error("--warmup and --inprocess-debits must not be negative")
-    if not args.skip_http and not Path(args.wrk).exists():
-        parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
-    if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
-        parser.error("--pin needs taskset and at least two CPUs")
+    check_load_options(parser, args, needs_wrk=not args.skip_http)
+    if args.naive_threads < 1:
+        parser.error("--naive-threads must be positive")
+    if args.inprocess_debits < 0:
+        parser.error("--inprocess-debits must not be negative")
     return args
 
 
