@@ -1076,3 +1076,16 @@ def test_a_budget_counter_never_passes_64_bits(api: Api) -> None:
     db = sqlite3.connect(api.database)
     assert db.execute("SELECT typeof(used) FROM budget_counters").fetchall() == [("integer",)]
     assert db.execute("SELECT COUNT(*) FROM usage_events").fetchone() == (9,)
+
+
+def test_a_timestamped_priced_report_answers_its_own_credits(acme: Api) -> None:
+    put_budget(acme, "team-a", "ai-credits", 100)
+    now = acme.now()
+    first = acme.usage("acme", "model-calls", 3, "k1", entity="agent-7")
+    dated = acme.usage("acme", "model-calls", 3, "k2", entity="agent-7", timestamp=now)
+    check = acme.check("acme", "model-calls", entity="agent-7")
+    team_credits = [
+        [b["usage"] for b in answer["budgets"] if b["target"] == "ai-credits"]
+        for answer in (first, dated, check)
+    ]
+    assert team_credits == [[6], [12], [12]]

@@ -19,7 +19,7 @@ from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros, to_json_number
 from allotment.domain.reservations import Reservation
 from allotment.domain.timefmt import format_instant, whole_second
-from allotment.service.answers import BudgetFigures
+from allotment.service.answers import BudgetFigures, PeriodView
 from allotment.service.ports import Session
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot
@@ -41,8 +41,11 @@ def standings_in_job(
     holds = list(holds)
     views = []
     for slot in slots:
-        at = usage_at if usage_at is not None and slot.budget.kind is BudgetKind.FEATURE else now
-        views.append(slot.window_at(at)[0])
+        if usage_at is not None and slot.budget.kind is BudgetKind.FEATURE:
+            # A window of the past is not cached in the slot, which checks share.
+            views.append(PeriodView.of(slot.budget.window(usage_at)))
+        else:
+            views.append(slot.window_at(now)[0])
     windows = [(s.budget, v.start_micros, v.end_micros) for s, v in zip(slots, views, strict=True)]
     usages = session.budget_usages(customer_id, windows)
     figures = []

@@ -181,8 +181,8 @@ class UsageService:
                 context = EntryContext(report.idempotency_key, entity, feature_id, path)
                 order = catalog.currencies[price.currency].burn_order
                 pool.debit(cost, order, now, context)
-                if report.timestamp is None:
-                    budgets = after_consuming(budgets, 0, cost, now)
+                # Read before this debit in either case: the credits count from now.
+                budgets = after_consuming(budgets, 0, cost, now)
             self._credits.save(session, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
         if current.period == window:
