@@ -41,11 +41,15 @@ def standings_in_job(
     holds = list(holds)
     views = []
     for slot in slots:
-        if usage_at is not None and slot.budget.kind is BudgetKind.FEATURE:
-            # A window of the past is not cached in the slot, which checks share.
-            views.append(PeriodView.of(slot.budget.window(usage_at)))
-        else:
-            views.append(slot.window_at(now)[0])
+        view = slot.window_at(now)[0]
+        if (
+            usage_at is not None
+            and slot.budget.kind is BudgetKind.FEATURE
+            and not view.period.contains(usage_at)
+        ):
+            # Another window than now's: not cached in the slot, which checks share.
+            view = PeriodView.of(slot.budget.window(usage_at))
+        views.append(view)
     windows = [(s.budget, v.start_micros, v.end_micros) for s, v in zip(slots, views, strict=True)]
     usages = session.budget_usages(customer_id, windows)
     figures = []
