@@ -476,3 +476,77 @@ def test_credit_priced_usage_never_passes_a_feature_or_a_currency_budget(server:
     assert budget(server, "team-b", "ai-requests")["usage"] == 30
     assert budget(server, "dept", "ai-credits")["usage"] == 25
     assert balance(server) == 10_000 - 25
+
+
+def test_a_kill_mid_storm_loses_no_acknowledged_report_and_the_budget_still_holds(
+    server: Server,
+) -> None:
+    """Budget counters change in memory and reach the table once per batch, in the batch's
+    own transaction: after a SIGKILL the table equals the events, and the budget holds."""
+    seed_catalog(server)
+    build_tree(server, one_team_tree())
+    set_budget(server, "team", "ai-requests", 400, "hard")
+
+    async def storm() -> set[str]:
+        acknowledged: set[str] = set()
+        keys = iter(f"k-{n}" for n in range(10_000))
+        async with server.async_client(32, timeout=10) as client:
+
+            async def worker(agent: str) -> None:
+                for key in keys:
+                    body = {
+                        "customer": CUSTOMER,
+                        "feature": "ai-requests",
+                        "entity": agent,
+                        "amount": 1,
+                        "idempotency_key": key,
+                        "enforce": True,
+                    }
+                    try:
+                        response = await client.post("/v1/usage", json=body)
+                    except httpx.TransportError:
+                        return  # the server is gone
+                    if response.status_code == 200 and response.json()["recorded"]:
+                        acknowledged.add(key)
+                    if len(acknowledged) >= 150 and server.process is not None:
+                        server.kill()
+
+            await asyncio.gather(*(worker(AGENTS[n % len(AGENTS)]) for n in range(32)))
+        return acknowledged
+
+    acknowledged = asyncio.run(storm())
+    assert len(acknowledged) >= 150
+    with sqlite3.connect(server.database) as db:
+        stored = [row[0] for row in db.execute("SELECT idempotency_key FROM usage_events")]
+        counters = db.execute(
+            "SELECT entity, used FROM budget_counters WHERE target = 'ai-requests'"
+        ).fetchall()
+    assert len(stored) == len(set(stored)), "an event was written twice"
+    assert acknowledged <= set(stored), "an acknowledged report was lost"
+    assert len(stored) < 400
+    # The team's counter (the only one made) is the events' sum: nothing half-written.
+    assert counters == [("team", len(stored) * 1_000_000)]
+    server.start()
+    with server.client() as client:
+        team = client.get(f"{ENTITIES}/team").json()["budgets"][0]
+        assert team["usage"] == len(stored)
+    # The rest of the budget, and not one report more, is granted after the restart.
+    rest = 400 - len(stored)
+    bodies = [
+        (
+            "/v1/usage",
+            {
+                "customer": CUSTOMER,
+                "feature": "ai-requests",
+                "entity": AGENTS[n % len(AGENTS)],
+                "amount": 1,
+                "idempotency_key": f"after-{n}",
+                "enforce": True,
+            },
+        )
+        for n in range(rest + 40)
+    ]
+    answers = asyncio.run(post_each(server, bodies))
+    assert sum(1 for a in answers if a["recorded"]) == rest
+    with server.client() as client:
+        assert client.get(f"{ENTITIES}/team").json()["budgets"][0]["usage"] == 400
