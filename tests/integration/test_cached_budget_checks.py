@@ -14,6 +14,7 @@ from pathlib import Path
 
 from allotment.api.services import Services
 from allotment.config import Settings
+from allotment.domain.budgets import roll_up
 from allotment.domain.catalog import CreditCategory, Enforcement
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import MICROS_PER_UNIT
@@ -52,7 +53,8 @@ def counters_against_the_truth(database: Path) -> list[str]:
                 (customer, target, start, end),
             ).fetchall()
             sign = -1
-        truth = sign * sum(a for a, path in rows if path and entity in path.strip("/").split("/"))
+        attributed = [(tuple(path.strip("/").split("/")) if path else (), a) for a, path in rows]
+        truth = sign * roll_up(attributed).get(entity, 0)
         if truth != used:
             wrong.append(f"{kind} {target} {entity} [{start}, {end}): {used} != {truth}")
     db.close()

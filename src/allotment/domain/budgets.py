@@ -119,7 +119,8 @@ def first_exceeded(
 
 
 def roll_up(consumption: Iterable[tuple[EntityPath, Micros]]) -> dict[str, Micros]:
-    """Each entity's total of the consumption attributed along the given paths."""
+    """Each entity's total of the consumption attributed along the given paths: the definition
+    that the stored budget counters, kept in step one event at a time, must always equal."""
     totals: dict[str, Micros] = {}
     for path, amount in consumption:
         for entity in path:
