@@ -63,7 +63,9 @@ from check_throughput import (
     WrkResult,
     add_load_options,
     allotment_command,
+    call,
     check_load_options,
+    customer_id,
     free_port,
     lua_string,
     machine_description,
@@ -113,17 +115,6 @@ class _Deadline(BaseException):
 
 
 # --- Seeding and verification ----------------------------------------------------------------
-
-
-def customer_id(index: int) -> str:
-    return f"bench-{index:04d}"
-
-
-def call(client: httpx.Client, method: str, path: str, body: Any, expect: int) -> Any:
-    response = client.request(method, path, json=body)
-    if response.status_code != expect:
-        raise BenchError(f"{method} {path}: {response.status_code} {response.text}")
-    return response.json() if response.content else None
 
 
 def seed_customer(client: httpx.Client, customer: str) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,6 +87,31 @@ class Server:
             timeout=timeout,
             headers={"Authorization": f"Bearer {ADMIN_KEY}"},
         )
+
+    async def report_until_killed(
+        self, body_for: Callable[[int], dict[str, Any]], kill_after: int, workers: int = 32
+    ) -> set[str]:
+        """POST /v1/usage from ``workers`` at once, the n-th report being ``body_for(n)`` (with
+        a unique idempotency key), and SIGKILL the server once ``kill_after`` reports were
+        recorded. The idempotency keys of the reports acknowledged as recorded."""
+        acknowledged: set[str] = set()
+        numbers = iter(range(1_000_000))
+        async with self.async_client(workers, timeout=10) as client:
+
+            async def worker() -> None:
+                for n in numbers:
+                    body = body_for(n)
+                    try:
+                        response = await client.post("/v1/usage", json=body)
+                    except httpx.TransportError:
+                        return  # the server is gone
+                    if response.status_code == 200 and response.json()["recorded"]:
+                        acknowledged.add(body["idempotency_key"])
+                    if len(acknowledged) >= kill_after:
+                        self.kill()
+
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        return acknowledged
 
     def client(self) -> httpx.Client:
         return httpx.Client(

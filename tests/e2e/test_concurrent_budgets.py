@@ -487,34 +487,17 @@ def test_a_kill_mid_storm_loses_no_acknowledged_report_and_the_budget_still_hold
     build_tree(server, one_team_tree())
     set_budget(server, "team", "ai-requests", 400, "hard")
 
-    async def storm() -> set[str]:
-        acknowledged: set[str] = set()
-        keys = iter(f"k-{n}" for n in range(10_000))
-        async with server.async_client(32, timeout=10) as client:
+    def report(n: int) -> dict[str, Any]:
+        return {
+            "customer": CUSTOMER,
+            "feature": "ai-requests",
+            "entity": AGENTS[n % len(AGENTS)],
+            "amount": 1,
+            "idempotency_key": f"k-{n}",
+            "enforce": True,
+        }
 
-            async def worker(agent: str) -> None:
-                for key in keys:
-                    body = {
-                        "customer": CUSTOMER,
-                        "feature": "ai-requests",
-                        "entity": agent,
-                        "amount": 1,
-                        "idempotency_key": key,
-                        "enforce": True,
-                    }
-                    try:
-                        response = await client.post("/v1/usage", json=body)
-                    except httpx.TransportError:
-                        return  # the server is gone
-                    if response.status_code == 200 and response.json()["recorded"]:
-                        acknowledged.add(key)
-                    if len(acknowledged) >= 150 and server.process is not None:
-                        server.kill()
-
-            await asyncio.gather(*(worker(AGENTS[n % len(AGENTS)]) for n in range(32)))
-        return acknowledged
-
-    acknowledged = asyncio.run(storm())
+    acknowledged = asyncio.run(server.report_until_killed(report, kill_after=150))
     assert len(acknowledged) >= 150
     with sqlite3.connect(server.database) as db:
         stored = [row[0] for row in db.execute("SELECT idempotency_key FROM usage_events")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import Server
@@ -102,33 +101,16 @@ def test_acknowledged_usage_survives_a_kill(server: Server) -> None:
     """SIGKILL in the middle of a storm: every acknowledged report is there, none twice."""
     seed(server, limit=100_000, used=0)
 
-    async def storm() -> set[str]:
-        acknowledged: set[str] = set()
-        keys = iter(f"k-{n}" for n in range(100_000))
-        async with server.async_client(32, timeout=10) as client:
+    def report(n: int) -> dict[str, object]:
+        return {
+            "customer": "acme",
+            "feature": "ai-requests",
+            "amount": 1,
+            "idempotency_key": f"k-{n}",
+            "enforce": True,
+        }
 
-            async def worker() -> None:
-                for key in keys:
-                    body = {
-                        "customer": "acme",
-                        "feature": "ai-requests",
-                        "amount": 1,
-                        "idempotency_key": key,
-                        "enforce": True,
-                    }
-                    try:
-                        response = await client.post("/v1/usage", json=body)
-                    except httpx.TransportError:
-                        return  # the server is gone
-                    if response.status_code == 200 and response.json()["recorded"]:
-                        acknowledged.add(key)
-                    if len(acknowledged) >= 300 and server.process is not None:
-                        server.kill()
-
-            await asyncio.gather(*(worker() for _ in range(32)))
-        return acknowledged
-
-    acknowledged = asyncio.run(storm())
+    acknowledged = asyncio.run(server.report_until_killed(report, kill_after=300))
     assert len(acknowledged) >= 300
     with sqlite3.connect(server.database) as db:
         stored = [
