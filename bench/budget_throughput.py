@@ -41,7 +41,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import sqlite3
 import statistics
 import sys
@@ -71,6 +70,7 @@ from check_throughput import (
     machine_description,
     measure_wrk,
     pinned,
+    run_within,
     running,
     start_server,
     summarize,
@@ -108,10 +108,6 @@ LABELS = {
 
 Counters = tuple[int, list[tuple[str, int]]]
 """The agent's recorded usage reports, and each budget's counter in reports."""
-
-
-class _Deadline(BaseException):
-    """The whole run took longer than its budget (raised from SIGALRM)."""
 
 
 # --- Seeding and verification ----------------------------------------------------------------
@@ -644,23 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = 240 + args.customers * 0.5
     budget += args.rounds * len(LABELS) * (args.duration + args.warmup + 45)
 
-    def on_alarm(signum: int, frame: object) -> None:
-        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
-
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(int(budget))
-    try:
-        results, checks, counters = run(args)
-    except (BenchError, _Deadline, httpx.HTTPError, sqlite3.Error) as error:
-        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
+    outcome = run_within(budget, lambda: run(args))
+    if outcome is None:
         return 1
-    finally:
-        signal.alarm(0)
-    report(args, results, checks, counters)
+    report(args, *outcome)
     return 0
 
 

@@ -27,16 +27,17 @@ import resource
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -68,6 +69,31 @@ class BenchError(Exception):
 
 class _Deadline(BaseException):
     """The whole run took longer than its budget (raised from SIGALRM)."""
+
+
+_T = TypeVar("_T")
+
+
+def run_within(budget: float, measure: Callable[[], _T]) -> _T | None:
+    """``measure()`` under a deadline of ``budget`` seconds (SIGALRM), SIGTERM ending it with
+    its clean-ups run; None, after saying why on stderr, when it failed or ran out of time."""
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
+
+    def on_term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(int(budget))
+    try:
+        return measure()
+    except (BenchError, _Deadline, httpx.HTTPError, sqlite3.Error) as error:
+        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+    finally:
+        signal.alarm(0)
 
 
 # --- Servers ---------------------------------------------------------------------------------
@@ -627,22 +653,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A budget for the whole run: seeding, start-ups, every wrk run and the stops.
     budget = 180 + args.rounds * 2 * (args.duration + args.warmup + 45)
 
-    def on_alarm(signum: int, frame: object) -> None:
-        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
-
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(int(budget))
-    try:
-        results = run(args)
-    except (BenchError, _Deadline, httpx.HTTPError) as error:
-        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
+    results = run_within(budget, lambda: run(args))
+    if results is None:
         return 1
-    finally:
-        signal.alarm(0)
     report(args, results)
     return 0
 

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sqlite3
 import statistics
 import sys
@@ -61,6 +60,7 @@ from check_throughput import (
     machine_description,
     measure_wrk,
     pinned,
+    run_within,
     running,
     start_server,
     wait_ready,
@@ -97,10 +97,6 @@ LABELS = {
     "allotment": "allotment POST .../debits",
     "naive": "naive: one transaction per request",
 }
-
-
-class _Deadline(BaseException):
-    """The whole run took longer than its budget (raised from SIGALRM)."""
 
 
 # --- Seeding and the ledger ------------------------------------------------------------------
@@ -677,27 +673,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = 180 + args.rounds * 2 * (args.duration + args.warmup + 45)
     budget += len(args.inprocess_concurrency) * (60 + args.inprocess_debits / 200)
 
-    def on_alarm(signum: int, frame: object) -> None:
-        raise _Deadline(f"the benchmark ran longer than its {budget:.0f}s budget")
-
-    def on_term(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(int(budget))
-    try:
+    def measure() -> tuple[dict[str, list[Measured]], list[InProcess]]:
         with tempfile.TemporaryDirectory(prefix="allotment-debit-bench-") as tmp:
             workdir = Path(tmp)
             results: dict[str, list[Measured]] = {"allotment": [], "naive": []}
             if not args.skip_http:
                 results = run_http(args, workdir)
             in_process = run_in_process(args, workdir) if args.inprocess_debits else []
-    except (BenchError, _Deadline, httpx.HTTPError, sqlite3.Error) as error:
-        print(f"benchmark failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return results, in_process
+
+    outcome = run_within(budget, measure)
+    if outcome is None:
         return 1
-    finally:
-        signal.alarm(0)
+    results, in_process = outcome
     report(args, results, in_process)
     return 0
 
