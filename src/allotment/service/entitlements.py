@@ -1,8 +1,9 @@
 """Check and the entitlements list: the hot path, answered from snapshots in memory.
 
 A check reads the customer's snapshot, resolves the feature (cached until a holding starts or
-ends or the catalog changes) and reads the usage of the current window from the snapshot. When
-something is not cached yet it asks the store to load it, then answers from memory again.
+ends or the catalog changes) and reads the usage of the current window from the snapshot, and,
+with an entity, that of each budget window on its path. When something is not cached yet it asks
+the store to load it (every missing window in one job), then answers from memory again.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 A snapshot holds what resolution needs for one customer (the customer, its holdings) and what it
 has derived from them: resolutions, valid until the next instant a holding starts or ends, and
-usage per reset window. Only hooks of committed batches install, change or drop snapshots, in
-commit order, so a snapshot always equals some committed prefix of the truth and a check served
-from it never touches the database.
+usage per reset window. It also holds the entity tree, live holds, credit pool figures, the
+budgets with each entity's path to them (``BudgetSlot``), and usage per budget window. Only
+hooks of committed batches install, change or drop snapshots, in commit order, so a snapshot
+always equals some committed prefix of the truth and a check served from it never touches the
+database.
 
 Resolutions and periods are derived, not truth: the event loop may fill them in; it never writes
 usage figures.
