@@ -1053,8 +1053,8 @@ def test_a_budget_counter_never_passes_64_bits(api: Api) -> None:
     api.put("/v1/plans/t", plan, 201)
     new_customer(api, "acme", "t")
     api.put(f"{TREE}/a", {}, 201)
-    put_budget(api, "a", "req", 1, reset="never", enforcement="soft")
-    start = instant(api.now())
+    start = instant(put_budget(api, "a", "req", 1, reset="never", enforcement="soft")["created_at"])
+    api.advance(11 * DAY)
     big = 999_999_999_999
     for day in range(1, 10):  # each day its own customer window, one budget window for all
         when = text(start + timedelta(days=day))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -172,3 +173,34 @@ def test_bad_amounts_are_400_and_change_nothing(acme: Api, amount: object) -> No
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"
     assert events(acme) == []
+
+
+def test_usage_dated_past_the_clock_skew_is_400_and_cannot_step_around_a_limit(
+    acme: Api,
+) -> None:
+    """A report dated next period would be decided against next period's limit."""
+    assert acme.usage("acme", "ai-requests", 100, "fill", enforce=True)["recorded"]
+    now = datetime.fromisoformat(acme.now().replace("Z", "+00:00"))
+    for seconds, expected in ((300, 200), (301, 400), (40 * 86400, 400)):
+        when = (now + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+        status, body = acme.status(
+            "POST",
+            "/v1/usage",
+            {
+                "customer": "acme",
+                "feature": "ai-requests",
+                "amount": 1,
+                "idempotency_key": f"ahead-{seconds}",
+                "enforce": True,
+                "timestamp": when,
+            },
+        )
+        assert status == expected, body
+        if status == 200:  # within the skew: decided in the current, full period
+            assert (body["recorded"], body["access_denied_reason"]) == (
+                False,
+                "usage_limit_exceeded",
+            )
+        else:
+            assert body["error"]["details"] == {"field": "timestamp"}
+    assert len(events(acme)) == 1

@@ -8,7 +8,7 @@ time, so concurrent ``enforce: true`` reports can never together pass a hard lim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import msgspec
@@ -39,6 +39,7 @@ from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot
 
 ROUTE = "usage"
+MAX_FUTURE_SKEW = timedelta(minutes=5)  # clocks of reporting clients run a little ahead
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _RECORDED = b'{"recorded":true,"replayed":false,'
 _REFUSED = b'{"recorded":false,"replayed":false,'
@@ -91,6 +92,14 @@ class UsageService:
 
     def report_in_job(self, session: Session, report: UsageReport) -> bytes:
         now = self._runtime.clock.now()
+        if report.timestamp is not None and report.timestamp > now + MAX_FUTURE_SKEW:
+            # Usage dated in a later period would be decided against that period's limits
+            # and budgets, not the current ones: an enforced report could step around them.
+            raise InvalidRequest(
+                f"timestamp may be at most {MAX_FUTURE_SKEW.seconds} seconds ahead of the"
+                " service's clock.",
+                {"field": "timestamp"},
+            )
 
         def answer() -> bytes:
             recorded, result = self._apply(session, report, now)
