@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import check_throughput
 import httpx
 from check_throughput import (
     CHECK_PATH,
@@ -68,7 +69,6 @@ from check_throughput import (
     free_port,
     lua_string,
     machine_description,
-    measure_wrk,
     pinned,
     run_within,
     running,
@@ -347,21 +347,18 @@ def run_wrk(
     duration: float,
     cpu: int | None,
 ) -> WrkResult:
-    command = [
+    return check_throughput.run_wrk(
         args.wrk,
-        "-t1",
-        f"-c{args.connections}",
-        f"-d{duration:g}s",
-        "--timeout",
-        "5s",
-        "--latency",
-        "-s",
-        str(script),
-        server.url + path,
-        "--",
-        "k" + os.urandom(6).hex(),  # the usage script's key prefix; the check script ignores it
-    ]
-    return measure_wrk(target, server, pinned(command, cpu), duration)
+        target,
+        server,
+        script,
+        duration=duration,
+        connections=args.connections,
+        cpu=cpu,
+        path=path,
+        # The usage script's key prefix; the check script ignores it.
+        script_args=["k" + os.urandom(6).hex()],
+    )
 
 
 # --- Measuring -------------------------------------------------------------------------------

@@ -453,23 +453,15 @@ def run_wrk(
     duration: float,
     connections: int,
     cpu: int | None,
+    path: str = CHECK_PATH,
+    script_args: Sequence[str] = (),
 ) -> WrkResult:
-    command = pinned(
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration:g}s",
-            "--timeout",
-            "5s",
-            "--latency",
-            "-s",
-            str(script),
-            server.url + CHECK_PATH,
-        ],
-        cpu,
-    )
-    return measure_wrk(target, server, command, duration)
+    """One wrk run of ``script`` against ``path``; ``script_args`` go to the script."""
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s"]
+    command += ["--latency", "-s", str(script), server.url + path]
+    if script_args:
+        command += ["--", *script_args]
+    return measure_wrk(target, server, pinned(command, cpu), duration)
 
 
 def measure_wrk(target: str, server: Server, command: list[str], duration: float) -> WrkResult:

@@ -44,6 +44,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+import check_throughput
 import httpx
 from check_throughput import (
     HOST,
@@ -58,7 +59,6 @@ from check_throughput import (
     free_port,
     lua_string,
     machine_description,
-    measure_wrk,
     pinned,
     run_within,
     running,
@@ -210,34 +210,25 @@ def write_wrk_script(path: Path, key: str) -> None:
 
 
 def run_wrk(
-    wrk: str,
+    args: argparse.Namespace,
     target: str,
     server: Server,
     script: Path,
-    *,
     duration: float,
-    connections: int,
     cpu: int | None,
 ) -> WrkResult:
-    prefix = "k" + os.urandom(6).hex()
-    command = pinned(
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration:g}s",
-            "--timeout",
-            "5s",
-            "--latency",
-            "-s",
-            str(script),
-            server.url + DEBIT_PATH,
-            "--",
-            prefix,
-        ],
-        cpu,
+    """One wrk run of the debit script, its idempotency keys under a fresh random prefix."""
+    return check_throughput.run_wrk(
+        args.wrk,
+        target,
+        server,
+        script,
+        duration=duration,
+        connections=args.connections,
+        cpu=cpu,
+        path=DEBIT_PATH,
+        script_args=["k" + os.urandom(6).hex()],
     )
-    return measure_wrk(target, server, command, duration)
 
 
 # --- Measuring over HTTP ---------------------------------------------------------------------
@@ -277,27 +268,11 @@ def measure(
     """One warm-up and one measured wrk run, then the ledger and balance are checked."""
     name, server = target.name, target.server
     if args.warmup > 0:
-        warm = run_wrk(
-            args.wrk,
-            name,
-            server,
-            script,
-            duration=args.warmup,
-            connections=args.connections,
-            cpu=wrk_cpu,
-        )
+        warm = run_wrk(args, name, server, script, args.warmup, wrk_cpu)
         if warm.non_2xx or warm.socket_errors:
             raise BenchError(f"{name} warm-up: {warm.non_2xx} non-2xx:\n{warm.output}")
     before, _ = settled_ledger(name, target.database)
-    result = run_wrk(
-        args.wrk,
-        name,
-        server,
-        script,
-        duration=args.duration,
-        connections=args.connections,
-        cpu=wrk_cpu,
-    )
+    result = run_wrk(args, name, server, script, args.duration, wrk_cpu)
     if args.show_wrk:
         print(result.output, file=sys.stderr)
     if result.non_2xx or result.socket_errors:
