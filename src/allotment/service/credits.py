@@ -40,7 +40,7 @@ from allotment.service import idempotency
 from allotment.service.budgets import standings_in_job
 from allotment.service.ports import LedgerRecord, Page, Session
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import PoolFigures
+from allotment.service.snapshots import CustomerSnapshot, PoolFigures
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 MAX_PRIORITY = 1_000_000
@@ -165,7 +165,7 @@ class CreditService:
             ):
                 reason = DenialReason.ENTITY_NOT_FOUND
             else:
-                reason = self._debit(session, customer, currency, pool, request, now)
+                reason = self._debit(session, snapshot, customer, currency, pool, request, now)
             records = self.save(session, customer, currency, pool, now)
             response: bytes = _encode(
                 {
@@ -192,6 +192,7 @@ class CreditService:
     def _debit(
         self,
         session: Session,
+        snapshot: CustomerSnapshot | None,
         customer: str,
         currency: str,
         pool: Pool,
@@ -203,7 +204,6 @@ class CreditService:
         runtime = self._runtime
         live = runtime.live_holds(session, customer, now)
         path: EntityPath = NO_PATH
-        snapshot = runtime.snapshot_in(session, customer)
         if request.entity is not None and snapshot is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, None, currency)
             if request.enforce and on_path:

@@ -55,10 +55,7 @@ class EntityService:
         runtime = self._runtime
 
         def job(session: Session) -> dict[str, Any]:
-            entities = _entities(session, customer_id)
-            entity = entities.get(entity_id)
-            if entity is None:
-                raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
+            entities, entity = _existing(session, customer_id, entity_id)
             budgets = _budgets(runtime, session, customer_id, entity_id)
             return entity_document(entities, entity, budgets)
 
@@ -68,10 +65,7 @@ class EntityService:
         runtime = self._runtime
 
         def job(session: Session) -> dict[str, Any]:
-            entities = _entities(session, customer_id)
-            entity = entities.get(entity_id)
-            if entity is None:
-                raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
+            entities, entity = _existing(session, customer_id, entity_id)
             check_removable(entities, entity_id)
             budgets = _budgets(runtime, session, customer_id, entity_id)
             session.delete_entity(customer_id, entity_id)
@@ -81,10 +75,17 @@ class EntityService:
         return await runtime.store.run(job)
 
 
-def _entities(session: Session, customer_id: str) -> dict[str, Entity]:
+def _existing(
+    session: Session, customer_id: str, entity_id: str
+) -> tuple[dict[str, Entity], Entity]:
+    """The customer's tree and the entity in it; 404 for an unknown customer or entity."""
     if session.get_customer(customer_id) is None:
         raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
-    return session.load_entities(customer_id)
+    entities = session.load_entities(customer_id)
+    entity = entities.get(entity_id)
+    if entity is None:
+        raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
+    return entities, entity
 
 
 def _budgets(
