@@ -197,6 +197,17 @@ def test_resolution_does_not_depend_on_the_order_of_sources(
 # ------------------------------------------------------------------ (2) monotonicity
 
 
+def assert_no_less_generous(
+    catalog: Catalog, feature: Feature, holdings: Holdings, more: Holdings
+) -> None:
+    """Holding ``more`` resolves ``feature`` at least as generously as ``holdings`` does."""
+    before = resolve(catalog, holdings, feature, NOW)
+    after = resolve(catalog, more, feature, NOW)
+    assert generosity(after) >= generosity(before)
+    if before.offer is not None:
+        assert after.offer is not None, "a granted feature stays granted"
+
+
 @EXAMPLES
 @given(scenario=scenarios(), data=st.data())
 def test_adding_a_subscription_never_lowers_access(
@@ -205,11 +216,7 @@ def test_adding_a_subscription_never_lowers_access(
     catalog, feature, holdings, _ = scenario
     extra = data.draw(subscriptions(catalog))
     more = Holdings((*holdings.subscriptions, extra), holdings.promotions, holdings.overrides)
-    before = resolve(catalog, holdings, feature, NOW)
-    after = resolve(catalog, more, feature, NOW)
-    assert generosity(after) >= generosity(before)
-    if before.offer is not None:
-        assert after.offer is not None, "a granted feature stays granted"
+    assert_no_less_generous(catalog, feature, holdings, more)
 
 
 @EXAMPLES
@@ -220,11 +227,7 @@ def test_adding_a_promotion_never_lowers_access(
     catalog, feature, holdings, kind = scenario
     extra = data.draw(promotions(kind, "promo_extra"))
     more = Holdings(holdings.subscriptions, (*holdings.promotions, extra), holdings.overrides)
-    before = resolve(catalog, holdings, feature, NOW)
-    after = resolve(catalog, more, feature, NOW)
-    assert generosity(after) >= generosity(before)
-    if before.offer is not None:
-        assert after.offer is not None, "a granted feature stays granted"
+    assert_no_less_generous(catalog, feature, holdings, more)
 
 
 @EXAMPLES
