@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_DATABASE = Path("allotment.db")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_CHANGE_LOG_RETENTION = timedelta(days=7)
+MIN_CHANGE_LOG_RETENTION = timedelta(hours=1)  # the change feed's contract
+DEFAULT_STREAM_KEEPALIVE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +21,14 @@ class Settings:
     admin_key: str | None = None
     test_clock: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    change_log_retention: timedelta = DEFAULT_CHANGE_LOG_RETENTION
+    stream_keepalive_seconds: float = DEFAULT_STREAM_KEEPALIVE_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
+            raise ValueError("the change log must keep at least one hour of history")
+        if not 0 < self.stream_keepalive_seconds <= 15:
+            raise ValueError("the stream's keep-alive must come within 15 seconds")
 
     @classmethod
     def from_environment(
@@ -27,6 +39,11 @@ class Settings:
             "admin_key": env.get("ALLOTMENT_ADMIN_KEY") or None,
             "test_clock": env.get("ALLOTMENT_TEST_CLOCK", "") in {"1", "true", "yes"},
         }
+        if env.get("ALLOTMENT_CHANGE_LOG_RETENTION_HOURS"):
+            hours = env["ALLOTMENT_CHANGE_LOG_RETENTION_HOURS"]
+            if not (hours.isascii() and hours.isdigit() and len(hours) <= 6):
+                raise ValueError("ALLOTMENT_CHANGE_LOG_RETENTION_HOURS must be a whole number")
+            values["change_log_retention"] = timedelta(hours=int(hours))
         if env.get("ALLOTMENT_DB"):
             values["database_path"] = Path(env["ALLOTMENT_DB"])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -25,6 +25,7 @@ from allotment.api.routes import (
     operations,
     request_path,
     reservations,
+    stream,
 )
 from allotment.api.services import Services
 from allotment.config import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         *reservations.routes,
         *entities.routes,
         *keys.routes,
+        *stream.routes,
     ]
     if settings.test_clock:
         routes += operations.test_clock_routes

@@ -12,8 +12,8 @@ from allotment.service.credits import CreditService
 from allotment.service.customers import CustomerService
 from allotment.service.entities import EntityService
 from allotment.service.entitlements import EntitlementService
+from allotment.service.feed import ChangeFeed
 from allotment.service.keys import KeyService
-from allotment.service.ports import Session
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
 from allotment.service.usage import UsageService
@@ -34,10 +34,11 @@ class Services:
     entities: EntityService
     budgets: BudgetService
     test_clock: TestClock | None
+    feed: ChangeFeed
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
-        store = SqliteStore(settings.database_path)
+        store = SqliteStore(settings.database_path, settings.change_log_retention)
         test_clock = TestClock() if settings.test_clock else None
         runtime = Runtime(store=store, clock=test_clock or SystemClock())
         credits = CreditService(runtime)
@@ -54,14 +55,11 @@ class Services:
             entities=EntityService(runtime),
             budgets=BudgetService(runtime),
             test_clock=test_clock,
+            feed=ChangeFeed(store),
         )
 
-        def resync(session: Session) -> None:
-            runtime.snapshots.clear()
-            runtime.catalog.current = session.load_catalog()
-            services.keys.forget_all()
-
-        store.on_foreign_write(resync)
+        store.subscribe(runtime.project)
+        store.subscribe(services.feed.publish)
         services.catalog.load()
         services.keys.load(settings.admin_key)
         return services

@@ -152,3 +152,18 @@ def _credits_from_document(document: Document) -> dict[str, RecurringCredits]:
 
 def _credits_to_document(credits: Mapping[str, RecurringCredits]) -> dict[str, Any]:
     return {currency: recurring_credits_to_document(c) for currency, c in credits.items()}
+
+
+def add_document(catalog: Catalog, kind: str, object_id: str, document: Document) -> Catalog:
+    """``catalog`` with the object of ``kind`` created or replaced by its stored document."""
+    if kind == "feature":
+        return catalog.with_feature(feature_from_document(object_id, document))
+    if kind == "currency":
+        return catalog.with_currency(currency_from_document(object_id, document))
+    if kind == "product":
+        return catalog.with_product(product_from_document(object_id, document))
+    if kind == "plan":
+        return catalog.with_plan(plan_from_document(object_id, document, catalog))
+    if kind == "addon":
+        return catalog.with_addon(addon_from_document(object_id, document, catalog))
+    raise ValueError(f"unknown catalog kind {kind!r}")

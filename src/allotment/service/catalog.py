@@ -13,9 +13,11 @@ import msgspec
 
 from allotment.domain import documents
 from allotment.domain.catalog import Catalog
+from allotment.domain.changes import CatalogChanged
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.ids import require_client_id
 from allotment.service.ports import Page, Session
+from allotment.service.projector import CatalogLoaded
 from allotment.service.runtime import Runtime
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -95,8 +97,8 @@ class CatalogService:
 
     def load(self) -> None:
         """Read the whole catalog from the store (at start-up)."""
-        self._runtime.catalog.current = self._runtime.store.run_blocking(
-            lambda session: session.load_catalog()
+        self._runtime.store.run_blocking(
+            lambda session: session.fill(CatalogLoaded(session.load_catalog()))
         )
 
     async def put(
@@ -111,7 +113,7 @@ class CatalogService:
             catalog, stored = rules.add(runtime.catalog_in(session), object_id, document)
             now = runtime.clock.now()
             created = session.save_catalog_object(kind.value, object_id, _encode(stored), now)
-            runtime.stage_catalog(session, catalog)
+            runtime.stage_catalog(session, catalog, CatalogChanged(kind.value, object_id, stored))
             return {"id": object_id, **stored}, created
 
         return await runtime.store.run(job)

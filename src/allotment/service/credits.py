@@ -12,13 +12,13 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import msgspec
 
 from allotment.domain.budgets import NO_PATH, EntityPath, first_exceeded
 from allotment.domain.catalog import Catalog, CreditCategory, Currency
+from allotment.domain.changes import CreditsChanged, Spend
 from allotment.domain.credits import (
     EntryContext,
     EntryType,
@@ -39,6 +39,7 @@ from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service import idempotency
 from allotment.service.budgets import standings_in_job
 from allotment.service.ports import LedgerRecord, Page, Session
+from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import CustomerSnapshot, PoolFigures
 
@@ -334,19 +335,24 @@ class CreditService:
             overdraft_limit=self.overdraft_limit(session, customer, currency, now),
             valid_until=min(due) if due else None,
         )
-        session.after_commit(lambda: runtime.snapshots.install_pool(customer, currency, figures))
-        for record in records:
-            entry = record.entry
-            if entry.entity_path and entry.type is EntryType.DEBIT:
-                spend = partial(
-                    runtime.snapshots.add_spend,
-                    customer,
-                    currency,
-                    entry.entity_path,
-                    entry.at,
-                    -entry.amount,
-                )
-                session.after_commit(spend)
+        if not records:
+            session.fill(PoolFiguresComputed(customer, currency, figures))
+            return records
+        spends = tuple(
+            Spend(record.entry.entity_path, record.entry.at, -record.entry.amount)
+            for record in records
+            if record.entry.entity_path and record.entry.type is EntryType.DEBIT
+        )
+        session.record(
+            CreditsChanged(
+                customer,
+                currency,
+                figures.balance,
+                figures.overdraft_limit,
+                figures.valid_until,
+                spends,
+            )
+        )
         return records
 
     def overdraft_limit(

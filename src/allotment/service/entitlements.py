@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 from allotment.domain.budgets import Budget, held_for
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
@@ -31,6 +30,7 @@ from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial
 from allotment.service.ports import Session
+from allotment.service.projector import BudgetWindowLoaded, WindowLoaded
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import (
     BudgetSlot,
@@ -177,22 +177,14 @@ class EntitlementService:
         if isinstance(miss, _MissingSnapshot):
             runtime.load_snapshot(session, miss.customer)
             return
-        snapshots, customer = runtime.snapshots, miss.customer
+        customer = miss.customer
         if miss.feature is not None and miss.window is not None:
             period = miss.window.period
             used = session.window_usage(customer, miss.feature, period.start, period.end)
-            key = window_key(miss.feature, miss.window)
-            session.after_commit(lambda: snapshots.install_window(customer, key, used))
+            session.fill(WindowLoaded(customer, window_key(miss.feature, miss.window), used))
         for budget, view in miss.budgets:
             spent = session.budget_usage(customer, budget, view.period.start, view.period.end)
-            session.after_commit(
-                partial(
-                    snapshots.install_budget_window,
-                    customer,
-                    budget_window_key(budget, view),
-                    spent,
-                )
-            )
+            session.fill(BudgetWindowLoaded(customer, budget_window_key(budget, view), spent))
 
 
 def _evaluate(

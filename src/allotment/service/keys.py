@@ -1,9 +1,9 @@
 """API keys: created with a scope, shown once, stored as SHA-256 digests, revoked at once.
 
 Keys are long random secrets, so a fast digest is the right hash: nothing about them can be
-guessed, and the digest is what authentication looks up on every request. Keys live in memory,
-kept exact by after-commit hooks; an unknown digest is looked up in the store before a 401, so
-a key made by another process is found too.
+guessed, and the digest is what authentication looks up on every request. Live keys are cached
+by the projector, which follows every creation and revocation in the change log, this
+process's and every other's; an unknown digest is looked up in the store before a 401.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from allotment.domain.changes import ApiKeyChanged
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
 from allotment.domain.timefmt import format_instant
 from allotment.service.ports import Page, Session
+from allotment.service.projector import KeyFound
 from allotment.service.runtime import Runtime
 
 BOOTSTRAP_KEY_ID = "key_bootstrap"
@@ -33,41 +35,39 @@ def digest(secret: str) -> str:
 class KeyService:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._by_digest: dict[str, ApiKey] = {}
+        self._by_digest = runtime.cache.keys
 
     def load(self, bootstrap_secret: str | None) -> None:
         """Read every live key at start-up; make ``bootstrap_secret`` an admin key if given."""
         runtime = self._runtime
 
-        def job(session: Session) -> list[ApiKey]:
+        def job(session: Session) -> None:
             if bootstrap_secret:
                 existing = session.get_api_key(BOOTSTRAP_KEY_ID)
-                session.save_api_key(
-                    ApiKey(
-                        id=BOOTSTRAP_KEY_ID,
-                        name="bootstrap admin key (ALLOTMENT_ADMIN_KEY)",
-                        scope=Scope.ADMIN,
-                        customer=None,
-                        key_hash=digest(bootstrap_secret),
-                        created_at=existing.created_at if existing else runtime.clock.now(),
-                    )
+                bootstrap = ApiKey(
+                    id=BOOTSTRAP_KEY_ID,
+                    name="bootstrap admin key (ALLOTMENT_ADMIN_KEY)",
+                    scope=Scope.ADMIN,
+                    customer=None,
+                    key_hash=digest(bootstrap_secret),
+                    created_at=existing.created_at if existing else runtime.clock.now(),
                 )
-            keys: list[ApiKey] = []
+                if bootstrap != existing:
+                    session.save_api_key(bootstrap)
+                    session.record(ApiKeyChanged(bootstrap))
+                    if existing is not None and existing.key_hash != bootstrap.key_hash:
+                        # The old secret stops working everywhere.
+                        session.record(ApiKeyChanged(_revoked(existing, runtime.clock.now())))
             after = None
             while True:
                 page = session.list_api_keys(after, 1000)
-                keys.extend(page.items)
+                for key in page.items:
+                    session.fill(KeyFound(key))
                 if page.next_cursor is None:
-                    return keys
+                    return
                 after = page.next_cursor
 
-        for key in runtime.store.run_blocking(job):
-            if key.revoked_at is None:
-                self._by_digest[key.key_hash] = key
-
-    def forget_all(self) -> None:
-        """Drop every cached key: they are looked up again (revocations made elsewhere hold)."""
-        self._by_digest.clear()
+        runtime.store.run_blocking(job)
 
     def authenticate_cached(self, secret: str) -> ApiKey | None:
         return self._by_digest.get(digest(secret))
@@ -82,9 +82,9 @@ class KeyService:
             found = session.find_api_key(key_hash)
             if found is None or found.revoked_at is not None:
                 return None
-            # Cached by a hook, so that a revocation committed after this read, whose hook
-            # runs after this one, is never undone by it.
-            session.after_commit(lambda: self._by_digest.__setitem__(key_hash, found))
+            # Cached by the projector, in order: a revocation committed after this read is
+            # applied after this fill and is never undone by it.
+            session.fill(KeyFound(found))
             return found
 
         return await self._runtime.store.run(job)
@@ -113,7 +113,7 @@ class KeyService:
                 created_at=runtime.clock.now(),
             )
             session.save_api_key(key)
-            session.after_commit(lambda: self._by_digest.__setitem__(key.key_hash, key))
+            session.record(ApiKeyChanged(key))
             return key
 
         key = await runtime.store.run(job)
@@ -129,11 +129,7 @@ class KeyService:
             if key.revoked_at is None:
                 key = _revoked(key, runtime.clock.now())
                 session.save_api_key(key)
-
-            def forget() -> None:
-                self._by_digest.pop(key.key_hash, None)
-
-            session.after_commit(forget)
+                session.record(ApiKeyChanged(key))
             return key
 
         return key_document(await runtime.store.run(job))

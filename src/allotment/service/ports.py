@@ -6,9 +6,14 @@ result only once that transaction is durable. A job that raises leaves nothing b
 store rolls back to a savepoint taken before it. Jobs run one at a time, so a job sees every
 write of the jobs before it; limits are enforced by reading and writing inside one job.
 
-Caches follow the store through :meth:`Session.after_commit`: a hook registered by a job runs
-after the batch commits, in job order, before any awaiting caller resumes. Hooks are the only
-writers of cached state, which keeps the cache exactly one committed prefix of the truth.
+Caches follow the store through the change log. A job *records* each change it makes
+(:meth:`Session.record`): the adapter writes it to the log in the job's own transaction and gives
+it a revision, gap-free and in commit order across every process sharing the database. A job may
+also *fill* the cache with what it read (:meth:`Session.fill`). Once the batch is durable, the
+store hands its changes (with their revisions) and fills, in job order, to the sink it was given
+(:meth:`Store.subscribe`), before any awaiting caller resumes; it hands over changes other
+processes wrote as soon as it reads them from the log. The sink feeds the projector, the only
+writer of cached state, which keeps the cache exactly one committed prefix of the truth.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from allotment.domain.budgets import NO_PATH, Budget, EntityPath
 from allotment.domain.catalog import Catalog
+from allotment.domain.changes import Change, LoggedChange
 from allotment.domain.credits import Entry, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
+from allotment.service.projector import Fill
 
 T = TypeVar("T")
 
@@ -75,10 +82,17 @@ class Session(Protocol):
     """What a job may do. Every method runs inside the job's transaction."""
 
     scratch: dict[str, Any]
-    """State that lives for one batch: what earlier jobs of the batch changed but not yet
-    published (their hooks run only after the commit)."""
+    """State that lives for one batch: what earlier jobs of the batch changed but the projector
+    has not applied yet (it applies a batch only once it is durable). A job that fails leaves
+    it as it found it, so its values are replaced, never changed in place."""
 
-    def after_commit(self, hook: Callable[[], None]) -> None: ...
+    def record(self, change: Change) -> None:
+        """Write ``change`` to the change log in this job's transaction."""
+        ...
+
+    def fill(self, fill: Fill) -> None:
+        """Have the projector install ``fill`` once this job's batch is durable."""
+        ...
 
     # Catalog: each object is stored as the JSON document it was defined with.
     def load_catalog(self) -> Catalog: ...
@@ -169,13 +183,28 @@ class Session(Protocol):
     def list_api_keys(self, after: str | None, limit: int) -> Page[ApiKey]: ...
 
 
+Published = LoggedChange | Fill
+"""What the store hands to its sink: a logged change (its own or another process's) or a fill."""
+
+
 class Store(Protocol):
     async def run(self, job: Callable[[Session], T]) -> T:
         """Run ``job`` in a transaction and return its result once that is durable."""
         ...
 
-    def on_foreign_write(self, callback: Callable[[Session], None]) -> None:
-        """Have ``callback`` drop cached state when another process wrote to the store."""
+    def subscribe(self, sink: Callable[[Sequence[Published]], None]) -> None:
+        """Hand every committed change of the log, in revision order, and every fill, in job
+        order, to ``sink``, on the store's thread. Changes other processes commit are handed
+        over within ``FOLLOW_INTERVAL`` of their commit."""
+        ...
+
+    async def read_log(self, after: int, limit: int) -> list[LoggedChange]:
+        """Up to ``limit`` logged changes with revisions above ``after``, oldest first; read
+        beside the writer, so a reader never delays a write."""
+        ...
+
+    async def log_bounds(self) -> tuple[int, int]:
+        """(the oldest revision the log still keeps, the newest committed); (0, 0) when empty."""
         ...
 
     def run_blocking(self, job: Callable[[Session], T]) -> T:

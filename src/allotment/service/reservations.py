@@ -17,6 +17,7 @@ import msgspec
 
 from allotment.domain.budgets import NO_PATH, EntityPath, first_exceeded
 from allotment.domain.catalog import MeteredSpec
+from allotment.domain.changes import HoldEnded, HoldPlaced
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import credit_cost, decide, decide_credits
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
@@ -36,7 +37,7 @@ from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.ports import Session, UsageEvent
-from allotment.service.runtime import Runtime
+from allotment.service.runtime import Runtime, record_usage
 
 ROUTE = "reservations"
 DEFAULT_TTL_SECONDS = 60
@@ -72,9 +73,7 @@ class ReservationService:
             if reservation is not None:
                 session.save_reservation(reservation)
                 runtime.reservations_changed(session, request.customer)
-                session.after_commit(
-                    lambda: runtime.snapshots.add_hold(request.customer, reservation)
-                )
+                session.record(HoldPlaced(reservation))
             response: bytes = _encode(
                 {
                     "id": reservation.id if reservation else None,
@@ -111,7 +110,7 @@ class ReservationService:
             session.save_reservation(ended)
             runtime.reservations_changed(session, held.customer)
             self._record(session, ended, amount, now)
-            session.after_commit(lambda: runtime.snapshots.end_hold(held.customer, held.id))
+            session.record(HoldEnded(held.customer, held.id))
             return reservation_document(ended, now)
 
         return await runtime.store.run(job)
@@ -125,7 +124,7 @@ class ReservationService:
             ended = replace(held, ended_at=now, ended_as=ReservationStatus.RELEASED)
             session.save_reservation(ended)
             runtime.reservations_changed(session, held.customer)
-            session.after_commit(lambda: runtime.snapshots.end_hold(held.customer, held.id))
+            session.record(HoldEnded(held.customer, held.id))
             return reservation_document(ended, now)
 
         return await runtime.store.run(job)
@@ -201,11 +200,9 @@ class ReservationService:
         runtime = self._runtime
         key = f"reservation:{ended.id}"
         path = ended.entity_path
-        session.append_usage(
-            UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key, path)
-        )
-        session.after_commit(
-            lambda: runtime.snapshots.add_usage(ended.customer, ended.feature, now, amount, path)
+        record_usage(
+            session,
+            UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key, path),
         )
         if ended.currency is None or amount == 0:
             return

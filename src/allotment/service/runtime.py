@@ -1,19 +1,27 @@
-"""The runtime every use case shares: the store, the clock, the catalog and the snapshots.
+"""The runtime every use case shares: the store, the clock and the cached state.
 
-It also holds the rules that keep in-memory state in step with the store inside a batch: a job
-reads the catalog and customer snapshots as the jobs before it in the same batch left them,
-although their hooks have not published anything yet.
+It also holds the rules that keep a batch's jobs in step with each other: a job reads the catalog
+and customer snapshots as the jobs before it in the same batch left them, although the projector
+applies their changes only once the batch is durable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from allotment.domain.budgets import Budget
 from allotment.domain.catalog import Catalog
+from allotment.domain.changes import CatalogChanged, CustomerChanged, LoggedChange, UsageRecorded
 from allotment.domain.reservations import Reservation
-from allotment.service.ports import Clock, Session, Store
+from allotment.service.ports import Clock, Published, Session, Store, UsageEvent
+from allotment.service.projector import (
+    CacheState,
+    CatalogState,
+    SnapshotLoaded,
+    apply,
+)
 from allotment.service.snapshots import CustomerSnapshot, SnapshotCache
 
 _CATALOG = "catalog"
@@ -22,37 +30,40 @@ _CHANGED_HOLDS = "changed_holds"
 
 
 @dataclass(slots=True)
-class CatalogState:
-    """The committed catalog; replaced as a whole by the hook of the job that changed it."""
-
-    current: Catalog = field(default_factory=Catalog)
-
-
-@dataclass(slots=True)
 class Runtime:
     store: Store
     clock: Clock
-    catalog: CatalogState = field(default_factory=CatalogState)
-    snapshots: SnapshotCache = field(default_factory=SnapshotCache)
+    cache: CacheState = field(default_factory=CacheState)
+
+    @property
+    def catalog(self) -> CatalogState:
+        return self.cache.catalog
+
+    @property
+    def snapshots(self) -> SnapshotCache:
+        return self.cache.snapshots
+
+    def project(self, published: Sequence[Published]) -> None:
+        """Apply what the store published to the cache: the store's sink, on its thread."""
+        cache = self.cache
+        for item in published:
+            apply(cache, item.change if isinstance(item, LoggedChange) else item)
 
     def catalog_in(self, session: Session) -> Catalog:
         """The catalog as the jobs before this one in the batch left it."""
         staged = session.scratch.get(_CATALOG)
         return staged if isinstance(staged, Catalog) else self.catalog.current
 
-    def stage_catalog(self, session: Session, catalog: Catalog) -> None:
-        """Make ``catalog`` the current one, for later jobs now and for everyone on commit."""
+    def stage_catalog(self, session: Session, catalog: Catalog, change: CatalogChanged) -> None:
+        """Make ``catalog`` (the current one with ``change``) the one later jobs of the batch
+        read, and log the change, which the projector applies on commit."""
         session.scratch[_CATALOG] = catalog
-
-        def publish() -> None:
-            self.catalog.current = catalog
-
-        session.after_commit(publish)
+        session.record(change)
 
     def customer_changed(self, session: Session, customer_id: str) -> None:
-        """Drop the customer's snapshot on commit; later jobs of the batch read the store."""
-        session.scratch.setdefault(_CHANGED_CUSTOMERS, set()).add(customer_id)
-        session.after_commit(lambda: self.snapshots.invalidate(customer_id))
+        """Log that the customer changed; later jobs of the batch read it from the store."""
+        _mark(session, _CHANGED_CUSTOMERS, customer_id)
+        session.record(CustomerChanged(customer_id))
 
     def snapshot_in(self, session: Session, customer_id: str) -> CustomerSnapshot | None:
         """The customer as of this point of the batch: cached if still exact, else loaded."""
@@ -65,7 +76,7 @@ class Runtime:
 
     def reservations_changed(self, session: Session, customer_id: str) -> None:
         """Later jobs of the batch read this customer's holds from the store."""
-        session.scratch.setdefault(_CHANGED_HOLDS, set()).add(customer_id)
+        _mark(session, _CHANGED_HOLDS, customer_id)
 
     def live_holds(self, session: Session, customer_id: str, now: datetime) -> list[Reservation]:
         """The customer's live reservations as of this point of the batch."""
@@ -77,7 +88,7 @@ class Runtime:
         return [hold for hold in snapshot.holds.values() if hold.holds(now)]
 
     def load_snapshot(self, session: Session, customer_id: str) -> CustomerSnapshot | None:
-        """Read the customer from the store and install the snapshot when the batch commits."""
+        """Read the customer from the store; the projector installs it when the batch commits."""
         customer = session.get_customer(customer_id)
         snapshot = None
         if customer is not None:
@@ -93,7 +104,29 @@ class Runtime:
                 entities=session.load_entities(customer_id),
                 budgets={entity: tuple(found) for entity, found in budgets.items()},
             )
-        # Hooks run in job order: a change made earlier in this batch has dropped the old
-        # snapshot before this one, which already includes that change, is installed.
-        session.after_commit(lambda: self.snapshots.install(customer_id, snapshot))
+        # Applied in job order: a change made earlier in this batch drops the old snapshot
+        # before this one, which already includes that change, is installed.
+        session.fill(SnapshotLoaded(customer_id, snapshot))
         return snapshot
+
+
+def record_usage(session: Session, event: UsageEvent) -> None:
+    """Append a usage event to the truth and log the change it makes."""
+    session.append_usage(event)
+    session.record(
+        UsageRecorded(
+            event.customer,
+            event.feature,
+            event.entity,
+            event.amount,
+            event.timestamp,
+            event.entity_path,
+        )
+    )
+
+
+def _mark(session: Session, name: str, customer_id: str) -> None:
+    # Replaced, not changed in place: a failed job restores the batch's scratch as it was.
+    marked: frozenset[str] = session.scratch.get(name, frozenset())
+    if customer_id not in marked:
+        session.scratch[name] = marked | {customer_id}

@@ -35,7 +35,7 @@ from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
 from allotment.service.ports import Session, UsageEvent
-from allotment.service.runtime import Runtime
+from allotment.service.runtime import Runtime, record_usage
 from allotment.service.snapshots import BudgetSlot
 
 ROUTE = "usage"
@@ -236,8 +236,4 @@ class UsageService:
             idempotency_key=report.idempotency_key,
             entity_path=path,
         )
-        session.append_usage(event)
-        snapshots = self._runtime.snapshots
-        session.after_commit(
-            lambda: snapshots.add_usage(report.customer, report.feature, timestamp, delta, path)
-        )
+        record_usage(session, event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -19,16 +19,10 @@ from allotment.domain.catalog import (
     Spec,
     spec_to_document,
 )
+from allotment.domain.changes import Change, LoggedChange
 from allotment.domain.credits import Entry, EntryType, Grant, Pool
 from allotment.domain.customers import ApiKey, Customer, Scope
-from allotment.domain.documents import (
-    addon_from_document,
-    currency_from_document,
-    feature_from_document,
-    plan_from_document,
-    product_from_document,
-    spec_from_document,
-)
+from allotment.domain.documents import add_document, spec_from_document
 from allotment.domain.entities import Entity
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
@@ -37,7 +31,9 @@ from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
-from allotment.service.ports import LedgerRecord, Page, StoredOutcome, UsageEvent
+from allotment.service.changelog import encode_change
+from allotment.service.ports import LedgerRecord, Page, Published, StoredOutcome, UsageEvent
+from allotment.service.projector import Fill
 from allotment.storage.counter_cache import BatchCounters, CommittedCounters, Series, Window
 
 _R = TypeVar("_R")
@@ -89,8 +85,12 @@ class SqliteSession:
         # Pools as the last committed batch left them, kept by the store: this thread is the
         # only writer, so a pool read once need not be read from SQLite again.
         self._committed_pools: PoolCache = {} if committed_pools is None else committed_pools
-        self.hooks: list[Callable[[], None]] = []
+        # What the batch's jobs recorded and filled, in job order, for the projector.
+        self.published: list[Published] = []
         self.scratch: dict[str, Any] = {}
+        # One wall-clock instant for every change the batch logs: what retention reads.
+        self._written_at = datetime.now(UTC)
+        self._written_at_micros = to_epoch_micros(self._written_at)
         # Each pool as loaded or last saved in this batch, to store only what changed.
         # (None for the overdraft of a pool that has no row yet.)
         self.pools_as_stored: PoolCache = {}
@@ -99,8 +99,22 @@ class SqliteSession:
             {} if committed_counters is None else committed_counters, MAX_COUNTER
         )
 
-    def after_commit(self, hook: Callable[[], None]) -> None:
-        self.hooks.append(hook)
+    def record(self, change: Change) -> None:
+        cursor = self._db.execute(
+            "INSERT INTO change_log (kind, customer, written_at, payload) VALUES (?, ?, ?, ?)",
+            (
+                change.kind.value,
+                change.customer,
+                self._written_at_micros,
+                encode_change(change).decode(),
+            ),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        self.published.append(LoggedChange(seq, self._written_at, change))
+
+    def fill(self, fill: Fill) -> None:
+        self.published.append(fill)
 
     # ---------------------------------------------------------------- catalog
 
@@ -116,7 +130,7 @@ class SqliteSession:
         catalog = Catalog()
         for kind in _CATALOG_LOAD_ORDER:
             for object_id, document in by_kind.get(kind, []):
-                catalog = _add_to_catalog(catalog, kind, object_id, document)
+                catalog = add_document(catalog, kind, object_id, document)
         # Lists show the oldest first, whatever order the parents forced on loading.
         return replace(catalog, plans={plan_id: catalog.plans[plan_id] for plan_id in plans_by_age})
 
@@ -877,22 +891,6 @@ def _parents_first(
             raise ValueError(f"stored plans have missing or cyclic parents: {waiting[0][0]}")
         pending = waiting
     return ordered
-
-
-def _add_to_catalog(
-    catalog: Catalog, kind: str, object_id: str, document: Mapping[str, Any]
-) -> Catalog:
-    if kind == "feature":
-        return catalog.with_feature(feature_from_document(object_id, document))
-    if kind == "currency":
-        return catalog.with_currency(currency_from_document(object_id, document))
-    if kind == "product":
-        return catalog.with_product(product_from_document(object_id, document))
-    if kind == "plan":
-        return catalog.with_plan(plan_from_document(object_id, document, catalog))
-    if kind == "addon":
-        return catalog.with_addon(addon_from_document(object_id, document, catalog))
-    raise ValueError(f"unknown catalog kind {kind!r}")
 
 
 _SUBSCRIPTION_COLUMNS = (

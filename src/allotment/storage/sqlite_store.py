@@ -2,10 +2,10 @@
 
 Every job goes through a single thread that owns the connection. The thread takes all jobs that
 are waiting, runs them one after another inside one ``BEGIN IMMEDIATE`` transaction (each under
-its own savepoint, so a failing job undoes only itself), commits once, and only then runs the
-jobs' after-commit hooks and answers their callers. With ``synchronous=FULL`` in WAL mode the
-commit is on disk when it returns, so an answered write survives a crash of the process, and
-one fsync serves every request of the batch (group commit).
+its own savepoint, so a failing job undoes only itself), commits once, and only then hands the
+batch's changes and fills to the projector and answers the callers. With ``synchronous=FULL``
+in WAL mode the commit is on disk when it returns, so an answered write survives a crash of the
+process, and one fsync serves every request of the batch (group commit).
 """
 
 from __future__ import annotations
@@ -16,12 +16,18 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from allotment.service.ports import Session
+from allotment.domain.changes import LoggedChange
+from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.service.changelog import decode_change
+from allotment.service.ports import Published, Session
+from allotment.service.projector import CatalogLoaded, Forget
 from allotment.storage.counter_cache import CommittedCounters
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
 from allotment.storage.sqlite_session import PoolCache, SqliteSession
@@ -31,6 +37,13 @@ log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
 MAX_CACHED_POOLS = 100_000
+FOLLOW_INTERVAL_SECONDS = 0.01
+FOLLOW_PAGE = 5_000
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_CHUNK = 10_000
+DEFAULT_LOG_RETENTION = timedelta(days=7)
+
+Sink = Callable[[Sequence[Published]], None]
 
 
 @dataclass(slots=True)
@@ -42,20 +55,25 @@ class _Pending:
 class SqliteStore:
     """A :class:`~allotment.service.ports.Store` on one SQLite file."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, log_retention: timedelta = DEFAULT_LOG_RETENTION) -> None:
         self.path = Path(path)
+        self.log_retention = log_retention
         upgrade_to_latest(sqlite_url(self.path))
-        self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=FULL")
-        self._connection.execute("PRAGMA busy_timeout=10000")
+        self._connection = _connect(self.path)
+        self._reader = _connect(self.path)
+        self._reader_lock = threading.Lock()
+        self._sinks: list[Sink] = []
+        (last,) = self._connection.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM change_log"
+        ).fetchone()
+        self._last_seq: int = last  # the newest revision handed to the sinks
+        self._last_prune = 0.0
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="allotment-sqlite", daemon=True)
         self._closed = False
         self._committed_pools: PoolCache = {}
         self._committed_counters: CommittedCounters = {}
-        self._data_version: int | None = None
-        self._foreign_write_callbacks: list[Callable[[Session], None]] = []
+        (self._data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
         self.batches_committed = 0
         self.jobs_committed = 0
         self._thread.start()
@@ -82,10 +100,30 @@ class SqliteStore:
         self._submit(_Pending(job, settle))
         return future.result()
 
-    def on_foreign_write(self, callback: Callable[[Session], None]) -> None:
-        """Call ``callback`` (on the store's thread, before the batch's jobs) whenever another
-        connection has committed to the file since this store's last batch."""
-        self._foreign_write_callbacks.append(callback)
+    def subscribe(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    async def read_log(self, after: int, limit: int) -> list[LoggedChange]:
+        return await asyncio.to_thread(self._read_log, after, limit)
+
+    async def log_bounds(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self._log_bounds)
+
+    def _read_log(self, after: int, limit: int) -> list[LoggedChange]:
+        with self._reader_lock:
+            return _logged(self._reader, after, limit)
+
+    def _log_bounds(self) -> tuple[int, int]:
+        with self._reader_lock:
+            row = self._reader.execute(
+                "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM change_log"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    @property
+    def last_seq(self) -> int:
+        """The newest revision this store has handed to its sinks."""
+        return self._last_seq
 
     def close(self) -> None:
         if not self._closed:
@@ -93,6 +131,7 @@ class SqliteStore:
             self._queue.put(None)
             self._thread.join()
             self._connection.close()
+            self._reader.close()
 
     def _submit(self, pending: _Pending) -> None:
         if self._closed:
@@ -101,7 +140,11 @@ class SqliteStore:
 
     def _serve(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=FOLLOW_INTERVAL_SECONDS)
+            except queue.Empty:
+                self._between_batches()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -116,18 +159,70 @@ class SqliteStore:
                 batch.append(pending)
             self._run_batch(batch)
 
-    def _notice_foreign_writes(self, session: SqliteSession) -> None:
-        # data_version changes only when another connection commits: then nothing cached from
-        # this file can be trusted, since this thread is no longer its only writer.
+    def _between_batches(self) -> None:
+        try:
+            if self._data_version_changed():
+                connection = self._connection
+                connection.execute("BEGIN")  # one read snapshot for what is followed
+                try:
+                    self._follow(SqliteSession(connection))
+                finally:
+                    connection.execute("COMMIT")
+            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+                self._prune()
+        except Exception:
+            log.exception("following the change log failed; trying again")
+
+    def _data_version_changed(self) -> bool:
+        # data_version changes only when another connection commits to the file.
         (version,) = self._connection.execute("PRAGMA data_version").fetchone()
-        changed = self._data_version is not None and version != self._data_version
+        changed: bool = version != self._data_version
         self._data_version = version
-        if changed:
-            log.warning("another process wrote to %s: dropping cached state", self.path)
-            self._committed_pools.clear()
-            self._committed_counters.clear()
-            for callback in self._foreign_write_callbacks:
-                callback(session)
+        return changed
+
+    def _follow(self, session: SqliteSession) -> None:
+        """Hand over what other processes committed since the last revision handed over."""
+        # Another process wrote: the pools and counters this thread keeps beside the tables
+        # are no longer the tables' only copy (fills write counter rows, too).
+        self._committed_pools.clear()
+        self._committed_counters.clear()
+        while True:
+            logged = _logged(self._connection, self._last_seq, FOLLOW_PAGE)
+            if not logged:
+                return
+            published: list[Published] = []
+            if logged[0].seq != self._last_seq + 1:
+                # Pruned past what this process applied: start again from the store.
+                log.warning("fell behind the change log at %d: reloading", self._last_seq)
+                published += [Forget(), CatalogLoaded(session.load_catalog())]
+            published += logged
+            self._last_seq = logged[-1].seq
+            self._hand_over(published)
+
+    def _hand_over(self, published: Sequence[Published]) -> None:
+        for sink in self._sinks:
+            try:
+                sink(published)
+            except Exception:
+                log.exception("a change-log sink failed")
+
+    def _prune(self) -> None:
+        """Drop entries older than the retention, a chunk at a time; the newest stays, so the
+        next revision is known whatever is pruned."""
+        self._last_prune = time.monotonic()
+        cutoff = to_epoch_micros(datetime.now(UTC) - self.log_retention)
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
+                " AND seq <= (SELECT MIN(seq) FROM change_log) + ? AND written_at < ?",
+                (PRUNE_CHUNK, cutoff),
+            )
+            connection.execute("COMMIT")
+        except Exception:
+            connection.execute("ROLLBACK")
+            raise
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         connection = self._connection
@@ -135,9 +230,11 @@ class SqliteStore:
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
-            self._notice_foreign_writes(session)
+            if self._data_version_changed():
+                self._follow(session)
             for pending in batch:
-                hooks_before = len(session.hooks)
+                published_before = len(session.published)
+                scratch_before = dict(session.scratch)
                 pools_before = dict(session.pools_as_stored)
                 counters_before = session.budget_counters.mark()
                 connection.execute("SAVEPOINT job")
@@ -146,7 +243,8 @@ class SqliteStore:
                 except Exception as job_error:
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
-                    del session.hooks[hooks_before:]
+                    del session.published[published_before:]
+                    session.scratch = scratch_before
                     session.pools_as_stored = pools_before
                     session.budget_counters.undo(counters_before)
                     outcomes.append((pending, None, job_error))
@@ -172,13 +270,32 @@ class SqliteStore:
         session.budget_counters.publish()
         self.batches_committed += 1
         self.jobs_committed += len(batch)
-        for hook in session.hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("an after-commit hook failed")
+        for item in reversed(session.published):
+            if isinstance(item, LoggedChange):
+                self._last_seq = item.seq
+                break
+        self._hand_over(session.published)
         for pending, result, error in outcomes:
             pending.settle(result, error)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=10000")
+    return connection
+
+
+def _logged(connection: sqlite3.Connection, after: int, limit: int) -> list[LoggedChange]:
+    rows = connection.execute(
+        "SELECT seq, written_at, kind, payload FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    return [
+        LoggedChange(seq, from_epoch_micros(written_at), decode_change(kind, payload))
+        for seq, written_at, kind, payload in rows
+    ]
 
 
 def _settle_async(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -1,0 +1,167 @@
+"""``GET /v1/stream``: the change log as server-sent events.
+
+Each change is one event: ``id`` is its revision, ``event`` its kind as the contract names it,
+``data`` a JSON object with ``seq`` and what a cache needs to follow it. Changes no client acts
+on (API keys) are sent as an ``id:`` line alone: it moves the client's ``Last-Event-ID`` without
+dispatching anything, so revisions stay gap-free on the unfiltered stream. A reader that asks
+for a revision the log no longer keeps, or one it never gave, first gets ``event: reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from allotment.api.errors import error_status_and_body
+from allotment.api.http import Access, authenticate, authorize, raw_json_response
+from allotment.api.services import Services
+from allotment.domain.changes import (
+    ApiKeyChanged,
+    CatalogChanged,
+    Change,
+    CreditsChanged,
+    CustomerChanged,
+    HoldEnded,
+    HoldPlaced,
+    LoggedChange,
+    UsageRecorded,
+)
+from allotment.domain.errors import AllotmentError, InvalidRequest
+from allotment.domain.ids import is_client_id
+from allotment.domain.quantities import to_json_number
+from allotment.domain.timefmt import format_instant
+from allotment.service.feed import ChangeFeed
+
+PAGE = 500
+RETRY_MILLISECONDS = 1000
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+async def stream(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        customer = request.query_params.get("customer")
+        if customer is not None and not is_client_id(customer):
+            raise InvalidRequest(f"{customer!r} is not a valid customer id.", {"field": "customer"})
+        authorize(await authenticate(services, request), Access.CLIENT, customer)
+    except AllotmentError as error:
+        status, body = error_status_and_body(error)
+        return raw_json_response(body, status)
+    feed = services.feed
+    last_event_id = request.headers.get("last-event-id")
+    events = _events(feed, last_event_id, customer, services.settings.stream_keepalive_seconds)
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+async def _events(
+    feed: ChangeFeed, last_event_id: str | None, customer: str | None, keepalive: float
+) -> AsyncIterator[bytes]:
+    yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
+    oldest, head = await feed.bounds()
+    cursor = _resume_point(last_event_id, oldest, head)
+    if cursor is None:
+        cursor = head
+        yield _reset(head)
+    while True:
+        published = feed.waiter()
+        logged = await feed.after(cursor, PAGE)
+        if logged and logged[0].seq != cursor + 1:
+            # Pruned while this reader was behind: what it holds can no longer be followed.
+            cursor = logged[-1].seq
+            yield _reset(cursor)
+            continue
+        if logged:
+            cursor = logged[-1].seq
+            yield b"".join(_event(entry, customer) for entry in logged)
+            continue
+        try:
+            await asyncio.wait_for(published.wait(), keepalive)
+        except TimeoutError:
+            yield b": keep-alive\n\n"
+
+
+def _resume_point(last_event_id: str | None, oldest: int, head: int) -> int | None:
+    """The revision to continue after, or None when the reader must start again."""
+    if last_event_id is None:
+        return head
+    text = last_event_id.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    seq = int(text)
+    if seq > head:
+        return None  # a revision this log never gave (another database, or a bad id)
+    if seq < head and seq + 1 < oldest:
+        return None  # older than what the log keeps
+    return seq
+
+
+def _reset(head: int) -> bytes:
+    return b"id: %d\nevent: reset\ndata: %s\n\n" % (head, _encode({"seq": head}))
+
+
+def _event(entry: LoggedChange, customer: str | None) -> bytes:
+    change = entry.change
+    if customer is not None and change.customer not in (customer, None):
+        return b""
+    data = _data(change)
+    if data is None:
+        return b"" if customer is not None else b"id: %d\n\n" % entry.seq
+    kind, fields = data
+    body = _encode({"seq": entry.seq, **fields})
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (entry.seq, kind.encode(), body)
+
+
+def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
+    """The contract's event kind and payload for ``change``; None when clients get no event."""
+    match change:
+        case UsageRecorded(customer, feature, entity, amount, timestamp, _):
+            return "usage.recorded", {
+                "customer": customer,
+                "feature": feature,
+                "entity": entity,
+                "amount": to_json_number(amount),
+                "timestamp": format_instant(timestamp),
+            }
+        case CreditsChanged(customer, currency, balance, _, _, _):
+            return "credits.changed", {
+                "customer": customer,
+                "currency": currency,
+                "balance": to_json_number(balance),
+            }
+        case CustomerChanged(customer):
+            return "customer.changed", {"customer": customer}
+        case HoldPlaced(reservation):
+            return "customer.changed", {
+                "customer": reservation.customer,
+                "reservation": {
+                    "id": reservation.id,
+                    "status": "held",
+                    "feature": reservation.feature,
+                    "entity": reservation.entity,
+                    "amount": to_json_number(reservation.amount),
+                    "expires_at": format_instant(reservation.expires_at),
+                },
+            }
+        case HoldEnded(customer, reservation_id):
+            return "customer.changed", {
+                "customer": customer,
+                "reservation": {"id": reservation_id, "status": "ended"},
+            }
+        case CatalogChanged(object_kind, object_id, _):
+            return "catalog.changed", {"kind": object_kind, "id": object_id}
+        case ApiKeyChanged():
+            return None
+    raise AssertionError(f"no wire form for {change!r}")
+
+
+routes = [Route("/v1/stream", stream, methods=["GET"])]
