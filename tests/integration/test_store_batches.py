@@ -76,7 +76,5 @@ def test_a_failed_job_leaves_nothing_visible_to_later_jobs_of_its_batch(
     assert "staged" not in runtime.catalog.current.features
     with sqlite3.connect(tmp_path / "batches.db") as db:
         logged = db.execute("SELECT seq, kind, customer FROM change_log ORDER BY seq").fetchall()
-    assert [(kind, customer) for _, kind, customer in logged] == [
-        ("customer.changed", "umbrella")
-    ]
+    assert [(kind, customer) for _, kind, customer in logged] == [("customer.changed", "umbrella")]
     assert [seq for seq, _, _ in logged] == list(range(1, len(logged) + 1))
