@@ -78,7 +78,7 @@ from allotment.domain.catalog import CreditCategory
 from allotment.domain.quantities import MICROS_PER_UNIT
 from allotment.service.catalog import CatalogKind
 from allotment.service.credits import DebitRequest, GrantRequest
-from allotment.storage.sqlite_store import SqliteStore
+from allotment.storage.sqlite.store import SqliteStore
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from allotment.config import Settings
 from allotment.domain.catalog import Catalog
 from allotment.domain.changes import CatalogChanged, CustomerChanged
 from allotment.domain.documents import add_document
-from allotment.service.ports import Session
+from allotment.service.ports import UnitOfWork
 
 
 @pytest.fixture
@@ -39,21 +39,21 @@ def test_a_failed_job_leaves_nothing_visible_to_later_jobs_of_its_batch(
     feature = {"name": "Staged", "kind": "boolean"}
     release = threading.Event()
 
-    def hold_the_thread(session: Session) -> None:
+    def hold_the_thread(uow: UnitOfWork) -> None:
         release.wait(10)
 
-    def stage_then_fail(session: Session) -> None:
-        staged = add_document(runtime.catalog_in(session), "feature", "staged", feature)
-        runtime.stage_catalog(session, staged, CatalogChanged("feature", "staged", feature))
-        runtime.customer_changed(session, "acme")
+    def stage_then_fail(uow: UnitOfWork) -> None:
+        staged = add_document(runtime.catalog_in(uow), "feature", "staged", feature)
+        runtime.stage_catalog(uow, staged, CatalogChanged("feature", "staged", feature))
+        runtime.customer_changed(uow, "acme")
         raise _Failed
 
-    def read_after(session: Session) -> tuple[Catalog, bool]:
-        changed = "acme" in session.scratch.get("changed_customers", frozenset())
-        return runtime.catalog_in(session), changed
+    def read_after(uow: UnitOfWork) -> tuple[Catalog, bool]:
+        changed = "acme" in uow.scratch.get("changed_customers", frozenset())
+        return runtime.catalog_in(uow), changed
 
-    def log_a_change(session: Session) -> None:
-        session.record(CustomerChanged("umbrella"))
+    def log_a_change(uow: UnitOfWork) -> None:
+        uow.record(CustomerChanged("umbrella"))
 
     async def scenario() -> tuple[Catalog, bool]:
         blocker = asyncio.ensure_future(runtime.store.run(hold_the_thread))

@@ -35,7 +35,7 @@ from allotment.service.projector import CacheState, apply
 from allotment.service.reservations import ReservationRequest
 from allotment.service.snapshots import CustomerSnapshot
 from allotment.service.usage import UsageReport
-from allotment.storage.sqlite_store import SqliteStore
+from allotment.storage.sqlite.store import SqliteStore
 
 CUSTOMERS = ("acme", "umbrella")
 UNIT = MICROS_PER_UNIT
@@ -193,10 +193,10 @@ def _assert_same_figures(writer: CustomerSnapshot, follower: CustomerSnapshot) -
 
 
 def _assert_equals_truth(services: Services, name: str, snapshot: CustomerSnapshot) -> None:
-    def read(session: Any) -> list[tuple[Any, int, int]]:
+    def read(uow: Any) -> list[tuple[Any, int, int]]:
         differences = []
         for (feature, start, end), used in snapshot.windows.items():
-            stored = session.window_usage(
+            stored = uow.usage.window_usage(
                 name, feature, from_epoch_micros(start), None if end is None else
                 from_epoch_micros(end),
             )  # fmt: skip
@@ -205,7 +205,7 @@ def _assert_equals_truth(services: Services, name: str, snapshot: CustomerSnapsh
             for budget in budgets:
                 for key, used in snapshot.budget_windows.items():
                     if key[:3] == (budget.entity, budget.kind, budget.target):
-                        stored = session.budget_usages(name, [(budget, key[3], key[4])])[0]
+                        stored = uow.budgets.usages(name, [(budget, key[3], key[4])])[0]
                         differences.append((key, used, stored))
         return differences
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from allotment.storage.counter_cache import BatchCounters, CommittedCounters
+from allotment.storage.sqlite.counter_cache import BatchCounters, CommittedCounters
 
 TEAM = ("acme", "feature", "requests", "team")
 AGENT = ("acme", "feature", "requests", "agent")

@@ -17,7 +17,7 @@ from allotment.service.keys import KeyService
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
 from allotment.service.usage import UsageService
-from allotment.storage.sqlite_store import SqliteStore
+from allotment.storage.sqlite.store import SqliteStore
 
 
 @dataclass(slots=True)

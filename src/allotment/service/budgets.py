@@ -20,13 +20,13 @@ from allotment.domain.quantities import Micros, to_json_number
 from allotment.domain.reservations import Reservation
 from allotment.domain.timefmt import format_instant, whole_second
 from allotment.service.answers import BudgetFigures, PeriodView
-from allotment.service.ports import Session
+from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot
 
 
 def standings_in_job(
-    session: Session,
+    uow: UnitOfWork,
     customer_id: str,
     slots: Sequence[BudgetSlot],
     holds: Iterable[Reservation],
@@ -51,7 +51,7 @@ def standings_in_job(
             view = PeriodView.of(slot.budget.window(usage_at))
         views.append(view)
     windows = [(s.budget, v.start_micros, v.end_micros) for s, v in zip(slots, views, strict=True)]
-    usages = session.budget_usages(customer_id, windows)
+    usages = uow.budgets.usages(customer_id, windows)
     figures = []
     for slot, view, usage in zip(slots, views, usages, strict=True):
         window = view.period
@@ -93,10 +93,10 @@ class BudgetService:
     ) -> tuple[dict[str, Any], bool]:
         runtime = self._runtime
 
-        def job(session: Session) -> tuple[dict[str, Any], bool]:
-            _entity_of(session, customer_id, entity_id, writing=True)
-            kind = _target_kind(runtime, session, target)
-            existing = _find(session.load_budgets(customer_id), entity_id, target)
+        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+            _entity_of(uow, customer_id, entity_id, writing=True)
+            kind = _target_kind(runtime, uow, target)
+            existing = _find(uow.budgets.load(customer_id), entity_id, target)
             now = runtime.clock.now()
             budget = Budget(
                 entity=entity_id,
@@ -108,10 +108,10 @@ class BudgetService:
                 # The periods stay anchored at the budget's creation when it is changed.
                 created_at=existing.created_at if existing else whole_second(now),
             )
-            session.save_budget(customer_id, budget)
-            runtime.customer_changed(session, customer_id)
-            holds = runtime.live_holds(session, customer_id, now)
-            (figures,) = standings_in_job(session, customer_id, [BudgetSlot(budget)], holds, now)
+            uow.budgets.save(customer_id, budget)
+            runtime.customer_changed(uow, customer_id)
+            holds = runtime.live_holds(uow, customer_id, now)
+            (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
             return budget_document(figures), existing is None
 
         return await runtime.store.run(job)
@@ -119,16 +119,16 @@ class BudgetService:
     async def delete(self, customer_id: str, entity_id: str, target: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _entity_of(session, customer_id, entity_id, writing=False)
-            budget = _find(session.load_budgets(customer_id), entity_id, target)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _entity_of(uow, customer_id, entity_id, writing=False)
+            budget = _find(uow.budgets.load(customer_id), entity_id, target)
             if budget is None:
                 raise NotFound(f"entity {entity_id!r} has no budget on {target!r}.")
             now = runtime.clock.now()
-            holds = runtime.live_holds(session, customer_id, now)
-            (figures,) = standings_in_job(session, customer_id, [BudgetSlot(budget)], holds, now)
-            session.delete_budget(customer_id, entity_id, target)
-            runtime.customer_changed(session, customer_id)
+            holds = runtime.live_holds(uow, customer_id, now)
+            (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
+            uow.budgets.delete(customer_id, entity_id, target)
+            runtime.customer_changed(uow, customer_id)
             return {**budget_document(figures), "deleted": True}
 
         return await runtime.store.run(job)
@@ -155,19 +155,19 @@ def _find(budgets: Sequence[Budget], entity_id: str, target: str) -> Budget | No
     return next((b for b in budgets if b.entity == entity_id and b.target == target), None)
 
 
-def _entity_of(session: Session, customer_id: str, entity_id: str, *, writing: bool) -> None:
-    customer = session.get_customer(customer_id)
+def _entity_of(uow: UnitOfWork, customer_id: str, entity_id: str, *, writing: bool) -> None:
+    customer = uow.customers.get(customer_id)
     if customer is None:
         raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
     if writing and customer.is_archived:
         raise Conflict(f"customer {customer_id!r} is archived.")
-    if entity_id not in session.load_entities(customer_id):
+    if entity_id not in uow.entities.load(customer_id):
         raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
 
 
-def _target_kind(runtime: Runtime, session: Session, target: str) -> BudgetKind:
+def _target_kind(runtime: Runtime, uow: UnitOfWork, target: str) -> BudgetKind:
     """A budget caps a metered feature (in its units) or a currency (in credits)."""
-    catalog = runtime.catalog_in(session)
+    catalog = runtime.catalog_in(uow)
     feature = catalog.features.get(target)
     if feature is not None:
         if feature.kind is not FeatureKind.METERED:

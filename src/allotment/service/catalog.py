@@ -16,7 +16,7 @@ from allotment.domain.catalog import Catalog
 from allotment.domain.changes import CatalogChanged
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.ids import require_client_id
-from allotment.service.ports import Page, Session
+from allotment.service.ports import Page, UnitOfWork
 from allotment.service.projector import CatalogLoaded
 from allotment.service.runtime import Runtime
 
@@ -97,9 +97,7 @@ class CatalogService:
 
     def load(self) -> None:
         """Read the whole catalog from the store (at start-up)."""
-        self._runtime.store.run_blocking(
-            lambda session: session.fill(CatalogLoaded(session.load_catalog()))
-        )
+        self._runtime.store.run_blocking(lambda uow: uow.fill(CatalogLoaded(uow.catalog.load())))
 
     async def put(
         self, kind: CatalogKind, object_id: str, document: Mapping[str, Any]
@@ -109,11 +107,11 @@ class CatalogService:
         rules = _RULES[kind]
         runtime = self._runtime
 
-        def job(session: Session) -> tuple[dict[str, Any], bool]:
-            catalog, stored = rules.add(runtime.catalog_in(session), object_id, document)
+        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+            catalog, stored = rules.add(runtime.catalog_in(uow), object_id, document)
             now = runtime.clock.now()
-            created = session.save_catalog_object(kind.value, object_id, _encode(stored), now)
-            runtime.stage_catalog(session, catalog, CatalogChanged(kind.value, object_id, stored))
+            created = uow.catalog.save_object(kind.value, object_id, _encode(stored), now)
+            runtime.stage_catalog(uow, catalog, CatalogChanged(kind.value, object_id, stored))
             return {"id": object_id, **stored}, created
 
         return await runtime.store.run(job)

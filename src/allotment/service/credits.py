@@ -38,7 +38,7 @@ from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service import idempotency
 from allotment.service.budgets import standings_in_job
-from allotment.service.ports import LedgerRecord, Page, Session
+from allotment.service.ports import LedgerRecord, Page, UnitOfWork
 from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import CustomerSnapshot, PoolFigures
@@ -92,8 +92,8 @@ class CreditService:
         )
         runtime = self._runtime
 
-        def answer(session: Session, now: datetime) -> bytes:
-            pool = self.settled_pool(session, customer, currency, now)
+        def answer(uow: UnitOfWork, now: datetime) -> bytes:
+            pool = self.settled_pool(uow, customer, currency, now)
             effective_at = request.effective_at or now
             if request.expires_at is not None and request.expires_at <= max(effective_at, now):
                 raise InvalidRequest(
@@ -112,25 +112,23 @@ class CreditService:
                 reason=request.reason,
             )
             pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
-            self.save(session, customer, currency, pool, now)
+            self.save(uow, customer, currency, pool, now)
             response: bytes = _encode(
                 {**grant_document(pool.grants[grant.id], now), "replayed": False}
             )
             return response
 
         return await runtime.store.run(
-            lambda session: self._once(
-                session, customer, route, request.idempotency_key, payload, answer
-            )
+            lambda uow: self._once(uow, customer, route, request.idempotency_key, payload, answer)
         )
 
     async def void(self, customer: str, currency: str, grant_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
-            pool = self.settled_pool(session, customer, currency, now)
-            grant = pool.grants.get(grant_id) or session.all_grants(customer, currency).get(
+            pool = self.settled_pool(uow, customer, currency, now)
+            grant = pool.grants.get(grant_id) or uow.ledger.all_grants(customer, currency).get(
                 grant_id
             )
             if grant is None:
@@ -139,7 +137,7 @@ class CreditService:
             if status in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
                 raise Conflict(f"grant {grant_id} is {status}.", {"grant": grant_id})
             pool.void(grant_id, now)
-            self.save(session, customer, currency, pool, now)
+            self.save(uow, customer, currency, pool, now)
             return grant_document(pool.grants[grant_id], now)
 
         return await runtime.store.run(job)
@@ -153,12 +151,12 @@ class CreditService:
         )
         runtime = self._runtime
 
-        def answer(session: Session, now: datetime) -> bytes:
+        def answer(uow: UnitOfWork, now: datetime) -> bytes:
             if request.feature is not None:
-                runtime.catalog_in(session).feature_for(request.feature, "feature")
-            pool = self.settled_pool(session, customer, currency, now)
+                runtime.catalog_in(uow).feature_for(request.feature, "feature")
+            pool = self.settled_pool(uow, customer, currency, now)
             reason: DenialReason | None
-            snapshot = runtime.snapshot_in(session, customer)
+            snapshot = runtime.snapshot_in(uow, customer)
             if snapshot is not None and snapshot.customer.is_archived:
                 reason = DenialReason.CUSTOMER_ARCHIVED
             elif snapshot is not None and (
@@ -166,8 +164,8 @@ class CreditService:
             ):
                 reason = DenialReason.ENTITY_NOT_FOUND
             else:
-                reason = self._debit(session, snapshot, customer, currency, pool, request, now)
-            records = self.save(session, customer, currency, pool, now)
+                reason = self._debit(uow, snapshot, customer, currency, pool, request, now)
+            records = self.save(uow, customer, currency, pool, now)
             response: bytes = _encode(
                 {
                     "applied": reason is None,
@@ -185,14 +183,12 @@ class CreditService:
             return response
 
         return await runtime.store.run(
-            lambda session: self._once(
-                session, customer, route, request.idempotency_key, payload, answer
-            )
+            lambda uow: self._once(uow, customer, route, request.idempotency_key, payload, answer)
         )
 
     def _debit(
         self,
-        session: Session,
+        uow: UnitOfWork,
         snapshot: CustomerSnapshot | None,
         customer: str,
         currency: str,
@@ -203,23 +199,23 @@ class CreditService:
         """Debit the pool unless a hard budget on the entity's path, or the pool's own limit,
         refuses (when enforced); the reason it was refused, if it was."""
         runtime = self._runtime
-        live = runtime.live_holds(session, customer, now)
+        live = runtime.live_holds(uow, customer, now)
         path: EntityPath = NO_PATH
         if request.entity is not None and snapshot is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, None, currency)
             if request.enforce and on_path:
-                budgets = standings_in_job(session, customer, on_path, live, now)
+                budgets = standings_in_job(uow, customer, on_path, live, now)
                 standings = (figures.standing for figures in budgets)
                 if first_exceeded(standings, None, request.amount) is not None:
                     return DenialReason.BUDGET_EXCEEDED
         if request.enforce and not pool.allows(
             request.amount,
             reserved_credits(live, currency, now),
-            self.overdraft_limit(session, customer, currency, now),
+            self.overdraft_limit(uow, customer, currency, now),
         ):
             return DenialReason.INSUFFICIENT_CREDITS
         context = EntryContext(request.idempotency_key, request.entity, request.feature, path)
-        order = _currency(runtime.catalog_in(session), currency).burn_order
+        order = _currency(runtime.catalog_in(uow), currency).burn_order
         pool.debit(request.amount, order, now, context)
         return None
 
@@ -228,12 +224,12 @@ class CreditService:
     async def balance(self, customer: str, currency: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
-            pool = self.settled_pool(session, customer, currency, now)
-            self.save(session, customer, currency, pool, now)
-            limit = self.overdraft_limit(session, customer, currency, now)
-            reserved = reserved_credits(runtime.live_holds(session, customer, now), currency, now)
+            pool = self.settled_pool(uow, customer, currency, now)
+            self.save(uow, customer, currency, pool, now)
+            limit = self.overdraft_limit(uow, customer, currency, now)
+            reserved = reserved_credits(runtime.live_holds(uow, customer, now), currency, now)
             return {
                 "balance": to_json_number(pool.balance),
                 "reserved": to_json_number(reserved),
@@ -241,7 +237,8 @@ class CreditService:
                 "overdraft": to_json_number(pool.overdraft),
                 "overdraft_limit": None if limit is None else to_json_number(limit),
                 "grants": [
-                    grant_document(g, now) for g in session.all_grants(customer, currency).values()
+                    grant_document(g, now)
+                    for g in uow.ledger.all_grants(customer, currency).values()
                 ],
             }
 
@@ -252,11 +249,11 @@ class CreditService:
     ) -> Page[dict[str, Any]]:
         runtime = self._runtime
 
-        def job(session: Session) -> Page[dict[str, Any]]:
+        def job(uow: UnitOfWork) -> Page[dict[str, Any]]:
             now = runtime.clock.now()
-            pool = self.settled_pool(session, customer, currency, now)
-            self.save(session, customer, currency, pool, now)
-            page = session.list_ledger(customer, currency, after, limit)
+            pool = self.settled_pool(uow, customer, currency, now)
+            self.save(uow, customer, currency, pool, now)
+            page = uow.ledger.list_entries(customer, currency, after, limit)
             return Page([ledger_document(r) for r in page.items], page.next_cursor)
 
         return await runtime.store.run(job)
@@ -264,15 +261,15 @@ class CreditService:
     async def revenue(self, customer: str, currency: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
-            pool = self.settled_pool(session, customer, currency, now)
-            self.save(session, customer, currency, pool, now)
+            pool = self.settled_pool(uow, customer, currency, now)
+            self.save(uow, customer, currency, pool, now)
             entries = [
                 (r.entry.type, r.entry.grant, r.entry.amount)
-                for r in all_entries(session, customer, currency)
+                for r in all_entries(uow, customer, currency)
             ]
-            figures = revenue(session.all_grants(customer, currency), replay(entries))
+            figures = revenue(uow.ledger.all_grants(customer, currency), replay(entries))
             return {
                 "deferred": figures.deferred,
                 "recognized": figures.recognized,
@@ -285,31 +282,29 @@ class CreditService:
 
     def _once(
         self,
-        session: Session,
+        uow: UnitOfWork,
         customer: str,
         route: str,
         key: str,
         payload: str,
-        answer: Callable[[Session, datetime], bytes],
+        answer: Callable[[UnitOfWork, datetime], bytes],
     ) -> bytes:
         now = self._runtime.clock.now()
-        return idempotency.once(
-            session, customer, route, key, payload, now, lambda: answer(session, now)
-        )
+        return idempotency.once(uow, customer, route, key, payload, now, lambda: answer(uow, now))
 
-    def settled_pool(self, session: Session, customer: str, currency: str, now: datetime) -> Pool:
+    def settled_pool(self, uow: UnitOfWork, customer: str, currency: str, now: datetime) -> Pool:
         """The pool with every entry due by ``now`` written: blocks owed by plans and add-ons,
         grants that took effect, grants that expired."""
         runtime = self._runtime
-        snapshot = runtime.snapshot_in(session, customer)
+        snapshot = runtime.snapshot_in(uow, customer)
         if snapshot is None:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})
-        catalog = runtime.catalog_in(session)
-        pool = session.load_pool(customer, currency)
+        catalog = runtime.catalog_in(uow)
+        pool = uow.ledger.load_pool(customer, currency)
         pool.burn_order = _currency(catalog, currency).burn_order
 
         def known(grant_id: str) -> bool:
-            return grant_id in pool.grants or session.grant_exists(customer, currency, grant_id)
+            return grant_id in pool.grants or uow.ledger.grant_exists(customer, currency, grant_id)
 
         owed = recurring_grants(catalog, customer, snapshot.holdings, currency, now, known)
         for grant, context in list(owed):
@@ -318,13 +313,13 @@ class CreditService:
         return pool
 
     def save(
-        self, session: Session, customer: str, currency: str, pool: Pool, now: datetime
+        self, uow: UnitOfWork, customer: str, currency: str, pool: Pool, now: datetime
     ) -> list[LedgerRecord]:
         """Store the pool's new entries and, once committed, its figures in the snapshot."""
         runtime = self._runtime
-        records = session.save_pool(customer, currency, pool)
-        catalog = runtime.catalog_in(session)
-        snapshot = runtime.snapshot_in(session, customer)
+        records = uow.ledger.save_pool(customer, currency, pool)
+        catalog = runtime.catalog_in(uow)
+        snapshot = runtime.snapshot_in(uow, customer)
         horizons = [pool.horizon(now)]
         if snapshot is not None:
             horizons.append(next_recurring_block(catalog, snapshot.holdings, currency, now))
@@ -332,18 +327,18 @@ class CreditService:
         figures = PoolFigures(
             catalog=catalog,
             balance=pool.balance,
-            overdraft_limit=self.overdraft_limit(session, customer, currency, now),
+            overdraft_limit=self.overdraft_limit(uow, customer, currency, now),
             valid_until=min(due) if due else None,
         )
         if not records:
-            session.fill(PoolFiguresComputed(customer, currency, figures))
+            uow.fill(PoolFiguresComputed(customer, currency, figures))
             return records
         spends = tuple(
             Spend(record.entry.entity_path, record.entry.at, -record.entry.amount)
             for record in records
             if record.entry.entity_path and record.entry.type is EntryType.DEBIT
         )
-        session.record(
+        uow.record(
             CreditsChanged(
                 customer,
                 currency,
@@ -356,14 +351,14 @@ class CreditService:
         return records
 
     def overdraft_limit(
-        self, session: Session, customer: str, currency: str, now: datetime
+        self, uow: UnitOfWork, customer: str, currency: str, now: datetime
     ) -> Micros | None:
         """The most generous setting of the customer's active subscriptions; 0 when none."""
         runtime = self._runtime
-        snapshot = runtime.snapshot_in(session, customer)
+        snapshot = runtime.snapshot_in(uow, customer)
         if snapshot is None:
             return 0
-        catalog = runtime.catalog_in(session)
+        catalog = runtime.catalog_in(uow)
         limits: list[Micros | None] = []
         for subscription in snapshot.holdings.subscriptions:
             if not subscription.is_active(now):
@@ -469,11 +464,11 @@ def next_recurring_block(
     return min(instants) if instants else None
 
 
-def all_entries(session: Session, customer: str, currency: str) -> list[LedgerRecord]:
+def all_entries(uow: UnitOfWork, customer: str, currency: str) -> list[LedgerRecord]:
     records: list[LedgerRecord] = []
     after = None
     while True:
-        page = session.list_ledger(customer, currency, after, 1000)
+        page = uow.ledger.list_entries(customer, currency, after, 1000)
         records.extend(page.items)
         if page.next_cursor is None:
             return records

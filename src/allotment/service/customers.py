@@ -17,7 +17,7 @@ from allotment.domain.ids import require_client_id
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import MAX_ABS_MICROS
 from allotment.domain.timefmt import format_instant, whole_second
-from allotment.service.ports import Page, Session
+from allotment.service.ports import Page, UnitOfWork
 from allotment.service.runtime import Runtime
 
 MAX_ADDON_QUANTITY = 1_000_000
@@ -51,9 +51,9 @@ class CustomerService:
         require_client_id(customer_id, "customer id")
         runtime = self._runtime
 
-        def job(session: Session) -> tuple[dict[str, Any], bool]:
+        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
             now = runtime.clock.now()
-            existing = session.get_customer(customer_id)
+            existing = uow.customers.get(customer_id)
             if existing is not None and existing.is_archived:
                 raise Conflict(f"customer {customer_id!r} is archived.", {"customer": customer_id})
             customer = Customer(
@@ -64,33 +64,31 @@ class CustomerService:
                 created_at=existing.created_at if existing else now,
                 updated_at=now,
             )
-            session.save_customer(customer)
-            runtime.customer_changed(session, customer_id)
+            uow.customers.save(customer)
+            runtime.customer_changed(uow, customer_id)
             return customer_document(customer), existing is None
 
         return await runtime.store.run(job)
 
     async def get_customer(self, customer_id: str) -> dict[str, Any]:
-        customer = await self._runtime.store.run(
-            lambda session: _existing_customer(session, customer_id)
-        )
+        customer = await self._runtime.store.run(lambda uow: _existing_customer(uow, customer_id))
         return customer_document(customer)
 
     async def archive_customer(self, customer_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            customer = _existing_customer(session, customer_id)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            customer = _existing_customer(uow, customer_id)
             if not customer.is_archived:
                 customer = replace(customer, archived_at=runtime.clock.now())
-                session.save_customer(customer)
-                runtime.customer_changed(session, customer_id)
+                uow.customers.save(customer)
+                runtime.customer_changed(uow, customer_id)
             return customer_document(customer)
 
         return await runtime.store.run(job)
 
     async def list_customers(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
-        page = await self._runtime.store.run(lambda s: s.list_customers(after, limit))
+        page = await self._runtime.store.run(lambda s: s.customers.list(after, limit))
         return Page([customer_document(c) for c in page.items], page.next_cursor)
 
     # ------------------------------------------------------------------ subscriptions
@@ -98,9 +96,9 @@ class CustomerService:
     async def subscribe(self, customer_id: str, request: SubscriptionRequest) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _active_customer(session, customer_id)
-            catalog = runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _active_customer(uow, customer_id)
+            catalog = runtime.catalog_in(uow)
             plan = catalog.plans.get(request.plan)
             if plan is None:
                 raise InvalidRequest(f"plan: no plan {request.plan!r}.", {"field": "plan"})
@@ -110,7 +108,7 @@ class CustomerService:
             # A paid subscription takes over from the current one when it starts, or now if it
             # is backdated; a trial conflicts with any other trial not over by its start.
             takes_over_at = starts_at if request.trial else max(starts_at, whole_second(now))
-            holdings = session.load_holdings(customer_id, catalog)
+            holdings = uow.holdings.load(customer_id, catalog)
             same_product = [
                 s
                 for s in holdings.subscriptions
@@ -144,7 +142,7 @@ class CustomerService:
                         ended = replace(current, canceled_at=takes_over_at)
                     else:  # scheduled to start later: it never will
                         ended = replace(current, canceled_at=whole_second(now))
-                    session.save_subscription(ended)
+                    uow.holdings.save_subscription(ended)
             _check_ends_after_start(request.ends_at, starts_at)
             subscription = Subscription(
                 id=new_id("sub"),
@@ -160,8 +158,8 @@ class CustomerService:
                 anchor_at=anchor_at,
                 created_at=now,
             )
-            session.save_subscription(subscription)
-            runtime.customer_changed(session, customer_id)
+            uow.holdings.save_subscription(subscription)
+            runtime.customer_changed(uow, customer_id)
             return subscription_document(subscription, catalog, now)
 
         return await runtime.store.run(job)
@@ -171,10 +169,10 @@ class CustomerService:
     ) -> Page[dict[str, Any]]:
         runtime = self._runtime
 
-        def job(session: Session) -> Page[dict[str, Any]]:
-            _existing_customer(session, customer_id)
-            page = session.list_subscriptions(customer_id, after, limit)
-            now, catalog = runtime.clock.now(), runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> Page[dict[str, Any]]:
+            _existing_customer(uow, customer_id)
+            page = uow.holdings.list_subscriptions(customer_id, after, limit)
+            now, catalog = runtime.clock.now(), runtime.catalog_in(uow)
             items = [subscription_document(s, catalog, now) for s in page.items]
             return Page(items, page.next_cursor)
 
@@ -190,10 +188,10 @@ class CustomerService:
     ) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _active_customer(session, customer_id)
-            subscription = _existing_subscription(session, customer_id, subscription_id)
-            now, catalog = runtime.clock.now(), runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _active_customer(uow, customer_id)
+            subscription = _existing_subscription(uow, customer_id, subscription_id)
+            now, catalog = runtime.clock.now(), runtime.catalog_in(uow)
             if subscription.end is not None and subscription.end <= now:
                 raise Conflict(f"subscription {subscription_id} has ended.")
             changed = subscription
@@ -203,8 +201,8 @@ class CustomerService:
             if ends_at is not _UNCHANGED:
                 _check_ends_after_start(ends_at, subscription.starts_at)
                 changed = replace(changed, ends_at=ends_at)
-            session.save_subscription(changed)
-            runtime.customer_changed(session, customer_id)
+            uow.holdings.save_subscription(changed)
+            runtime.customer_changed(uow, customer_id)
             return subscription_document(changed, catalog, now)
 
         return await runtime.store.run(job)
@@ -212,15 +210,15 @@ class CustomerService:
     async def cancel_subscription(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _existing_customer(session, customer_id)
-            subscription = _existing_subscription(session, customer_id, subscription_id)
-            now, catalog = runtime.clock.now(), runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _existing_customer(uow, customer_id)
+            subscription = _existing_subscription(uow, customer_id, subscription_id)
+            now, catalog = runtime.clock.now(), runtime.catalog_in(uow)
             if subscription.end is not None and subscription.end <= now:
                 raise Conflict(f"subscription {subscription_id} has already ended.")
             canceled = replace(subscription, canceled_at=now)
-            session.save_subscription(canceled)
-            runtime.customer_changed(session, customer_id)
+            uow.holdings.save_subscription(canceled)
+            runtime.customer_changed(uow, customer_id)
             return subscription_document(canceled, catalog, now)
 
         return await runtime.store.run(job)
@@ -239,9 +237,9 @@ class CustomerService:
     ) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _active_customer(session, customer_id)
-            catalog = runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _active_customer(uow, customer_id)
+            catalog = runtime.catalog_in(uow)
             feature = catalog.feature_for(feature_id, "feature")
             spec = spec_from_document(feature, spec_fields, "promotion")
             now = runtime.clock.now()
@@ -258,8 +256,8 @@ class CustomerService:
                 revoked_at=None,
                 created_at=now,
             )
-            session.save_promotion(promotion)
-            runtime.customer_changed(session, customer_id)
+            uow.holdings.save_promotion(promotion)
+            runtime.customer_changed(uow, customer_id)
             return promotion_document(promotion, now)
 
         return await runtime.store.run(job)
@@ -267,10 +265,10 @@ class CustomerService:
     async def revoke_promotion(self, customer_id: str, promotion_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _existing_customer(session, customer_id)
-            promotion = session.get_promotion(
-                customer_id, promotion_id, runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _existing_customer(uow, customer_id)
+            promotion = uow.holdings.get_promotion(
+                customer_id, promotion_id, runtime.catalog_in(uow)
             )
             if promotion is None:
                 raise NotFound(f"customer {customer_id!r} has no promotion {promotion_id}.")
@@ -278,8 +276,8 @@ class CustomerService:
             if promotion.revoked_at is not None:
                 raise Conflict(f"promotion {promotion_id} is already revoked.")
             revoked = replace(promotion, revoked_at=now)
-            session.save_promotion(revoked)
-            runtime.customer_changed(session, customer_id)
+            uow.holdings.save_promotion(revoked)
+            runtime.customer_changed(uow, customer_id)
             return promotion_document(revoked, now)
 
         return await runtime.store.run(job)
@@ -291,20 +289,20 @@ class CustomerService:
     ) -> tuple[dict[str, Any], bool]:
         runtime = self._runtime
 
-        def job(session: Session) -> tuple[dict[str, Any], bool]:
-            _active_customer(session, customer_id)
-            catalog = runtime.catalog_in(session)
+        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+            _active_customer(uow, customer_id)
+            catalog = runtime.catalog_in(uow)
             feature = catalog.features.get(feature_id)
             if feature is None:
                 raise NotFound(f"no feature {feature_id!r}.", {"feature": feature_id})
             spec = spec_from_document(feature, spec_fields, "override")
             now = runtime.clock.now()
-            existing = session.load_holdings(customer_id, catalog).overrides.get(feature_id)
+            existing = uow.holdings.load(customer_id, catalog).overrides.get(feature_id)
             # Replacing an override keeps its anchor, so its usage periods do not restart.
             created_at = existing.created_at if existing else whole_second(now)
             override = Override(customer_id, feature_id, spec, created_at, now)
-            session.save_override(override)
-            runtime.customer_changed(session, customer_id)
+            uow.holdings.save_override(override)
+            runtime.customer_changed(uow, customer_id)
             return override_document(override), existing is None
 
         return await runtime.store.run(job)
@@ -312,13 +310,13 @@ class CustomerService:
     async def delete_override(self, customer_id: str, feature_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            _existing_customer(session, customer_id)
-            catalog = runtime.catalog_in(session)
-            existing = session.load_holdings(customer_id, catalog).overrides.get(feature_id)
-            if existing is None or not session.delete_override(customer_id, feature_id):
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            _existing_customer(uow, customer_id)
+            catalog = runtime.catalog_in(uow)
+            existing = uow.holdings.load(customer_id, catalog).overrides.get(feature_id)
+            if existing is None or not uow.holdings.delete_override(customer_id, feature_id):
                 raise NotFound(f"customer {customer_id!r} has no override for {feature_id!r}.")
-            runtime.customer_changed(session, customer_id)
+            runtime.customer_changed(uow, customer_id)
             return {**override_document(existing), "deleted": True}
 
         return await runtime.store.run(job)
@@ -327,24 +325,22 @@ class CustomerService:
 # ---------------------------------------------------------------------- helpers
 
 
-def _existing_customer(session: Session, customer_id: str) -> Customer:
-    customer = session.get_customer(customer_id)
+def _existing_customer(uow: UnitOfWork, customer_id: str) -> Customer:
+    customer = uow.customers.get(customer_id)
     if customer is None:
         raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
     return customer
 
 
-def _active_customer(session: Session, customer_id: str) -> Customer:
-    customer = _existing_customer(session, customer_id)
+def _active_customer(uow: UnitOfWork, customer_id: str) -> Customer:
+    customer = _existing_customer(uow, customer_id)
     if customer.is_archived:
         raise Conflict(f"customer {customer_id!r} is archived.", {"customer": customer_id})
     return customer
 
 
-def _existing_subscription(
-    session: Session, customer_id: str, subscription_id: str
-) -> Subscription:
-    subscription = session.get_subscription(customer_id, subscription_id)
+def _existing_subscription(uow: UnitOfWork, customer_id: str, subscription_id: str) -> Subscription:
+    subscription = uow.holdings.get_subscription(customer_id, subscription_id)
     if subscription is None:
         raise NotFound(f"customer {customer_id!r} has no subscription {subscription_id}.")
     return subscription

@@ -11,7 +11,7 @@ from allotment.domain.ids import require_client_id
 from allotment.domain.timefmt import format_instant
 from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import budget_document, standings_in_job
-from allotment.service.ports import Session
+from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot
 
@@ -32,21 +32,21 @@ class EntityService:
         require_client_id(entity_id, "entity id")
         runtime = self._runtime
 
-        def job(session: Session) -> tuple[dict[str, Any], bool]:
-            customer = session.get_customer(customer_id)
+        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+            customer = uow.customers.get(customer_id)
             if customer is None:
                 raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
             if customer.is_archived:
                 raise Conflict(f"customer {customer_id!r} is archived.")
-            entities = session.load_entities(customer_id)
+            entities = uow.entities.load(customer_id)
             existing = entities.get(entity_id)
             now = runtime.clock.now()
             entity = Entity(entity_id, parent, kind, name, existing.created_at if existing else now)
             check_placement(entities, entity)
-            session.save_entity(customer_id, entity)
-            runtime.customer_changed(session, customer_id)
+            uow.entities.save(customer_id, entity)
+            runtime.customer_changed(uow, customer_id)
             entities[entity_id] = entity
-            budgets = _budgets(runtime, session, customer_id, entity_id)
+            budgets = _budgets(runtime, uow, customer_id, entity_id)
             return entity_document(entities, entity, budgets), existing is None
 
         return await runtime.store.run(job)
@@ -54,9 +54,9 @@ class EntityService:
     async def get(self, customer_id: str, entity_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            entities, entity = _existing(session, customer_id, entity_id)
-            budgets = _budgets(runtime, session, customer_id, entity_id)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            entities, entity = _existing(uow, customer_id, entity_id)
+            budgets = _budgets(runtime, uow, customer_id, entity_id)
             return entity_document(entities, entity, budgets)
 
         return await runtime.store.run(job)
@@ -64,24 +64,24 @@ class EntityService:
     async def delete(self, customer_id: str, entity_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
-            entities, entity = _existing(session, customer_id, entity_id)
+        def job(uow: UnitOfWork) -> dict[str, Any]:
+            entities, entity = _existing(uow, customer_id, entity_id)
             check_removable(entities, entity_id)
-            budgets = _budgets(runtime, session, customer_id, entity_id)
-            session.delete_entity(customer_id, entity_id)
-            runtime.customer_changed(session, customer_id)
+            budgets = _budgets(runtime, uow, customer_id, entity_id)
+            uow.entities.delete(customer_id, entity_id)
+            runtime.customer_changed(uow, customer_id)
             return {**entity_document(entities, entity, budgets), "deleted": True}
 
         return await runtime.store.run(job)
 
 
 def _existing(
-    session: Session, customer_id: str, entity_id: str
+    uow: UnitOfWork, customer_id: str, entity_id: str
 ) -> tuple[dict[str, Entity], Entity]:
     """The customer's tree and the entity in it; 404 for an unknown customer or entity."""
-    if session.get_customer(customer_id) is None:
+    if uow.customers.get(customer_id) is None:
         raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
-    entities = session.load_entities(customer_id)
+    entities = uow.entities.load(customer_id)
     entity = entities.get(entity_id)
     if entity is None:
         raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
@@ -89,13 +89,13 @@ def _existing(
 
 
 def _budgets(
-    runtime: Runtime, session: Session, customer_id: str, entity_id: str
+    runtime: Runtime, uow: UnitOfWork, customer_id: str, entity_id: str
 ) -> list[BudgetFigures]:
     """The entity's own budgets with where each stands now."""
-    own = [b for b in session.load_budgets(customer_id) if b.entity == entity_id]
+    own = [b for b in uow.budgets.load(customer_id) if b.entity == entity_id]
     now = runtime.clock.now()
-    holds = runtime.live_holds(session, customer_id, now)
-    return standings_in_job(session, customer_id, [BudgetSlot(b) for b in own], holds, now)
+    holds = runtime.live_holds(uow, customer_id, now)
+    return standings_in_job(uow, customer_id, [BudgetSlot(b) for b in own], holds, now)
 
 
 def entity_document(

@@ -29,7 +29,7 @@ from allotment.service.answers import (
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial
-from allotment.service.ports import Session
+from allotment.service.ports import UnitOfWork
 from allotment.service.projector import BudgetWindowLoaded, WindowLoaded
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import (
@@ -86,7 +86,7 @@ class EntitlementService:
                 break
             await self._fill(answer)
         return await self._runtime.store.run(
-            lambda session: self.check_in_job(session, customer_id, feature_id, entity, requested)
+            lambda uow: self.check_in_job(uow, customer_id, feature_id, entity, requested)
         )
 
     def check_cached(
@@ -105,24 +105,24 @@ class EntitlementService:
 
     def check_in_job(
         self,
-        session: Session,
+        uow: UnitOfWork,
         customer_id: str,
         feature_id: str,
         entity: str | None,
         requested: Micros | None,
     ) -> CheckAnswer:
-        snapshot = self._runtime.snapshot_in(session, customer_id)
+        snapshot = self._runtime.snapshot_in(uow, customer_id)
         now = self._runtime.clock.now()
         answer = _evaluate(
-            self._runtime.catalog_in(session),
+            self._runtime.catalog_in(uow),
             snapshot,
             customer_id,
             feature_id,
             entity,
             requested,
             now,
-            session,
-            self._credit_lookup(session, customer_id, now),
+            uow,
+            self._credit_lookup(uow, customer_id, now),
         )
         assert isinstance(answer, CheckAnswer)
         return answer
@@ -131,11 +131,11 @@ class EntitlementService:
         """A check result for every feature some source grants the customer."""
         runtime = self._runtime
 
-        def job(session: Session) -> list[CheckAnswer]:
-            snapshot = runtime.snapshot_in(session, customer_id)
+        def job(uow: UnitOfWork) -> list[CheckAnswer]:
+            snapshot = runtime.snapshot_in(uow, customer_id)
             if snapshot is None:
                 raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
-            catalog, now = runtime.catalog_in(session), runtime.clock.now()
+            catalog, now = runtime.catalog_in(uow), runtime.clock.now()
             answers = []
             for feature in catalog.features.values():
                 if snapshot.resolution(catalog, feature, now).offer is None:
@@ -148,8 +148,8 @@ class EntitlementService:
                     entity,
                     None,
                     now,
-                    session,
-                    self._credit_lookup(session, customer_id, now),
+                    uow,
+                    self._credit_lookup(uow, customer_id, now),
                 )
                 assert isinstance(answer, CheckAnswer)
                 answers.append(answer)
@@ -157,34 +157,34 @@ class EntitlementService:
 
         return await runtime.store.run(job)
 
-    def _credit_lookup(self, session: Session, customer: str, now: datetime) -> CreditLookup:
+    def _credit_lookup(self, uow: UnitOfWork, customer: str, now: datetime) -> CreditLookup:
         credits, runtime = self._credits, self._runtime
 
         def figures(currency: str) -> CreditFigures:
-            pool = credits.settled_pool(session, customer, currency, now)
-            credits.save(session, customer, currency, pool, now)
-            limit = credits.overdraft_limit(session, customer, currency, now)
-            held = reserved_credits(runtime.live_holds(session, customer, now), currency, now)
+            pool = credits.settled_pool(uow, customer, currency, now)
+            credits.save(uow, customer, currency, pool, now)
+            limit = credits.overdraft_limit(uow, customer, currency, now)
+            held = reserved_credits(runtime.live_holds(uow, customer, now), currency, now)
             return CreditFigures(currency, pool.available(held), limit)
 
         return figures
 
     async def _fill(self, miss: _Loadable) -> None:
-        await self._runtime.store.run(lambda session: self._load(session, miss))
+        await self._runtime.store.run(lambda uow: self._load(uow, miss))
 
-    def _load(self, session: Session, miss: _Loadable) -> None:
+    def _load(self, uow: UnitOfWork, miss: _Loadable) -> None:
         runtime = self._runtime
         if isinstance(miss, _MissingSnapshot):
-            runtime.load_snapshot(session, miss.customer)
+            runtime.load_snapshot(uow, miss.customer)
             return
         customer = miss.customer
         if miss.feature is not None and miss.window is not None:
             period = miss.window.period
-            used = session.window_usage(customer, miss.feature, period.start, period.end)
-            session.fill(WindowLoaded(customer, window_key(miss.feature, miss.window), used))
+            used = uow.usage.window_usage(customer, miss.feature, period.start, period.end)
+            uow.fill(WindowLoaded(customer, window_key(miss.feature, miss.window), used))
         for budget, view in miss.budgets:
-            spent = session.budget_usage(customer, budget, view.period.start, view.period.end)
-            session.fill(BudgetWindowLoaded(customer, budget_window_key(budget, view), spent))
+            spent = uow.budgets.usage(customer, budget, view.period.start, view.period.end)
+            uow.fill(BudgetWindowLoaded(customer, budget_window_key(budget, view), spent))
 
 
 def _evaluate(
@@ -195,10 +195,10 @@ def _evaluate(
     entity: str | None,
     requested: Micros | None,
     now: datetime,
-    session: Session | None,
+    uow: UnitOfWork | None,
     credit_lookup: CreditLookup | None,
 ) -> CheckAnswer | _Miss:
-    """The check decision. Usage comes from ``session`` when given, else from the snapshot."""
+    """The check decision. Usage comes from ``uow`` when given, else from the snapshot."""
     feature: Feature | None = catalog.features.get(feature_id)
     kind = feature.kind if feature else None
     admission = admission_denial(snapshot, feature, entity)
@@ -223,12 +223,12 @@ def _evaluate(
         if entity is not None:
             currency = spec.credit_cost.currency if spec.credit_cost is not None else None
             _, slots = snapshot.path_and_budgets(entity, feature_id, currency)
-        if session is not None:
+        if uow is not None:
             period = window.period
-            used = session.window_usage(customer_id, feature_id, period.start, period.end)
-            live = session.live_reservations(customer_id, now)
+            used = uow.usage.window_usage(customer_id, feature_id, period.start, period.end)
+            live = uow.reservations.live(customer_id, now)
             reserved = reserved_usage(live, feature_id, now)
-            budgets = standings_in_job(session, customer_id, slots, live, now)
+            budgets = standings_in_job(uow, customer_id, slots, live, now)
         else:
             cached = snapshot.windows.get(key)
             cached_budgets, missing = _cached_budgets(snapshot, slots, now)

@@ -15,7 +15,7 @@ from datetime import datetime
 import msgspec
 
 from allotment.domain.errors import IdempotencyConflict
-from allotment.service.ports import Session, StoredOutcome
+from allotment.service.ports import StoredOutcome, UnitOfWork
 
 _FIRST = b'"replayed":false'
 _REPLAY = b'"replayed":true'
@@ -27,9 +27,9 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256(_encode([str(part) for part in parts])).hexdigest()
 
 
-def replay(session: Session, customer: str, route: str, key: str, payload: str) -> bytes | None:
+def replay(uow: UnitOfWork, customer: str, route: str, key: str, payload: str) -> bytes | None:
     """The stored answer marked as a replay, None for a new key, or a conflict."""
-    stored = session.find_outcome(customer, route, key)
+    stored = uow.outcomes.find(customer, route, key)
     if stored is None:
         return None
     if stored.fingerprint != payload:
@@ -43,7 +43,7 @@ def replay(session: Session, customer: str, route: str, key: str, payload: str) 
 
 
 def once(
-    session: Session,
+    uow: UnitOfWork,
     customer: str,
     route: str,
     key: str,
@@ -56,16 +56,16 @@ def once(
     ``answer`` runs only for a new key, inside the same job: its writes and the record of its
     answer commit together, or neither does.
     """
-    replayed = replay(session, customer, route, key, payload)
+    replayed = replay(uow, customer, route, key, payload)
     if replayed is not None:
         return replayed
     response = answer()
-    remember(session, customer, route, key, payload, response, at)
+    remember(uow, customer, route, key, payload, response, at)
     return response
 
 
 def remember(
-    session: Session,
+    uow: UnitOfWork,
     customer: str,
     route: str,
     key: str,
@@ -74,4 +74,4 @@ def remember(
     now: datetime,
 ) -> None:
     """Store the first answer to ``key``; it must contain ``"replayed":false``."""
-    session.save_outcome(customer, route, key, StoredOutcome(payload, response), now)
+    uow.outcomes.save(customer, route, key, StoredOutcome(payload, response), now)

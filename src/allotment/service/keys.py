@@ -19,7 +19,7 @@ from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
 from allotment.domain.timefmt import format_instant
-from allotment.service.ports import Page, Session
+from allotment.service.ports import Page, UnitOfWork
 from allotment.service.projector import KeyFound
 from allotment.service.runtime import Runtime
 
@@ -41,9 +41,9 @@ class KeyService:
         """Read every live key at start-up; make ``bootstrap_secret`` an admin key if given."""
         runtime = self._runtime
 
-        def job(session: Session) -> None:
+        def job(uow: UnitOfWork) -> None:
             if bootstrap_secret:
-                existing = session.get_api_key(BOOTSTRAP_KEY_ID)
+                existing = uow.keys.get(BOOTSTRAP_KEY_ID)
                 bootstrap = ApiKey(
                     id=BOOTSTRAP_KEY_ID,
                     name="bootstrap admin key (ALLOTMENT_ADMIN_KEY)",
@@ -53,16 +53,16 @@ class KeyService:
                     created_at=existing.created_at if existing else runtime.clock.now(),
                 )
                 if bootstrap != existing:
-                    session.save_api_key(bootstrap)
-                    session.record(ApiKeyChanged(bootstrap))
+                    uow.keys.save(bootstrap)
+                    uow.record(ApiKeyChanged(bootstrap))
                     if existing is not None and existing.key_hash != bootstrap.key_hash:
                         # The old secret stops working everywhere.
-                        session.record(ApiKeyChanged(_revoked(existing, runtime.clock.now())))
+                        uow.record(ApiKeyChanged(_revoked(existing, runtime.clock.now())))
             after = None
             while True:
-                page = session.list_api_keys(after, 1000)
+                page = uow.keys.list(after, 1000)
                 for key in page.items:
-                    session.fill(KeyFound(key))
+                    uow.fill(KeyFound(key))
                 if page.next_cursor is None:
                     return
                 after = page.next_cursor
@@ -78,13 +78,13 @@ class KeyService:
         if key is not None:
             return key
 
-        def job(session: Session) -> ApiKey | None:
-            found = session.find_api_key(key_hash)
+        def job(uow: UnitOfWork) -> ApiKey | None:
+            found = uow.keys.find_by_hash(key_hash)
             if found is None or found.revoked_at is not None:
                 return None
             # Cached by the projector, in order: a revocation committed after this read is
             # applied after this fill and is never undone by it.
-            session.fill(KeyFound(found))
+            uow.fill(KeyFound(found))
             return found
 
         return await self._runtime.store.run(job)
@@ -101,8 +101,8 @@ class KeyService:
         runtime = self._runtime
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
 
-        def job(session: Session) -> ApiKey:
-            if customer is not None and session.get_customer(customer) is None:
+        def job(uow: UnitOfWork) -> ApiKey:
+            if customer is not None and uow.customers.get(customer) is None:
                 raise InvalidRequest(f"customer: no customer {customer!r}.", {"field": "customer"})
             key = ApiKey(
                 id=new_id("key"),
@@ -112,8 +112,8 @@ class KeyService:
                 key_hash=digest(secret),
                 created_at=runtime.clock.now(),
             )
-            session.save_api_key(key)
-            session.record(ApiKeyChanged(key))
+            uow.keys.save(key)
+            uow.record(ApiKeyChanged(key))
             return key
 
         key = await runtime.store.run(job)
@@ -122,20 +122,20 @@ class KeyService:
     async def revoke(self, key_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> ApiKey:
-            key = session.get_api_key(key_id)
+        def job(uow: UnitOfWork) -> ApiKey:
+            key = uow.keys.get(key_id)
             if key is None:
                 raise NotFound(f"no API key {key_id}.", {"id": key_id})
             if key.revoked_at is None:
                 key = _revoked(key, runtime.clock.now())
-                session.save_api_key(key)
-                session.record(ApiKeyChanged(key))
+                uow.keys.save(key)
+                uow.record(ApiKeyChanged(key))
             return key
 
         return key_document(await runtime.store.run(job))
 
     async def list(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
-        page = await self._runtime.store.run(lambda s: s.list_api_keys(after, limit))
+        page = await self._runtime.store.run(lambda s: s.keys.list(after, limit))
         return Page([key_document(key) for key in page.items], page.next_cursor)
 
 

@@ -36,7 +36,7 @@ from allotment.service import idempotency
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
-from allotment.service.ports import Session, UsageEvent
+from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 
 ROUTE = "reservations"
@@ -68,12 +68,12 @@ class ReservationService:
         )
         runtime = self._runtime
 
-        def answer(session: Session, now: datetime) -> bytes:
-            reason, reservation = self._decide(session, request, now)
+        def answer(uow: UnitOfWork, now: datetime) -> bytes:
+            reason, reservation = self._decide(uow, request, now)
             if reservation is not None:
-                session.save_reservation(reservation)
-                runtime.reservations_changed(session, request.customer)
-                session.record(HoldPlaced(reservation))
+                uow.reservations.save(reservation)
+                runtime.reservations_changed(uow, request.customer)
+                uow.record(HoldPlaced(reservation))
             response: bytes = _encode(
                 {
                     "id": reservation.id if reservation else None,
@@ -89,11 +89,11 @@ class ReservationService:
             )
             return response
 
-        def job(session: Session) -> bytes:
+        def job(uow: UnitOfWork) -> bytes:
             now = runtime.clock.now()
             key = request.idempotency_key
             return idempotency.once(
-                session, request.customer, ROUTE, key, payload, now, lambda: answer(session, now)
+                uow, request.customer, ROUTE, key, payload, now, lambda: answer(uow, now)
             )
 
         return await runtime.store.run(job)
@@ -101,16 +101,16 @@ class ReservationService:
     async def commit(self, reservation_id: str, amount: Micros) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
-            held = self._live(session, reservation_id, now)
+            held = self._live(uow, reservation_id, now)
             ended = replace(
                 held, ended_at=now, ended_as=ReservationStatus.COMMITTED, committed_amount=amount
             )
-            session.save_reservation(ended)
-            runtime.reservations_changed(session, held.customer)
-            self._record(session, ended, amount, now)
-            session.record(HoldEnded(held.customer, held.id))
+            uow.reservations.save(ended)
+            runtime.reservations_changed(uow, held.customer)
+            self._record(uow, ended, amount, now)
+            uow.record(HoldEnded(held.customer, held.id))
             return reservation_document(ended, now)
 
         return await runtime.store.run(job)
@@ -118,25 +118,25 @@ class ReservationService:
     async def release(self, reservation_id: str) -> dict[str, Any]:
         runtime = self._runtime
 
-        def job(session: Session) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
-            held = self._live(session, reservation_id, now)
+            held = self._live(uow, reservation_id, now)
             ended = replace(held, ended_at=now, ended_as=ReservationStatus.RELEASED)
-            session.save_reservation(ended)
-            runtime.reservations_changed(session, held.customer)
-            session.record(HoldEnded(held.customer, held.id))
+            uow.reservations.save(ended)
+            runtime.reservations_changed(uow, held.customer)
+            uow.record(HoldEnded(held.customer, held.id))
             return reservation_document(ended, now)
 
         return await runtime.store.run(job)
 
     def _decide(
-        self, session: Session, request: ReservationRequest, now: datetime
+        self, uow: UnitOfWork, request: ReservationRequest, now: datetime
     ) -> tuple[DenialReason | None, Reservation | None]:
         runtime = self._runtime
-        catalog = runtime.catalog_in(session)
+        catalog = runtime.catalog_in(uow)
         feature = catalog.features.get(request.feature)
         require_metered(feature, "reservations are for")
-        snapshot = runtime.snapshot_in(session, request.customer)
+        snapshot = runtime.snapshot_in(uow, request.customer)
         admission = admission_denial(snapshot, feature, request.entity)
         if admission is not None:
             return admission, None
@@ -148,8 +148,8 @@ class ReservationService:
         spec = resolution.offer.spec
         assert isinstance(spec, MeteredSpec)
         window = period_containing(resolution.offer.anchor, spec.reset, now)
-        used = session.window_usage(request.customer, feature.id, window.start, window.end)
-        live = runtime.live_holds(session, request.customer, now)
+        used = uow.usage.window_usage(request.customer, feature.id, window.start, window.end)
+        live = runtime.live_holds(uow, request.customer, now)
         reason = decide(spec, used, reserved_usage(live, feature.id, now), request.amount)
         price = spec.credit_cost
         currency = price.currency if price is not None else None
@@ -158,14 +158,14 @@ class ReservationService:
         if request.entity is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
             if reason is None and on_path:
-                budgets = standings_in_job(session, request.customer, on_path, live, now)
+                budgets = standings_in_job(uow, request.customer, on_path, live, now)
                 standings = (figures.standing for figures in budgets)
                 if first_exceeded(standings, request.amount, cost) is not None:
                     reason = DenialReason.BUDGET_EXCEEDED
         if reason is None and currency is not None:
-            pool = self._credits.settled_pool(session, request.customer, currency, now)
-            self._credits.save(session, request.customer, currency, pool, now)
-            limit = self._credits.overdraft_limit(session, request.customer, currency, now)
+            pool = self._credits.settled_pool(uow, request.customer, currency, now)
+            self._credits.save(uow, request.customer, currency, pool, now)
+            limit = self._credits.overdraft_limit(uow, request.customer, currency, now)
             available = pool.available(reserved_credits(live, currency, now))
             reason = decide_credits(cost, available, limit, requested=True)
         if reason is not None:
@@ -183,8 +183,8 @@ class ReservationService:
             entity_path=path,
         )
 
-    def _live(self, session: Session, reservation_id: str, now: datetime) -> Reservation:
-        reservation = session.get_reservation(reservation_id)
+    def _live(self, uow: UnitOfWork, reservation_id: str, now: datetime) -> Reservation:
+        reservation = uow.reservations.get(reservation_id)
         if reservation is None:
             raise NotFound(f"no reservation {reservation_id}.", {"reservation": reservation_id})
         status = reservation.status(now)
@@ -195,19 +195,19 @@ class ReservationService:
             )
         return reservation
 
-    def _record(self, session: Session, ended: Reservation, amount: Micros, now: datetime) -> None:
+    def _record(self, uow: UnitOfWork, ended: Reservation, amount: Micros, now: datetime) -> None:
         """The committed amount as usage that already happened, and its price in credits."""
         runtime = self._runtime
         key = f"reservation:{ended.id}"
         path = ended.entity_path
         record_usage(
-            session,
+            uow,
             UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key, path),
         )
         if ended.currency is None or amount == 0:
             return
-        catalog = runtime.catalog_in(session)
-        snapshot = runtime.snapshot_in(session, ended.customer)
+        catalog = runtime.catalog_in(uow)
+        snapshot = runtime.snapshot_in(uow, ended.customer)
         feature = catalog.features.get(ended.feature)
         if snapshot is None or feature is None:
             return
@@ -220,10 +220,10 @@ class ReservationService:
             cost = credit_cost(amount, price.per_unit)
         else:
             cost = -((-amount * ended.credits) // ended.amount) if ended.amount else 0
-        pool = self._credits.settled_pool(session, ended.customer, ended.currency, now)
+        pool = self._credits.settled_pool(uow, ended.customer, ended.currency, now)
         order = catalog.currencies[ended.currency].burn_order
         pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature, path))
-        self._credits.save(session, ended.customer, ended.currency, pool, now)
+        self._credits.save(uow, ended.customer, ended.currency, pool, now)
 
 
 def reservation_document(reservation: Reservation, now: datetime) -> dict[str, Any]:

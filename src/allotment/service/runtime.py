@@ -15,7 +15,7 @@ from allotment.domain.budgets import Budget
 from allotment.domain.catalog import Catalog
 from allotment.domain.changes import CatalogChanged, CustomerChanged, LoggedChange, UsageRecorded
 from allotment.domain.reservations import Reservation
-from allotment.service.ports import Clock, Published, Session, Store, UsageEvent
+from allotment.service.ports import Clock, Published, Store, UnitOfWork, UsageEvent
 from allotment.service.projector import (
     CacheState,
     CatalogState,
@@ -49,71 +49,71 @@ class Runtime:
         for item in published:
             apply(cache, item.change if isinstance(item, LoggedChange) else item)
 
-    def catalog_in(self, session: Session) -> Catalog:
+    def catalog_in(self, uow: UnitOfWork) -> Catalog:
         """The catalog as the jobs before this one in the batch left it."""
-        staged = session.scratch.get(_CATALOG)
+        staged = uow.scratch.get(_CATALOG)
         return staged if isinstance(staged, Catalog) else self.catalog.current
 
-    def stage_catalog(self, session: Session, catalog: Catalog, change: CatalogChanged) -> None:
+    def stage_catalog(self, uow: UnitOfWork, catalog: Catalog, change: CatalogChanged) -> None:
         """Make ``catalog`` (the current one with ``change``) the one later jobs of the batch
         read, and log the change, which the projector applies on commit."""
-        session.scratch[_CATALOG] = catalog
-        session.record(change)
+        uow.scratch[_CATALOG] = catalog
+        uow.record(change)
 
-    def customer_changed(self, session: Session, customer_id: str) -> None:
+    def customer_changed(self, uow: UnitOfWork, customer_id: str) -> None:
         """Log that the customer changed; later jobs of the batch read it from the store."""
-        _mark(session, _CHANGED_CUSTOMERS, customer_id)
-        session.record(CustomerChanged(customer_id))
+        _mark(uow, _CHANGED_CUSTOMERS, customer_id)
+        uow.record(CustomerChanged(customer_id))
 
-    def snapshot_in(self, session: Session, customer_id: str) -> CustomerSnapshot | None:
+    def snapshot_in(self, uow: UnitOfWork, customer_id: str) -> CustomerSnapshot | None:
         """The customer as of this point of the batch: cached if still exact, else loaded."""
-        if customer_id not in session.scratch.get(_CHANGED_CUSTOMERS, ()):
+        if customer_id not in uow.scratch.get(_CHANGED_CUSTOMERS, ()):
             cached = self.snapshots.lookup(customer_id)
             if cached is not False:
                 assert not isinstance(cached, bool)
                 return cached
-        return self.load_snapshot(session, customer_id)
+        return self.load_snapshot(uow, customer_id)
 
-    def reservations_changed(self, session: Session, customer_id: str) -> None:
+    def reservations_changed(self, uow: UnitOfWork, customer_id: str) -> None:
         """Later jobs of the batch read this customer's holds from the store."""
-        _mark(session, _CHANGED_HOLDS, customer_id)
+        _mark(uow, _CHANGED_HOLDS, customer_id)
 
-    def live_holds(self, session: Session, customer_id: str, now: datetime) -> list[Reservation]:
+    def live_holds(self, uow: UnitOfWork, customer_id: str, now: datetime) -> list[Reservation]:
         """The customer's live reservations as of this point of the batch."""
-        if customer_id in session.scratch.get(_CHANGED_HOLDS, ()):
-            return session.live_reservations(customer_id, now)
-        snapshot = self.snapshot_in(session, customer_id)
+        if customer_id in uow.scratch.get(_CHANGED_HOLDS, ()):
+            return uow.reservations.live(customer_id, now)
+        snapshot = self.snapshot_in(uow, customer_id)
         if snapshot is None:
             return []
         return [hold for hold in snapshot.holds.values() if hold.holds(now)]
 
-    def load_snapshot(self, session: Session, customer_id: str) -> CustomerSnapshot | None:
+    def load_snapshot(self, uow: UnitOfWork, customer_id: str) -> CustomerSnapshot | None:
         """Read the customer from the store; the projector installs it when the batch commits."""
-        customer = session.get_customer(customer_id)
+        customer = uow.customers.get(customer_id)
         snapshot = None
         if customer is not None:
-            holdings = session.load_holdings(customer_id, self.catalog_in(session))
-            live = session.live_reservations(customer_id, self.clock.now())
+            holdings = uow.holdings.load(customer_id, self.catalog_in(uow))
+            live = uow.reservations.live(customer_id, self.clock.now())
             budgets: dict[str, list[Budget]] = {}
-            for budget in session.load_budgets(customer_id):
+            for budget in uow.budgets.load(customer_id):
                 budgets.setdefault(budget.entity, []).append(budget)
             snapshot = CustomerSnapshot(
                 customer,
                 holdings,
                 holds={r.id: r for r in live},
-                entities=session.load_entities(customer_id),
+                entities=uow.entities.load(customer_id),
                 budgets={entity: tuple(found) for entity, found in budgets.items()},
             )
         # Applied in job order: a change made earlier in this batch drops the old snapshot
         # before this one, which already includes that change, is installed.
-        session.fill(SnapshotLoaded(customer_id, snapshot))
+        uow.fill(SnapshotLoaded(customer_id, snapshot))
         return snapshot
 
 
-def record_usage(session: Session, event: UsageEvent) -> None:
+def record_usage(uow: UnitOfWork, event: UsageEvent) -> None:
     """Append a usage event to the truth and log the change it makes."""
-    session.append_usage(event)
-    session.record(
+    uow.usage.append(event)
+    uow.record(
         UsageRecorded(
             event.customer,
             event.feature,
@@ -125,8 +125,8 @@ def record_usage(session: Session, event: UsageEvent) -> None:
     )
 
 
-def _mark(session: Session, name: str, customer_id: str) -> None:
+def _mark(uow: UnitOfWork, name: str, customer_id: str) -> None:
     # Replaced, not changed in place: a failed job restores the batch's scratch as it was.
-    marked: frozenset[str] = session.scratch.get(name, frozenset())
+    marked: frozenset[str] = uow.scratch.get(name, frozenset())
     if customer_id not in marked:
-        session.scratch[name] = marked | {customer_id}
+        uow.scratch[name] = marked | {customer_id}

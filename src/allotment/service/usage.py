@@ -34,7 +34,7 @@ from allotment.service.budgets import after_consuming, standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
-from allotment.service.ports import Session, UsageEvent
+from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 from allotment.service.snapshots import BudgetSlot
 
@@ -88,9 +88,9 @@ class UsageService:
                 " report deltas for entities.",
                 {"field": "behavior"},
             )
-        return await self._runtime.store.run(lambda session: self.report_in_job(session, report))
+        return await self._runtime.store.run(lambda uow: self.report_in_job(uow, report))
 
-    def report_in_job(self, session: Session, report: UsageReport) -> bytes:
+    def report_in_job(self, uow: UnitOfWork, report: UsageReport) -> bytes:
         now = self._runtime.clock.now()
         if report.timestamp is not None and report.timestamp > now + MAX_FUTURE_SKEW:
             # Usage dated in a later period would be decided against that period's limits
@@ -102,20 +102,20 @@ class UsageService:
             )
 
         def answer() -> bytes:
-            recorded, result = self._apply(session, report, now)
+            recorded, result = self._apply(uow, report, now)
             # The check result's own fields follow the two of the report, in one JSON object.
             head = _RECORDED if recorded else _REFUSED
             return head + _encode(result)[1:]
 
         key, payload = report.idempotency_key, report.fingerprint()
-        return once(session, report.customer, ROUTE, key, payload, now, answer)
+        return once(uow, report.customer, ROUTE, key, payload, now, answer)
 
     def _apply(
-        self, session: Session, report: UsageReport, now: datetime
+        self, uow: UnitOfWork, report: UsageReport, now: datetime
     ) -> tuple[bool, CheckAnswer]:
         runtime = self._runtime
         customer, feature_id, entity = report.customer, report.feature, report.entity
-        catalog = runtime.catalog_in(session)
+        catalog = runtime.catalog_in(uow)
         feature = catalog.features.get(feature_id)
         kind = feature.kind if feature else None
 
@@ -123,7 +123,7 @@ class UsageService:
             return False, denied(customer, feature_id, entity, reason, kind, report.amount)
 
         require_metered(feature, "usage is reported for")
-        snapshot = runtime.snapshot_in(session, customer)
+        snapshot = runtime.snapshot_in(uow, customer)
         admission = admission_denial(snapshot, feature, entity)
         if admission is not None:
             return refuse(admission)
@@ -139,7 +139,7 @@ class UsageService:
                 return refuse(resolution.denial)
             # Usage that already happened is the truth even without an entitlement to it.
             unentitled_path = entity_path(snapshot.entities, entity)
-            self._append(session, report, report.amount, timestamp, now, unentitled_path)
+            self._append(uow, report, report.amount, timestamp, now, unentitled_path)
             return True, denied(
                 customer, feature_id, entity, resolution.denial, kind, report.amount
             )
@@ -149,13 +149,13 @@ class UsageService:
         window = current.period
         if not window.contains(timestamp):
             window = period_containing(offer.anchor, spec.reset, timestamp)
-        used = session.window_usage(customer, feature_id, window.start, window.end)
+        used = uow.usage.window_usage(customer, feature_id, window.start, window.end)
         delta = report.amount - used if report.behavior is UsageBehavior.SET else report.amount
         # A credit-priced feature debits delta x price in the same step (only what it consumes:
         # lowering usage with "set" gives no credits back).
         price = spec.credit_cost
         cost = credit_cost(delta, price.per_unit) if price is not None and delta > 0 else 0
-        live = runtime.live_holds(session, customer, now)
+        live = runtime.live_holds(uow, customer, now)
         reserved = reserved_usage(live, feature_id, now)
         budgets: list[BudgetFigures] = []
         path: EntityPath = NO_PATH
@@ -163,7 +163,7 @@ class UsageService:
         if entity is not None:
             currency = price.currency if price is not None else None
             path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
-            budgets = standings_in_job(session, customer, on_path, live, now, timestamp)
+            budgets = standings_in_job(uow, customer, on_path, live, now, timestamp)
         # Lowering usage consumes nothing, so no limit or budget can refuse it.
         reason = None
         if delta > 0:
@@ -173,18 +173,18 @@ class UsageService:
                 reason = DenialReason.BUDGET_EXCEEDED
         pool = figures = None
         if price is not None:
-            pool = self._credits.settled_pool(session, customer, price.currency, now)
-            limit = self._credits.overdraft_limit(session, customer, price.currency, now)
+            pool = self._credits.settled_pool(uow, customer, price.currency, now)
+            limit = self._credits.overdraft_limit(uow, customer, price.currency, now)
             held = reserved_credits(live, price.currency, now)
             if reason is None and cost > 0:
                 reason = decide_credits(cost, pool.available(held), limit, requested=True)
         recorded = reason is None or not report.enforce
         if recorded:
-            self._append(session, report, delta, timestamp, now, path)
+            self._append(uow, report, delta, timestamp, now, path)
             budgets = after_consuming(budgets, delta, 0, timestamp)
         if report.timestamp is not None and budgets:
             # The answer shows the budgets' current windows, as it does the customer's.
-            budgets = standings_in_job(session, customer, on_path, live, now)
+            budgets = standings_in_job(uow, customer, on_path, live, now)
         if pool is not None and price is not None:
             if recorded and cost > 0:
                 context = EntryContext(report.idempotency_key, entity, feature_id, path)
@@ -192,13 +192,13 @@ class UsageService:
                 pool.debit(cost, order, now, context)
                 # Read before this debit in either case: the credits count from now.
                 budgets = after_consuming(budgets, 0, cost, now)
-            self._credits.save(session, customer, price.currency, pool, now)
+            self._credits.save(uow, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
         if current.period == window:
             used_now = used + delta if recorded else used
         else:
             period = current.period
-            used_now = session.window_usage(customer, feature_id, period.start, period.end)
+            used_now = uow.usage.window_usage(customer, feature_id, period.start, period.end)
         answer = answer_for(
             customer,
             feature_id,
@@ -219,7 +219,7 @@ class UsageService:
 
     def _append(
         self,
-        session: Session,
+        uow: UnitOfWork,
         report: UsageReport,
         delta: Micros,
         timestamp: datetime,
@@ -236,4 +236,4 @@ class UsageService:
             idempotency_key=report.idempotency_key,
             entity_path=path,
         )
-        record_usage(session, event)
+        record_usage(uow, event)

@@ -24,7 +24,7 @@ async def livez(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     services: Services = request.app.state.services
     try:
-        await services.runtime.store.run(lambda session: session.get_customer(""))
+        await services.runtime.store.run(lambda uow: uow.customers.get(""))
     except Exception as error:  # the probe must answer, whatever the store says
         return json_response({"status": "unavailable", "reason": str(error)}, 503)
     return json_response({"status": "ok"})

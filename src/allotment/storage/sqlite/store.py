@@ -26,11 +26,12 @@ from typing import Any, TypeVar
 from allotment.domain.changes import LoggedChange
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.changelog import decode_change
-from allotment.service.ports import Published, Session
+from allotment.service.ports import Published, UnitOfWork
 from allotment.service.projector import CatalogLoaded, Forget
-from allotment.storage.counter_cache import CommittedCounters
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
-from allotment.storage.sqlite_session import PoolCache, SqliteSession
+from allotment.storage.sqlite.counter_cache import CommittedCounters
+from allotment.storage.sqlite.ledger import PoolCache
+from allotment.storage.sqlite.uow import SqliteUnitOfWork
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ Sink = Callable[[Sequence[Published]], None]
 
 @dataclass(slots=True)
 class _Pending:
-    job: Callable[[Session], Any]
+    job: Callable[[UnitOfWork], Any]
     settle: Callable[[Any, BaseException | None], None]
 
 
@@ -78,7 +79,7 @@ class SqliteStore:
         self.jobs_committed = 0
         self._thread.start()
 
-    async def run(self, job: Callable[[Session], T]) -> T:
+    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
 
@@ -88,7 +89,7 @@ class SqliteStore:
         self._submit(_Pending(job, settle))
         return await future
 
-    def run_blocking(self, job: Callable[[Session], T]) -> T:
+    def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def settle(result: Any, error: BaseException | None) -> None:
@@ -165,7 +166,7 @@ class SqliteStore:
                 connection = self._connection
                 connection.execute("BEGIN")  # one read snapshot for what is followed
                 try:
-                    self._follow(SqliteSession(connection))
+                    self._follow(SqliteUnitOfWork(connection))
                 finally:
                     connection.execute("COMMIT")
             if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
@@ -180,7 +181,7 @@ class SqliteStore:
         self._data_version = version
         return changed
 
-    def _follow(self, session: SqliteSession) -> None:
+    def _follow(self, uow: SqliteUnitOfWork) -> None:
         """Hand over what other processes committed since the last revision handed over."""
         # Another process wrote: the pools and counters this thread keeps beside the tables
         # are no longer the tables' only copy (fills write counter rows, too).
@@ -194,7 +195,7 @@ class SqliteStore:
             if logged[0].seq != self._last_seq + 1:
                 # Pruned past what this process applied: start again from the store.
                 log.warning("fell behind the change log at %d: reloading", self._last_seq)
-                published += [Forget(), CatalogLoaded(session.load_catalog())]
+                published += [Forget(), CatalogLoaded(uow.catalog.load())]
             published += logged
             self._last_seq = logged[-1].seq
             self._hand_over(published)
@@ -226,36 +227,30 @@ class SqliteStore:
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         connection = self._connection
-        session = SqliteSession(connection, self._committed_pools, self._committed_counters)
+        uow = SqliteUnitOfWork(connection, self._committed_pools, self._committed_counters)
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
             if self._data_version_changed():
-                self._follow(session)
+                self._follow(uow)
             for pending in batch:
-                published_before = len(session.published)
-                scratch_before = dict(session.scratch)
-                pools_before = dict(session.pools_as_stored)
-                counters_before = session.budget_counters.mark()
+                mark = uow.mark()
                 connection.execute("SAVEPOINT job")
                 try:
-                    result = pending.job(session)
+                    result = pending.job(uow)
                 except Exception as job_error:
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
-                    del session.published[published_before:]
-                    session.scratch = scratch_before
-                    session.pools_as_stored = pools_before
-                    session.budget_counters.undo(counters_before)
+                    uow.undo(mark)
                     outcomes.append((pending, None, job_error))
                 else:
                     connection.execute("RELEASE job")
                     outcomes.append((pending, result, None))
-            session.write_budget_counters()
+            uow.before_commit()
             connection.execute("COMMIT")
         except Exception as commit_error:
             # The batch is not durable: nobody may see its results, and the cache keeps only
-            # what earlier batches committed because the hooks never run.
+            # what earlier batches committed because nothing of this batch is handed over.
             log.exception("a storage batch failed to commit")
             self._committed_pools.clear()
             self._committed_counters.clear()
@@ -266,15 +261,14 @@ class SqliteStore:
             return
         if len(self._committed_pools) > MAX_CACHED_POOLS:
             self._committed_pools.clear()
-        self._committed_pools.update(session.pools_as_stored)
-        session.budget_counters.publish()
+        self._committed_pools.update(uow.after_commit())
         self.batches_committed += 1
         self.jobs_committed += len(batch)
-        for item in reversed(session.published):
+        for item in reversed(uow.published):
             if isinstance(item, LoggedChange):
                 self._last_seq = item.seq
                 break
-        self._hand_over(session.published)
+        self._hand_over(uow.published)
         for pending, result, error in outcomes:
             pending.settle(result, error)
 

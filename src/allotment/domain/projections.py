@@ -1,0 +1,47 @@
+"""The rules that turn the truth (usage events, ledger entries) into the figures decisions read.
+
+Each rule exists once, here. The SQLite adapter keeps counters that follow them in step; the
+memory adapter computes the same figures from the truth on every read; the contract suite
+(``tests/contract``) checks that every adapter agrees with the truth.
+"""
+
+from __future__ import annotations
+
+from allotment.domain.budgets import EntityPath
+from allotment.domain.credits import Entry, EntryType
+from allotment.domain.errors import InvalidRequest
+from allotment.domain.quantities import Micros
+
+MAX_COUNTER = 2**63 - 1
+"""The largest figure, either sign, that a counter of usage or credits may hold (64 bits)."""
+
+
+def counter_overflow() -> InvalidRequest:
+    return InvalidRequest(
+        "usage in one period may not exceed 9.2 x 10^12 units; this report would pass it."
+    )
+
+
+def require_within_counter(value: int) -> None:
+    """Refuse a figure a 64-bit counter cannot hold (SQLite would silently make it a float)."""
+    if not -MAX_COUNTER <= value <= MAX_COUNTER:
+        raise counter_overflow()
+
+
+def counts_in(start: int, end: int | None, instant: int) -> bool:
+    """Whether something at ``instant`` counts in the window [start, end) (epoch micros)."""
+    return start <= instant and (end is None or instant < end)
+
+
+def counts_for(path: EntityPath, entity: str) -> bool:
+    """Whether consumption attributed to ``path`` counts for ``entity``'s budgets: the entity
+    itself and every ancestor it had when the consumption was written."""
+    return entity in path
+
+
+def budget_spend(entry: Entry) -> Micros:
+    """What a ledger entry counts for the currency budgets along its path: the credits a debit
+    took (its amount is negative); nothing for any other entry."""
+    if entry.type is EntryType.DEBIT and entry.entity_path:
+        return -entry.amount
+    return 0

@@ -1,0 +1,251 @@
+"""Customers, and what they hold: subscriptions, promotions and overrides."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from allotment.domain.catalog import Catalog
+from allotment.domain.customers import Customer
+from allotment.domain.documents import spec_from_document
+from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
+from allotment.domain.timefmt import from_epoch_micros
+from allotment.service.ports import Page
+from allotment.storage.sqlite.rows import (
+    decode_document,
+    encode,
+    instant,
+    micros,
+    page_rows,
+    paged,
+    spec_json,
+)
+
+
+class SqliteCustomers:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def get(self, customer_id: str) -> Customer | None:
+        row = self._db.execute(
+            "SELECT id, name, metadata, billing_id, created_at, updated_at, archived_at"
+            " FROM customers WHERE id = ?",
+            (customer_id,),
+        ).fetchone()
+        return None if row is None else _customer(row)
+
+    def save(self, customer: Customer) -> None:
+        values = (
+            customer.name,
+            encode(dict(customer.metadata)).decode(),
+            customer.billing_id,
+            micros(customer.updated_at),
+            micros(customer.archived_at),
+            customer.id,
+        )
+        updated = self._db.execute(
+            "UPDATE customers SET name = ?, metadata = ?, billing_id = ?, updated_at = ?,"
+            " archived_at = ? WHERE id = ?",
+            values,
+        ).rowcount
+        if not updated:
+            self._db.execute(
+                "INSERT INTO customers (name, metadata, billing_id, updated_at, archived_at, id,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*values, micros(customer.created_at)),
+            )
+
+    def list(self, after: str | None, limit: int) -> Page[Customer]:
+        rows = page_rows(
+            self._db,
+            "SELECT seq, id, name, metadata, billing_id, created_at, updated_at, archived_at"
+            " FROM customers",
+            "",
+            (),
+            after,
+            limit,
+        )
+        return paged(rows, limit, lambda row: _customer(row[1:]))
+
+
+class SqliteHoldings:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def load(self, customer_id: str, catalog: Catalog) -> Holdings:
+        subscriptions = [
+            _subscription(row)
+            for row in self._db.execute(
+                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = ?"
+                " ORDER BY seq",
+                (customer_id,),
+            )
+        ]
+        promotions = [
+            _promotion(row, catalog)
+            for row in self._db.execute(
+                f"SELECT {_PROMOTION_COLUMNS} FROM promotions WHERE customer = ?"
+                " AND revoked_at IS NULL ORDER BY seq",
+                (customer_id,),
+            )
+        ]
+        overrides = {}
+        for feature_id, spec, created_at, updated_at in self._db.execute(
+            "SELECT feature, spec, created_at, updated_at FROM overrides WHERE customer = ?",
+            (customer_id,),
+        ):
+            feature = catalog.features[feature_id]
+            overrides[feature_id] = Override(
+                customer=customer_id,
+                feature=feature_id,
+                spec=spec_from_document(feature, decode_document(spec)),
+                created_at=from_epoch_micros(created_at),
+                updated_at=from_epoch_micros(updated_at),
+            )
+        return Holdings(subscriptions, promotions, overrides)
+
+    def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
+        row = self._db.execute(
+            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = ? AND id = ?",
+            (customer_id, subscription_id),
+        ).fetchone()
+        return None if row is None else _subscription(row)
+
+    def save_subscription(self, subscription: Subscription) -> None:
+        addons = encode([{"id": a.id, "quantity": a.quantity} for a in subscription.addons])
+        self._db.execute(
+            f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET addons = excluded.addons,"
+            " ends_at = excluded.ends_at, canceled_at = excluded.canceled_at",
+            (
+                subscription.id,
+                subscription.customer,
+                subscription.product,
+                subscription.plan,
+                addons.decode(),
+                subscription.is_trial,
+                micros(subscription.starts_at),
+                micros(subscription.trial_ends_at),
+                micros(subscription.ends_at),
+                micros(subscription.canceled_at),
+                micros(subscription.anchor_at),
+                micros(subscription.created_at),
+            ),
+        )
+
+    def list_subscriptions(
+        self, customer_id: str, after: str | None, limit: int
+    ) -> Page[Subscription]:
+        rows = page_rows(
+            self._db,
+            f"SELECT seq, {_SUBSCRIPTION_COLUMNS} FROM subscriptions",
+            "customer = ?",
+            (customer_id,),
+            after,
+            limit,
+        )
+        return paged(rows, limit, lambda row: _subscription(row[1:]))
+
+    def get_promotion(
+        self, customer_id: str, promotion_id: str, catalog: Catalog
+    ) -> Promotion | None:
+        row = self._db.execute(
+            f"SELECT {_PROMOTION_COLUMNS} FROM promotions WHERE customer = ? AND id = ?",
+            (customer_id, promotion_id),
+        ).fetchone()
+        return None if row is None else _promotion(row, catalog)
+
+    def save_promotion(self, promotion: Promotion) -> None:
+        self._db.execute(
+            f"INSERT INTO promotions ({_PROMOTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
+            (
+                promotion.id,
+                promotion.customer,
+                promotion.feature,
+                spec_json(promotion.spec),
+                micros(promotion.starts_at),
+                micros(promotion.ends_at),
+                promotion.reason,
+                micros(promotion.revoked_at),
+                micros(promotion.created_at),
+            ),
+        )
+
+    def save_override(self, override: Override) -> None:
+        self._db.execute(
+            "INSERT INTO overrides (customer, feature, spec, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer, feature) DO UPDATE"
+            " SET spec = excluded.spec, updated_at = excluded.updated_at",
+            (
+                override.customer,
+                override.feature,
+                spec_json(override.spec),
+                micros(override.created_at),
+                micros(override.updated_at),
+            ),
+        )
+
+    def delete_override(self, customer_id: str, feature_id: str) -> bool:
+        deleted = self._db.execute(
+            "DELETE FROM overrides WHERE customer = ? AND feature = ?", (customer_id, feature_id)
+        ).rowcount
+        return bool(deleted)
+
+
+_SUBSCRIPTION_COLUMNS = (
+    "id, customer, product, plan, addons, is_trial, starts_at, trial_ends_at, ends_at,"
+    " canceled_at, anchor_at, created_at"
+)
+_PROMOTION_COLUMNS = (
+    "id, customer, feature, spec, starts_at, ends_at, reason, revoked_at, created_at"
+)
+
+
+def _customer(row: tuple[Any, ...]) -> Customer:
+    return Customer(
+        id=row[0],
+        name=row[1],
+        metadata=msgspec.json.decode(row[2]),
+        billing_id=row[3],
+        created_at=instant(row[4]),
+        updated_at=instant(row[5]),
+        archived_at=instant(row[6]),
+    )
+
+
+def _subscription(row: tuple[Any, ...]) -> Subscription:
+    return Subscription(
+        id=row[0],
+        customer=row[1],
+        product=row[2],
+        plan=row[3],
+        addons=tuple(
+            AddonQuantity(id=a["id"], quantity=a["quantity"]) for a in msgspec.json.decode(row[4])
+        ),
+        is_trial=bool(row[5]),
+        starts_at=from_epoch_micros(row[6]),
+        trial_ends_at=instant(row[7]),
+        ends_at=instant(row[8]),
+        canceled_at=instant(row[9]),
+        anchor_at=from_epoch_micros(row[10]),
+        created_at=from_epoch_micros(row[11]),
+    )
+
+
+def _promotion(row: tuple[Any, ...], catalog: Catalog) -> Promotion:
+    feature = catalog.features[row[2]]
+    return Promotion(
+        id=row[0],
+        customer=row[1],
+        feature=row[2],
+        spec=spec_from_document(feature, decode_document(row[3])),
+        starts_at=from_epoch_micros(row[4]),
+        ends_at=instant(row[5]),
+        reason=row[6],
+        revoked_at=instant(row[7]),
+        created_at=from_epoch_micros(row[8]),
+    )

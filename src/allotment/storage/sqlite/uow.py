@@ -1,0 +1,121 @@
+"""One batch's unit of work on SQLite: the repositories, the change log and the fills.
+
+Not thread-safe: it lives on the store's thread. Holds are free here: a batch holds the
+database's write lock from ``BEGIN IMMEDIATE`` to ``COMMIT`` and runs its jobs one at a time,
+so whatever a job reads stays as it read it until the job ends.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from allotment.domain.budgets import EntityPath
+from allotment.domain.changes import Change, LoggedChange
+from allotment.domain.timefmt import to_epoch_micros
+from allotment.service.changelog import encode_change
+from allotment.service.ports import Published
+from allotment.service.projector import Fill
+from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
+from allotment.storage.sqlite.budgets import SqliteBudgets, SqliteEntities
+from allotment.storage.sqlite.catalog import SqliteCatalog
+from allotment.storage.sqlite.counter_cache import CommittedCounters
+from allotment.storage.sqlite.customers import SqliteCustomers, SqliteHoldings
+from allotment.storage.sqlite.keys import SqliteKeys
+from allotment.storage.sqlite.ledger import PoolCache, SqliteLedger
+from allotment.storage.sqlite.outcomes import SqliteOutcomes
+from allotment.storage.sqlite.reservations import SqliteReservations
+from allotment.storage.sqlite.usage import SqliteUsage
+
+
+@dataclass(frozen=True, slots=True)
+class JobMark:
+    """What a job may change outside SQLite's savepoint, as it was before the job."""
+
+    published: int
+    scratch: dict[str, Any]
+    pools: PoolCache
+    counters: int
+
+
+class SqliteUnitOfWork:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        committed_pools: PoolCache | None = None,
+        committed_counters: CommittedCounters | None = None,
+    ) -> None:
+        self._db = db
+        # What the batch's jobs recorded and filled, in job order, for the projector.
+        self.published: list[Published] = []
+        self.scratch: dict[str, Any] = {}
+        # One wall-clock instant for every change the batch logs: what retention reads.
+        self._written_at = datetime.now(UTC)
+        self._written_at_micros = to_epoch_micros(self._written_at)
+        self._budget_counters = SqliteBudgetCounters(
+            db, {} if committed_counters is None else committed_counters
+        )
+        self.catalog = SqliteCatalog(db)
+        self.customers = SqliteCustomers(db)
+        self.holdings = SqliteHoldings(db)
+        self.usage = SqliteUsage(db, self._budget_counters)
+        self.outcomes = SqliteOutcomes(db)
+        self.ledger = SqliteLedger(
+            db, {} if committed_pools is None else committed_pools, self._budget_counters
+        )
+        self.entities = SqliteEntities(db)
+        self.budgets = SqliteBudgets(db, self._budget_counters)
+        self.reservations = SqliteReservations(db)
+        self.keys = SqliteKeys(db)
+
+    def record(self, change: Change) -> None:
+        cursor = self._db.execute(
+            "INSERT INTO change_log (kind, customer, written_at, payload) VALUES (?, ?, ?, ?)",
+            (
+                change.kind.value,
+                change.customer,
+                self._written_at_micros,
+                encode_change(change).decode(),
+            ),
+        )
+        seq = cursor.lastrowid
+        assert seq is not None
+        self.published.append(LoggedChange(seq, self._written_at, change))
+
+    def fill(self, fill: Fill) -> None:
+        self.published.append(fill)
+
+    def hold_usage(self, customer_id: str) -> None:
+        pass  # the batch's write lock holds everything (see the module's docstring)
+
+    def hold_budgets(self, customer_id: str, path: EntityPath) -> None:
+        pass
+
+    def hold_pool(self, customer_id: str, currency: str) -> None:
+        pass
+
+    # The store's side: undoing a failed job, and finishing the batch.
+
+    def mark(self) -> JobMark:
+        return JobMark(
+            len(self.published),
+            dict(self.scratch),
+            dict(self.ledger.pools_as_stored),
+            self._budget_counters.counters.mark(),
+        )
+
+    def undo(self, mark: JobMark) -> None:
+        del self.published[mark.published :]
+        self.scratch = mark.scratch
+        self.ledger.pools_as_stored = mark.pools
+        self._budget_counters.counters.undo(mark.counters)
+
+    def before_commit(self) -> None:
+        self._budget_counters.write()
+
+    def after_commit(self) -> PoolCache:
+        """Make the batch's counters the committed ones; the pools as the batch left them."""
+        self._budget_counters.counters.publish()
+        return self.ledger.pools_as_stored
