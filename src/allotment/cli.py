@@ -28,7 +28,7 @@ def main() -> None:
 @click.option(
     "--database-url",
     default=None,
-    help="postgresql://... (not available yet: the command refuses it).",
+    help="sqlite:///PATH (default: $ALLOTMENT_DATABASE_URL, else --db).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
@@ -51,17 +51,21 @@ def serve(
     import uvicorn
 
     from allotment.api.app import create_app
+    from allotment.bootstrap import UnsupportedDatabase, open_store
 
-    if database_url is not None:
-        raise click.UsageError("PostgreSQL is not supported yet; use --db PATH (SQLite).")
-    settings = Settings.from_environment(database_path=database)
+    settings = Settings.from_environment(database_path=database, database_url=database_url)
+    try:
+        open_store(settings).close()  # refuse a database this build cannot open, at once
+    except UnsupportedDatabase as error:
+        raise click.UsageError(str(error)) from error
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if demo:
         _load_demo(settings, announce=False)
-    click.echo(f"Allotment on http://{host}:{port} (database {settings.database_path})", err=True)
+    where = settings.database_url or settings.database_path
+    click.echo(f"Allotment on http://{host}:{port} (database {where})", err=True)
     if settings.admin_key is None:
         click.echo(
             "No ALLOTMENT_ADMIN_KEY is set: create keys with `allotment demo` or set it.", err=True

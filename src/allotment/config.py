@@ -18,6 +18,7 @@ DEFAULT_STREAM_KEEPALIVE_SECONDS = 10.0
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_path: Path = DEFAULT_DATABASE
+    database_url: str | None = None  # when given, it names the database instead of the path
     admin_key: str | None = None
     test_clock: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -44,6 +45,8 @@ class Settings:
             if not (hours.isascii() and hours.isdigit() and len(hours) <= 6):
                 raise ValueError("ALLOTMENT_CHANGE_LOG_RETENTION_HOURS must be a whole number")
             values["change_log_retention"] = timedelta(hours=int(hours))
+        if env.get("ALLOTMENT_DATABASE_URL"):
+            values["database_url"] = env["ALLOTMENT_DATABASE_URL"]
         if env.get("ALLOTMENT_DB"):
             values["database_path"] = Path(env["ALLOTMENT_DB"])
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from allotment.bootstrap import open_store
 from allotment.config import Settings
 from allotment.service.budgets import BudgetService
 from allotment.service.catalog import CatalogService
@@ -17,7 +18,6 @@ from allotment.service.keys import KeyService
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
 from allotment.service.usage import UsageService
-from allotment.storage.sqlite.store import SqliteStore
 
 
 @dataclass(slots=True)
@@ -38,7 +38,7 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
-        store = SqliteStore(settings.database_path, settings.change_log_retention)
+        store = open_store(settings)
         test_clock = TestClock() if settings.test_clock else None
         runtime = Runtime(store=store, clock=test_clock or SystemClock())
         credits = CreditService(runtime)
