@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from allotment.domain.budgets import Standing, first_exceeded
 from allotment.domain.catalog import BooleanSpec, Enforcement, NumericSpec, Spec
 from allotment.domain.quantities import MICROS_PER_UNIT, Micros
 from allotment.domain.resolution import DenialReason
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStanding:
+    """A credit pool as a decision reads it: what is available after live holds, and how far
+    below zero a hard decision may take it (None: soft without bound)."""
+
+    available: Micros
+    overdraft_limit: Micros | None
+
+
+def decide_consumption(
+    *,
+    units: Micros | None,
+    credits: Micros | None,
+    limit: Spec | None = None,
+    used: Micros = 0,
+    reserved: Micros = 0,
+    budgets: Iterable[Standing] = (),
+    pool: PoolStanding | None = None,
+) -> DenialReason | None:
+    """The one decision on consuming, for checks, usage, reservations and debits.
+
+    A request of ``units`` that costs ``credits`` (None for either: a check without a request,
+    which passes while something is left) is refused first by the customer's ``limit`` (with
+    ``used`` and ``reserved`` counted against it), then by the nearest hard budget on the
+    entity's path it would pass, then by the credit ``pool``; the first that refuses names the
+    reason. A caller leaves out what does not apply: a debit has no feature limit, a report
+    that costs nothing no pool.
+    """
+    if limit is not None:
+        reason = decide(limit, used, reserved, units)
+        if reason is not None:
+            return reason
+    if first_exceeded(budgets, units, credits) is not None:
+        return DenialReason.BUDGET_EXCEEDED
+    if pool is not None:
+        requested = credits is not None
+        return decide_credits(credits or 0, pool.available, pool.overdraft_limit, requested)
+    return None
 
 
 def decide(

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from allotment.domain.budgets import Standing, first_exceeded
+from allotment.domain.budgets import Standing
 from allotment.domain.catalog import BooleanSpec, Enforcement, FeatureKind, MeteredSpec, NumericSpec
-from allotment.domain.decision import credit_cost, decide, decide_credits, remaining
+from allotment.domain.decision import PoolStanding, credit_cost, decide_consumption, remaining
 from allotment.domain.periods import Period, ResetPeriod
 from allotment.domain.quantities import MICROS_PER_UNIT, Micros, to_json_number
 from allotment.domain.resolution import DenialReason, Offer
@@ -184,17 +184,18 @@ def answer_for(
             "available": to_json_number(credits.available),
         }
     if not decided:
-        reason = decide(spec, used, reserved, requested)
-        if reason is None and budgets:
-            standings = (figures.standing for figures in budgets)
-            credits_requested = cost if requested is not None else None
-            if first_exceeded(standings, requested, credits_requested) is not None:
-                reason = DenialReason.BUDGET_EXCEEDED
-        if reason is None and credit_block is not None and cost is not None:
-            assert credits is not None
-            reason = decide_credits(
-                cost, credits.available, credits.overdraft_limit, requested is not None
-            )
+        pool = None
+        if credit_block is not None and credits is not None:
+            pool = PoolStanding(credits.available, credits.overdraft_limit)
+        reason = decide_consumption(
+            units=requested,
+            credits=cost if requested is not None else None,
+            limit=spec,
+            used=used,
+            reserved=reserved,
+            budgets=(figures.standing for figures in budgets),
+            pool=pool,
+        )
     source = SourceView(offer.source.type.value, offer.source.id)
     if isinstance(spec, BooleanSpec):
         return CheckAnswer(

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from allotment.domain.budgets import NO_PATH, EntityPath, first_exceeded
+from allotment.domain.budgets import NO_PATH, EntityPath
 from allotment.domain.catalog import Catalog, CreditCategory, Currency
 from allotment.domain.changes import CreditsChanged, Spend
 from allotment.domain.credits import (
@@ -28,6 +28,7 @@ from allotment.domain.credits import (
     replay,
     revenue,
 )
+from allotment.domain.decision import PoolStanding, decide_consumption
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
 from allotment.domain.holdings import Holdings
 from allotment.domain.identifiers import new_id
@@ -41,7 +42,7 @@ from allotment.service.budgets import standings_in_job
 from allotment.service.ports import LedgerRecord, Page, UnitOfWork
 from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import CustomerSnapshot, PoolFigures
+from allotment.service.snapshots import BudgetSlot, CustomerSnapshot, PoolFigures
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 MAX_PRIORITY = 1_000_000
@@ -201,19 +202,22 @@ class CreditService:
         runtime = self._runtime
         live = runtime.live_holds(uow, customer, now)
         path: EntityPath = NO_PATH
+        on_path: list[BudgetSlot] = []
         if request.entity is not None and snapshot is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, None, currency)
-            if request.enforce and on_path:
-                budgets = standings_in_job(uow, customer, on_path, live, now)
-                standings = (figures.standing for figures in budgets)
-                if first_exceeded(standings, None, request.amount) is not None:
-                    return DenialReason.BUDGET_EXCEEDED
-        if request.enforce and not pool.allows(
-            request.amount,
-            reserved_credits(live, currency, now),
-            self.overdraft_limit(uow, customer, currency, now),
-        ):
-            return DenialReason.INSUFFICIENT_CREDITS
+        if request.enforce:
+            budgets = standings_in_job(uow, customer, on_path, live, now)
+            reason = decide_consumption(
+                units=None,
+                credits=request.amount,
+                budgets=(figures.standing for figures in budgets),
+                pool=PoolStanding(
+                    pool.available(reserved_credits(live, currency, now)),
+                    self.overdraft_limit(uow, customer, currency, now),
+                ),
+            )
+            if reason is not None:
+                return reason
         context = EntryContext(request.idempotency_key, request.entity, request.feature, path)
         order = _currency(runtime.catalog_in(uow), currency).burn_order
         pool.debit(request.amount, order, now, context)

@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from allotment.domain.budgets import NO_PATH, EntityPath, first_exceeded
+from allotment.domain.budgets import NO_PATH, EntityPath
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.changes import HoldEnded, HoldPlaced
 from allotment.domain.credits import EntryContext
-from allotment.domain.decision import credit_cost, decide, decide_credits
+from allotment.domain.decision import PoolStanding, credit_cost, decide_consumption
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_containing
@@ -33,6 +33,7 @@ from allotment.domain.reservations import (
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant
 from allotment.service import idempotency
+from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
@@ -150,24 +151,29 @@ class ReservationService:
         window = period_containing(resolution.offer.anchor, spec.reset, now)
         used = uow.usage.window_usage(request.customer, feature.id, window.start, window.end)
         live = runtime.live_holds(uow, request.customer, now)
-        reason = decide(spec, used, reserved_usage(live, feature.id, now), request.amount)
         price = spec.credit_cost
         currency = price.currency if price is not None else None
         cost = credit_cost(request.amount, price.per_unit) if price is not None else 0
         path: EntityPath = NO_PATH
+        budgets: list[BudgetFigures] = []
         if request.entity is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
-            if reason is None and on_path:
-                budgets = standings_in_job(uow, request.customer, on_path, live, now)
-                standings = (figures.standing for figures in budgets)
-                if first_exceeded(standings, request.amount, cost) is not None:
-                    reason = DenialReason.BUDGET_EXCEEDED
-        if reason is None and currency is not None:
+            budgets = standings_in_job(uow, request.customer, on_path, live, now)
+        standing = None
+        if currency is not None:
             pool = self._credits.settled_pool(uow, request.customer, currency, now)
             self._credits.save(uow, request.customer, currency, pool, now)
             limit = self._credits.overdraft_limit(uow, request.customer, currency, now)
-            available = pool.available(reserved_credits(live, currency, now))
-            reason = decide_credits(cost, available, limit, requested=True)
+            standing = PoolStanding(pool.available(reserved_credits(live, currency, now)), limit)
+        reason = decide_consumption(
+            units=request.amount,
+            credits=cost,
+            limit=spec,
+            used=used,
+            reserved=reserved_usage(live, feature.id, now),
+            budgets=(figures.standing for figures in budgets),
+            pool=standing,
+        )
         if reason is not None:
             return reason, None
         return None, Reservation(

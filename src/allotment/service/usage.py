@@ -13,10 +13,10 @@ from enum import StrEnum
 
 import msgspec
 
-from allotment.domain.budgets import NO_PATH, EntityPath, entity_path, first_exceeded
+from allotment.domain.budgets import NO_PATH, EntityPath, entity_path
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
-from allotment.domain.decision import credit_cost, decide, decide_credits
+from allotment.domain.decision import PoolStanding, credit_cost, decide_consumption
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
@@ -164,20 +164,26 @@ class UsageService:
             currency = price.currency if price is not None else None
             path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
             budgets = standings_in_job(uow, customer, on_path, live, now, timestamp)
-        # Lowering usage consumes nothing, so no limit or budget can refuse it.
-        reason = None
-        if delta > 0:
-            reason = decide(spec, used, reserved, delta)
-            standings = (figures.standing for figures in budgets)
-            if reason is None and first_exceeded(standings, delta, cost) is not None:
-                reason = DenialReason.BUDGET_EXCEEDED
         pool = figures = None
+        standing = None
         if price is not None:
             pool = self._credits.settled_pool(uow, customer, price.currency, now)
             limit = self._credits.overdraft_limit(uow, customer, price.currency, now)
             held = reserved_credits(live, price.currency, now)
-            if reason is None and cost > 0:
-                reason = decide_credits(cost, pool.available(held), limit, requested=True)
+            if cost > 0:
+                standing = PoolStanding(pool.available(held), limit)
+        # Lowering usage consumes nothing, so no limit, budget or pool can refuse it.
+        reason = None
+        if delta > 0:
+            reason = decide_consumption(
+                units=delta,
+                credits=cost,
+                limit=spec,
+                used=used,
+                reserved=reserved,
+                budgets=(figures.standing for figures in budgets),
+                pool=standing,
+            )
         recorded = reason is None or not report.enforce
         if recorded:
             self._append(uow, report, delta, timestamp, now, path)
