@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from allotment.domain.budgets import NO_PATH, EntityPath
+from allotment.domain.budgets import NO_PATH, EntityPath, entity_path
 from allotment.domain.catalog import Catalog, CreditCategory, Currency
 from allotment.domain.changes import CreditsChanged, Spend
 from allotment.domain.credits import (
@@ -155,9 +155,13 @@ class CreditService:
         def answer(uow: UnitOfWork, now: datetime) -> bytes:
             if request.feature is not None:
                 runtime.catalog_in(uow).feature_for(request.feature, "feature")
-            pool = self.settled_pool(uow, customer, currency, now)
             reason: DenialReason | None
             snapshot = runtime.snapshot_in(uow, customer)
+            if snapshot is not None and request.entity in snapshot.entities:
+                # Holds in their order: the budgets on the path, then the pool.
+                path = entity_path(snapshot.entities, request.entity)
+                uow.hold_budgets(customer, path)
+            pool = self.settled_pool(uow, customer, currency, now)
             if snapshot is not None and snapshot.customer.is_archived:
                 reason = DenialReason.CUSTOMER_ARCHIVED
             elif snapshot is not None and (
@@ -298,8 +302,9 @@ class CreditService:
 
     def settled_pool(self, uow: UnitOfWork, customer: str, currency: str, now: datetime) -> Pool:
         """The pool with every entry due by ``now`` written: blocks owed by plans and add-ons,
-        grants that took effect, grants that expired."""
+        grants that took effect, grants that expired. The job holds the pool from here on."""
         runtime = self._runtime
+        uow.hold_pool(customer, currency)
         snapshot = runtime.snapshot_in(uow, customer)
         if snapshot is None:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})

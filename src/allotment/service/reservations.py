@@ -105,6 +105,8 @@ class ReservationService:
         def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
             held = self._live(uow, reservation_id, now)
+            uow.hold_usage(held.customer)
+            uow.hold_budgets(held.customer, held.entity_path)
             ended = replace(
                 held, ended_at=now, ended_as=ReservationStatus.COMMITTED, committed_amount=amount
             )
@@ -122,6 +124,7 @@ class ReservationService:
         def job(uow: UnitOfWork) -> dict[str, Any]:
             now = runtime.clock.now()
             held = self._live(uow, reservation_id, now)
+            uow.hold_usage(held.customer)
             ended = replace(held, ended_at=now, ended_as=ReservationStatus.RELEASED)
             uow.reservations.save(ended)
             runtime.reservations_changed(uow, held.customer)
@@ -146,6 +149,7 @@ class ReservationService:
         resolution = snapshot.resolution(catalog, feature, now)
         if resolution.offer is None:
             return resolution.denial, None
+        uow.hold_usage(request.customer)
         spec = resolution.offer.spec
         assert isinstance(spec, MeteredSpec)
         window = period_containing(resolution.offer.anchor, spec.reset, now)
@@ -158,6 +162,7 @@ class ReservationService:
         budgets: list[BudgetFigures] = []
         if request.entity is not None:
             path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
+            uow.hold_budgets(request.customer, path)
             budgets = standings_in_job(uow, request.customer, on_path, live, now)
         standing = None
         if currency is not None:

@@ -129,6 +129,7 @@ class UsageService:
             return refuse(admission)
         assert snapshot is not None
         assert feature is not None
+        uow.hold_usage(customer)
         timestamp = report.timestamp or now
         derived = snapshot.derived_for(catalog, now)
         resolution = derived.resolution(snapshot.holdings, feature, now)
@@ -139,6 +140,7 @@ class UsageService:
                 return refuse(resolution.denial)
             # Usage that already happened is the truth even without an entitlement to it.
             unentitled_path = entity_path(snapshot.entities, entity)
+            uow.hold_budgets(customer, unentitled_path)
             self._append(uow, report, report.amount, timestamp, now, unentitled_path)
             return True, denied(
                 customer, feature_id, entity, resolution.denial, kind, report.amount
@@ -163,6 +165,7 @@ class UsageService:
         if entity is not None:
             currency = price.currency if price is not None else None
             path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
+            uow.hold_budgets(customer, path)
             budgets = standings_in_job(uow, customer, on_path, live, now, timestamp)
         pool = figures = None
         standing = None
