@@ -19,6 +19,11 @@ round by round (the order is reversed every other round) so that a burst of nois
 two-core machine tends to hit both. The target is that the entity variant keeps at least 0.80
 of the no-entity variant's requests per second ("within 20 %").
 
+With ``--before TREE`` the ``allotment serve`` of another checkout (a git worktree of an
+earlier commit, synced with ``uv sync``) runs beside it on its own fresh file, seeded and
+checked the same way, and every run is made on both, one after the other (the order reversed
+every other round): the report then compares each operation and variant before and after.
+
 After every measured run the answers are checked: wrk must see no non-2xx response and no
 socket error; the decisions the server counted (``/metrics``) must all be grants (checks) or
 recordings (usage), as many as wrk counted plus at most the requests in flight when it stopped;
@@ -27,6 +32,7 @@ file) must match wrk's 2xx count the same way. At the end each budget's counter 
 usage recorded for the agent.
 
     uv run python bench/budget_throughput.py [--duration 10] [--connections 32] [--rounds 1]
+        [--before /tmp/allotment-before]
 
 The servers, ``Server`` handling, wrk measurement and reporting helpers are shared with
 ``bench/check_throughput.py``. The server is stopped at the end whatever happens, every step
@@ -60,9 +66,9 @@ from check_throughput import (
     BenchError,
     Row,
     Server,
+    Tree,
     WrkResult,
     add_load_options,
-    allotment_command,
     call,
     check_load_options,
     customer_id,
@@ -75,6 +81,7 @@ from check_throughput import (
     start_server,
     summarize,
     table,
+    trees,
     wait_ready,
 )
 from check_throughput import (
@@ -104,6 +111,11 @@ LABELS = {
     for op in OPERATIONS
     for variant in VARIANTS
 }
+
+
+def run_name(tree: str, name: str) -> str:
+    """The results' key of run ``name`` (``operation/variant``) on ``tree``."""
+    return name if tree == "allotment" else f"{tree}:{name}"
 
 
 Counters = tuple[int, list[tuple[str, int]]]
@@ -386,7 +398,7 @@ def measure(
     round_number: int,
 ) -> tuple[WrkResult, Verified]:
     """One warm-up and one measured wrk run, then the decisions (and events) are checked."""
-    name = f"{operation}/{variant}"
+    name = run_name(server.name, f"{operation}/{variant}")
     path = CHECK_PATH if operation == "check" else USAGE_PATH
     route, good = ("check", "granted") if operation == "check" else ("usage", "recorded")
     if args.warmup > 0:
@@ -430,42 +442,58 @@ def measure(
     return result, verified
 
 
+@dataclass
+class Served:
+    """One tree's ``allotment serve`` and its database."""
+
+    tree: Tree
+    server: Server
+    database: Path
+
+
 def run(
-    args: argparse.Namespace,
-) -> tuple[dict[str, list[WrkResult]], list[Verified], Counters]:
+    args: argparse.Namespace, compared: Sequence[Tree]
+) -> tuple[dict[str, list[WrkResult]], list[Verified], dict[str, Counters]]:
     server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="allotment-budget-bench-") as tmp, running(servers):
         workdir = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
         env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
-
-        port = free_port()
-        database = workdir / "bench.db"
-        serve = [*allotment_command(), "serve", "--db", str(database)]
-        serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
-        allotment = start_server(
-            "allotment", pinned(serve, server_cpu), port, workdir / "allotment.log", env
-        )
-        servers.append(allotment)
-        wait_ready(allotment, "GET", "/livez")
-
         bodies = {variant: check_bodies(args.customers, variant) for variant in VARIANTS}
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
-            started = time.monotonic()
-            seed(api, args.customers)
-            elapsed = time.monotonic() - started
-            print(
-                f"seeded {args.customers + 1} customers, each with {len(TREE)} entities and "
-                f"{len(BUDGETED)} budgets, in {elapsed:.1f}s",
-                file=sys.stderr,
+
+        served: list[Served] = []
+        for tree in compared:
+            port = free_port()
+            database = workdir / f"{tree.name}.db"
+            serve = [*tree.command(), "serve", "--db", str(database)]
+            serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+            allotment = start_server(
+                tree.name, pinned(serve, server_cpu), port, workdir / f"{tree.name}.log", env
             )
-            verified = verify_checks(api, args.customers)
-            verify_usage(api)
-            print(f"verified {verified} sample checks and 4 usage reports", file=sys.stderr)
-            for variant in VARIANTS:
-                warm(api, bodies[variant])
+            servers.append(allotment)
+            wait_ready(allotment, "GET", "/livez")
+            with httpx.Client(
+                base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT
+            ) as api:
+                started = time.monotonic()
+                seed(api, args.customers)
+                elapsed = time.monotonic() - started
+                print(
+                    f"{tree.name} ({tree.commit}): seeded {args.customers + 1} customers, each "
+                    f"with {len(TREE)} entities and {len(BUDGETED)} budgets, in {elapsed:.1f}s",
+                    file=sys.stderr,
+                )
+                verified = verify_checks(api, args.customers)
+                verify_usage(api)
+                print(
+                    f"{tree.name}: verified {verified} sample checks and 4 usage reports",
+                    file=sys.stderr,
+                )
+                for variant in VARIANTS:
+                    warm(api, bodies[variant])
+            served.append(Served(tree, allotment, database))
 
         scripts: dict[str, Path] = {}
         for variant in VARIANTS:
@@ -474,42 +502,49 @@ def run(
             scripts[f"usage/{variant}"] = workdir / f"usage-{variant}.lua"
             write_usage_script(scripts[f"usage/{variant}"], variant, ADMIN_KEY)
 
-        results: dict[str, list[WrkResult]] = {name: [] for name in LABELS}
+        results: dict[str, list[WrkResult]] = {
+            run_name(each.tree.name, name): [] for each in served for name in LABELS
+        }
         checks: list[Verified] = []
         for round_number in range(1, args.rounds + 1):
-            # Every other round the entity variant goes first, so drift hits both alike.
+            # Every other round the entity variant (and the second tree) goes first, so drift
+            # hits both alike.
             order = VARIANTS if round_number % 2 else tuple(reversed(VARIANTS))
+            tree_order = served if round_number % 2 else list(reversed(served))
             for operation in OPERATIONS:
                 for variant in order:
-                    name = f"{operation}/{variant}"
-                    result, check = measure(
-                        args,
-                        operation,
-                        variant,
-                        allotment,
-                        scripts[name],
-                        database,
-                        wrk_cpu,
-                        round_number,
-                    )
-                    if allotment.process.poll() is not None:
-                        raise BenchError(f"allotment died:\n{allotment.log_tail()}")
-                    results[name].append(result)
-                    checks.append(check)
-                    print(
-                        f"round {round_number} {name}: {result.requests_per_second:,.0f} req/s, "
-                        f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-                        f"server {result.server_cpu_us_per_request:.1f} us CPU/request "
-                        f"({result.server_busy:.0%} busy), wrk {result.wrk_busy:.0%} busy; "
-                        f"{check.wrk_2xx} 2xx, {check.decisions:.0f} decisions"
-                        + (
-                            f", usage_events +{check.events_added}"
-                            if check.events_added is not None
-                            else ""
-                        ),
-                        file=sys.stderr,
-                    )
-        counters = check_budget_counters(database)
+                    for each in tree_order:
+                        name = f"{operation}/{variant}"
+                        result, check = measure(
+                            args,
+                            operation,
+                            variant,
+                            each.server,
+                            scripts[name],
+                            each.database,
+                            wrk_cpu,
+                            round_number,
+                        )
+                        for server in servers:
+                            if server.process.poll() is not None:
+                                raise BenchError(f"{server.name} died:\n{server.log_tail()}")
+                        results[check.target].append(result)
+                        checks.append(check)
+                        print(
+                            f"round {round_number} {check.target}: "
+                            f"{result.requests_per_second:,.0f} req/s, "
+                            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                            f"server {result.server_cpu_us_per_request:.1f} us CPU/request "
+                            f"({result.server_busy:.0%} busy), wrk {result.wrk_busy:.0%} busy; "
+                            f"{check.wrk_2xx} 2xx, {check.decisions:.0f} decisions"
+                            + (
+                                f", usage_events +{check.events_added}"
+                                if check.events_added is not None
+                                else ""
+                            ),
+                            file=sys.stderr,
+                        )
+        counters = {each.tree.name: check_budget_counters(each.database) for each in served}
     return results, checks, counters
 
 
@@ -534,17 +569,40 @@ def ratio_table(rows: Sequence[Row], ratios: dict[str, float]) -> str:
     return "\n".join(out)
 
 
+def before_after_table(
+    results: dict[str, list[WrkResult]], compared: Sequence[Tree], how: str
+) -> str:
+    """Each operation and variant on the tree under test against the one before."""
+    now, then = compared
+    lines = [
+        f"| operation | variant | requests/s {now.commit} | requests/s before {then.commit} "
+        "| after/before | server CPU/request after | before |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in LABELS.items():
+        after = summarize(name, results[name], how, LABELS)
+        before = summarize(name, results[run_name("before", name)], how, LABELS)
+        lines.append(
+            f"| {label} | {after.requests_per_second:,.0f} | {before.requests_per_second:,.0f} "
+            f"| {after.requests_per_second / before.requests_per_second:.2f} "
+            f"| {after.server_cpu_us:.1f} us | {before.server_cpu_us:.1f} us |"
+        )
+    return "\n".join(lines)
+
+
 def report(
     args: argparse.Namespace,
     results: dict[str, list[WrkResult]],
     checks: Sequence[Verified],
-    counters: Counters,
+    counters: dict[str, Counters],
+    compared: Sequence[Tree],
 ) -> None:
     print()
     print(f"machine: {machine_description()}")
     print(
         f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {args.rounds} "
         "round(s), the two variants of each operation alternating"
+        + (", on each tree in turn" if len(compared) > 1 else "")
         + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
     )
     print(
@@ -552,40 +610,65 @@ def report(
         f"amount {AMOUNT}, enforce, a new idempotency key each; entity variant: "
         f"{' > '.join(TREE)} with hard budgets on {FEATURE} at {', '.join(BUDGETED)}"
     )
-    print()
-    per_round = {
-        op: [
-            e.requests_per_second / n.requests_per_second
-            for n, e in zip(results[f"{op}/none"], results[f"{op}/entity"], strict=True)
-        ]
-        for op in OPERATIONS
-    }
     hows = ("median", "best") if args.rounds > 1 else ("median",)
-    for how in hows:
-        rows = [summarize(name, results[name], how, LABELS) for name in LABELS]
-        ratios = {
-            OPERATION_LABELS[op]: rows[2 * i + 1].requests_per_second
-            / rows[2 * i].requests_per_second
-            for i, op in enumerate(OPERATIONS)
-        }
-        if args.rounds > 1:
-            print(f"{how} of {args.rounds} rounds:\n")
-        print(ratio_table(rows, ratios))
+    for tree in compared:
         print()
-    for op in OPERATIONS:
-        listed = ", ".join(f"{r:.2f}" for r in per_round[op])
-        median = statistics.median(per_round[op])
-        cpu = {
-            v: statistics.median(r.server_cpu_us_per_request for r in results[f"{op}/{v}"])
-            for v in VARIANTS
+        print(f"## allotment {'before, ' if tree.name == 'before' else ''}at {tree.commit}\n")
+        runs = {name: run_name(tree.name, name) for name in LABELS}
+        per_round = {
+            op: [
+                e.requests_per_second / n.requests_per_second
+                for n, e in zip(
+                    results[runs[f"{op}/none"]], results[runs[f"{op}/entity"]], strict=True
+                )
+            ]
+            for op in OPERATIONS
         }
-        print(
-            f"{OPERATION_LABELS[op]}: entity/no entity requests/s of each round {listed} "
-            f"(median {median:.2f}, {'meets' if median >= TARGET_RATIO else 'misses'} the "
-            f"{TARGET_RATIO:.2f} target); server CPU per request {cpu['entity']:.1f} us against "
-            f"{cpu['none']:.1f} us (+{cpu['entity'] - cpu['none']:.1f} us, a ratio of "
-            f"{cpu['none'] / cpu['entity'] if cpu['entity'] else 0:.2f})"
-        )
+        for how in hows:
+            rows = [summarize(name, results[runs[name]], how, LABELS) for name in LABELS]
+            ratios = {
+                OPERATION_LABELS[op]: rows[2 * i + 1].requests_per_second
+                / rows[2 * i].requests_per_second
+                for i, op in enumerate(OPERATIONS)
+            }
+            if args.rounds > 1:
+                print(f"{how} of {args.rounds} rounds:\n")
+            print(ratio_table(rows, ratios))
+            print()
+        for op in OPERATIONS:
+            listed = ", ".join(f"{r:.2f}" for r in per_round[op])
+            median = statistics.median(per_round[op])
+            cpu = {
+                v: statistics.median(
+                    r.server_cpu_us_per_request for r in results[runs[f"{op}/{v}"]]
+                )
+                for v in VARIANTS
+            }
+            print(
+                f"{OPERATION_LABELS[op]}: entity/no entity requests/s of each round {listed} "
+                f"(median {median:.2f}, {'meets' if median >= TARGET_RATIO else 'misses'} the "
+                f"{TARGET_RATIO:.2f} target); server CPU per request {cpu['entity']:.1f} us "
+                f"against {cpu['none']:.1f} us (+{cpu['entity'] - cpu['none']:.1f} us, a ratio "
+                f"of {cpu['none'] / cpu['entity'] if cpu['entity'] else 0:.2f})"
+            )
+    if len(compared) > 1:
+        print()
+        print("## after against before\n")
+        for how in hows:
+            if args.rounds > 1:
+                print(f"{how} of {args.rounds} rounds:\n")
+            print(before_after_table(results, compared, how))
+            print()
+        for name, label in LABELS.items():
+            changes = [
+                a.requests_per_second / b.requests_per_second
+                for a, b in zip(results[name], results[run_name("before", name)], strict=True)
+            ]
+            listed = ", ".join(f"{r:.2f}" for r in changes)
+            print(
+                f"{label.replace(' | ', ', ')}: after/before requests/s of each round {listed} "
+                f"(median {statistics.median(changes):.2f})"
+            )
     print()
     print(
         "checked after each measured run: every response 2xx, every decision a grant (check) or "
@@ -600,14 +683,17 @@ def report(
             f"| {check.round_number} | {check.target} | {check.wrk_2xx:,} "
             f"| {check.decisions:,.0f} | {added} |"
         )
-    reports, budgets = counters
-    listed = ", ".join(f"{entity} {used:,}" for entity, used in budgets)
-    print(
-        f"\nat the end, {USAGE_CUSTOMER}'s agent had {reports:,} usage reports recorded and each "
-        f"budget on its path had counted them all (in reports of {AMOUNT}): {listed}"
-    )
-    for name in LABELS:
-        row = summarize(name, results[name], "median", LABELS)
+    print()
+    for tree in compared:
+        reports, budgets = counters[tree.name]
+        listed = ", ".join(f"{entity} {used:,}" for entity, used in budgets)
+        print(
+            f"at the end, on {tree.name} ({tree.commit}), {USAGE_CUSTOMER}'s agent had "
+            f"{reports:,} usage reports recorded and each budget on its path had counted them "
+            f"all (in reports of {AMOUNT}): {listed}"
+        )
+    for name in results:
+        row = summarize(name, results[name], "median", {name: name})
         if row.wrk_busy > 0.9:
             print(f"note: wrk used {row.wrk_busy:.0%} of a CPU for {row.target}")
         if row.server_busy < 0.9:
@@ -633,14 +719,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # A budget for the whole run: seeding, start-up, every wrk run and the stop.
-    budget = 240 + args.customers * 0.5
-    budget += args.rounds * len(LABELS) * (args.duration + args.warmup + 45)
+    compared = trees(args)
+    # A budget for the whole run: seeding, start-ups, every wrk run and the stops.
+    budget = len(compared) * (240 + args.customers * 0.5)
+    budget += args.rounds * len(compared) * len(LABELS) * (args.duration + args.warmup + 45)
 
-    outcome = run_within(budget, lambda: run(args))
+    outcome = run_within(budget, lambda: run(args, compared))
     if outcome is None:
         return 1
-    report(args, *outcome)
+    report(args, *outcome, compared)
     return 0
 
 

@@ -9,8 +9,14 @@ options) and runs the same load against it. The two are measured one after the o
 once: on a two-core machine wrk takes one core and the server the other.
 
     uv run python bench/check_throughput.py [--duration 10] [--connections 32] [--customers 200]
+        [--before /tmp/allotment-before]
 
-Both servers are stopped at the end whatever happens, every step has a time limit, and
+With ``--before TREE`` the ``allotment serve`` of another checkout (a git worktree of an
+earlier commit, synced with ``uv sync``) is seeded and measured too, in the same rounds, so that
+one run compares the code before and after a change; ``--tree TREE`` picks the checkout under
+test the same way (by default, the allotment this interpreter runs).
+
+Every server is stopped at the end whatever happens, every step has a time limit, and
 everything listens on 127.0.0.1 only. This is a measurement, never a test: nothing in the test
 suite times anything.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -106,11 +113,79 @@ def free_port() -> int:
         return port
 
 
-def allotment_command() -> list[str]:
+def allotment_command(tree: Path | None = None) -> list[str]:
+    """``allotment`` of checkout ``tree`` (its ``.venv``), or of this interpreter's environment."""
+    if tree is not None:
+        script = tree / ".venv" / "bin" / "allotment"
+        if not script.exists():
+            raise BenchError(f"{script} is missing: run `uv sync` in {tree} first")
+        return [str(script)]
     script = Path(sys.executable).parent / "allotment"
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from allotment.cli import main; main()"]
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A checkout whose ``allotment serve`` is measured.
+
+    ``name`` keys the results (``allotment`` for the one under test, ``before`` for the one it
+    is compared with); ``path`` is None for the allotment this interpreter runs.
+    """
+
+    name: str
+    path: Path | None
+    commit: str
+
+    def command(self) -> list[str]:
+        return allotment_command(self.path)
+
+
+def tree_root(path: Path | None) -> Path | None:
+    """The checkout ``path``, or the one this interpreter imports ``allotment`` from."""
+    if path is not None:
+        return path
+    spec = importlib.util.find_spec("allotment")  # finds the package without importing it
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).resolve().parents[2]  # <tree>/src/allotment/__init__.py
+
+
+def describe_tree(path: Path | None) -> str:
+    """The checkout's commit, and whether its ``src`` differs from that commit."""
+    root = tree_root(path)
+    if root is None:
+        return "unknown"
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or str(root)
+    if git("status", "--porcelain", "--", "src"):
+        commit += " + uncommitted src changes"
+    return commit
+
+
+def trees(args: argparse.Namespace) -> list[Tree]:
+    """The allotment under test, then the one given by ``--before`` if any."""
+    found = [Tree("allotment", args.tree, describe_tree(args.tree))]
+    if args.before is not None:
+        found.append(Tree("before", args.before, describe_tree(args.before)))
+    return found
+
+
+def tree_labels(trees: Sequence[Tree], what: str) -> dict[str, str]:
+    """Table labels for each tree's allotment, with its commit when two are compared."""
+    if len(trees) == 1:
+        return {trees[0].name: f"allotment {what}"}
+    return {
+        tree.name: f"allotment {what} ({'before, ' if tree.name == 'before' else ''}{tree.commit})"
+        for tree in trees
+    }
 
 
 def pinned(command: list[str], cpu: int | None) -> list[str]:
@@ -488,6 +563,9 @@ def measure_wrk(target: str, server: Server, command: list[str], duration: float
 # --- Reporting -------------------------------------------------------------------------------
 
 LABELS = {"baseline": "bare Starlette endpoint", "allotment": "allotment POST /v1/check"}
+# Allotment's check against the bare endpoint, in requests/s. The first issue asked for half;
+# the change log's issue asks that it stay at or above 0.70.
+TARGET_RATIO = 0.70
 
 
 @dataclass
@@ -551,36 +629,58 @@ def machine_description() -> str:
     )
 
 
-def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> None:
+def report(
+    args: argparse.Namespace, results: dict[str, list[WrkResult]], compared: Sequence[Tree]
+) -> None:
+    labels = {"baseline": LABELS["baseline"], **tree_labels(compared, "POST /v1/check")}
+    names = ["baseline", *(tree.name for tree in compared)]
     print()
     print(f"machine: {machine_description()}")
     print(
         f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, {args.customers} "
-        f"customers x {len(VARIANTS)} checks round-robin, {args.rounds} round(s), baseline and "
-        "allotment alternating" + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
+        f"customers x {len(VARIANTS)} checks round-robin, {args.rounds} round(s), "
+        + ", ".join(names)
+        + " alternating"
+        + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
     )
     print()
-    ratios = [
-        a.requests_per_second / b.requests_per_second
-        for b, a in zip(results["baseline"], results["allotment"], strict=True)
-    ]
     hows = ("median", "best") if args.rounds > 1 else ("median",)
     for how in hows:
-        rows = [summarize(name, results[name], how) for name in ("baseline", "allotment")]
+        rows = {name: summarize(name, results[name], how, labels) for name in names}
         if args.rounds > 1:
             print(f"{how} of {args.rounds} rounds:\n")
-        print(table(rows))
-        ratio = rows[1].requests_per_second / rows[0].requests_per_second
-        cpu_ratio = rows[0].server_cpu_us / rows[1].server_cpu_us if rows[1].server_cpu_us else 0
-        print(
-            f"\nallotment/baseline: requests/s {ratio:.2f} "
-            f"({'meets' if ratio >= 0.5 else 'misses'} the 0.50 target); "
-            f"by server CPU per request {cpu_ratio:.2f}\n"
-        )
+        print(table(list(rows.values())))
+        print()
+        base = rows["baseline"]
+        for tree in compared:
+            row = rows[tree.name]
+            ratio = row.requests_per_second / base.requests_per_second
+            cpu_ratio = base.server_cpu_us / row.server_cpu_us if row.server_cpu_us else 0
+            verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+            print(
+                f"{row.target}/baseline: requests/s {ratio:.2f} ({verdict} the "
+                f"{TARGET_RATIO:.2f} target); by server CPU per request {cpu_ratio:.2f}"
+            )
+        if "before" in rows:
+            now, then = rows["allotment"], rows["before"]
+            change = now.requests_per_second / then.requests_per_second
+            print(
+                f"allotment/before: requests/s {change:.2f}; server CPU per request "
+                f"{now.server_cpu_us:.1f} us against {then.server_cpu_us:.1f} us"
+            )
+        print()
     if args.rounds > 1:
-        listed = ", ".join(f"{r:.2f}" for r in ratios)
-        print(f"requests/s ratio of each round: {listed} (median {statistics.median(ratios):.2f})")
-    for row in (summarize(name, results[name], "median") for name in ("baseline", "allotment")):
+        for tree in compared:
+            ratios = [
+                a.requests_per_second / b.requests_per_second
+                for b, a in zip(results["baseline"], results[tree.name], strict=True)
+            ]
+            listed = ", ".join(f"{r:.2f}" for r in ratios)
+            print(
+                f"{labels[tree.name]}/baseline, requests/s of each round: {listed} "
+                f"(median {statistics.median(ratios):.2f})"
+            )
+    for row in (summarize(name, results[name], "median", labels) for name in names):
         if row.wrk_busy > 0.9:
             print(
                 f"note: wrk used {row.wrk_busy:.0%} of a CPU against the {row.target}: "
@@ -611,6 +711,18 @@ def add_load_options(parser: argparse.ArgumentParser, connections: int) -> None:
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--show-wrk", action="store_true", help="print wrk's own output too")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="the checkout whose `allotment serve` is measured (its .venv, made by `uv sync`); "
+        "default: the allotment this interpreter runs",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an earlier commit, synced with `uv sync`) "
+        "measured in the same run, alternating with the others, and compared",
+    )
 
 
 def check_load_options(
@@ -625,6 +737,9 @@ def check_load_options(
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
     if args.pin and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
         parser.error("--pin needs taskset and at least two CPUs")
+    for option, tree in (("--tree", args.tree), ("--before", args.before)):
+        if tree is not None and not (tree / ".venv" / "bin" / "allotment").exists():
+            parser.error(f"{option} {tree}: no .venv/bin/allotment there (run `uv sync` in it)")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -642,17 +757,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    compared = trees(args)
     # A budget for the whole run: seeding, start-ups, every wrk run and the stops.
-    budget = 180 + args.rounds * 2 * (args.duration + args.warmup + 45)
+    budget = 180 * len(compared)
+    budget += args.rounds * (1 + len(compared)) * (args.duration + args.warmup + 45)
 
-    results = run_within(budget, lambda: run(args))
+    results = run_within(budget, lambda: run(args, compared))
     if results is None:
         return 1
-    report(args, results)
+    report(args, results, compared)
     return 0
 
 
-def run(args: argparse.Namespace) -> dict[str, list[WrkResult]]:
+def run(args: argparse.Namespace, compared: Sequence[Tree]) -> dict[str, list[WrkResult]]:
     server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="allotment-bench-") as tmp, running(servers):
@@ -660,25 +777,33 @@ def run(args: argparse.Namespace) -> dict[str, list[WrkResult]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
         env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
 
-        port = free_port()
-        serve = [*allotment_command(), "serve", "--db", str(workdir / "bench.db")]
-        serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
-        allotment = start_server(
-            "allotment", pinned(serve, server_cpu), port, workdir / "allotment.log", env
-        )
-        servers.append(allotment)
-        wait_ready(allotment, "GET", "/livez")
-
         bodies = load_bodies(args.customers)
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
-            started = time.monotonic()
-            seed(api, args.customers)
-            elapsed = time.monotonic() - started
-            print(f"seeded {args.customers} customers in {elapsed:.1f}s", file=sys.stderr)
-            verified = verify_answers(api, args.customers)
-            print(f"verified {verified} sample answers", file=sys.stderr)
-            warm(api, bodies)
+        targets: list[tuple[str, Server]] = []
+        for tree in compared:
+            port = free_port()
+            serve = [*tree.command(), "serve", "--db", str(workdir / f"{tree.name}.db")]
+            serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+            allotment = start_server(
+                tree.name, pinned(serve, server_cpu), port, workdir / f"{tree.name}.log", env
+            )
+            servers.append(allotment)
+            wait_ready(allotment, "GET", "/livez")
+            with httpx.Client(
+                base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT
+            ) as api:
+                started = time.monotonic()
+                seed(api, args.customers)
+                elapsed = time.monotonic() - started
+                print(
+                    f"{tree.name} ({tree.commit}): seeded {args.customers} customers in "
+                    f"{elapsed:.1f}s",
+                    file=sys.stderr,
+                )
+                verified = verify_answers(api, args.customers)
+                print(f"{tree.name}: verified {verified} sample answers", file=sys.stderr)
+                warm(api, bodies)
+            targets.append((tree.name, allotment))
 
         script = workdir / "check.lua"
         write_wrk_script(script, bodies, ADMIN_KEY)
@@ -691,10 +816,11 @@ def run(args: argparse.Namespace) -> dict[str, list[WrkResult]]:
         )
         servers.append(baseline)
         wait_ready(baseline, "POST", CHECK_PATH)
+        targets.insert(0, ("baseline", baseline))
 
-        results: dict[str, list[WrkResult]] = {"baseline": [], "allotment": []}
+        results: dict[str, list[WrkResult]] = {name: [] for name, _ in targets}
         for round_number in range(1, args.rounds + 1):
-            for name, server in (("baseline", baseline), ("allotment", allotment)):
+            for name, server in targets:
                 result = measure(args, name, server, script, wrk_cpu)
                 for each in servers:
                     if each.process.poll() is not None:
@@ -725,7 +851,7 @@ def measure(
             cpu=wrk_cpu,
         )
     with httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT) as plain:
-        before = check_decisions(plain) if name == "allotment" else {}
+        before = check_decisions(plain) if name != "baseline" else {}
         result = run_wrk(
             args.wrk,
             name,
@@ -735,7 +861,7 @@ def measure(
             connections=args.connections,
             cpu=wrk_cpu,
         )
-        after = check_decisions(plain) if name == "allotment" else {}
+        after = check_decisions(plain) if name != "baseline" else {}
     if args.show_wrk:
         print(result.output, file=sys.stderr)
     if result.non_2xx or result.socket_errors:
@@ -743,7 +869,7 @@ def measure(
             f"{name}: {result.non_2xx} non-2xx responses, "
             f"{result.socket_errors} socket errors:\n{result.output}"
         )
-    if name == "allotment":
+    if name != "baseline":
         check_load_outcomes(before, after, result, args.connections)
     return result
 

@@ -5,10 +5,17 @@ directory, seeds one hot customer with a grant far larger than the run can spend
 ``POST /v1/customers/{id}/credits/{currency}/debits`` with wrk, every request with its own
 idempotency key (a random prefix per wrk run, the wrk thread's number and a counter), so every
 request is a new debit that must be durable before it is answered. In the same run it starts
-``bench/naive_debit_server.py`` (one SQLite transaction and one fsync per request, same SQLite
-settings, same uvicorn options) and runs the same load against it. The two are measured one
-after the other, never at once: on a two-core machine wrk takes one core and the server the
-other.
+two baselines from ``bench/naive_debit_server.py`` (one SQLite transaction and one fsync per
+request, same SQLite settings, same uvicorn options) and runs the same load against them:
+
+- ``naive``: the transaction runs in one worker thread that owns the connection;
+- ``inline`` (``--inline``): the transaction runs inline on the event loop, with no thread, as
+  lean as an in-house team would write it.
+
+With ``--before TREE`` it also starts the ``allotment serve`` of another checkout (a git
+worktree of an earlier commit, synced with ``uv sync``) and measures it in the same rounds, so
+that one run compares the code before and after a change. The targets are measured one after
+the other, never at once: on a two-core machine wrk takes one core and the server the other.
 
 After every measured run the answers are checked against the database: wrk must see no
 non-2xx response, the debits the run added to the ledger must be the 2xx responses wrk counted
@@ -17,9 +24,11 @@ minus every debit in the ledger.
 
 Then, without HTTP, it opens Allotment's services in this process on another fresh file and
 awaits many ``CreditService.debit`` coroutines at once (and, for comparison, one at a time),
-reporting debits per second and the store's average batch size: what group commit buys.
+reporting debits per second and the store's average batch size: what group commit buys. That
+part measures the allotment this interpreter imports, whatever ``--tree`` says.
 
     uv run python bench/debit_throughput.py [--duration 10] [--connections 64] [--rounds 1]
+        [--before /tmp/allotment-before]
 
 The servers, ``Server`` handling, wrk output parsing and machine description are shared with
 ``bench/check_throughput.py``. Both servers are stopped at the end whatever happens, every step
@@ -52,10 +61,11 @@ from check_throughput import (
     BenchError,
     Row,
     Server,
+    Tree,
     WrkResult,
     add_load_options,
-    allotment_command,
     check_load_options,
+    describe_tree,
     free_port,
     lua_string,
     machine_description,
@@ -63,6 +73,8 @@ from check_throughput import (
     run_within,
     running,
     start_server,
+    tree_labels,
+    trees,
     wait_ready,
 )
 from check_throughput import (
@@ -91,12 +103,21 @@ DEBIT_PATH = f"{POOL_PATH}/debits"
 GRANT = 10**9  # units: no run comes near spending it, so no debit is ever refused
 DEBIT = 1  # units per debit
 SETTLE_TIMEOUT = 10.0  # for the requests still in flight when wrk stops to be committed
-TARGET_RATIO = 2.0  # from the issue: at least twice the naive server's debits per second
+# Allotment's debits/s against each baseline: at least twice the naive server's (the first
+# issue), three times the inline one's (the change log's issue).
+TARGETS = {"naive": 2.0, "inline": 3.0}
 
+BASELINES = ("naive", "inline")
 LABELS = {
     "allotment": "allotment POST .../debits",
-    "naive": "naive: one transaction per request",
+    "naive": "naive: one transaction per request, in a worker thread",
+    "inline": "inline: one transaction per request, on the event loop",
 }
+
+
+def is_allotment(name: str) -> bool:
+    """Whether target ``name`` is an ``allotment serve`` (under test or before), not a baseline."""
+    return name not in BASELINES
 
 
 # --- Seeding and the ledger ------------------------------------------------------------------
@@ -143,7 +164,7 @@ def ledger_debits(name: str, database: Path) -> tuple[int, int]:
     """The number of debit entries of the hot pool and the sum of their amounts, in units."""
     uri = f"file:{database}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10.0)) as connection:
-        if name == "allotment":
+        if is_allotment(name):
             count, total = connection.execute(
                 "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger_entries"
                 " WHERE type = 'debit' AND customer = ? AND currency = ?",
@@ -303,47 +324,58 @@ def measure(
     return Measured(result, verified)
 
 
-def run_http(args: argparse.Namespace, workdir: Path) -> dict[str, list[Measured]]:
+def run_http(
+    args: argparse.Namespace, workdir: Path, compared: Sequence[Tree]
+) -> dict[str, list[Measured]]:
     server_cpu, wrk_cpu = (1, 0) if args.pin else (None, None)
     servers: list[Server] = []
     with running(servers):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
         env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        targets: list[Target] = []
 
-        port = free_port()
-        database = workdir / "allotment.db"
-        serve = [*allotment_command(), "serve", "--db", str(database)]
-        serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
-        allotment = start_server(
-            "allotment", pinned(serve, server_cpu), port, workdir / "allotment.log", env
-        )
-        servers.append(allotment)
-        wait_ready(allotment, "GET", "/livez")
-        with httpx.Client(base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT) as api:
-            seed_allotment(api)
-            check_sample_debits(api, "allotment")
+        for tree in compared:
+            port = free_port()
+            database = workdir / f"{tree.name}.db"
+            serve = [*tree.command(), "serve", "--db", str(database)]
+            serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+            allotment = start_server(
+                tree.name, pinned(serve, server_cpu), port, workdir / f"{tree.name}.log", env
+            )
+            servers.append(allotment)
+            wait_ready(allotment, "GET", "/livez")
+            with httpx.Client(
+                base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT
+            ) as api:
+                seed_allotment(api)
+                check_sample_debits(api, tree.name)
+            targets.append(Target(tree.name, allotment, database))
 
-        naive_port = free_port()
-        naive_database = workdir / "naive.db"
-        naive_command = [sys.executable, str(BENCH_DIR / "naive_debit_server.py")]
-        naive_command += ["--db", str(naive_database), "--host", HOST]
-        naive_command += ["--port", str(naive_port), "--log-level", "warning"]
-        naive_command += ["--threads", str(args.naive_threads)]
-        naive = start_server(
-            "naive", pinned(naive_command, server_cpu), naive_port, workdir / "naive.log", env
-        )
-        servers.append(naive)
-        wait_ready(naive, "GET", "/livez")
-        with httpx.Client(base_url=naive.url, timeout=REQUEST_TIMEOUT) as client:
-            seed_naive(client)
-            check_sample_debits(client, "naive")
-        print("seeded both servers and checked sample debits", file=sys.stderr)
+        for name in BASELINES:
+            naive_port = free_port()
+            naive_database = workdir / f"{name}.db"
+            naive_command = [sys.executable, str(BENCH_DIR / "naive_debit_server.py")]
+            naive_command += ["--db", str(naive_database), "--host", HOST]
+            naive_command += ["--port", str(naive_port), "--log-level", "warning"]
+            if name == "inline":
+                naive_command += ["--inline"]
+            else:
+                naive_command += ["--threads", str(args.naive_threads)]
+            naive = start_server(
+                name, pinned(naive_command, server_cpu), naive_port, workdir / f"{name}.log", env
+            )
+            servers.append(naive)
+            wait_ready(naive, "GET", "/livez")
+            with httpx.Client(base_url=naive.url, timeout=REQUEST_TIMEOUT) as client:
+                seed_naive(client)
+                check_sample_debits(client, name)
+            targets.append(Target(name, naive, naive_database))
+        print("seeded every server and checked sample debits", file=sys.stderr)
 
         script = workdir / "debit.lua"
         write_wrk_script(script, ADMIN_KEY)
-        targets = (Target("allotment", allotment, database), Target("naive", naive, naive_database))
-        results: dict[str, list[Measured]] = {"allotment": [], "naive": []}
+        results: dict[str, list[Measured]] = {target.name: [] for target in targets}
         for round_number in range(1, args.rounds + 1):
             for target in targets:
                 measured = measure(args, target, script, wrk_cpu)
@@ -496,25 +528,25 @@ def run_in_process(args: argparse.Namespace, workdir: Path) -> list[InProcess]:
 # --- Reporting -------------------------------------------------------------------------------
 
 
-def summarize(target: str, results: Sequence[WrkResult], how: str) -> Row:
+def summarize(target: str, results: Sequence[WrkResult], how: str, labels: dict[str, str]) -> Row:
     """The best round (by debits/s), or the median of each figure over the rounds."""
-    return summarize_rounds(target, results, how, LABELS)
+    return summarize_rounds(target, results, how, labels)
 
 
 def table(rows: Sequence[Row]) -> str:
     return rate_table(rows, "debits/s")
 
 
-def verification_table(results: dict[str, list[Measured]]) -> str:
+def verification_table(results: dict[str, list[Measured]], labels: dict[str, str]) -> str:
     lines = [
         "| round | target | wrk 2xx | ledger debits added | in flight at stop | balance |",
         "|---:|---|---:|---:|---:|---:|",
     ]
-    for name in ("allotment", "naive"):
-        for number, measured in enumerate(results[name], 1):
+    for name, measured_runs in results.items():
+        for number, measured in enumerate(measured_runs, 1):
             v = measured.verified
             lines.append(
-                f"| {number} | {LABELS[name]} | {v.wrk_2xx:,} | {v.ledger_added:,} "
+                f"| {number} | {labels[name]} | {v.wrk_2xx:,} | {v.ledger_added:,} "
                 f"| {v.in_flight} | {v.balance:,} = {GRANT:,} - {GRANT - v.balance:,} |"
             )
     return "\n".join(lines)
@@ -535,46 +567,70 @@ def in_process_table(results: Sequence[InProcess]) -> str:
 
 
 def report(
-    args: argparse.Namespace, results: dict[str, list[Measured]], in_process: Sequence[InProcess]
+    args: argparse.Namespace,
+    results: dict[str, list[Measured]],
+    in_process: Sequence[InProcess],
+    compared: Sequence[Tree],
 ) -> None:
+    labels = {**LABELS, **tree_labels(compared, "POST .../debits")}
     print()
     print(f"machine: {machine_description()}")
-    if results["allotment"]:
+    if results:
+        names = list(results)
         print(
             f"load: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency, one hot "
             f"customer, debits of {DEBIT} with a new idempotency key each, {args.rounds} "
-            "round(s), allotment and naive alternating"
+            f"round(s), {', '.join(names)} alternating"
             + (", pinned (wrk on CPU 0, server on CPU 1)" if args.pin else "")
         )
         print()
-        wrk_results = {name: [m.result for m in results[name]] for name in results}
-        ratios = [
-            a.requests_per_second / n.requests_per_second
-            for a, n in zip(wrk_results["allotment"], wrk_results["naive"], strict=True)
-        ]
+        wrk_results = {name: [m.result for m in results[name]] for name in names}
         hows = ("median", "best") if args.rounds > 1 else ("median",)
         for how in hows:
-            rows = [summarize(name, wrk_results[name], how) for name in ("allotment", "naive")]
+            rows = {name: summarize(name, wrk_results[name], how, labels) for name in names}
             if args.rounds > 1:
                 print(f"{how} of {args.rounds} rounds:\n")
-            print(table(rows))
-            ratio = rows[0].requests_per_second / rows[1].requests_per_second
-            meets = "meets" if ratio >= TARGET_RATIO else "misses"
-            print(
-                f"\nallotment/naive: debits/s {ratio:.2f} ({meets} the {TARGET_RATIO:.2f} "
-                f"target); server CPU per request {rows[0].server_cpu_us:.1f} us against "
-                f"{rows[1].server_cpu_us:.1f} us\n"
-            )
+            print(table(list(rows.values())))
+            print()
+            for tree in compared:
+                row = rows[tree.name]
+                for baseline in BASELINES:
+                    ratio = row.requests_per_second / rows[baseline].requests_per_second
+                    target = TARGETS[baseline]
+                    meets = "meets" if ratio >= target else "misses"
+                    print(
+                        f"{tree.name}/{baseline}: debits/s {ratio:.2f} ({meets} the "
+                        f"{target:.2f} target); server CPU per request {row.server_cpu_us:.1f} "
+                        f"us against {rows[baseline].server_cpu_us:.1f} us"
+                    )
+            if "before" in rows:
+                now, then = rows["allotment"], rows["before"]
+                change = now.requests_per_second / then.requests_per_second
+                print(
+                    f"allotment/before: debits/s {change:.2f}; server CPU per request "
+                    f"{now.server_cpu_us:.1f} us against {then.server_cpu_us:.1f} us"
+                )
+            print()
         if args.rounds > 1:
-            listed = ", ".join(f"{r:.2f}" for r in ratios)
-            print(
-                f"debits/s ratio of each round: {listed} (median {statistics.median(ratios):.2f})\n"
-            )
+            pairs = [(tree.name, baseline) for tree in compared for baseline in BASELINES]
+            if len(compared) > 1:
+                pairs.append(("allotment", "before"))
+            for numerator, denominator in pairs:
+                ratios = [
+                    a.requests_per_second / n.requests_per_second
+                    for a, n in zip(wrk_results[numerator], wrk_results[denominator], strict=True)
+                ]
+                listed = ", ".join(f"{r:.2f}" for r in ratios)
+                print(
+                    f"{numerator}/{denominator}, debits/s of each round: {listed} "
+                    f"(median {statistics.median(ratios):.2f})"
+                )
+            print()
         print("checked after each measured run (every response was 2xx):\n")
-        print(verification_table(results))
+        print(verification_table(results, labels))
         print()
-        for name in ("allotment", "naive"):
-            row = summarize(name, wrk_results[name], "median")
+        for name in names:
+            row = summarize(name, wrk_results[name], "median", labels)
             if row.wrk_busy > 0.9:
                 print(
                     f"note: wrk used {row.wrk_busy:.0%} of a CPU against the {row.target}: "
@@ -582,8 +638,8 @@ def report(
                 )
     if in_process:
         print(
-            "in process (no HTTP): CreditService.debit awaited on one event loop, "
-            "each on a fresh SQLite file (WAL, synchronous=FULL):\n"
+            f"in process (no HTTP, allotment at {describe_tree(None)}): CreditService.debit "
+            "awaited on one event loop, each on a fresh SQLite file (WAL, synchronous=FULL):\n"
         )
         print(in_process_table(in_process))
         serial = next((r for r in in_process if r.concurrency == 1), None)
@@ -644,16 +700,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    compared = trees(args)
+    targets = len(compared) + len(BASELINES)
     # A budget for the whole run: start-ups, every wrk run, the stops and the in-process runs.
-    budget = 180 + args.rounds * 2 * (args.duration + args.warmup + 45)
+    budget = 180 + args.rounds * targets * (args.duration + args.warmup + 45)
     budget += len(args.inprocess_concurrency) * (60 + args.inprocess_debits / 200)
 
     def measure() -> tuple[dict[str, list[Measured]], list[InProcess]]:
         with tempfile.TemporaryDirectory(prefix="allotment-debit-bench-") as tmp:
             workdir = Path(tmp)
-            results: dict[str, list[Measured]] = {"allotment": [], "naive": []}
+            results: dict[str, list[Measured]] = {}
             if not args.skip_http:
-                results = run_http(args, workdir)
+                results = run_http(args, workdir, compared)
             in_process = run_in_process(args, workdir) if args.inprocess_debits else []
         return results, in_process
 
@@ -661,7 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if outcome is None:
         return 1
     results, in_process = outcome
-    report(args, results, in_process)
+    report(args, results, in_process, compared)
     return 0
 
 

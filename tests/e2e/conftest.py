@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -127,3 +130,125 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
     finally:
         running.stop()
+
+
+# --- The change feed: a small reader of server-sent events --------------------------------------
+
+
+def log_head(database: Path) -> int:
+    """The newest revision in the change log, read from the database file itself."""
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+        (head,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM change_log").fetchone()
+    return int(head)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of an event stream (the lines up to a blank line), as the SSE spec parses it."""
+
+    fields: tuple[tuple[str, str], ...]
+    comments: tuple[str, ...]
+
+    def get(self, name: str) -> str | None:
+        values = [value for field, value in self.fields if field == name]
+        return values[-1] if values else None
+
+    @property
+    def id(self) -> int | None:
+        value = self.get("id")
+        return None if value is None else int(value)
+
+    @property
+    def event(self) -> str | None:
+        return self.get("event")
+
+    @property
+    def data(self) -> Any:
+        value = self.get("data")
+        return None if value is None else json.loads(value)
+
+    @property
+    def is_comment(self) -> bool:
+        return not self.fields
+
+
+class EventStream:
+    """The blocks of an open ``GET /v1/stream`` response, read one at a time. Every read waits
+    at most the client's read timeout, so a test never hangs on a stream that stays silent."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.iter_lines()
+        self.seen: list[Block] = []
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    def block(self) -> Block:
+        fields: list[tuple[str, str]] = []
+        comments: list[str] = []
+        try:
+            for line in self._lines:
+                if line == "":
+                    if fields or comments:
+                        block = Block(tuple(fields), tuple(comments))
+                        self.seen.append(block)
+                        return block
+                    continue
+                if line.startswith(":"):
+                    comments.append(line[1:].strip())
+                    continue
+                name, _, value = line.partition(":")
+                fields.append((name, value.removeprefix(" ")))
+        except httpx.ReadTimeout:
+            raise AssertionError(f"the stream stayed silent; blocks so far: {self.seen}") from None
+        raise AssertionError(f"the stream ended; blocks so far: {self.seen}")
+
+    def change(self) -> Block:
+        """The next block that carries a revision (an event or an ``id:`` line alone)."""
+        while True:
+            block = self.block()
+            if block.id is not None:
+                return block
+
+    def changes(self, count: int) -> list[Block]:
+        return [self.change() for _ in range(count)]
+
+    def until(self, stop: Callable[[Block], bool], limit: int = 10_000) -> list[Block]:
+        """Changes up to and including the first one ``stop`` accepts."""
+        taken: list[Block] = []
+        while len(taken) < limit:
+            taken.append(self.change())
+            if stop(taken[-1]):
+                return taken
+        raise AssertionError(f"no matching change within {limit}")
+
+
+@contextlib.contextmanager
+def open_stream(
+    url: str,
+    key: str | None = ADMIN_KEY,
+    last_event_id: str | int | None = None,
+    customer: str | None = None,
+    read_timeout: float = 5.0,
+) -> Iterator[EventStream]:
+    """``GET /v1/stream`` on ``url``; for a 200 the preamble (retry and ``: connected``) is
+    read and checked before the stream is handed over."""
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = str(last_event_id)
+    params = {} if customer is None else {"customer": customer}
+    with (
+        httpx.Client(base_url=url, timeout=httpx.Timeout(10.0, read=read_timeout)) as client,
+        client.stream("GET", "/v1/stream", headers=headers, params=params) as response,
+    ):
+        stream = EventStream(response)
+        if response.status_code == 200:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            first = stream.block()
+            assert first.fields == (("retry", "1000"),), first
+            assert first.comments == ("connected",), first
+        else:
+            response.read()
+        yield stream
