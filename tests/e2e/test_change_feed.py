@@ -445,6 +445,18 @@ def test_who_may_read_the_stream(server: Server) -> None:
             ]
 
 
+def test_the_stream_of_a_revoked_key_ends(server: Server) -> None:
+    with server.client() as client:
+        seed(client, customers=("acme",))
+        created = ok(client.post("/v1/api-keys", json={"name": "feed", "scope": "server"}))
+        with open_stream(server.url, key=created["key"]) as stream:
+            ok(client.delete(f"/v1/api-keys/{created['id']}"))
+            with pytest.raises(AssertionError, match="the stream ended"):
+                stream.until(lambda block: False)
+        with open_stream(server.url, key=created["key"]) as again:
+            assert again.status_code == 401
+
+
 # --- what is not a change -----------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from allotment.domain.ids import is_client_id
 from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import CheckAnswer
 from allotment.service.credits import DebitRequest
+from allotment.service.runtime import act_as
 from allotment.service.usage import UsageBehavior, UsageReport, usage_outcome
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class HotPath:
             key = await services.keys.authenticate(secret)
         if key is None:
             raise Unauthenticated("Unknown or revoked API key.")
+        act_as(key)
         return _Call(services, key, receive, params)
 
 

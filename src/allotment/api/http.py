@@ -18,6 +18,7 @@ from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.errors import AllotmentError, Forbidden, InvalidRequest, Unauthenticated
 from allotment.domain.ids import is_client_id
 from allotment.service.ports import Page
+from allotment.service.runtime import act_as
 
 S = TypeVar("S")
 _encoder = msgspec.json.Encoder(decimal_format="number")
@@ -152,7 +153,7 @@ def route(
             try:
                 key = await authenticate(services, request)
                 customer = request.path_params.get(customer_param) if customer_param else None
-                authorize(key, access, customer)
+                act_as(authorize(key, access, customer))
                 return await endpoint(request, services)
             except AllotmentError as error:
                 status, body = error_status_and_body(error)

@@ -114,7 +114,7 @@ class BudgetService:
             (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
             return budget_document(figures), existing is None
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def delete(self, customer_id: str, entity_id: str, target: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -131,7 +131,7 @@ class BudgetService:
             runtime.customer_changed(uow, customer_id)
             return {**budget_document(figures), "deleted": True}
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
 
 def budget_document(figures: BudgetFigures) -> dict[str, Any]:

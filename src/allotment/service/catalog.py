@@ -114,7 +114,7 @@ class CatalogService:
             runtime.stage_catalog(uow, catalog, CatalogChanged(kind.value, object_id, stored))
             return {"id": object_id, **stored}, created
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     def get(self, kind: CatalogKind, object_id: str) -> dict[str, Any]:
         rules = _RULES[kind]

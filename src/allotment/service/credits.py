@@ -119,7 +119,7 @@ class CreditService:
             )
             return response
 
-        return await runtime.store.run(
+        return await runtime.run(
             lambda uow: self._once(uow, customer, route, request.idempotency_key, payload, answer)
         )
 
@@ -141,7 +141,7 @@ class CreditService:
             self.save(uow, customer, currency, pool, now)
             return grant_document(pool.grants[grant_id], now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def debit(self, customer: str, currency: str, request: DebitRequest) -> bytes:
         if request.amount <= 0:
@@ -187,7 +187,7 @@ class CreditService:
             )
             return response
 
-        return await runtime.store.run(
+        return await runtime.run(
             lambda uow: self._once(uow, customer, route, request.idempotency_key, payload, answer)
         )
 
@@ -250,7 +250,7 @@ class CreditService:
                 ],
             }
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def ledger(
         self, customer: str, currency: str, after: str | None, limit: int
@@ -264,7 +264,7 @@ class CreditService:
             page = uow.ledger.list_entries(customer, currency, after, limit)
             return Page([ledger_document(r) for r in page.items], page.next_cursor)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def revenue(self, customer: str, currency: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -284,7 +284,7 @@ class CreditService:
                 "breakage": figures.breakage,
             }
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     # ------------------------------------------------------------------ helpers
 

@@ -68,10 +68,10 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return customer_document(customer), existing is None
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def get_customer(self, customer_id: str) -> dict[str, Any]:
-        customer = await self._runtime.store.run(lambda uow: _existing_customer(uow, customer_id))
+        customer = await self._runtime.run(lambda uow: _existing_customer(uow, customer_id))
         return customer_document(customer)
 
     async def archive_customer(self, customer_id: str) -> dict[str, Any]:
@@ -85,10 +85,10 @@ class CustomerService:
                 runtime.customer_changed(uow, customer_id)
             return customer_document(customer)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def list_customers(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
-        page = await self._runtime.store.run(lambda s: s.customers.list(after, limit))
+        page = await self._runtime.run(lambda s: s.customers.list(after, limit))
         return Page([customer_document(c) for c in page.items], page.next_cursor)
 
     # ------------------------------------------------------------------ subscriptions
@@ -162,7 +162,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return subscription_document(subscription, catalog, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def list_subscriptions(
         self, customer_id: str, after: str | None, limit: int
@@ -176,7 +176,7 @@ class CustomerService:
             items = [subscription_document(s, catalog, now) for s in page.items]
             return Page(items, page.next_cursor)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def update_subscription(
         self,
@@ -205,7 +205,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return subscription_document(changed, catalog, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def cancel_subscription(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -221,7 +221,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return subscription_document(canceled, catalog, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     # ------------------------------------------------------------------ promotions
 
@@ -260,7 +260,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return promotion_document(promotion, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def revoke_promotion(self, customer_id: str, promotion_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -280,7 +280,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return promotion_document(revoked, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     # ------------------------------------------------------------------ overrides
 
@@ -305,7 +305,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return override_document(override), existing is None
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def delete_override(self, customer_id: str, feature_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -319,7 +319,7 @@ class CustomerService:
             runtime.customer_changed(uow, customer_id)
             return {**override_document(existing), "deleted": True}
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -49,7 +49,7 @@ class EntityService:
             budgets = _budgets(runtime, uow, customer_id, entity_id)
             return entity_document(entities, entity, budgets), existing is None
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def get(self, customer_id: str, entity_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -59,7 +59,7 @@ class EntityService:
             budgets = _budgets(runtime, uow, customer_id, entity_id)
             return entity_document(entities, entity, budgets)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def delete(self, customer_id: str, entity_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -72,7 +72,7 @@ class EntityService:
             runtime.customer_changed(uow, customer_id)
             return {**entity_document(entities, entity, budgets), "deleted": True}
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
 
 def _existing(

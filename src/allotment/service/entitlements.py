@@ -85,7 +85,7 @@ class EntitlementService:
             if isinstance(answer, _NeedsStore):
                 break
             await self._fill(answer)
-        return await self._runtime.store.run(
+        return await self._runtime.run(
             lambda uow: self.check_in_job(uow, customer_id, feature_id, entity, requested)
         )
 
@@ -155,7 +155,7 @@ class EntitlementService:
                 answers.append(answer)
             return answers
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     def _credit_lookup(self, uow: UnitOfWork, customer: str, now: datetime) -> CreditLookup:
         credits, runtime = self._credits, self._runtime
@@ -170,7 +170,7 @@ class EntitlementService:
         return figures
 
     async def _fill(self, miss: _Loadable) -> None:
-        await self._runtime.store.run(lambda uow: self._load(uow, miss))
+        await self._runtime.run(lambda uow: self._load(uow, miss))
 
     def _load(self, uow: UnitOfWork, miss: _Loadable) -> None:
         runtime = self._runtime

@@ -87,7 +87,7 @@ class KeyService:
             uow.fill(KeyFound(found))
             return found
 
-        return await self._runtime.store.run(job)
+        return await self._runtime.run(job)
 
     async def create(self, name: str, scope: Scope, customer: str | None) -> dict[str, Any]:
         if not 0 < len(name) <= MAX_NAME_LENGTH:
@@ -116,7 +116,7 @@ class KeyService:
             uow.record(ApiKeyChanged(key))
             return key
 
-        key = await runtime.store.run(job)
+        key = await runtime.run(job)
         return {**key_document(key), "key": secret}
 
     async def revoke(self, key_id: str) -> dict[str, Any]:
@@ -132,10 +132,10 @@ class KeyService:
                 uow.record(ApiKeyChanged(key))
             return key
 
-        return key_document(await runtime.store.run(job))
+        return key_document(await runtime.run(job))
 
     async def list(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
-        page = await self._runtime.store.run(lambda s: s.keys.list(after, limit))
+        page = await self._runtime.run(lambda s: s.keys.list(after, limit))
         return Page([key_document(key) for key in page.items], page.next_cursor)
 
 

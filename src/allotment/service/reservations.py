@@ -97,7 +97,7 @@ class ReservationService:
                 uow, request.customer, ROUTE, key, payload, now, lambda: answer(uow, now)
             )
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def commit(self, reservation_id: str, amount: Micros) -> dict[str, Any]:
         runtime = self._runtime
@@ -116,7 +116,7 @@ class ReservationService:
             uow.record(HoldEnded(held.customer, held.id))
             return reservation_document(ended, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     async def release(self, reservation_id: str) -> dict[str, Any]:
         runtime = self._runtime
@@ -131,7 +131,7 @@ class ReservationService:
             uow.record(HoldEnded(held.customer, held.id))
             return reservation_document(ended, now)
 
-        return await runtime.store.run(job)
+        return await runtime.run(job)
 
     def _decide(
         self, uow: UnitOfWork, request: ReservationRequest, now: datetime

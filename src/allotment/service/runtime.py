@@ -7,13 +7,17 @@ applies their changes only once the batch is durable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from allotment.domain.budgets import Budget
 from allotment.domain.catalog import Catalog
 from allotment.domain.changes import CatalogChanged, CustomerChanged, LoggedChange, UsageRecorded
+from allotment.domain.customers import ApiKey
+from allotment.domain.errors import Unauthenticated
 from allotment.domain.reservations import Reservation
 from allotment.service.ports import Clock, Published, Store, UnitOfWork, UsageEvent
 from allotment.service.projector import (
@@ -23,6 +27,18 @@ from allotment.service.projector import (
     apply,
 )
 from allotment.service.snapshots import CustomerSnapshot, SnapshotCache
+
+T = TypeVar("T")
+
+_ACTING_KEY: ContextVar[ApiKey | None] = ContextVar("allotment_acting_key", default=None)
+
+
+def act_as(key: ApiKey) -> None:
+    """Make every job the current request runs check, inside its own transaction, that ``key``
+    is still live: a key revoked through another process is refused from the first write that
+    commits after the revocation, even while this process's cache of keys still trusts it."""
+    _ACTING_KEY.set(key)
+
 
 _CATALOG = "catalog"
 _CHANGED_CUSTOMERS = "changed_customers"
@@ -42,6 +58,24 @@ class Runtime:
     @property
     def snapshots(self) -> SnapshotCache:
         return self.cache.snapshots
+
+    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
+        """Run ``job`` in the store, on behalf of the request's key when there is one."""
+        key = _ACTING_KEY.get()
+        if key is None:
+            return await self.store.run(job)
+        keys = self.cache.keys
+
+        def on_behalf(uow: UnitOfWork) -> T:
+            # The batch has applied every change committed before it, revocations included,
+            # so the cache is exact here; a key missing from it is read from the store.
+            if key.key_hash not in keys:
+                stored = uow.keys.find_by_hash(key.key_hash)
+                if stored is None or stored.revoked_at is not None:
+                    raise Unauthenticated("Unknown or revoked API key.")
+            return job(uow)
+
+        return await self.store.run(on_behalf)
 
     def project(self, published: Sequence[Published]) -> None:
         """Apply what the store published to the cache: the store's sink, on its thread."""

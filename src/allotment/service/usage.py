@@ -88,7 +88,7 @@ class UsageService:
                 " report deltas for entities.",
                 {"field": "behavior"},
             )
-        return await self._runtime.store.run(lambda uow: self.report_in_job(uow, report))
+        return await self._runtime.run(lambda uow: self.report_in_job(uow, report))
 
     def report_in_job(self, uow: UnitOfWork, report: UsageReport) -> bytes:
         now = self._runtime.clock.now()

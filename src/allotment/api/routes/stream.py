@@ -10,7 +10,8 @@ for a revision the log no longer keeps, or one it never gave, first gets ``event
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ from allotment.domain.changes import (
     LoggedChange,
     UsageRecorded,
 )
+from allotment.domain.customers import ApiKey
 from allotment.domain.errors import AllotmentError, InvalidRequest
 from allotment.domain.ids import is_client_id
 from allotment.domain.quantities import to_json_number
@@ -49,13 +51,18 @@ async def stream(request: Request) -> Response:
         customer = request.query_params.get("customer")
         if customer is not None and not is_client_id(customer):
             raise InvalidRequest(f"{customer!r} is not a valid customer id.", {"field": "customer"})
-        authorize(await authenticate(services, request), Access.CLIENT, customer)
+        key = authorize(await authenticate(services, request), Access.CLIENT, customer)
     except AllotmentError as error:
         status, body = error_status_and_body(error)
         return raw_json_response(body, status)
     feed = services.feed
     last_event_id = request.headers.get("last-event-id")
-    events = _events(feed, last_event_id, customer, services.settings.stream_keepalive_seconds)
+    # The starting point is fixed before anything is sent: a change committed after the reader
+    # saw ": connected" is always streamed to it.
+    oldest, head = await feed.bounds()
+    live = _Live(key, services.runtime.cache.keys)
+    keepalive = services.settings.stream_keepalive_seconds
+    events = _events(feed, last_event_id, (oldest, head), customer, keepalive, live)
     return StreamingResponse(
         events,
         media_type="text/event-stream",
@@ -63,16 +70,32 @@ async def stream(request: Request) -> Response:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """Whether the reader's key is still live: a revoked key's stream ends."""
+
+    key: ApiKey
+    live_keys: Mapping[str, ApiKey]
+
+    def __bool__(self) -> bool:
+        return self.key.key_hash in self.live_keys
+
+
 async def _events(
-    feed: ChangeFeed, last_event_id: str | None, customer: str | None, keepalive: float
+    feed: ChangeFeed,
+    last_event_id: str | None,
+    bounds: tuple[int, int],
+    customer: str | None,
+    keepalive: float,
+    live: _Live,
 ) -> AsyncIterator[bytes]:
-    yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
-    oldest, head = await feed.bounds()
+    oldest, head = bounds
     cursor = _resume_point(last_event_id, oldest, head)
+    yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
     if cursor is None:
         cursor = head
         yield _reset(head)
-    while True:
+    while live:
         published = feed.waiter()
         logged = await feed.after(cursor, PAGE)
         if logged and logged[0].seq != cursor + 1:
