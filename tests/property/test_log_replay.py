@@ -131,8 +131,8 @@ async def _one(
             answer = await services.reservations.reserve(
                 ReservationRequest(name, "calls", amount * UNIT, key, entity=on)
             )
-            if b'"granted":true' in answer:
-                holds.append(answer.split(b'"id":"', 1)[1].split(b'"', 1)[0].decode())
+            if answer.granted and answer.id is not None:
+                holds.append(answer.id)
         case ("end_hold", commit, amount):
             if holds:
                 held = holds.pop(0)

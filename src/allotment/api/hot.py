@@ -27,6 +27,7 @@ from allotment.api.errors import (
 )
 from allotment.api.http import Access, authorize, bearer_secret, decode
 from allotment.api.metrics import count_decision, count_request, observe_seconds
+from allotment.api.presenters import check_json, usage_json, write_json
 from allotment.api.schemas import CheckIn, DebitIn, UsageIn
 from allotment.api.services import Services
 from allotment.domain.customers import ApiKey
@@ -36,7 +37,7 @@ from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import CheckAnswer
 from allotment.service.credits import DebitRequest
 from allotment.service.runtime import act_as
-from allotment.service.usage import UsageBehavior, UsageReport, usage_outcome
+from allotment.service.usage import UsageBehavior, UsageReport
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -151,8 +152,7 @@ async def _check(call: _Call) -> bytes:
             request.customer, request.feature, request.entity, requested
         )
     count_decision("check", answer.access_denied_reason or "granted")
-    payload: bytes = _encode(answer)
-    return payload
+    return check_json(answer)
 
 
 async def _usage(call: _Call) -> bytes:
@@ -168,9 +168,9 @@ async def _usage(call: _Call) -> bytes:
         behavior=UsageBehavior(body.behavior),
         timestamp=body.timestamp,
     )
-    response = await call.services.usage.report(report)
-    count_decision("usage", usage_outcome(response))
-    return response
+    outcome = await call.services.usage.report(report)
+    count_decision("usage", "recorded" if outcome.recorded else "refused")
+    return usage_json(outcome)
 
 
 async def _debit(call: _Call) -> bytes:
@@ -187,7 +187,7 @@ async def _debit(call: _Call) -> bytes:
         feature=body.feature,
         enforce=body.enforce,
     )
-    return await call.services.credits.debit(customer, currency, debit)
+    return write_json(await call.services.credits.debit(customer, currency, debit))
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,12 +39,21 @@ from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service import idempotency
 from allotment.service.budgets import standings_in_job
+from allotment.service.outcomes import (
+    DEBIT_RECORD,
+    GRANT_RECORD,
+    DebitEntry,
+    DebitOutcome,
+    GrantOutcome,
+    OutcomeRecord,
+)
 from allotment.service.ports import LedgerRecord, Page, UnitOfWork
 from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot, CustomerSnapshot, PoolFigures
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
+Outcome = TypeVar("Outcome")
 MAX_PRIORITY = 1_000_000
 RECURRING_PRIORITY = 50
 
@@ -76,7 +85,7 @@ class CreditService:
 
     # ------------------------------------------------------------------ writes
 
-    async def grant(self, customer: str, currency: str, request: GrantRequest) -> bytes:
+    async def grant(self, customer: str, currency: str, request: GrantRequest) -> GrantOutcome:
         if request.amount <= 0:
             raise InvalidRequest("amount must be greater than zero.", {"field": "amount"})
         if not 0 <= request.priority <= MAX_PRIORITY:
@@ -93,7 +102,7 @@ class CreditService:
         )
         runtime = self._runtime
 
-        def answer(uow: UnitOfWork, now: datetime) -> bytes:
+        def answer(uow: UnitOfWork, now: datetime) -> GrantOutcome:
             pool = self.settled_pool(uow, customer, currency, now)
             effective_at = request.effective_at or now
             if request.expires_at is not None and request.expires_at <= max(effective_at, now):
@@ -114,13 +123,12 @@ class CreditService:
             )
             pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
             self.save(uow, customer, currency, pool, now)
-            response: bytes = _encode(
-                {**grant_document(pool.grants[grant.id], now), "replayed": False}
-            )
-            return response
+            document = grant_document(pool.grants[grant.id], now)
+            return GrantOutcome(**document, replayed=False)
 
+        key = request.idempotency_key
         return await runtime.run(
-            lambda uow: self._once(uow, customer, route, request.idempotency_key, payload, answer)
+            lambda uow: self._once(uow, customer, route, key, payload, answer, GRANT_RECORD)
         )
 
     async def void(self, customer: str, currency: str, grant_id: str) -> dict[str, Any]:
@@ -143,7 +151,7 @@ class CreditService:
 
         return await runtime.run(job)
 
-    async def debit(self, customer: str, currency: str, request: DebitRequest) -> bytes:
+    async def debit(self, customer: str, currency: str, request: DebitRequest) -> DebitOutcome:
         if request.amount <= 0:
             raise InvalidRequest("amount must be greater than zero.", {"field": "amount"})
         route = f"credits/{currency}/debits"
@@ -152,7 +160,7 @@ class CreditService:
         )
         runtime = self._runtime
 
-        def answer(uow: UnitOfWork, now: datetime) -> bytes:
+        def answer(uow: UnitOfWork, now: datetime) -> DebitOutcome:
             if request.feature is not None:
                 runtime.catalog_in(uow).feature_for(request.feature, "feature")
             reason: DenialReason | None
@@ -171,24 +179,22 @@ class CreditService:
             else:
                 reason = self._debit(uow, snapshot, customer, currency, pool, request, now)
             records = self.save(uow, customer, currency, pool, now)
-            response: bytes = _encode(
-                {
-                    "applied": reason is None,
-                    "replayed": False,
-                    "access_denied_reason": reason,
-                    "balance": to_json_number(pool.balance),
-                    "entries": [
-                        {"grant": r.entry.grant, "amount": to_json_number(r.entry.amount)}
-                        for r in records
-                        if r.entry.type is EntryType.DEBIT
-                        and r.entry.idempotency_key == request.idempotency_key
-                    ],
-                }
+            return DebitOutcome(
+                applied=reason is None,
+                replayed=False,
+                access_denied_reason=reason,
+                balance=to_json_number(pool.balance),
+                entries=[
+                    DebitEntry(r.entry.grant, to_json_number(r.entry.amount))
+                    for r in records
+                    if r.entry.type is EntryType.DEBIT
+                    and r.entry.idempotency_key == request.idempotency_key
+                ],
             )
-            return response
 
+        key = request.idempotency_key
         return await runtime.run(
-            lambda uow: self._once(uow, customer, route, request.idempotency_key, payload, answer)
+            lambda uow: self._once(uow, customer, route, key, payload, answer, DEBIT_RECORD)
         )
 
     def _debit(
@@ -295,10 +301,13 @@ class CreditService:
         route: str,
         key: str,
         payload: str,
-        answer: Callable[[UnitOfWork, datetime], bytes],
-    ) -> bytes:
+        answer: Callable[[UnitOfWork, datetime], Outcome],
+        record: OutcomeRecord[Outcome],
+    ) -> Outcome:
         now = self._runtime.clock.now()
-        return idempotency.once(uow, customer, route, key, payload, now, lambda: answer(uow, now))
+        return idempotency.once(
+            uow, customer, route, key, payload, now, lambda: answer(uow, now), record
+        )
 
     def settled_pool(self, uow: UnitOfWork, customer: str, currency: str, now: datetime) -> Pool:
         """The pool with every entry due by ``now`` written: blocks owed by plans and add-ons,

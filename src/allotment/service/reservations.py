@@ -37,6 +37,7 @@ from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
+from allotment.service.outcomes import RESERVATION_RECORD, ReservationOutcome
 from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 
@@ -61,7 +62,7 @@ class ReservationService:
         self._runtime = runtime
         self._credits = credits
 
-    async def reserve(self, request: ReservationRequest) -> bytes:
+    async def reserve(self, request: ReservationRequest) -> ReservationOutcome:
         if not 0 < request.ttl_seconds <= MAX_TTL_SECONDS:
             raise InvalidRequest(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}.")
         payload = idempotency.fingerprint(
@@ -69,32 +70,36 @@ class ReservationService:
         )
         runtime = self._runtime
 
-        def answer(uow: UnitOfWork, now: datetime) -> bytes:
+        def answer(uow: UnitOfWork, now: datetime) -> ReservationOutcome:
             reason, reservation = self._decide(uow, request, now)
             if reservation is not None:
                 uow.reservations.save(reservation)
                 runtime.reservations_changed(uow, request.customer)
                 uow.record(HoldPlaced(reservation))
-            response: bytes = _encode(
-                {
-                    "id": reservation.id if reservation else None,
-                    "granted": reservation is not None,
-                    "replayed": False,
-                    "access_denied_reason": reason,
-                    "expires_at": format_instant(reservation.expires_at) if reservation else None,
-                    "customer": request.customer,
-                    "feature": request.feature,
-                    "entity": request.entity,
-                    "amount": to_json_number(request.amount),
-                }
+            return ReservationOutcome(
+                id=reservation.id if reservation else None,
+                granted=reservation is not None,
+                replayed=False,
+                access_denied_reason=reason,
+                expires_at=format_instant(reservation.expires_at) if reservation else None,
+                customer=request.customer,
+                feature=request.feature,
+                entity=request.entity,
+                amount=to_json_number(request.amount),
             )
-            return response
 
-        def job(uow: UnitOfWork) -> bytes:
+        def job(uow: UnitOfWork) -> ReservationOutcome:
             now = runtime.clock.now()
-            key = request.idempotency_key
+            key, customer = request.idempotency_key, request.customer
             return idempotency.once(
-                uow, request.customer, ROUTE, key, payload, now, lambda: answer(uow, now)
+                uow,
+                customer,
+                ROUTE,
+                key,
+                payload,
+                now,
+                lambda: answer(uow, now),
+                RESERVATION_RECORD,
             )
 
         return await runtime.run(job)

@@ -34,6 +34,7 @@ from allotment.service.budgets import after_consuming, standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
+from allotment.service.outcomes import USAGE_RECORD, UsageOutcome
 from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 from allotment.service.snapshots import BudgetSlot
@@ -41,8 +42,6 @@ from allotment.service.snapshots import BudgetSlot
 ROUTE = "usage"
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # clocks of reporting clients run a little ahead
 _encode = msgspec.json.Encoder(decimal_format="number").encode
-_RECORDED = b'{"recorded":true,"replayed":false,'
-_REFUSED = b'{"recorded":false,"replayed":false,'
 
 
 class UsageBehavior(StrEnum):
@@ -68,18 +67,13 @@ class UsageReport:
         )
 
 
-def usage_outcome(response: bytes) -> str:
-    """recorded or refused, read off an answer (for metrics)."""
-    return "recorded" if response.startswith(b'{"recorded":true') else "refused"
-
-
 class UsageService:
     def __init__(self, runtime: Runtime, credits: CreditService) -> None:
         self._runtime = runtime
         self._credits = credits
 
-    async def report(self, report: UsageReport) -> bytes:
-        """Record (or refuse) the report; returns the JSON response, replays included."""
+    async def report(self, report: UsageReport) -> UsageOutcome:
+        """Record (or refuse) the report; its outcome, replays included."""
         if report.behavior is UsageBehavior.SET and report.entity is not None:
             # "set" replaces the customer's usage of the period; the difference it records was
             # consumed by no entity in particular, and would let one entity undo another's.
@@ -90,7 +84,7 @@ class UsageService:
             )
         return await self._runtime.run(lambda uow: self.report_in_job(uow, report))
 
-    def report_in_job(self, uow: UnitOfWork, report: UsageReport) -> bytes:
+    def report_in_job(self, uow: UnitOfWork, report: UsageReport) -> UsageOutcome:
         now = self._runtime.clock.now()
         if report.timestamp is not None and report.timestamp > now + MAX_FUTURE_SKEW:
             # Usage dated in a later period would be decided against that period's limits
@@ -101,14 +95,12 @@ class UsageService:
                 {"field": "timestamp"},
             )
 
-        def answer() -> bytes:
+        def answer() -> UsageOutcome:
             recorded, result = self._apply(uow, report, now)
-            # The check result's own fields follow the two of the report, in one JSON object.
-            head = _RECORDED if recorded else _REFUSED
-            return head + _encode(result)[1:]
+            return UsageOutcome(recorded, False, result)
 
         key, payload = report.idempotency_key, report.fingerprint()
-        return once(uow, report.customer, ROUTE, key, payload, now, answer)
+        return once(uow, report.customer, ROUTE, key, payload, now, answer, USAGE_RECORD)
 
     def _apply(
         self, uow: UnitOfWork, report: UsageReport, now: datetime

@@ -20,6 +20,7 @@ from allotment.api.http import (
     route,
     seq_cursor,
 )
+from allotment.api.presenters import write_json
 from allotment.api.schemas import GrantIn
 from allotment.api.services import Services
 from allotment.domain.catalog import CreditCategory
@@ -46,7 +47,9 @@ async def grant_credits(request: Request, services: Services) -> Response:
         expires_at=body.expires_at,
         reason=body.reason,
     )
-    return raw_json_response(await services.credits.grant(customer, currency, grant), 201)
+    return raw_json_response(
+        write_json(await services.credits.grant(customer, currency, grant)), 201
+    )
 
 
 @route(Access.ADMIN)

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from allotment.api.http import Access, json_response, raw_json_response, read, read_body, route
+from allotment.api.presenters import write_json
 from allotment.api.schemas import CommitIn, ReservationIn
 from allotment.api.services import Services
 from allotment.domain.errors import InvalidRequest
@@ -32,7 +33,7 @@ async def reserve(request: Request, services: Services) -> Response:
         entity=body.entity,
         ttl_seconds=body.ttl_seconds,
     )
-    return raw_json_response(await services.reservations.reserve(reservation))
+    return raw_json_response(write_json(await services.reservations.reserve(reservation)))
 
 
 @route(Access.SERVER)
