@@ -31,6 +31,7 @@ from allotment.domain.customers import Customer
 from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings
 from allotment.domain.periods import ResetPeriod, period_containing
+from allotment.domain.projections import counts_in
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 from allotment.domain.resolution import Resolution, resolve
@@ -148,6 +149,12 @@ class CustomerSnapshot:
     pools: dict[str, PoolFigures] = field(default_factory=dict)
     budgets: dict[str, tuple[Budget, ...]] = field(default_factory=dict)  # by entity
     budget_windows: dict[BudgetWindowKey, Micros] = field(default_factory=dict)
+    # The keys of ``windows`` by feature, and of ``budget_windows`` by (entity, kind, target):
+    # a change touches the windows of its own feature and path, never all of them.
+    windows_of: dict[str, list[WindowKey]] = field(default_factory=dict)
+    budget_windows_of: dict[tuple[str, BudgetKind, str], list[BudgetWindowKey]] = field(
+        default_factory=dict
+    )
     # Derived from the tree and the budgets, which never change inside one snapshot.
     _paths: dict[tuple[str, str, str | None], _PathBudgets] = field(default_factory=dict)
 
@@ -224,12 +231,14 @@ class SnapshotCache:
         feature, start, _ = key
         # A window that ended before this one starts is no longer read by checks: drop it, so
         # that a long-lived snapshot of an hourly feature does not grow without end.
-        for stale in [
-            other
-            for other in snapshot.windows
-            if other[0] == feature and other[2] is not None and other[2] <= start
-        ]:
-            del snapshot.windows[stale]
+        kept = []
+        for other in snapshot.windows_of.get(feature, ()):
+            if other[2] is not None and other[2] <= start:
+                del snapshot.windows[other]
+            elif other != key:
+                kept.append(other)
+        kept.append(key)
+        snapshot.windows_of[feature] = kept
         snapshot.windows[key] = used
 
     def add_hold(self, customer_id: str, reservation: Reservation) -> None:
@@ -263,12 +272,15 @@ class SnapshotCache:
         if snapshot is None:
             return
         entity, kind, target, start, _ = key
-        for stale in [
-            other
-            for other in snapshot.budget_windows
-            if other[:3] == (entity, kind, target) and other[4] is not None and other[4] <= start
-        ]:
-            del snapshot.budget_windows[stale]
+        series = (entity, kind, target)
+        kept = []
+        for other in snapshot.budget_windows_of.get(series, ()):
+            if other[4] is not None and other[4] <= start:
+                del snapshot.budget_windows[other]
+            elif other != key:
+                kept.append(other)
+        kept.append(key)
+        snapshot.budget_windows_of[series] = kept
         snapshot.budget_windows[key] = used
 
     def add_usage(
@@ -283,10 +295,11 @@ class SnapshotCache:
         if snapshot is None:
             return
         instant = to_epoch_micros(timestamp)
-        for key, used in list(snapshot.windows.items()):
-            feature, start, end = key
-            if feature == feature_id and start <= instant and (end is None or instant < end):
-                snapshot.windows[key] = used + delta
+        windows = snapshot.windows
+        for key in snapshot.windows_of.get(feature_id, ()):
+            _, start, end = key
+            if counts_in(start, end, instant):
+                windows[key] += delta
         if path:
             _count_for_budgets(snapshot, BudgetKind.FEATURE, feature_id, path, instant, delta)
 
@@ -308,14 +321,8 @@ def _count_for_budgets(
     instant: int,
     amount: Micros,
 ) -> None:
-    windows = snapshot.budget_windows
-    for key, used in list(windows.items()):
-        entity, key_kind, key_target, start, end = key
-        if (
-            key_kind is kind
-            and key_target == target
-            and entity in path
-            and start <= instant
-            and (end is None or instant < end)
-        ):
-            windows[key] = used + amount
+    windows, series = snapshot.budget_windows, snapshot.budget_windows_of
+    for entity in path:
+        for key in series.get((entity, kind, target), ()):
+            if counts_in(key[3], key[4], instant):
+                windows[key] += amount
