@@ -4,7 +4,9 @@ would pass 64 bits is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,6 +19,7 @@ from allotment.domain.reservations import ReservationStatus
 from allotment.service.ports import UnitOfWork
 from tests.contract.kit import (
     T0,
+    Boom,
     ContractStore,
     append_usage,
     at,
@@ -323,3 +326,66 @@ def test_instants_come_back_in_utc(store: ContractStore) -> None:
     loaded = run(store, lambda uow: uow.entities.load("acme"))["team"]
     assert loaded.created_at == T0
     assert loaded.created_at.utcoffset() == timedelta(0)
+
+
+def test_figures_equal_the_truth_when_jobs_some_failing_run_together(store: ContractStore) -> None:
+    """Jobs submitted together (one SQLite batch, or several): each reads windows, appends along
+    a path and debits along it; every third fails after writing, and leaves nothing."""
+    rng = random.Random(11)
+    paths: list[EntityPath] = [PATH, ("team", "org"), ("solo",)]
+    windows = [(at(), at(1)), (at(1), at(2)), (at(), None)]
+    feature_budgets = [budget(name) for name in ("agent", "team", "org", "solo")]
+    credit_budgets = [
+        replace(b, target="credits", kind=BudgetKind.CURRENCY) for b in feature_budgets
+    ]
+    usage: list[tuple[int, int, EntityPath]] = []
+    spend: list[tuple[int, int, EntityPath]] = []
+    jobs = []
+    for n in range(45):
+        path, amount = rng.choice(paths), rng.choice([1, 3, 8])
+        when = at(seconds=rng.randrange(0, 2 * 86_400))
+        start, end = rng.choice(windows)
+        fails = n % 3 == 2
+
+        def job(
+            uow: UnitOfWork,
+            path: EntityPath = path,
+            amount: int = amount,
+            when: datetime = when,
+            start: datetime = start,
+            end: datetime | None = end,
+            fails: bool = fails,
+        ) -> None:
+            uow.usage.window_usage("acme", "calls", start, end)
+            for found in (*feature_budgets, *credit_budgets):
+                uow.budgets.usage("acme", found, start, end)
+            uow.hold_usage("acme")
+            uow.hold_budgets("acme", path)
+            uow.hold_pool("acme", "credits")
+            uow.usage.append(event(amount, when, path=path))
+            pool = uow.ledger.load_pool("acme", "credits")
+            pool.entries.append(debit_entry(amount * 2, when, path))
+            uow.ledger.save_pool("acme", "credits", pool)
+            if fails:
+                raise Boom
+
+        jobs.append(job)
+        if not fails:
+            usage.append((micros(when), amount, path))
+            spend.append((micros(when), amount * 2, path))
+
+    async def together() -> list[object]:
+        return await asyncio.gather(*(store.run(job) for job in jobs), return_exceptions=True)
+
+    outcomes = asyncio.run(together())
+    assert [isinstance(outcome, Boom) for outcome in outcomes] == [n % 3 == 2 for n in range(45)]
+    for start, end in windows:
+        assert window(store, start, end) == window_truth(usage, start, end)
+        for found in feature_budgets:
+            assert spent(store, found, start, end) == window_truth(usage, start, end, found.entity)
+        for found in credit_budgets:
+            assert spent(store, found, start, end) == window_truth(spend, start, end, found.entity)
+    assert (
+        len(run(store, lambda uow: uow.ledger.list_entries("acme", "credits", None, 100)).items)
+        == 30
+    )
