@@ -248,7 +248,8 @@ class MemoryDatabase:
         # currency), each in the order written.
         self.events: dict[tuple[str, str], list[StoredEvent]] = {}
         self.entries: dict[tuple[str, str], list[LedgerRecord]] = {}
-        # What the currency budgets count: the spend of each debit along a path.
+        # What the currency budgets count: each debit along a path with its budget_spend, as
+        # written to the ledger (an index of the entries, not a counter).
         self.spends: dict[tuple[str, str], list[StoredEvent]] = {}
         self.sequences: dict[str, int] = {}  # for rows kept in lists: ledger_entries
         # The windows SQLite keeps counters for: their figures come from the truth here, but

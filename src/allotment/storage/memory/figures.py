@@ -39,9 +39,6 @@ from allotment.storage.memory.database import (
 from allotment.storage.memory.holds import Holds
 from allotment.storage.memory.records import stored
 
-Series = tuple[str, str, str, str]
-"""(customer, kind, target, entity): the windows of one budget target of one entity."""
-
 
 def _window(start: datetime, end: datetime | None) -> Window:
     return to_epoch_micros(start), NEVER_ENDS if end is None else to_epoch_micros(end)
@@ -81,43 +78,36 @@ class Figures:
 
     def count_usage(self, event: UsageEvent) -> None:
         """Append ``event`` to the truth, refusing it as SQLite's counters would."""
-        db = self._db
+        db, amount = self._db, event.amount
         customer, feature = event.customer, event.feature
         instant = to_epoch_micros(event.timestamp)
         to_epoch_micros(event.recorded_at)  # as SQLite stores it (a naive instant fails)
-        key = (customer, feature)
+        key, magnitude = (customer, feature), ("usage", customer, feature)
         events = db.events.get(key, [])
-        self._refuse_overflow(
-            db.usage_windows.get(key), instant, event.amount, ("usage", *key), events, None
-        )
+        self._refuse_overflow(db.usage_windows.get(key), instant, amount, magnitude, events, None)
         for entity in event.entity_path:
-            series = (customer, BudgetKind.FEATURE.value, feature, entity)
-            self._refuse_overflow(
-                db.budget_windows.get(series),
-                instant,
-                event.amount,
-                ("usage", *key),
-                events,
-                entity,
-            )
-        stored_event = StoredEvent(instant, event.amount, tuple(event.entity_path))
-        self._append(db.events, key, stored_event, ("usage", *key))
+            windows = db.budget_windows.get((customer, BudgetKind.FEATURE.value, feature, entity))
+            self._refuse_overflow(windows, instant, amount, magnitude, events, entity)
+        self._append(
+            db.events, key, StoredEvent(instant, amount, tuple(event.entity_path)), magnitude
+        )
 
     def count_spend(self, customer_id: str, currency: str, entry: Entry) -> None:
         """Add a debit's spend to the truth of the currency budgets along its path."""
         spent = budget_spend(entry)
         if not spent:
             return
-        db, key = self._db, (customer_id, currency)
+        db, key, magnitude = self._db, (customer_id, currency), ("spend", customer_id, currency)
         instant = to_epoch_micros(entry.at)
         spends = db.spends.get(key, [])
         for entity in entry.entity_path:
-            series = (customer_id, BudgetKind.CURRENCY.value, currency, entity)
-            self._refuse_overflow(
-                db.budget_windows.get(series), instant, spent, ("spend", *key), spends, entity
+            windows = db.budget_windows.get(
+                (customer_id, BudgetKind.CURRENCY.value, currency, entity)
             )
-        stored_spend = StoredEvent(instant, spent, tuple(entry.entity_path))
-        self._append(db.spends, key, stored_spend, ("spend", *key))
+            self._refuse_overflow(windows, instant, spent, magnitude, spends, entity)
+        self._append(
+            db.spends, key, StoredEvent(instant, spent, tuple(entry.entity_path)), magnitude
+        )
 
     def _append(
         self,
