@@ -1,18 +1,64 @@
-"""Shared fixtures: an in-process API on a fresh SQLite file with the test clock on."""
+"""Shared fixtures: an in-process API on a fresh SQLite file with the test clock on.
+
+``ALLOTMENT_TEST_DATABASE=memory`` runs the tests on the memory adapter instead: every store a
+test opens on a file opens on the in-memory database named after that file (``memory://PATH``),
+so stores opened on one file share it and a store opened again finds what was written. Tests
+marked ``sqlite_file`` read or write the SQLite file itself and are skipped then.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+import allotment.api.services
+import allotment.bootstrap
 from allotment.api.app import create_app
 from allotment.config import Settings
+from allotment.service.ports import Store
 
 ADMIN_KEY = "test-admin-key"
+
+TEST_DATABASE = os.environ.get("ALLOTMENT_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in {"sqlite", "memory"}:
+    raise pytest.UsageError("ALLOTMENT_TEST_DATABASE is sqlite (the default) or memory")
+ON_MEMORY = TEST_DATABASE == "memory"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not ON_MEMORY:
+        return
+    skip = pytest.mark.skip(reason="reads the SQLite file itself (ALLOTMENT_TEST_DATABASE=memory)")
+    for item in items:
+        if item.get_closest_marker("sqlite_file") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _database_under_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    if not ON_MEMORY:
+        yield
+        return
+    from allotment.storage.memory import forget_shared_databases
+
+    open_store = allotment.bootstrap.open_store
+
+    def open_in_memory(settings: Settings) -> Store:
+        if settings.database_url is None:
+            url = f"memory://{settings.database_path.resolve()}"
+            settings = replace(settings, database_url=url)
+        return open_store(settings)
+
+    monkeypatch.setattr(allotment.bootstrap, "open_store", open_in_memory)
+    monkeypatch.setattr(allotment.api.services, "open_store", open_in_memory)
+    yield
+    forget_shared_databases()
 
 
 class Api:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from allotment.config import Settings
 from allotment.service.ports import Store
@@ -23,11 +23,15 @@ def open_store(settings: Settings) -> Store:
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         return SqliteStore(sqlite_path(url), settings.change_log_retention)
+    if scheme == "memory":
+        return memory_store(url, settings)
     if scheme in {"postgresql", "postgres"}:
         raise UnsupportedDatabase(
             "PostgreSQL is not supported yet; use sqlite:///PATH or --db PATH."
         )
-    raise UnsupportedDatabase(f"unknown database URL scheme {scheme!r}: use sqlite:///PATH.")
+    raise UnsupportedDatabase(
+        f"unknown database URL scheme {scheme!r}: use sqlite:///PATH or memory:."
+    )
 
 
 def sqlite_path(url: str) -> Path:
@@ -36,3 +40,23 @@ def sqlite_path(url: str) -> Path:
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
         raise UnsupportedDatabase("a SQLite URL is sqlite:///PATH (three slashes, then the path).")
     return Path(unquote(parts.path[1:]))
+
+
+def memory_store(url: str, settings: Settings) -> Store:
+    """``memory:`` (a database of its own) or ``memory://NAME`` (the database of that name in
+    this process, shared by every store opened on it and kept for the next one);
+    ``?strict_holds=1`` checks every job's holds."""
+    from allotment.storage.memory import MemoryDatabase, MemoryStore, shared_database
+
+    parts = urlsplit(url)
+    name = unquote(parts.netloc + parts.path)
+    options = parse_qs(parts.query)
+    unknown = set(options) - {"strict_holds"}
+    if unknown:
+        raise UnsupportedDatabase(f"unknown memory: URL options {sorted(unknown)}")
+    strict = options.get("strict_holds", ["0"])[-1]
+    if strict not in {"0", "1"}:
+        raise UnsupportedDatabase("strict_holds is 0 or 1 in a memory: URL.")
+    database = shared_database(name) if name else MemoryDatabase()
+    # Holds are not checked by default: the services take them in a change of their own.
+    return MemoryStore(settings.change_log_retention, database, strict_holds=strict == "1")

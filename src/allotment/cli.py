@@ -28,7 +28,7 @@ def main() -> None:
 @click.option(
     "--database-url",
     default=None,
-    help="sqlite:///PATH (default: $ALLOTMENT_DATABASE_URL, else --db).",
+    help="sqlite:///PATH or memory: (default: $ALLOTMENT_DATABASE_URL, else --db).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)

@@ -45,6 +45,7 @@ def test_a_malformed_authorization_header_is_401(api: Api) -> None:
     assert response.json()["error"]["code"] == "unauthenticated"
 
 
+@pytest.mark.sqlite_file
 def test_the_key_is_shown_once_and_stored_hashed(api: Api, keys: dict[str, str]) -> None:
     listed = api.get("/v1/api-keys")["data"]
     assert all("key" not in key for key in listed)

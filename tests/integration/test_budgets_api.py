@@ -291,6 +291,7 @@ def test_usage_before_a_budget_existed_is_outside_its_first_period(acme: Api) ->
     )
 
 
+@pytest.mark.sqlite_file
 def test_past_usage_stays_with_the_path_it_was_recorded_under(acme: Api) -> None:
     for entity in ("agent-7", "team-a", "team-b", "eng", "ops"):
         put_budget(acme, entity, "ai-requests", 100)
@@ -512,6 +513,7 @@ def test_soft_budgets_never_deny(acme: Api) -> None:
     assert own_budget(acme, "team-a", "ai-requests")["reserved"] == 50
 
 
+@pytest.mark.sqlite_file
 def test_denial_reasons_come_in_the_contracts_order(acme: Api) -> None:
     """usage_limit_exceeded, then budget_exceeded, then insufficient_credits."""
     put_budget(acme, "team-a", "ai-credits", 100)  # 50 model calls
@@ -585,6 +587,7 @@ def test_denial_reasons_come_in_the_contracts_order(acme: Api) -> None:
 # ---------------------------------------------------------------- usage
 
 
+@pytest.mark.sqlite_file
 def test_enforced_usage_past_a_hard_budget_writes_nothing(acme: Api) -> None:
     put_budget(acme, "team-a", "ai-requests", 10)
     put_budget(acme, "eng", "ai-requests", 100)
@@ -733,6 +736,7 @@ def test_debits_with_an_entity_are_held_to_currency_budgets(acme: Api) -> None:
 # ---------------------------------------------------------------- reservations
 
 
+@pytest.mark.sqlite_file
 def test_reservations_hold_against_budgets_until_they_end(acme: Api) -> None:
     put_budget(acme, "team-a", "ai-requests", 10)
     put_budget(acme, "eng", "ai-requests", 100, enforcement="soft")
@@ -963,6 +967,7 @@ def test_checks_answered_from_memory_follow_every_write(acme: Api) -> None:
     agree({"agent-7": (1, 0, 2, 0), "ops": (0, 0, 0, 0)})
 
 
+@pytest.mark.sqlite_file
 def test_a_backdated_report_is_decided_and_counted_in_the_window_of_its_timestamp(
     acme: Api,
 ) -> None:
@@ -1045,6 +1050,7 @@ def test_a_live_hold_stays_with_the_path_it_was_made_under(acme: Api) -> None:
     )
 
 
+@pytest.mark.sqlite_file
 def test_a_budget_counter_never_passes_64_bits(api: Api) -> None:
     """SQLite would store such a counter as a float; the report is refused and nothing moves."""
     api.put("/v1/features/req", {"name": "Requests", "kind": "metered"}, 201)

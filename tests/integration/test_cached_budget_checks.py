@@ -12,6 +12,8 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 from allotment.api.services import Services
 from allotment.config import Settings
 from allotment.domain.budgets import roll_up
@@ -61,6 +63,7 @@ def counters_against_the_truth(database: Path) -> list[str]:
     return wrong
 
 
+@pytest.mark.sqlite_file
 def test_cached_budget_checks_agree_with_the_store(tmp_path: Path) -> None:
     database = tmp_path / "db.sqlite"
     services = Services.open(Settings(database_path=database, test_clock=True))

@@ -81,6 +81,7 @@ def test_grant_answers_the_block(acme: Api) -> None:
     )
 
 
+@pytest.mark.sqlite_file
 def test_debits_burn_promotional_first_then_soonest_expiry(acme: Api) -> None:
     late = grant(acme, 100, "late", expires_at="2099-01-01T00:00:00Z")
     soon = grant(acme, 100, "soon", expires_at="2098-01-01T00:00:00Z")
@@ -97,6 +98,7 @@ def test_debits_burn_promotional_first_then_soonest_expiry(acme: Api) -> None:
     assert_projections_match_the_ledger(acme)
 
 
+@pytest.mark.sqlite_file
 def test_a_hard_pool_refuses_and_writes_nothing(acme: Api) -> None:
     grant(acme, 10, "g")
     refused = debit(acme, 11, "d1")
@@ -114,6 +116,7 @@ def test_a_hard_pool_refuses_and_writes_nothing(acme: Api) -> None:
     assert_projections_match_the_ledger(acme)
 
 
+@pytest.mark.sqlite_file
 def test_soft_overdraft_is_bounded_and_paid_back_by_the_next_grant(acme: Api) -> None:
     acme.put(
         "/v1/plans/team",
@@ -142,6 +145,7 @@ def test_soft_overdraft_is_bounded_and_paid_back_by_the_next_grant(acme: Api) ->
     assert_projections_match_the_ledger(acme)
 
 
+@pytest.mark.sqlite_file
 def test_expiry_happens_by_the_clock_without_any_job(acme: Api) -> None:
     now = acme.now()
     block = grant(acme, 100, "g1", expires_at="2030-01-01T00:00:00Z", cost_basis="0.5")
@@ -172,6 +176,7 @@ def test_a_scheduled_grant_enters_the_ledger_when_it_takes_effect(acme: Api) -> 
     assert ledger(acme)[0]["at"] == "2030-01-01T00:00:00Z"
 
 
+@pytest.mark.sqlite_file
 def test_void_takes_the_remaining_out_once(acme: Api) -> None:
     block = grant(acme, 100, "g1", cost_basis=2)
     debit(acme, 25, "d1")
@@ -217,6 +222,7 @@ def test_unknown_pools_are_404_and_bad_amounts_400(acme: Api) -> None:
     )
 
 
+@pytest.mark.sqlite_file
 def test_plans_grant_credits_every_period_that_expire_at_its_end(api: Api) -> None:
     """PRODUCT.md: every workspace gets 1,000 model credits per month."""
     define_catalog(api)
@@ -303,6 +309,7 @@ def priced_catalog(api: Api, overdraft_limit: Any = 0) -> None:
     )
 
 
+@pytest.mark.sqlite_file
 def test_credit_priced_usage_debits_in_the_same_step_and_stops_hard(api: Api) -> None:
     """PRODUCT.md: 1,000 credits a month; when they are gone, further usage is denied."""
     priced_catalog(api)
@@ -336,6 +343,7 @@ def test_credit_priced_usage_debits_in_the_same_step_and_stops_hard(api: Api) ->
     assert_projections_match_the_ledger(api)
 
 
+@pytest.mark.sqlite_file
 def test_a_soft_workspace_runs_a_bounded_overdraft(api: Api) -> None:
     priced_catalog(api, overdraft_limit=200)
     new_customer(api, "acme", "team")

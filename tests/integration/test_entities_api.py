@@ -73,6 +73,7 @@ def test_a_leaf_can_be_deleted_but_not_a_parent(acme: Api) -> None:
     assert acme.status("GET", "/v1/customers/ghost/entities/x")[0] == 404
 
 
+@pytest.mark.sqlite_file
 def test_a_known_entity_is_checked_and_its_usage_recorded(acme: Api) -> None:
     assert acme.check("acme", "seats", entity="agent-7")["access_denied_reason"] == (
         "entity_not_found"

@@ -67,6 +67,7 @@ def snapshot(api: Api) -> list[object]:
         ]
 
 
+@pytest.mark.sqlite_file
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_bad_bodies_are_4xx_and_change_nothing(api: Api, method: str, path: str) -> None:
     define_catalog(api)

@@ -32,6 +32,7 @@ class _Failed(Exception):
     pass
 
 
+@pytest.mark.sqlite_file
 def test_a_failed_job_leaves_nothing_visible_to_later_jobs_of_its_batch(
     services: Services, tmp_path: Path
 ) -> None:

@@ -24,6 +24,7 @@ def events(api: Api) -> list[tuple[str, str, int]]:
         ).fetchall()
 
 
+@pytest.mark.sqlite_file
 def test_a_replay_returns_the_first_outcome_and_applies_nothing(acme: Api) -> None:
     first = acme.usage("acme", "ai-requests", 10, "k1")
     assert (first["recorded"], first["replayed"], first["current_usage"]) == (True, False, 10)
@@ -53,6 +54,7 @@ def test_keys_are_scoped_to_the_customer(acme: Api) -> None:
     assert (other["replayed"], other["current_usage"]) == (False, 20)
 
 
+@pytest.mark.sqlite_file
 def test_a_denial_is_stored_and_replayed_too(acme: Api) -> None:
     denied = acme.usage("acme", "ai-requests", 101, "big", enforce=True)
     assert (denied["recorded"], denied["access_denied_reason"]) == (False, "usage_limit_exceeded")
@@ -102,6 +104,7 @@ def test_soft_limits_grant_and_record(api: Api) -> None:
     assert (soft["recorded"], soft["has_access"], soft["current_usage"]) == (True, True, 20050)
 
 
+@pytest.mark.sqlite_file
 def test_set_makes_amount_the_new_usage_of_the_period(acme: Api) -> None:
     acme.usage("acme", "ai-requests", 30, "a")
     lowered = acme.usage("acme", "ai-requests", 12, "b", behavior="set")
@@ -113,6 +116,7 @@ def test_set_makes_amount_the_new_usage_of_the_period(acme: Api) -> None:
     assert (raised["recorded"], raised["current_usage"]) == (True, 100)
 
 
+@pytest.mark.sqlite_file
 def test_usage_for_unknown_customer_or_feature_is_a_decision(acme: Api) -> None:
     ghost = acme.usage("ghost", "ai-requests", 1, "a")
     assert (ghost["recorded"], ghost["access_denied_reason"]) == (False, "customer_not_found")
@@ -130,6 +134,7 @@ def test_backdated_usage_counts_in_the_period_it_happened(acme: Api) -> None:
     assert acme.check("acme", "ai-requests")["current_usage"] == 3
 
 
+@pytest.mark.sqlite_file
 def test_counters_equal_the_sum_of_events_and_survive_a_restart(acme: Api) -> None:
     """Counters are a projection: rebuilt from the events they must match, also after restart."""
     from tests.conftest import open_api
@@ -163,6 +168,7 @@ def test_counters_equal_the_sum_of_events_and_survive_a_restart(acme: Api) -> No
         assert reopened.check("acme", "ai-requests")["current_usage"] == 4
 
 
+@pytest.mark.sqlite_file
 @pytest.mark.parametrize("amount", [-1, "-0.5", "1e12", "0.0000001", "NaN", "Infinity", True, "x"])
 def test_bad_amounts_are_400_and_change_nothing(acme: Api, amount: object) -> None:
     status, body = acme.status(
@@ -175,6 +181,7 @@ def test_bad_amounts_are_400_and_change_nothing(acme: Api, amount: object) -> No
     assert events(acme) == []
 
 
+@pytest.mark.sqlite_file
 def test_usage_dated_past_the_clock_skew_is_400_and_cannot_step_around_a_limit(
     acme: Api,
 ) -> None:

@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -807,6 +808,7 @@ def refused_request(run: Run, refusal: Refusal) -> tuple[str, str, dict[str, Any
     return "POST", "/v1/usage", body, "recorded"
 
 
+@pytest.mark.sqlite_file
 @EXAMPLES
 @given(parents=trees(), initial=initial_budgets, steps=mixed_steps(move), refusal=refusals)
 def test_a_refused_request_changes_nothing(
@@ -898,6 +900,7 @@ def assert_paths_written(run: Run) -> None:
     assert {key for key, _ in events} | {key for key, _ in entries} == set(run.paths)
 
 
+@pytest.mark.sqlite_file
 @EXAMPLES
 @given(parents=trees(), initial=initial_budgets, steps=mixed_steps(move, remove))
 def test_budget_counters_are_a_projection_of_the_truth(
@@ -927,6 +930,7 @@ def test_budget_counters_are_a_projection_of_the_truth(
 # ---------------------------------------------------------------------------- moves
 
 
+@pytest.mark.sqlite_file
 def test_a_move_keeps_past_usage_with_the_old_ancestors(api: Api) -> None:
     """eng > team > agent, then team moves under ops: what agent used before the move stays
     with eng, what it uses afterwards counts for ops; agent and team keep both."""

@@ -35,6 +35,7 @@ from allotment.service.projector import CacheState, apply
 from allotment.service.reservations import ReservationRequest
 from allotment.service.snapshots import CustomerSnapshot
 from allotment.service.usage import UsageReport
+from allotment.storage.memory import MemoryStore
 from allotment.storage.sqlite.store import SqliteStore
 
 CUSTOMERS = ("acme", "umbrella")
@@ -164,7 +165,7 @@ async def _one(
 
 def _followed(services: Services) -> int:
     store = services.runtime.store
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SqliteStore | MemoryStore)
     return store.last_seq
 
 

@@ -1,0 +1,223 @@
+"""The in-memory store: the reference implementation of the storage port, and the test double.
+
+Each store has one thread, as :class:`~allotment.storage.sqlite.SqliteStore` has: it takes the
+jobs one at a time and runs each under the database's lock, as its own transaction (a job that
+raises leaves no row, log entry, fill or scratch behind). Once a job commits, the thread hands
+what it published to every sink, then answers the caller.
+
+Several stores may share one :class:`MemoryDatabase`, as processes share a file. Each follows
+the others through the log as SqliteStore does: first thing in every job, under the lock (so a
+job's own changes reach the sinks after everything committed before it), and every 10 ms
+between jobs. :meth:`MemoryStore.follow` waits until everything committed so far is handed over.
+The log is pruned like SQLite's (older than the retention by the wall clock at the write, the
+newest entry kept), at start-up and once a minute between jobs, or now with :meth:`prune`.
+
+With ``strict_holds`` (the default) every job's holds are checked (``holds.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from allotment.domain.changes import LoggedChange
+from allotment.service.changelog import decode_change
+from allotment.service.ports import Published, UnitOfWork
+from allotment.service.projector import CatalogLoaded, Forget
+from allotment.storage.memory.database import LogRow, MemoryDatabase
+from allotment.storage.memory.records import MemoryCatalog
+from allotment.storage.memory.uow import MemoryUnitOfWork
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+FOLLOW_INTERVAL_SECONDS = 0.01
+FOLLOW_PAGE = 5_000
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_CHUNK = 10_000
+DEFAULT_LOG_RETENTION = timedelta(days=7)
+
+Sink = Callable[[Sequence[Published]], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    job: Callable[[UnitOfWork], Any]
+    settle: Callable[[Any, BaseException | None], None]
+
+
+class MemoryStore:
+    """A :class:`~allotment.service.ports.Store` on a :class:`MemoryDatabase`."""
+
+    def __init__(
+        self,
+        log_retention: timedelta = DEFAULT_LOG_RETENTION,
+        database: MemoryDatabase | None = None,
+        *,
+        strict_holds: bool = True,
+    ) -> None:
+        self.database = MemoryDatabase() if database is None else database
+        self.log_retention = log_retention
+        self.strict_holds = strict_holds
+        self._sinks: list[Sink] = []
+        self._last_seq = self.database.log.bounds()[1]  # the newest revision handed to sinks
+        self._last_prune = 0.0
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._closed = False
+        self.jobs_committed = 0
+        self._thread = threading.Thread(target=self._serve, name="allotment-memory", daemon=True)
+        self._thread.start()
+
+    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle_async, future, result, error)
+
+        self._submit(_Pending(job, settle))
+        return await future
+
+    def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+        self._submit(_Pending(job, settle))
+        return future.result()
+
+    def subscribe(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    async def read_log(self, after: int, limit: int) -> list[LoggedChange]:
+        return _logged(self.database.log.read(after, limit))
+
+    async def log_bounds(self) -> tuple[int, int]:
+        return self.database.log.bounds()
+
+    @property
+    def last_seq(self) -> int:
+        """The newest revision this store has handed to its sinks."""
+        return self._last_seq
+
+    def follow(self) -> None:
+        """Hand over to the sinks everything other stores committed so far, before returning."""
+        self.run_blocking(_nothing)
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Drop what the log keeps past the retention now; how many entries were dropped."""
+        cutoff = (now or datetime.now(UTC)) - self.log_retention
+        return self.database.log.prune(cutoff, PRUNE_CHUNK)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def _submit(self, pending: _Pending) -> None:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        self._queue.put(pending)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                pending = self._queue.get(timeout=FOLLOW_INTERVAL_SECONDS)
+            except queue.Empty:
+                self._between_jobs()
+                continue
+            if pending is None:
+                return
+            self._run(pending)
+
+    def _between_jobs(self) -> None:
+        try:
+            database = self.database
+            if database.log.bounds()[1] > self._last_seq:
+                with database.lock:
+                    self._follow()
+            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+                self._last_prune = time.monotonic()
+                self.prune()
+        except Exception:
+            log.exception("following the change log failed; trying again")
+
+    def _follow(self) -> None:
+        """Hand over what other stores committed past the last revision handed over (under the
+        database's lock)."""
+        while True:
+            rows = self.database.log.read(self._last_seq, FOLLOW_PAGE)
+            if not rows:
+                return
+            published: list[Published] = []
+            if rows[0].seq != self._last_seq + 1:
+                # Pruned past what this store handed over: start again from the store.
+                log.warning("fell behind the change log at %d: reloading", self._last_seq)
+                published += [Forget(), CatalogLoaded(MemoryCatalog(self.database).load())]
+            published += _logged(rows)
+            self._last_seq = rows[-1].seq
+            self._hand_over(published)
+
+    def _run(self, pending: _Pending) -> None:
+        database = self.database
+        with database.lock:
+            try:
+                self._follow()
+            except Exception as error:  # as a SQLite batch that cannot follow fails whole
+                log.exception("following the change log failed")
+                pending.settle(None, error)
+                return
+            uow = MemoryUnitOfWork(database, self.strict_holds, datetime.now(UTC))
+            try:
+                result = pending.job(uow)
+            except BaseException as job_error:
+                uow.rollback()
+                pending.settle(None, job_error)
+                return
+            uow.commit()
+            for item in reversed(uow.published):
+                if isinstance(item, LoggedChange):
+                    self._last_seq = item.seq
+                    break
+        self.jobs_committed += 1
+        self._hand_over(uow.published)
+        pending.settle(result, None)
+
+    def _hand_over(self, published: Sequence[Published]) -> None:
+        for sink in self._sinks:
+            try:
+                sink(published)
+            except Exception:
+                log.exception("a change-log sink failed")
+
+
+def _nothing(uow: UnitOfWork) -> None:
+    return None
+
+
+def _logged(rows: list[LogRow]) -> list[LoggedChange]:
+    return [
+        LoggedChange(row.seq, row.written_at, decode_change(row.kind, row.payload)) for row in rows
+    ]
+
+
+def _settle_async(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
