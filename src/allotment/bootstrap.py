@@ -45,7 +45,7 @@ def sqlite_path(url: str) -> Path:
 def memory_store(url: str, settings: Settings) -> Store:
     """``memory:`` (a database of its own) or ``memory://NAME`` (the database of that name in
     this process, shared by every store opened on it and kept for the next one);
-    ``?strict_holds=1`` checks every job's holds."""
+    every job's holds are checked unless the URL says ``?strict_holds=0``."""
     from allotment.storage.memory import MemoryDatabase, MemoryStore, shared_database
 
     parts = urlsplit(url)
@@ -54,9 +54,8 @@ def memory_store(url: str, settings: Settings) -> Store:
     unknown = set(options) - {"strict_holds"}
     if unknown:
         raise UnsupportedDatabase(f"unknown memory: URL options {sorted(unknown)}")
-    strict = options.get("strict_holds", ["0"])[-1]
+    strict = options.get("strict_holds", ["1"])[-1]
     if strict not in {"0", "1"}:
         raise UnsupportedDatabase("strict_holds is 0 or 1 in a memory: URL.")
     database = shared_database(name) if name else MemoryDatabase()
-    # Holds are not checked by default: the services take them in a change of their own.
     return MemoryStore(settings.change_log_retention, database, strict_holds=strict == "1")
