@@ -25,6 +25,7 @@ import uvicorn
 from allotment.api.app import create_app
 from allotment.api.services import Services
 from allotment.config import Settings
+from allotment.service.projector import Forget
 from tests.e2e.conftest import (
     ADMIN_KEY,
     Block,
@@ -602,3 +603,44 @@ def test_a_write_made_after_connected_reaches_a_reader_without_last_event_id(
                 "stream fixes its starting revision only after sending ': connected'"
             ) from silent
     assert (change.event, change.data["id"]) == ("catalog.changed", "after-connected")
+
+
+def test_a_filtered_stream_keeps_alive_while_only_other_customers_change(tmp_path: Path) -> None:
+    settings = Settings(
+        database_path=tmp_path / "allotment.db",
+        admin_key=ADMIN_KEY,
+        stream_keepalive_seconds=0.2,
+    )
+    with serve_in_process(settings) as url, admin(url) as client:
+        seed(client, customers=("acme", "globex"))
+        with open_stream(url, customer="acme", read_timeout=3) as stream:
+            kept_alive_at: list[float] = []
+
+            def read() -> None:
+                block = stream.block()
+                if block.comments == ("keep-alive",):
+                    kept_alive_at.append(time.monotonic())
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            for n in range(80):  # over a second of globex's usage, none of acme's
+                ok(client.post("/v1/usage", json=usage("globex", 1, f"g-{n}")))
+                time.sleep(0.01)
+            writes_ended = time.monotonic()
+            reader.join(timeout=5)
+        assert kept_alive_at, "no keep-alive reached the filtered reader"
+        assert kept_alive_at[0] < writes_ended
+
+
+def test_a_stream_outlives_a_reload_of_the_cache(tmp_path: Path) -> None:
+    """Dropping every cached key (a process that fell behind the log) is no revocation."""
+    settings = Settings(database_path=tmp_path / "allotment.db", admin_key=ADMIN_KEY)
+    services = Services.open(settings)
+    with serve_in_process(settings, services) as url, admin(url) as client:
+        seed(client)
+        reader = ok(client.post("/v1/api-keys", json={"name": "feed", "scope": "server"}))
+        with open_stream(url, key=reader["key"], read_timeout=3) as stream:
+            services.runtime.project([Forget()])
+            ok(client.post("/v1/usage", json=usage("acme", 1, "after-reload")))
+            change = stream.change()
+            assert (change.event, change.data["customer"]) == ("usage.recorded", "acme")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
@@ -145,3 +146,29 @@ def test_reserve_run_commit_with_credits(api: Api) -> None:
     entry = ledger(api)[-1]
     assert (entry["type"], entry["amount"], entry["feature"]) == ("debit", -650, "model-tokens")
     assert api.check("acme", "model-tokens")["current_usage"] == 650_000
+
+
+@pytest.mark.sqlite_file
+def test_a_reservation_refused_by_its_limit_writes_nothing(api: Api) -> None:
+    """The pool is settled (due blocks written) only once the limit and budgets let a
+    reservation through: a refused one leaves the ledger as it was."""
+    api.put("/v1/currencies/cr", {"name": "C"})
+    api.put("/v1/features/tok", {"name": "T", "kind": "metered"})
+    api.put("/v1/products/p", {"name": "P"})
+    tokens = {"limit": 1, "credit_cost": {"currency": "cr", "per_unit": 1}}
+    plan = {
+        "product": "p",
+        "name": "Pl",
+        "entitlements": {"tok": tokens},
+        "credits": {"cr": {"amount": 100, "every": "month"}},
+    }
+    api.put("/v1/plans/pl", plan)
+    api.put("/v1/customers/acme", {"name": "A"})
+    api.post("/v1/customers/acme/subscriptions", {"plan": "pl"}, expect=201)
+    refused = reserve(api, "tok", 5, "too-much")
+    assert (refused["granted"], refused["access_denied_reason"]) == (
+        False,
+        "usage_limit_exceeded",
+    )
+    with sqlite3.connect(api.database) as db:
+        assert db.execute("SELECT COUNT(*) FROM ledger_entries").fetchone() == (0,)

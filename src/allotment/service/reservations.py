@@ -169,12 +169,6 @@ class ReservationService:
             path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
             uow.hold_budgets(request.customer, path)
             budgets = standings_in_job(uow, request.customer, on_path, live, now)
-        standing = None
-        if currency is not None:
-            pool = self._credits.settled_pool(uow, request.customer, currency, now)
-            self._credits.save(uow, request.customer, currency, pool, now)
-            limit = self._credits.overdraft_limit(uow, request.customer, currency, now)
-            standing = PoolStanding(pool.available(reserved_credits(live, currency, now)), limit)
         reason = decide_consumption(
             units=request.amount,
             credits=cost,
@@ -182,8 +176,17 @@ class ReservationService:
             used=used,
             reserved=reserved_usage(live, feature.id, now),
             budgets=(figures.standing for figures in budgets),
-            pool=standing,
         )
+        if reason is None and currency is not None:
+            # The pool is settled (which may write due entries) only for a reservation that the
+            # limit and the budgets let through: a refused one writes nothing.
+            pool = self._credits.settled_pool(uow, request.customer, currency, now)
+            self._credits.save(uow, request.customer, currency, pool, now)
+            limit = self._credits.overdraft_limit(uow, request.customer, currency, now)
+            available = pool.available(reserved_credits(live, currency, now))
+            reason = decide_consumption(
+                units=request.amount, credits=cost, pool=PoolStanding(available, limit)
+            )
         if reason is not None:
             return reason, None
         return None, Reservation(

@@ -7,6 +7,7 @@ applies their changes only once the batch is durable.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -23,12 +24,14 @@ from allotment.service.ports import Clock, Published, Store, UnitOfWork, UsageEv
 from allotment.service.projector import (
     CacheState,
     CatalogState,
+    Forget,
     SnapshotLoaded,
     apply,
 )
 from allotment.service.snapshots import CustomerSnapshot, SnapshotCache
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _ACTING_KEY: ContextVar[ApiKey | None] = ContextVar("allotment_acting_key", default=None)
 
@@ -81,7 +84,13 @@ class Runtime:
         """Apply what the store published to the cache: the store's sink, on its thread."""
         cache = self.cache
         for item in published:
-            apply(cache, item.change if isinstance(item, LoggedChange) else item)
+            try:
+                apply(cache, item.change if isinstance(item, LoggedChange) else item)
+            except Exception:
+                # Never expected (each change applied in order to the state it was made on):
+                # drop what is cached per customer rather than keep a wrong figure.
+                log.exception("applying %r failed: dropping cached snapshots and keys", item)
+                apply(cache, Forget())
 
     def catalog_in(self, uow: UnitOfWork) -> Catalog:
         """The catalog as the jobs before this one in the batch left it."""

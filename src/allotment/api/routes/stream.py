@@ -10,7 +10,8 @@ for a revision the log no longer keeps, or one it never gave, first gets ``event
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,6 @@ from allotment.domain.changes import (
     LoggedChange,
     UsageRecorded,
 )
-from allotment.domain.customers import ApiKey
 from allotment.domain.errors import AllotmentError, InvalidRequest
 from allotment.domain.ids import is_client_id
 from allotment.domain.quantities import to_json_number
@@ -59,58 +59,82 @@ async def stream(request: Request) -> Response:
     last_event_id = request.headers.get("last-event-id")
     # The starting point is fixed before anything is sent: a change committed after the reader
     # saw ": connected" is always streamed to it.
-    oldest, head = await feed.bounds()
-    live = _Live(key, services.runtime.cache.keys)
-    keepalive = services.settings.stream_keepalive_seconds
-    events = _events(feed, last_event_id, (oldest, head), customer, keepalive, live)
+    bounds = await feed.bounds()
+    runtime = services.runtime
+
+    async def still_live() -> bool:
+        found = await runtime.store.run(lambda uow: uow.keys.find_by_hash(key.key_hash))
+        return found is not None and found.revoked_at is None
+
+    reader = _Reader(key.key_hash, customer, services.settings.stream_keepalive_seconds)
     return StreamingResponse(
-        events,
+        reader.events(feed, last_event_id, bounds, still_live),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Live:
-    """Whether the reader's key is still live: a revoked key's stream ends."""
+@dataclass(slots=True)
+class _Reader:
+    key_hash: str
+    customer: str | None
+    keepalive_seconds: float
 
-    key: ApiKey
-    live_keys: Mapping[str, ApiKey]
+    async def events(
+        self,
+        feed: ChangeFeed,
+        last_event_id: str | None,
+        bounds: tuple[int, int],
+        still_live: Callable[[], Awaitable[bool]],
+    ) -> AsyncIterator[bytes]:
+        """The stream's bytes: every change after the starting point, a keep-alive comment
+        whenever nothing was sent for a while; it ends when the reader's key is revoked."""
+        oldest, head = bounds
+        cursor = _resume_point(last_event_id, oldest, head)
+        yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
+        if cursor is None:
+            cursor = head
+            yield _reset(head)
+        sent_at = time.monotonic()
+        while True:
+            published = feed.waiter()
+            logged = await feed.after(cursor, PAGE)
+            if logged and logged[0].seq != cursor + 1:
+                # Pruned while this reader was behind: what it holds can no longer be followed,
+                # and a revocation among what it missed must still end it.
+                _, cursor = await feed.bounds()
+                if not await still_live():
+                    return
+                yield _reset(cursor)
+                sent_at = time.monotonic()
+                continue
+            if logged:
+                cursor = logged[-1].seq
+                chunk = b"".join(_event(entry, self.customer) for entry in logged)
+                if chunk or time.monotonic() - sent_at >= self.keepalive_seconds:
+                    # Other customers' changes alone send nothing: keep the line alive anyway.
+                    yield chunk or _KEEPALIVE
+                    sent_at = time.monotonic()
+                if any(self._revokes(entry) for entry in logged):
+                    return
+                continue
+            quiet = time.monotonic() - sent_at
+            try:
+                await asyncio.wait_for(published.wait(), max(0.0, self.keepalive_seconds - quiet))
+            except TimeoutError:
+                yield _KEEPALIVE
+                sent_at = time.monotonic()
 
-    def __bool__(self) -> bool:
-        return self.key.key_hash in self.live_keys
+    def _revokes(self, entry: LoggedChange) -> bool:
+        change = entry.change
+        return (
+            isinstance(change, ApiKeyChanged)
+            and change.key.key_hash == self.key_hash
+            and change.key.revoked_at is not None
+        )
 
 
-async def _events(
-    feed: ChangeFeed,
-    last_event_id: str | None,
-    bounds: tuple[int, int],
-    customer: str | None,
-    keepalive: float,
-    live: _Live,
-) -> AsyncIterator[bytes]:
-    oldest, head = bounds
-    cursor = _resume_point(last_event_id, oldest, head)
-    yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
-    if cursor is None:
-        cursor = head
-        yield _reset(head)
-    while live:
-        published = feed.waiter()
-        logged = await feed.after(cursor, PAGE)
-        if logged and logged[0].seq != cursor + 1:
-            # Pruned while this reader was behind: what it holds can no longer be followed.
-            cursor = logged[-1].seq
-            yield _reset(cursor)
-            continue
-        if logged:
-            cursor = logged[-1].seq
-            yield b"".join(_event(entry, customer) for entry in logged)
-            continue
-        try:
-            await asyncio.wait_for(published.wait(), keepalive)
-        except TimeoutError:
-            yield b": keep-alive\n\n"
+_KEEPALIVE = b": keep-alive\n\n"
 
 
 def _resume_point(last_event_id: str | None, oldest: int, head: int) -> int | None:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from allotment.domain.changes import LoggedChange
+from allotment.domain.changes import CatalogChanged, LoggedChange
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
@@ -75,6 +75,7 @@ class SqliteStore:
         self._committed_pools: PoolCache = {}
         self._committed_counters: CommittedCounters = {}
         (self._data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        self._follow_failed = False
         self.batches_committed = 0
         self.jobs_committed = 0
         self._thread.start()
@@ -159,10 +160,12 @@ class SqliteStore:
                     break
                 batch.append(pending)
             self._run_batch(batch)
+            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+                self._between_batches()  # under steady load the queue is never empty
 
     def _between_batches(self) -> None:
         try:
-            if self._data_version_changed():
+            if self._others_committed():
                 connection = self._connection
                 connection.execute("BEGIN")  # one read snapshot for what is followed
                 try:
@@ -174,31 +177,47 @@ class SqliteStore:
         except Exception:
             log.exception("following the change log failed; trying again")
 
-    def _data_version_changed(self) -> bool:
+    def _others_committed(self) -> bool:
+        """Whether another connection committed since this store last followed the log (or a
+        follow failed and must be tried again)."""
         # data_version changes only when another connection commits to the file.
         (version,) = self._connection.execute("PRAGMA data_version").fetchone()
-        changed: bool = version != self._data_version
-        self._data_version = version
-        return changed
+        return self._follow_failed or version != self._data_version
 
     def _follow(self, uow: SqliteUnitOfWork) -> None:
-        """Hand over what other processes committed since the last revision handed over."""
+        """Hand over what other processes committed since the last revision handed over. The
+        data version is taken as followed only once everything is handed over: a follow that
+        fails is tried again before the next batch writes anything."""
+        (version,) = self._connection.execute("PRAGMA data_version").fetchone()
+        self._follow_failed = True
         # Another process wrote: the pools and counters this thread keeps beside the tables
         # are no longer the tables' only copy (fills write counter rows, too).
         self._committed_pools.clear()
         self._committed_counters.clear()
+        reloading = False
         while True:
             logged = _logged(self._connection, self._last_seq, FOLLOW_PAGE)
             if not logged:
-                return
+                break
             published: list[Published] = []
-            if logged[0].seq != self._last_seq + 1:
+            if not reloading and logged[0].seq != self._last_seq + 1:
                 # Pruned past what this process applied: start again from the store.
                 log.warning("fell behind the change log at %d: reloading", self._last_seq)
-                published += [Forget(), CatalogLoaded(uow.catalog.load())]
-            published += logged
+                reloading = True
+                published.append(Forget())
+            # Once reloading, the catalog is installed whole at the end, as this read sees it;
+            # its older changes one by one would not fit on top of it.
+            published += [
+                entry
+                for entry in logged
+                if not (reloading and isinstance(entry.change, CatalogChanged))
+            ]
             self._last_seq = logged[-1].seq
             self._hand_over(published)
+        if reloading:
+            self._hand_over([CatalogLoaded(uow.catalog.load())])
+        self._data_version = version
+        self._follow_failed = False
 
     def _hand_over(self, published: Sequence[Published]) -> None:
         for sink in self._sinks:
@@ -231,7 +250,7 @@ class SqliteStore:
         outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
-            if self._data_version_changed():
+            if self._others_committed():
                 self._follow(uow)
             for pending in batch:
                 mark = uow.mark()

@@ -51,9 +51,10 @@ class SqliteUnitOfWork:
         # What the batch's jobs recorded and filled, in job order, for the projector.
         self.published: list[Published] = []
         self.scratch: dict[str, Any] = {}
-        # One wall-clock instant for every change the batch logs: what retention reads.
-        self._written_at = datetime.now(UTC)
-        self._written_at_micros = to_epoch_micros(self._written_at)
+        # One wall-clock instant for every change the batch logs, taken at its first change
+        # (inside the write transaction): what retention reads.
+        self._written_at: datetime | None = None
+        self._written_at_micros = 0
         self._budget_counters = SqliteBudgetCounters(
             db, {} if committed_counters is None else committed_counters
         )
@@ -71,6 +72,9 @@ class SqliteUnitOfWork:
         self.keys = SqliteKeys(db)
 
     def record(self, change: Change) -> None:
+        if self._written_at is None:
+            self._written_at = datetime.now(UTC)
+            self._written_at_micros = to_epoch_micros(self._written_at)
         cursor = self._db.execute(
             "INSERT INTO change_log (kind, customer, written_at, payload) VALUES (?, ?, ?, ?)",
             (
