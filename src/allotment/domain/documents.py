@@ -7,7 +7,8 @@ accepted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from allotment.domain.catalog import (
@@ -167,3 +168,43 @@ def add_document(catalog: Catalog, kind: str, object_id: str, document: Document
     if kind == "addon":
         return catalog.with_addon(addon_from_document(object_id, document, catalog))
     raise ValueError(f"unknown catalog kind {kind!r}")
+
+
+# Catalog objects load in dependency order: features and currencies before what uses them.
+_LOAD_ORDER = ("feature", "currency", "product", "plan", "addon")
+
+
+def catalog_from_documents(objects: Iterable[tuple[str, str, Document]]) -> Catalog:
+    """The catalog of the stored ``(kind, id, document)`` objects, given oldest first."""
+    by_kind: dict[str, list[tuple[str, Document]]] = {}
+    for kind, object_id, document in objects:
+        by_kind.setdefault(kind, []).append((object_id, document))
+    plans_by_age = [plan_id for plan_id, _ in by_kind.get("plan", [])]
+    by_kind["plan"] = _parents_first(by_kind.get("plan", []))
+    catalog = Catalog()
+    for kind in _LOAD_ORDER:
+        for object_id, document in by_kind.get(kind, []):
+            catalog = add_document(catalog, kind, object_id, document)
+    # Lists show the oldest first, whatever order the parents forced on loading.
+    return replace(catalog, plans={plan_id: catalog.plans[plan_id] for plan_id in plans_by_age})
+
+
+def _parents_first(plans: list[tuple[str, Document]]) -> list[tuple[str, Document]]:
+    """Plans ordered so that each comes after its parent (a plan may be re-parented under a
+    newer one), otherwise keeping creation order."""
+    ordered: list[tuple[str, Document]] = []
+    placed: set[str] = set()
+    pending = plans
+    while pending:
+        waiting = []
+        for object_id, document in pending:
+            parent = document.get("parent")
+            if parent is None or parent in placed:
+                ordered.append((object_id, document))
+                placed.add(object_id)
+            else:
+                waiting.append((object_id, document))
+        if len(waiting) == len(pending):
+            raise ValueError(f"stored plans have missing or cyclic parents: {waiting[0][0]}")
+        pending = waiting
+    return ordered

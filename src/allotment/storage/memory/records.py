@@ -4,7 +4,6 @@ records, API keys, reservations and entities. Each mirrors its SQLite module: th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +13,7 @@ import msgspec
 
 from allotment.domain.catalog import Catalog, Spec, spec_to_document
 from allotment.domain.customers import ApiKey, Customer
-from allotment.domain.documents import add_document, spec_from_document
+from allotment.domain.documents import catalog_from_documents, spec_from_document
 from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.reservations import Reservation
@@ -71,16 +70,10 @@ class MemoryCatalog:
         self._table = db.catalog
 
     def load(self) -> Catalog:
-        by_kind: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-        for _, row in self._table.ordered(everyone=True):
-            by_kind.setdefault(row.kind, []).append((row.id, decode_document(row.document)))
-        plans_by_age = [plan_id for plan_id, _ in by_kind.get("plan", [])]
-        by_kind["plan"] = _parents_first(by_kind.get("plan", []))
-        catalog = Catalog()
-        for kind in _CATALOG_LOAD_ORDER:
-            for object_id, document in by_kind.get(kind, []):
-                catalog = add_document(catalog, kind, object_id, document)
-        return replace(catalog, plans={plan_id: catalog.plans[plan_id] for plan_id in plans_by_age})
+        return catalog_from_documents(
+            (row.kind, row.id, decode_document(row.document))
+            for _, row in self._table.ordered(everyone=True)
+        )
 
     def save_object(self, kind: str, object_id: str, document: bytes, at: datetime) -> bool:
         key, text, when = (kind, object_id), document.decode(), to_epoch_micros(at)
@@ -90,28 +83,6 @@ class MemoryCatalog:
             return False
         self._table.insert(key, CatalogRow(kind, object_id, text, when, when))
         return True
-
-
-def _parents_first(
-    plans: list[tuple[str, Mapping[str, Any]]],
-) -> list[tuple[str, Mapping[str, Any]]]:
-    """Plans ordered so that each comes after its parent, otherwise in creation order."""
-    ordered: list[tuple[str, Mapping[str, Any]]] = []
-    placed: set[str] = set()
-    pending = plans
-    while pending:
-        waiting = []
-        for object_id, document in pending:
-            parent = document.get("parent")
-            if parent is None or parent in placed:
-                ordered.append((object_id, document))
-                placed.add(object_id)
-            else:
-                waiting.append((object_id, document))
-        if len(waiting) == len(pending):
-            raise ValueError(f"stored plans have missing or cyclic parents: {waiting[0][0]}")
-        pending = waiting
-    return ordered
 
 
 class MemoryCustomers:

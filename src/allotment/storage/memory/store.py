@@ -17,21 +17,25 @@ With ``strict_holds`` (the default) every job's holds are checked (``holds.py``)
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from allotment.domain.changes import LoggedChange
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
-from allotment.service.projector import CatalogLoaded, Forget
+from allotment.storage.jobs import (
+    FOLLOW_INTERVAL_SECONDS,
+    JobQueue,
+    Pending,
+    Sink,
+    follow_log,
+    hand_over_to,
+)
 from allotment.storage.memory.database import LogRow, MemoryDatabase
 from allotment.storage.memory.records import MemoryCatalog
 from allotment.storage.memory.uow import MemoryUnitOfWork
@@ -39,19 +43,9 @@ from allotment.storage.memory.uow import MemoryUnitOfWork
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-FOLLOW_INTERVAL_SECONDS = 0.01
-FOLLOW_PAGE = 5_000
 PRUNE_INTERVAL_SECONDS = 60.0
 PRUNE_CHUNK = 10_000
 DEFAULT_LOG_RETENTION = timedelta(days=7)
-
-Sink = Callable[[Sequence[Published]], None]
-
-
-@dataclass(slots=True)
-class _Pending:
-    job: Callable[[UnitOfWork], Any]
-    settle: Callable[[Any, BaseException | None], None]
 
 
 class MemoryStore:
@@ -70,33 +64,16 @@ class MemoryStore:
         self._sinks: list[Sink] = []
         self._last_seq = self.database.log.bounds()[1]  # the newest revision handed to sinks
         self._last_prune = 0.0
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._closed = False
+        self._jobs = JobQueue()
         self.jobs_committed = 0
         self._thread = threading.Thread(target=self._serve, name="allotment-memory", daemon=True)
         self._thread.start()
 
     async def run(self, job: Callable[[UnitOfWork], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle_async, future, result, error)
-
-        self._submit(_Pending(job, settle))
-        return await future
+        return await self._jobs.run(job)
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-        self._submit(_Pending(job, settle))
-        return future.result()
+        return self._jobs.run_blocking(job)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -122,20 +99,14 @@ class MemoryStore:
         return self.database.log.prune(cutoff, PRUNE_CHUNK)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
+        if not self._jobs.closed:
+            self._jobs.close()
             self._thread.join()
-
-    def _submit(self, pending: _Pending) -> None:
-        if self._closed:
-            raise RuntimeError("the store is closed")
-        self._queue.put(pending)
 
     def _serve(self) -> None:
         while True:
             try:
-                pending = self._queue.get(timeout=FOLLOW_INTERVAL_SECONDS)
+                pending = self._jobs.next(timeout=FOLLOW_INTERVAL_SECONDS)
             except queue.Empty:
                 self._between_jobs()
                 continue
@@ -158,20 +129,14 @@ class MemoryStore:
     def _follow(self) -> None:
         """Hand over what other stores committed past the last revision handed over (under the
         database's lock)."""
-        while True:
-            rows = self.database.log.read(self._last_seq, FOLLOW_PAGE)
-            if not rows:
-                return
-            published: list[Published] = []
-            if rows[0].seq != self._last_seq + 1:
-                # Pruned past what this store handed over: start again from the store.
-                log.warning("fell behind the change log at %d: reloading", self._last_seq)
-                published += [Forget(), CatalogLoaded(MemoryCatalog(self.database).load())]
-            published += _logged(rows)
-            self._last_seq = rows[-1].seq
-            self._hand_over(published)
+        self._last_seq = follow_log(
+            self._last_seq,
+            lambda after, limit: _logged(self.database.log.read(after, limit)),
+            MemoryCatalog(self.database).load,
+            self._hand_over,
+        )
 
-    def _run(self, pending: _Pending) -> None:
+    def _run(self, pending: Pending) -> None:
         database = self.database
         with database.lock:
             try:
@@ -197,11 +162,7 @@ class MemoryStore:
         pending.settle(result, None)
 
     def _hand_over(self, published: Sequence[Published]) -> None:
-        for sink in self._sinks:
-            try:
-                sink(published)
-            except Exception:
-                log.exception("a change-log sink failed")
+        hand_over_to(self._sinks, published)
 
 
 def _nothing(uow: UnitOfWork) -> None:
@@ -212,12 +173,3 @@ def _logged(rows: list[LogRow]) -> list[LoggedChange]:
     return [
         LoggedChange(row.seq, row.written_at, decode_change(row.kind, row.payload)) for row in rows
     ]
-
-
-def _settle_async(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)

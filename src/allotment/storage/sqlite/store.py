@@ -11,23 +11,28 @@ process, and one fsync serves every request of the batch (group commit).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from allotment.domain.changes import CatalogChanged, LoggedChange
+from allotment.domain.changes import LoggedChange
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
-from allotment.service.projector import CatalogLoaded, Forget
+from allotment.storage.jobs import (
+    FOLLOW_INTERVAL_SECONDS,
+    JobQueue,
+    Pending,
+    Sink,
+    follow_log,
+    hand_over_to,
+)
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
 from allotment.storage.sqlite.counter_cache import CommittedCounters
 from allotment.storage.sqlite.ledger import PoolCache
@@ -38,19 +43,9 @@ log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
 MAX_CACHED_POOLS = 100_000
-FOLLOW_INTERVAL_SECONDS = 0.01
-FOLLOW_PAGE = 5_000
 PRUNE_INTERVAL_SECONDS = 60.0
 PRUNE_CHUNK = 10_000
 DEFAULT_LOG_RETENTION = timedelta(days=7)
-
-Sink = Callable[[Sequence[Published]], None]
-
-
-@dataclass(slots=True)
-class _Pending:
-    job: Callable[[UnitOfWork], Any]
-    settle: Callable[[Any, BaseException | None], None]
 
 
 class SqliteStore:
@@ -69,9 +64,8 @@ class SqliteStore:
         ).fetchone()
         self._last_seq: int = last  # the newest revision handed to the sinks
         self._last_prune = 0.0
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._jobs = JobQueue()
         self._thread = threading.Thread(target=self._serve, name="allotment-sqlite", daemon=True)
-        self._closed = False
         self._committed_pools: PoolCache = {}
         self._committed_counters: CommittedCounters = {}
         (self._data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
@@ -81,26 +75,10 @@ class SqliteStore:
         self._thread.start()
 
     async def run(self, job: Callable[[UnitOfWork], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle_async, future, result, error)
-
-        self._submit(_Pending(job, settle))
-        return await future
+        return await self._jobs.run(job)
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-        self._submit(_Pending(job, settle))
-        return future.result()
+        return self._jobs.run_blocking(job)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -128,38 +106,22 @@ class SqliteStore:
         return self._last_seq
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
+        if not self._jobs.closed:
+            self._jobs.close()
             self._thread.join()
             self._connection.close()
             self._reader.close()
 
-    def _submit(self, pending: _Pending) -> None:
-        if self._closed:
-            raise RuntimeError("the store is closed")
-        self._queue.put(pending)
-
     def _serve(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=FOLLOW_INTERVAL_SECONDS)
+                first = self._jobs.next(timeout=FOLLOW_INTERVAL_SECONDS)
             except queue.Empty:
                 self._between_batches()
                 continue
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < MAX_JOBS_PER_BATCH:
-                try:
-                    pending = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if pending is None:
-                    self._queue.put(None)  # finish this batch, then stop
-                    break
-                batch.append(pending)
-            self._run_batch(batch)
+            self._run_batch([first, *self._jobs.waiting(MAX_JOBS_PER_BATCH - 1)])
             if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
                 self._between_batches()  # under steady load the queue is never empty
 
@@ -194,37 +156,17 @@ class SqliteStore:
         # are no longer the tables' only copy (fills write counter rows, too).
         self._committed_pools.clear()
         self._committed_counters.clear()
-        reloading = False
-        while True:
-            logged = _logged(self._connection, self._last_seq, FOLLOW_PAGE)
-            if not logged:
-                break
-            published: list[Published] = []
-            if not reloading and logged[0].seq != self._last_seq + 1:
-                # Pruned past what this process applied: start again from the store.
-                log.warning("fell behind the change log at %d: reloading", self._last_seq)
-                reloading = True
-                published.append(Forget())
-            # Once reloading, the catalog is installed whole at the end, as this read sees it;
-            # its older changes one by one would not fit on top of it.
-            published += [
-                entry
-                for entry in logged
-                if not (reloading and isinstance(entry.change, CatalogChanged))
-            ]
-            self._last_seq = logged[-1].seq
-            self._hand_over(published)
-        if reloading:
-            self._hand_over([CatalogLoaded(uow.catalog.load())])
+        self._last_seq = follow_log(
+            self._last_seq,
+            lambda after, limit: _logged(self._connection, after, limit),
+            uow.catalog.load,
+            self._hand_over,
+        )
         self._data_version = version
         self._follow_failed = False
 
     def _hand_over(self, published: Sequence[Published]) -> None:
-        for sink in self._sinks:
-            try:
-                sink(published)
-            except Exception:
-                log.exception("a change-log sink failed")
+        hand_over_to(self._sinks, published)
 
     def _prune(self) -> None:
         """Drop entries older than the retention, a chunk at a time; the newest stays, so the
@@ -244,10 +186,10 @@ class SqliteStore:
             connection.execute("ROLLBACK")
             raise
 
-    def _run_batch(self, batch: list[_Pending]) -> None:
+    def _run_batch(self, batch: list[Pending]) -> None:
         connection = self._connection
         uow = SqliteUnitOfWork(connection, self._committed_pools, self._committed_counters)
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        outcomes: list[tuple[Pending, Any, BaseException | None]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
             if self._others_committed():
@@ -309,12 +251,3 @@ def _logged(connection: sqlite3.Connection, after: int, limit: int) -> list[Logg
         LoggedChange(seq, from_epoch_micros(written_at), decode_change(kind, payload))
         for seq, written_at, kind, payload in rows
     ]
-
-
-def _settle_async(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
