@@ -134,6 +134,16 @@ Change = (
     | HoldEnded
     | ApiKeyChanged
 )
+CHANGES = (
+    CatalogChanged,
+    CustomerChanged,
+    UsageRecorded,
+    CreditsChanged,
+    HoldPlaced,
+    HoldEnded,
+    ApiKeyChanged,
+)
+"""Every kind of change, for ``isinstance``."""
 
 
 @dataclass(frozen=True, slots=True)

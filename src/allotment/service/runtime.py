@@ -53,14 +53,14 @@ class Runtime:
     store: Store
     clock: Clock
     cache: CacheState = field(default_factory=CacheState)
+    # The cache's parts, which are never replaced, named directly: the request path reads them
+    # several times per request.
+    catalog: CatalogState = field(init=False)
+    snapshots: SnapshotCache = field(init=False)
 
-    @property
-    def catalog(self) -> CatalogState:
-        return self.cache.catalog
-
-    @property
-    def snapshots(self) -> SnapshotCache:
-        return self.cache.snapshots
+    def __post_init__(self) -> None:
+        self.catalog = self.cache.catalog
+        self.snapshots = self.cache.snapshots
 
     async def run(self, job: Callable[[UnitOfWork], T]) -> T:
         """Run ``job`` in the store, on behalf of the request's key when there is one."""

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_JOBS_PER_BATCH = 512
 MAX_CACHED_POOLS = 100_000
 PRUNE_INTERVAL_SECONDS = 60.0
+WRITE_LOCK_WAIT_SECONDS = 10.0
+WRITE_LOCK_RETRY_SECONDS = 0.0005
 PRUNE_CHUNK = 10_000
 DEFAULT_LOG_RETENTION = timedelta(days=7)
 
@@ -55,8 +57,10 @@ class SqliteStore:
         self.path = Path(path)
         self.log_retention = log_retention
         upgrade_to_latest(sqlite_url(self.path))
-        self._connection = _connect(self.path)
-        self._reader = _connect(self.path)
+        # The writer waits for the write lock itself (``_begin_immediate``); the reader lets
+        # SQLite wait, which in WAL mode it hardly ever must.
+        self._connection = _connect(self.path, busy_timeout_ms=0)
+        self._reader = _connect(self.path, busy_timeout_ms=10_000)
         self._reader_lock = threading.Lock()
         self._sinks: list[Sink] = []
         (last,) = self._connection.execute(
@@ -174,7 +178,7 @@ class SqliteStore:
         self._last_prune = time.monotonic()
         cutoff = to_epoch_micros(datetime.now(UTC) - self.log_retention)
         connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
+        _begin_immediate(connection)
         try:
             connection.execute(
                 "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
@@ -191,7 +195,7 @@ class SqliteStore:
         uow = SqliteUnitOfWork(connection, self._committed_pools, self._committed_counters)
         outcomes: list[tuple[Pending, Any, BaseException | None]] = []
         try:
-            connection.execute("BEGIN IMMEDIATE")
+            _begin_immediate(connection)
             if self._others_committed():
                 self._follow(uow)
             for pending in batch:
@@ -234,11 +238,30 @@ class SqliteStore:
             pending.settle(result, error)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _begin_immediate(connection: sqlite3.Connection) -> None:
+    """Take the database's write lock, trying again every half millisecond while another
+    process holds it, for ``WRITE_LOCK_WAIT_SECONDS`` at most.
+
+    SQLite's own busy handler sleeps ever longer between attempts (up to 100 ms), so a process
+    that commits batch after batch keeps the lock from one that waits for seconds; trying often
+    takes it in the short gaps between the busy process's batches.
+    """
+    deadline = time.monotonic() + WRITE_LOCK_WAIT_SECONDS
+    while True:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(WRITE_LOCK_RETRY_SECONDS)
+
+
+def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA busy_timeout=10000")
+    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     return connection
 
 

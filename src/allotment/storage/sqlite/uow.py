@@ -1,6 +1,9 @@
 """One batch's unit of work on SQLite: the repositories, the change log and the fills.
 
-Not thread-safe: it lives on the store's thread. Holds are free here: a batch holds the
+Not thread-safe: it lives on the store's thread. The batch's changes are written to the log
+together, just before it commits: the batch holds the write lock, so their revisions follow the
+newest one in the log without a gap, and a failed job's changes, dropped with it, never took
+one. Holds are free here: a batch holds the
 database's write lock from ``BEGIN IMMEDIATE`` to ``COMMIT`` and runs its jobs one at a time,
 so whatever a job reads stays as it read it until the job ends.
 """
@@ -13,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from allotment.domain.budgets import EntityPath
-from allotment.domain.changes import Change, LoggedChange
+from allotment.domain.changes import CHANGES, Change, LoggedChange
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.changelog import encode_change
 from allotment.service.ports import Published
@@ -34,7 +37,7 @@ from allotment.storage.sqlite.usage import SqliteUsage
 class JobMark:
     """What a job may change outside SQLite's savepoint, as it was before the job."""
 
-    published: int
+    effects: int
     scratch: dict[str, Any]
     pools: PoolCache
     counters: int
@@ -48,13 +51,11 @@ class SqliteUnitOfWork:
         committed_counters: CommittedCounters | None = None,
     ) -> None:
         self._db = db
-        # What the batch's jobs recorded and filled, in job order, for the projector.
+        # What the batch's jobs recorded and filled, in job order; the changes get their
+        # revisions when the batch is written (``published``, for the projector).
+        self._effects: list[Change | Fill] = []
         self.published: list[Published] = []
         self.scratch: dict[str, Any] = {}
-        # One wall-clock instant for every change the batch logs, taken at its first change
-        # (inside the write transaction): what retention reads.
-        self._written_at: datetime | None = None
-        self._written_at_micros = 0
         self._budget_counters = SqliteBudgetCounters(
             db, {} if committed_counters is None else committed_counters
         )
@@ -72,24 +73,10 @@ class SqliteUnitOfWork:
         self.keys = SqliteKeys(db)
 
     def record(self, change: Change) -> None:
-        if self._written_at is None:
-            self._written_at = datetime.now(UTC)
-            self._written_at_micros = to_epoch_micros(self._written_at)
-        cursor = self._db.execute(
-            "INSERT INTO change_log (kind, customer, written_at, payload) VALUES (?, ?, ?, ?)",
-            (
-                change.kind.value,
-                change.customer,
-                self._written_at_micros,
-                encode_change(change).decode(),
-            ),
-        )
-        seq = cursor.lastrowid
-        assert seq is not None
-        self.published.append(LoggedChange(seq, self._written_at, change))
+        self._effects.append(change)
 
     def fill(self, fill: Fill) -> None:
-        self.published.append(fill)
+        self._effects.append(fill)
 
     def hold_usage(self, customer_id: str) -> None:
         pass  # the batch's write lock holds everything (see the module's docstring)
@@ -104,20 +91,48 @@ class SqliteUnitOfWork:
 
     def mark(self) -> JobMark:
         return JobMark(
-            len(self.published),
+            len(self._effects),
             dict(self.scratch),
             dict(self.ledger.pools_as_stored),
             self._budget_counters.counters.mark(),
         )
 
     def undo(self, mark: JobMark) -> None:
-        del self.published[mark.published :]
+        del self._effects[mark.effects :]
         self.scratch = mark.scratch
         self.ledger.pools_as_stored = mark.pools
         self._budget_counters.counters.undo(mark.counters)
 
     def before_commit(self) -> None:
         self._budget_counters.write()
+        self._write_log()
+
+    def _write_log(self) -> None:
+        """Give each recorded change its revision and write them all (one statement)."""
+        (seq,) = self._db.execute(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'change_log'), 0)"
+        ).fetchone()
+        # One wall-clock instant for the whole batch, inside its transaction: what retention
+        # reads.
+        written_at = datetime.now(UTC)
+        written_at_micros = to_epoch_micros(written_at)
+        rows = []
+        published: list[Published] = []
+        for effect in self._effects:
+            if isinstance(effect, CHANGES):
+                seq += 1
+                published.append(LoggedChange(seq, written_at, effect))
+                payload = encode_change(effect)
+                rows.append((seq, effect.kind.value, effect.customer, written_at_micros, payload))
+            else:
+                published.append(effect)
+        if rows:
+            self._db.executemany(
+                "INSERT INTO change_log (seq, kind, customer, written_at, payload)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        self.published = published
 
     def after_commit(self) -> PoolCache:
         """Make the batch's counters the committed ones; the pools as the batch left them."""
