@@ -38,6 +38,8 @@ class ChangeFeed:
 
     def publish(self, published: Sequence[Published]) -> None:
         """The store's sink: remember the batch's logged changes and wake the readers."""
+        if self._loop is None:
+            return  # no reader has come yet: they read what came before them from the log
         logged = [item for item in published if isinstance(item, LoggedChange)]
         if not logged:
             return

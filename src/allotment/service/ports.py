@@ -18,7 +18,7 @@ writer of cached state, which keeps the cache exactly one committed prefix of th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -257,8 +257,8 @@ Published = LoggedChange | Fill
 
 
 class Store(Protocol):
-    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
-        """Run ``job`` in a transaction and return its result once that is durable."""
+    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
+        """Run ``job`` in a transaction; the result, once that is durable."""
         ...
 
     def subscribe(self, sink: Callable[[Sequence[Published]], None]) -> None:

@@ -8,7 +8,7 @@ applies their changes only once the batch is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,11 +62,11 @@ class Runtime:
         self.catalog = self.cache.catalog
         self.snapshots = self.cache.snapshots
 
-    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
+    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
         """Run ``job`` in the store, on behalf of the request's key when there is one."""
         key = _ACTING_KEY.get()
         if key is None:
-            return await self.store.run(job)
+            return self.store.run(job)
         keys = self.cache.keys
 
         def on_behalf(uow: UnitOfWork) -> T:
@@ -78,7 +78,7 @@ class Runtime:
                     raise Unauthenticated("Unknown or revoked API key.")
             return job(uow)
 
-        return await self.store.run(on_behalf)
+        return self.store.run(on_behalf)
 
     def project(self, published: Sequence[Published]) -> None:
         """Apply what the store published to the cache: the store's sink, on its thread."""

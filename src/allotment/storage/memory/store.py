@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -69,8 +69,8 @@ class MemoryStore:
         self._thread = threading.Thread(target=self._serve, name="allotment-memory", daemon=True)
         self._thread.start()
 
-    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
-        return await self._jobs.run(job)
+    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
+        return self._jobs.run(job)
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
         return self._jobs.run_blocking(job)

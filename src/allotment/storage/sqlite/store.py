@@ -16,7 +16,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,8 +78,8 @@ class SqliteStore:
         self.jobs_committed = 0
         self._thread.start()
 
-    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
-        return await self._jobs.run(job)
+    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
+        return self._jobs.run(job)
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
         return self._jobs.run_blocking(job)
