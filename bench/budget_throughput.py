@@ -61,7 +61,6 @@ import check_throughput
 import httpx
 from check_throughput import (
     CHECK_PATH,
-    HOST,
     REQUEST_TIMEOUT,
     BenchError,
     Row,
@@ -72,17 +71,14 @@ from check_throughput import (
     call,
     check_load_options,
     customer_id,
-    free_port,
     lua_string,
     machine_description,
-    pinned,
     run_within,
     running,
-    start_server,
+    start_tree,
     summarize,
     table,
     trees,
-    wait_ready,
 )
 from check_throughput import (
     write_wrk_script as write_check_script,
@@ -465,15 +461,8 @@ def run(
 
         served: list[Served] = []
         for tree in compared:
-            port = free_port()
             database = workdir / f"{tree.name}.db"
-            serve = [*tree.command(), "serve", "--db", str(database)]
-            serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
-            allotment = start_server(
-                tree.name, pinned(serve, server_cpu), port, workdir / f"{tree.name}.log", env
-            )
-            servers.append(allotment)
-            wait_ready(allotment, "GET", "/livez")
+            allotment = start_tree(tree, database, workdir, server_cpu, env, servers)
             with httpx.Client(
                 base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT
             ) as api:

@@ -257,6 +257,44 @@ def wait_ready(server: Server, method: str, path: str) -> None:
     raise BenchError(f"{server.name} was not ready in {STARTUP_TIMEOUT:.0f}s:\n{server.log_tail()}")
 
 
+def start_tree(
+    tree: Tree,
+    database: Path,
+    workdir: Path,
+    server_cpu: int | None,
+    env: dict[str, str],
+    servers: list[Server],
+) -> Server:
+    """``allotment serve`` from ``tree`` on ``database``: started, added to ``servers`` (so
+    that it is stopped with them) and answering ``/livez``."""
+    port = free_port()
+    serve = [*tree.command(), "serve", "--db", str(database)]
+    serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    log = workdir / f"{tree.name}.log"
+    server = start_server(tree.name, pinned(serve, server_cpu), port, log, env)
+    servers.append(server)
+    wait_ready(server, "GET", "/livez")
+    return server
+
+
+def lua_key_counter() -> list[str]:
+    """Lua lines giving each wrk thread a number and a request counter, and taking a key
+    prefix from the script's first argument: ``prefix-thread-counter`` is unique per run."""
+    return [
+        "local threads = 0",
+        "thread_number = 0",
+        'local prefix = "bench"',
+        "local counter = 0",
+        "setup = function(thread)",
+        "  threads = threads + 1",
+        '  thread:set("thread_number", threads)',
+        "end",
+        "init = function(args)",
+        "  if args[1] then prefix = args[1] end",
+        "end",
+    ]
+
+
 @contextlib.contextmanager
 def running(servers: list[Server]) -> Iterator[None]:
     """Stop every server started into ``servers``, whatever happens."""
@@ -781,14 +819,8 @@ def run(args: argparse.Namespace, compared: Sequence[Tree]) -> dict[str, list[Wr
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         targets: list[tuple[str, Server]] = []
         for tree in compared:
-            port = free_port()
-            serve = [*tree.command(), "serve", "--db", str(workdir / f"{tree.name}.db")]
-            serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
-            allotment = start_server(
-                tree.name, pinned(serve, server_cpu), port, workdir / f"{tree.name}.log", env
-            )
-            servers.append(allotment)
-            wait_ready(allotment, "GET", "/livez")
+            database = workdir / f"{tree.name}.db"
+            allotment = start_tree(tree, database, workdir, server_cpu, env, servers)
             with httpx.Client(
                 base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT
             ) as api:

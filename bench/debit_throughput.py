@@ -67,12 +67,14 @@ from check_throughput import (
     check_load_options,
     describe_tree,
     free_port,
+    lua_key_counter,
     lua_string,
     machine_description,
     pinned,
     run_within,
     running,
     start_server,
+    start_tree,
     tree_labels,
     trees,
     wait_ready,
@@ -208,17 +210,7 @@ def write_wrk_script(path: Path, key: str) -> None:
         f'  ["Authorization"] = {lua_string("Bearer " + key)},',
         '  ["Content-Type"] = "application/json",',
         "}",
-        "local threads = 0",
-        "thread_number = 0",
-        'local prefix = "bench"',
-        "local counter = 0",
-        "setup = function(thread)",
-        "  threads = threads + 1",
-        '  thread:set("thread_number", threads)',
-        "end",
-        "init = function(args)",
-        "  if args[1] then prefix = args[1] end",
-        "end",
+        *lua_key_counter(),
         "request = function()",
         "  counter = counter + 1",
         "  local body = string.format(",
@@ -336,15 +328,8 @@ def run_http(
         targets: list[Target] = []
 
         for tree in compared:
-            port = free_port()
             database = workdir / f"{tree.name}.db"
-            serve = [*tree.command(), "serve", "--db", str(database)]
-            serve += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
-            allotment = start_server(
-                tree.name, pinned(serve, server_cpu), port, workdir / f"{tree.name}.log", env
-            )
-            servers.append(allotment)
-            wait_ready(allotment, "GET", "/livez")
+            allotment = start_tree(tree, database, workdir, server_cpu, env, servers)
             with httpx.Client(
                 base_url=allotment.url, headers=headers, timeout=REQUEST_TIMEOUT
             ) as api:

@@ -9,6 +9,7 @@ import logging
 import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from allotment.domain.catalog import Catalog
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 FOLLOW_INTERVAL_SECONDS = 0.01
 FOLLOW_PAGE = 5_000
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_CHUNK = 10_000
+DEFAULT_LOG_RETENTION = timedelta(days=7)
 
 Sink = Callable[[Sequence[Published]], None]
 

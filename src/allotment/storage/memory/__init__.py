@@ -5,6 +5,7 @@ from a journal when it raises), several stores may share one database and follow
 through its change log, and the holds a job takes are checked (``holds.py``).
 """
 
+from allotment.storage.jobs import DEFAULT_LOG_RETENTION
 from allotment.storage.memory.database import (
     ConstraintError,
     MemoryDatabase,
@@ -12,7 +13,7 @@ from allotment.storage.memory.database import (
     shared_database,
 )
 from allotment.storage.memory.holds import HoldOrderError, MissingHoldError
-from allotment.storage.memory.store import DEFAULT_LOG_RETENTION, MemoryStore
+from allotment.storage.memory.store import MemoryStore
 
 __all__ = [
     "DEFAULT_LOG_RETENTION",

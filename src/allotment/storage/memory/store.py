@@ -29,7 +29,10 @@ from allotment.domain.changes import LoggedChange
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
 from allotment.storage.jobs import (
+    DEFAULT_LOG_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
+    PRUNE_CHUNK,
+    PRUNE_INTERVAL_SECONDS,
     JobQueue,
     Pending,
     Sink,
@@ -42,10 +45,6 @@ from allotment.storage.memory.uow import MemoryUnitOfWork
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-PRUNE_INTERVAL_SECONDS = 60.0
-PRUNE_CHUNK = 10_000
-DEFAULT_LOG_RETENTION = timedelta(days=7)
 
 
 class MemoryStore:

@@ -26,7 +26,10 @@ from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
 from allotment.storage.jobs import (
+    DEFAULT_LOG_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
+    PRUNE_CHUNK,
+    PRUNE_INTERVAL_SECONDS,
     JobQueue,
     Pending,
     Sink,
@@ -43,11 +46,8 @@ log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
 MAX_CACHED_POOLS = 100_000
-PRUNE_INTERVAL_SECONDS = 60.0
 WRITE_LOCK_WAIT_SECONDS = 10.0
 WRITE_LOCK_RETRY_SECONDS = 0.0005
-PRUNE_CHUNK = 10_000
-DEFAULT_LOG_RETENTION = timedelta(days=7)
 
 
 class SqliteStore:
