@@ -1,12 +1,12 @@
-"""In-memory snapshots of customers, kept exact by the store's after-commit hooks.
+"""In-memory snapshots of customers, kept exact by the projector (``projector.py``).
 
 A snapshot holds what resolution needs for one customer (the customer, its holdings) and what it
 has derived from them: resolutions, valid until the next instant a holding starts or ends, and
 usage per reset window. It also holds the entity tree, live holds, credit pool figures, the
-budgets with each entity's path to them (``BudgetSlot``), and usage per budget window. Only
-hooks of committed batches install, change or drop snapshots, in commit order, so a snapshot
-always equals some committed prefix of the truth and a check served from it never touches the
-database.
+budgets with each entity's path to them (``BudgetSlot``), and usage per budget window. Only the
+projector installs, changes or drops snapshots, applying committed changes and fills in commit
+order, so a snapshot always equals some committed prefix of the truth and a check served from it
+never touches the database.
 
 Resolutions and periods are derived, not truth: the event loop may fill them in; it never writes
 usage figures.
@@ -141,8 +141,8 @@ class CustomerSnapshot:
     holdings: Holdings
     windows: dict[WindowKey, Micros] = field(default_factory=dict)
     derived: Derived | None = None
-    # Reservations that were live when loaded or made since; ended ones are removed by hooks,
-    # expired ones are skipped by the clock. Replaced as a whole by hooks, never changed.
+    # Reservations that were live when loaded or made since; ended ones are removed by the
+    # projector, expired ones are skipped by the clock. Replaced as a whole, never changed.
     holds: dict[str, Reservation] = field(default_factory=dict)
     entities: dict[str, Entity] = field(default_factory=dict)
     # Each credit pool's figures as the last job that saved it left them, for checks.
@@ -211,7 +211,7 @@ class SnapshotCache:
     def __len__(self) -> int:
         return len(self._snapshots)
 
-    # The methods below are called only from after-commit hooks, on the store's thread.
+    # The methods below are called only by the projector, on the store's thread.
 
     def install(self, customer_id: str, snapshot: CustomerSnapshot | None) -> None:
         self._snapshots[customer_id] = snapshot
