@@ -16,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from allotment.api.errors import (
@@ -40,7 +39,6 @@ from allotment.service.runtime import act_as
 from allotment.service.usage import UsageBehavior, UsageReport
 
 log = logging.getLogger(__name__)
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 _JSON = (b"content-type", b"application/json")
 _DEBITS = re.compile(r"/v1/customers/([^/]+)/credits/([^/]+)/debits")
 

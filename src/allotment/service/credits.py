@@ -52,7 +52,6 @@ from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot, CustomerSnapshot, PoolFigures
 
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 Outcome = TypeVar("Outcome")
 MAX_PRIORITY = 1_000_000
 RECURRING_PRIORITY = 50

@@ -13,8 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
-
 from allotment.domain.budgets import NO_PATH, EntityPath
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.changes import HoldEnded, HoldPlaced
@@ -44,7 +42,6 @@ from allotment.service.runtime import Runtime, record_usage
 ROUTE = "reservations"
 DEFAULT_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 7 * 86_400
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-import msgspec
-
 from allotment.domain.budgets import NO_PATH, EntityPath, entity_path
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
@@ -41,7 +39,6 @@ from allotment.service.snapshots import BudgetSlot
 
 ROUTE = "usage"
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # clocks of reporting clients run a little ahead
-_encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 class UsageBehavior(StrEnum):
