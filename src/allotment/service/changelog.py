@@ -37,7 +37,7 @@ _decode = msgspec.json.Decoder(float_hook=Decimal).decode
 
 def encode_change(change: Change) -> bytes:
     """The payload stored for ``change``."""
-    return _encode(_ENCODERS[change.kind](change))
+    return _encode(_fields(change))
 
 
 def decode_change(kind: str, payload: bytes | str) -> Change:
@@ -93,73 +93,46 @@ def _reservation(d: Mapping[str, Any]) -> Reservation:
     )
 
 
-def _catalog_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, CatalogChanged)
-    return {"object_kind": c.object_kind, "id": c.object_id, "document": c.document}
+def _fields(change: Change) -> dict[str, Any]:
+    match change:
+        case CatalogChanged(object_kind, object_id, document):
+            return {"object_kind": object_kind, "id": object_id, "document": document}
+        case CustomerChanged(customer):
+            return {"customer": customer}
+        case UsageRecorded(customer, feature, entity, amount, timestamp, path):
+            return {
+                "customer": customer,
+                "feature": feature,
+                "entity": entity,
+                "amount": amount,
+                "timestamp": to_epoch_micros(timestamp),
+                "entity_path": list(path),
+            }
+        case CreditsChanged(customer, currency, balance, overdraft_limit, valid_until, spends):
+            return {
+                "customer": customer,
+                "currency": currency,
+                "balance": balance,
+                "overdraft_limit": overdraft_limit,
+                "valid_until": _micros(valid_until),
+                "spends": [[list(s.entity_path), to_epoch_micros(s.at), s.credits] for s in spends],
+            }
+        case HoldPlaced(reservation):
+            return {"reservation": _reservation_fields(reservation)}
+        case HoldEnded(customer, reservation_id):
+            return {"customer": customer, "reservation": reservation_id}
+        case ApiKeyChanged(key):
+            return {
+                "id": key.id,
+                "name": key.name,
+                "scope": key.scope.value,
+                "customer": key.customer,
+                "key_hash": key.key_hash,
+                "created_at": to_epoch_micros(key.created_at),
+                "revoked_at": _micros(key.revoked_at),
+            }
+    raise AssertionError(f"no record format for {change!r}")
 
-
-def _customer_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, CustomerChanged)
-    return {"customer": c.customer}
-
-
-def _usage_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, UsageRecorded)
-    return {
-        "customer": c.customer,
-        "feature": c.feature,
-        "entity": c.entity,
-        "amount": c.amount,
-        "timestamp": to_epoch_micros(c.timestamp),
-        "entity_path": list(c.entity_path),
-    }
-
-
-def _credits_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, CreditsChanged)
-    return {
-        "customer": c.customer,
-        "currency": c.currency,
-        "balance": c.balance,
-        "overdraft_limit": c.overdraft_limit,
-        "valid_until": _micros(c.valid_until),
-        "spends": [[list(s.entity_path), to_epoch_micros(s.at), s.credits] for s in c.spends],
-    }
-
-
-def _hold_placed_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, HoldPlaced)
-    return {"reservation": _reservation_fields(c.reservation)}
-
-
-def _hold_ended_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, HoldEnded)
-    return {"customer": c.customer, "reservation": c.reservation}
-
-
-def _api_key_fields(c: Any) -> dict[str, Any]:
-    assert isinstance(c, ApiKeyChanged)
-    k = c.key
-    return {
-        "id": k.id,
-        "name": k.name,
-        "scope": k.scope.value,
-        "customer": k.customer,
-        "key_hash": k.key_hash,
-        "created_at": to_epoch_micros(k.created_at),
-        "revoked_at": _micros(k.revoked_at),
-    }
-
-
-_ENCODERS: dict[ChangeKind, Callable[[Any], dict[str, Any]]] = {
-    ChangeKind.CATALOG: _catalog_fields,
-    ChangeKind.CUSTOMER: _customer_fields,
-    ChangeKind.USAGE: _usage_fields,
-    ChangeKind.CREDITS: _credits_fields,
-    ChangeKind.HOLD_PLACED: _hold_placed_fields,
-    ChangeKind.HOLD_ENDED: _hold_ended_fields,
-    ChangeKind.API_KEY: _api_key_fields,
-}
 
 _DECODERS: dict[ChangeKind, Callable[[dict[str, Any]], Change]] = {
     ChangeKind.CATALOG: lambda d: CatalogChanged(d["object_kind"], d["id"], d["document"]),
