@@ -13,9 +13,12 @@ import pytest
 
 from allotment.api.services import Services
 from allotment.config import Settings
-from allotment.domain.catalog import Catalog
+from allotment.domain.catalog import Catalog, CreditCategory
 from allotment.domain.changes import CatalogChanged, CustomerChanged
 from allotment.domain.documents import add_document
+from allotment.domain.quantities import MICROS_PER_UNIT
+from allotment.service.catalog import CatalogKind
+from allotment.service.credits import GrantRequest
 from allotment.service.ports import UnitOfWork
 
 
@@ -79,3 +82,55 @@ def test_a_failed_job_leaves_nothing_visible_to_later_jobs_of_its_batch(
         logged = db.execute("SELECT seq, kind, customer FROM change_log ORDER BY seq").fetchall()
     assert [(kind, customer) for _, kind, customer in logged] == [("customer.changed", "umbrella")]
     assert [seq for seq, _, _ in logged] == list(range(1, len(logged) + 1))
+
+
+@pytest.mark.sqlite_file
+def test_a_failed_job_leaves_the_credit_pools_as_they_were_for_the_rest_of_its_batch(
+    services: Services, tmp_path: Path
+) -> None:
+    runtime = services.runtime
+    release = threading.Event()
+    now = runtime.clock.now()
+
+    def hold_the_thread(uow: UnitOfWork) -> None:
+        release.wait(10)
+
+    def spend_then_fail(uow: UnitOfWork) -> None:
+        for customer in ("acme", "umbrella"):  # one pool cached before, one new to the batch
+            pool = uow.ledger.load_pool(customer, "tokens")
+            pool.debit(40 * MICROS_PER_UNIT, (), now)
+            uow.ledger.save_pool(customer, "tokens", pool)
+        raise _Failed
+
+    def balances(uow: UnitOfWork) -> list[int]:
+        return [uow.ledger.load_pool(c, "tokens").balance for c in ("acme", "umbrella")]
+
+    async def scenario() -> list[int]:
+        await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
+        for customer in ("acme", "umbrella"):
+            await services.customers.put_customer(
+                customer, name=customer, metadata=None, billing_id=None
+            )
+            grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, f"seed-{customer}")
+            await services.credits.grant(customer, "tokens", grant)
+        await runtime.store.run(lambda uow: uow.ledger.load_pool("acme", "tokens"))
+        blocker = asyncio.ensure_future(runtime.store.run(hold_the_thread))
+        await asyncio.sleep(0.05)  # the store's thread is now inside the blocker's batch
+        failing = asyncio.ensure_future(runtime.store.run(spend_then_fail))
+        reading = asyncio.ensure_future(runtime.store.run(balances))
+        await asyncio.sleep(0.05)  # both wait in the queue: they form the next batch
+        release.set()
+        await blocker
+        with pytest.raises(_Failed):
+            await failing
+        return await reading
+
+    in_the_batch = asyncio.run(scenario())
+    after_it = runtime.store.run_blocking(balances)
+
+    assert in_the_batch == after_it == [100 * MICROS_PER_UNIT, 100 * MICROS_PER_UNIT]
+    with sqlite3.connect(tmp_path / "batches.db") as db:
+        (debits,) = db.execute(
+            "SELECT COUNT(*) FROM ledger_entries WHERE type = 'debit'"
+        ).fetchone()
+    assert debits == 0

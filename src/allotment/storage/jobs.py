@@ -31,8 +31,15 @@ Sink = Callable[[Sequence[Published]], None]
 
 @dataclass(slots=True)
 class Pending:
+    """A job and the future its caller waits on: an asyncio one, answered on the caller's event
+    loop, or a thread's one, for blocking callers."""
+
     job: Callable[[UnitOfWork], Any]
-    settle: Callable[[Any, BaseException | None], None]
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+
+Finished = tuple[Pending, Any, BaseException | None]
+"""A job that ran: its result, or the error it raised (or its batch failed with)."""
 
 
 class JobQueue:
@@ -43,25 +50,13 @@ class JobQueue:
         self.closed = False
 
     async def run(self, job: Callable[[UnitOfWork], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle_async, future, result, error)
-
-        self._submit(Pending(job, settle))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._submit(Pending(job, future))
         return await future
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-        self._submit(Pending(job, settle))
+        self._submit(Pending(job, future))
         return future.result()
 
     def next(self, timeout: float) -> Pending | None:
@@ -92,13 +87,38 @@ class JobQueue:
         self._queue.put(pending)
 
 
-def _settle_async(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def settle(finished: Sequence[Finished]) -> None:
+    """Answer the callers of ``finished`` jobs, in job order, from the store's thread.
+
+    Waking an event loop from another thread costs a system call; a batch wakes each loop
+    once, however many of its jobs that loop's callers wait on.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[Finished]] = {}
+    for item in finished:
+        future = item[0].future
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append(item)
+        elif item[2] is None:
+            future.set_result(item[1])
+        else:
+            future.set_exception(item[2])
+    for loop, answered in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_on_loop, answered)
+        except RuntimeError:  # the loop is closed: nobody is left to answer
+            log.debug("dropped %d answers for a closed event loop", len(answered))
+
+
+def _settle_on_loop(finished: Sequence[Finished]) -> None:
+    for pending, result, error in finished:
+        future = pending.future
+        assert isinstance(future, asyncio.Future)
+        if future.cancelled():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 def follow_log(

@@ -38,6 +38,7 @@ from allotment.storage.jobs import (
     Sink,
     follow_log,
     hand_over_to,
+    settle,
 )
 from allotment.storage.memory.database import LogRow, MemoryDatabase
 from allotment.storage.memory.records import MemoryCatalog
@@ -142,14 +143,14 @@ class MemoryStore:
                 self._follow()
             except Exception as error:  # as a SQLite batch that cannot follow fails whole
                 log.exception("following the change log failed")
-                pending.settle(None, error)
+                settle([(pending, None, error)])
                 return
             uow = MemoryUnitOfWork(database, self.strict_holds, datetime.now(UTC))
             try:
                 result = pending.job(uow)
             except BaseException as job_error:
                 uow.rollback()
-                pending.settle(None, job_error)
+                settle([(pending, None, job_error)])
                 return
             uow.commit()
             for item in reversed(uow.published):
@@ -158,7 +159,7 @@ class MemoryStore:
                     break
         self.jobs_committed += 1
         self._hand_over(uow.published)
-        pending.settle(result, None)
+        settle([(pending, result, None)])
 
     def _hand_over(self, published: Sequence[Published]) -> None:
         hand_over_to(self._sinks, published)

@@ -21,7 +21,9 @@ from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.rows import instant, micros, page_rows, paged, path_of, path_text
 
-PoolCache = dict[tuple[str, str], tuple[dict[str, Grant], int | None]]
+PoolKey = tuple[str, str]
+StoredPool = tuple[dict[str, Grant], int | None]
+PoolCache = dict[PoolKey, StoredPool]
 """(customer, currency) -> (grants by id, overdraft or None when the pool has no row yet)."""
 
 
@@ -38,12 +40,34 @@ class SqliteLedger:
         # Each pool as loaded or last saved in this batch, to store only what changed.
         # (None for the overdraft of a pool that has no row yet.)
         self.pools_as_stored: PoolCache = {}
+        # What each change to ``pools_as_stored`` replaced, so that a failed job's changes are
+        # undone in the time the job took, not in the size of the batch.
+        self._replaced: list[tuple[PoolKey, StoredPool | None]] = []
+
+    def mark(self) -> int:
+        return len(self._replaced)
+
+    def undo(self, mark: int) -> None:
+        replaced, pools = self._replaced, self.pools_as_stored
+        while len(replaced) > mark:
+            key, previous = replaced.pop()
+            if previous is None:
+                del pools[key]
+            else:
+                pools[key] = previous
+
+    def _remember(self, key: PoolKey, stored: StoredPool) -> None:
+        self._replaced.append((key, self.pools_as_stored.get(key)))
+        self.pools_as_stored[key] = stored
 
     def load_pool(self, customer_id: str, currency: str) -> Pool:
         key = (customer_id, currency)
-        known = self.pools_as_stored.get(key) or self._committed_pools.get(key)
+        known = self.pools_as_stored.get(key)
+        if known is None:
+            known = self._committed_pools.get(key)
+            if known is not None:
+                self._remember(key, known)
         if known is not None:
-            self.pools_as_stored[key] = known
             return Pool(grants=dict(known[0]), overdraft=known[1] or 0)
         grants = {
             row[0]: _grant(row)
@@ -58,7 +82,7 @@ class SqliteLedger:
             (customer_id, currency),
         ).fetchone()
         overdraft = int(row[0]) if row else None
-        self.pools_as_stored[(customer_id, currency)] = (dict(grants), overdraft)
+        self._remember(key, (dict(grants), overdraft))
         return Pool(grants=grants, overdraft=overdraft or 0)
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
@@ -132,7 +156,7 @@ class SqliteLedger:
         pool.entries.clear()
         # A pool holds live grants only: ended ones are in the ledger and in all_grants.
         live = {g.id: g for g in pool.grants.values() if not g.expired and g.voided_at is None}
-        self.pools_as_stored[(customer_id, currency)] = (live, pool.overdraft)
+        self._remember((customer_id, currency), (live, pool.overdraft))
         return records
 
     def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from allotment.domain.changes import LoggedChange
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
@@ -30,11 +30,13 @@ from allotment.storage.jobs import (
     FOLLOW_INTERVAL_SECONDS,
     PRUNE_CHUNK,
     PRUNE_INTERVAL_SECONDS,
+    Finished,
     JobQueue,
     Pending,
     Sink,
     follow_log,
     hand_over_to,
+    settle,
 )
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
 from allotment.storage.sqlite.counter_cache import CommittedCounters
@@ -193,7 +195,7 @@ class SqliteStore:
     def _run_batch(self, batch: list[Pending]) -> None:
         connection = self._connection
         uow = SqliteUnitOfWork(connection, self._committed_pools, self._committed_counters)
-        outcomes: list[tuple[Pending, Any, BaseException | None]] = []
+        finished: list[Finished] = []
         try:
             _begin_immediate(connection)
             if self._others_committed():
@@ -207,10 +209,10 @@ class SqliteStore:
                     connection.execute("ROLLBACK TO job")
                     connection.execute("RELEASE job")
                     uow.undo(mark)
-                    outcomes.append((pending, None, job_error))
+                    finished.append((pending, None, job_error))
                 else:
                     connection.execute("RELEASE job")
-                    outcomes.append((pending, result, None))
+                    finished.append((pending, result, None))
             uow.before_commit()
             connection.execute("COMMIT")
         except Exception as commit_error:
@@ -221,8 +223,7 @@ class SqliteStore:
             self._committed_counters.clear()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            for pending in batch:
-                pending.settle(None, commit_error)
+            settle([(pending, None, commit_error) for pending in batch])
             return
         if len(self._committed_pools) > MAX_CACHED_POOLS:
             self._committed_pools.clear()
@@ -234,8 +235,7 @@ class SqliteStore:
                 self._last_seq = item.seq
                 break
         self._hand_over(uow.published)
-        for pending, result, error in outcomes:
-            pending.settle(result, error)
+        settle(finished)
 
 
 def _begin_immediate(connection: sqlite3.Connection) -> None:

@@ -39,7 +39,7 @@ class JobMark:
 
     effects: int
     scratch: dict[str, Any]
-    pools: PoolCache
+    pools: int
     counters: int
 
 
@@ -93,14 +93,14 @@ class SqliteUnitOfWork:
         return JobMark(
             len(self._effects),
             dict(self.scratch),
-            dict(self.ledger.pools_as_stored),
+            self.ledger.mark(),
             self._budget_counters.counters.mark(),
         )
 
     def undo(self, mark: JobMark) -> None:
         del self._effects[mark.effects :]
         self.scratch = mark.scratch
-        self.ledger.pools_as_stored = mark.pools
+        self.ledger.undo(mark.pools)
         self._budget_counters.counters.undo(mark.counters)
 
     def before_commit(self) -> None:
