@@ -10,6 +10,7 @@ window is read, then moved by every event and debit along the path. Figures chan
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 from allotment.domain.budgets import Budget, BudgetKind, EntityPath
 from allotment.domain.projections import MAX_COUNTER, counter_overflow
@@ -56,19 +57,12 @@ class SqliteBudgetCounters:
         ).fetchall()
         self.counters.load(series, {(start, end): used for start, end, used in rows})
 
-    def write(self) -> None:
-        """Store the last figure of every window the batch changed (called before commit)."""
-        counters = self.counters
-        updates = []
-        for series, window in counters.dirty:
-            used = counters.get(series, window)
-            if used is not None:  # None: the window was dropped, or made by a failed job
-                updates.append((used, *series, *window))
-        counters.dirty.clear()
+    def write(self, changed: Iterable[tuple[Series, Window, int]]) -> None:
+        """Store the last figure of each budget window the batch changed (before commit)."""
         self._db.executemany(
             "UPDATE budget_counters SET used = ? WHERE customer = ? AND kind = ? AND target = ?"
             " AND entity = ? AND period_start = ? AND period_end = ?",
-            updates,
+            [(used, *series, *window) for series, window, used in changed],
         )
 
     def usage(self, customer_id: str, budget: Budget, window: Window) -> Micros:

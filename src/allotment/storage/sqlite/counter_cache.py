@@ -1,5 +1,5 @@
-"""Budget counters kept in memory beside the table, so enforced requests neither read nor
-update rows one by one.
+"""Window counters (a customer's usage of a feature, a budget's use) kept in memory beside
+their tables, so enforced requests neither read nor update rows one by one.
 
 The store's thread is the only writer of the database file (another process's writes are
 detected through ``PRAGMA data_version`` and clear the cache), so a series of counters (one
@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Final
 
 Series = tuple[str, str, str, str]
-"""(customer, kind, target, entity): the windows of one budget target of one entity."""
+"""(customer, kind, target, entity): the windows of one budget target of one entity, or of a
+customer's usage of one feature (kind ``usage``, no entity)."""
 
 Window = tuple[int, int]
 """(period_start, period_end) in epoch microseconds, as in the table."""
@@ -84,6 +85,18 @@ class BatchCounters:
 
     def mark(self) -> int:
         return len(self._journal)
+
+    def take_changed(self) -> list[tuple[Series, Window, int]]:
+        """Each window the batch changed, with its last figure, once (to write before commit).
+
+        Windows dropped since, or changed only by a failed job, are left out."""
+        changed = []
+        for series, window in self.dirty:
+            used = self.get(series, window)
+            if used is not None:
+                changed.append((series, window, used))
+        self.dirty.clear()
+        return changed
 
     def undo(self, mark: int) -> None:
         """Take back every change made since ``mark`` (a job that failed)."""

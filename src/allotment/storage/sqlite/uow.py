@@ -24,13 +24,13 @@ from allotment.service.projector import Fill
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.budgets import SqliteBudgets, SqliteEntities
 from allotment.storage.sqlite.catalog import SqliteCatalog
-from allotment.storage.sqlite.counter_cache import CommittedCounters
+from allotment.storage.sqlite.counter_cache import CommittedCounters, Series, Window
 from allotment.storage.sqlite.customers import SqliteCustomers, SqliteHoldings
 from allotment.storage.sqlite.keys import SqliteKeys
 from allotment.storage.sqlite.ledger import PoolCache, SqliteLedger
 from allotment.storage.sqlite.outcomes import SqliteOutcomes
 from allotment.storage.sqlite.reservations import SqliteReservations
-from allotment.storage.sqlite.usage import SqliteUsage
+from allotment.storage.sqlite.usage import USAGE_SERIES, SqliteUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,12 @@ class SqliteUnitOfWork:
         self._budget_counters.counters.undo(mark.counters)
 
     def before_commit(self) -> None:
-        self._budget_counters.write()
+        usage: list[tuple[Series, Window, int]] = []
+        budgets: list[tuple[Series, Window, int]] = []
+        for changed in self._budget_counters.counters.take_changed():
+            (usage if changed[0][1] == USAGE_SERIES else budgets).append(changed)
+        self.usage.write_counters(usage)
+        self._budget_counters.write(budgets)
         self._write_log()
 
     def _write_log(self) -> None:
