@@ -477,10 +477,10 @@ async def debit_in_process(path: Path, debits: int, concurrency: int) -> InProce
         services.close()
     total = debits + min(1000, debits)
     count, spent = ledger_debits("allotment", path)
-    if count != total or spent != total * DEBIT or balance["balance"] != GRANT - spent:
+    if count != total or spent != total * DEBIT or balance.balance != GRANT - spent:
         raise BenchError(
             f"in process: {count} debit entries summing to {spent} and balance "
-            f"{balance['balance']} after {total} debits of {DEBIT}"
+            f"{balance.balance} after {total} debits of {DEBIT}"
         )
     return measured
 

@@ -157,7 +157,7 @@ async def _one(
                 await services.keys.revoke(keys.pop(0))
             else:
                 created = await services.keys.create(key, Scope.SERVER, None)
-                keys.append(created["id"])
+                keys.append(created.id)
         case ("advance", seconds):
             assert services.test_clock is not None
             services.test_clock.advance(seconds)

@@ -1,4 +1,6 @@
-"""Outcomes as the contract's JSON: the one place the request path's answers are encoded."""
+"""Outcomes as the contract's JSON: the request path's answers, encoded here. Every other route
+hands its service's typed answer to ``api.http.json_response`` or ``page_response``, which encode
+it with the same encoder settings."""
 
 from __future__ import annotations
 

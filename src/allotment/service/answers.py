@@ -20,14 +20,18 @@ from allotment.domain.catalog import BooleanSpec, Enforcement, FeatureKind, Mete
 from allotment.domain.decision import PoolStanding, credit_cost, decide_consumption, remaining
 from allotment.domain.periods import Period, ResetPeriod
 from allotment.domain.quantities import MICROS_PER_UNIT, Micros, to_json_number
-from allotment.domain.resolution import DenialReason, Offer
+from allotment.domain.resolution import DenialReason, Offer, SourceType
 from allotment.domain.timefmt import format_instant, to_epoch_micros
 
+Quantity = int | Decimal
+"""An exact quantity as the contract writes it: a JSON number (``decimal_format="number"``)."""
 Number = int | Decimal | None
 
 
 class SourceView(msgspec.Struct, frozen=True):
-    type: str
+    """The source that won the resolution: a plan, a trial, a promotion or an override."""
+
+    type: SourceType
     id: str
 
 
@@ -45,7 +49,9 @@ class BudgetView(msgspec.Struct, frozen=True):
 
 
 class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
-    """The check result of the contract, field for field and in its order."""
+    """The check result of the contract, field for field and in its order: ``POST /v1/check``,
+    each of ``GET /v1/customers/{id}/entitlements``, and (after ``recorded`` and ``replayed``)
+    ``POST /v1/usage``."""
 
     customer: str
     feature: str
@@ -68,6 +74,14 @@ class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
     budgets: list[BudgetView] = msgspec.field(default_factory=list)
     credits: dict[str, Any] | None = None
     is_fallback: bool = False
+
+
+class Entitlements(msgspec.Struct, frozen=True):
+    """``GET /v1/customers/{id}/entitlements``: a check result for every feature some source
+    grants the customer."""
+
+    customer: str
+    entitlements: list[CheckAnswer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +210,7 @@ def answer_for(
             budgets=(figures.standing for figures in budgets),
             pool=pool,
         )
-    source = SourceView(offer.source.type.value, offer.source.id)
+    source = SourceView(offer.source.type, offer.source.id)
     if isinstance(spec, BooleanSpec):
         return CheckAnswer(
             customer=customer,
@@ -243,12 +257,6 @@ def answer_for(
         budgets=[figures.view() for figures in budgets],
         credits=credit_block,
     )
-
-
-def answer_document(answer: CheckAnswer) -> dict[str, Any]:
-    """The check result as a mapping, for answers that add fields around it."""
-    document: dict[str, Any] = msgspec.to_builtins(answer, builtin_types=(Decimal,))
-    return document
 
 
 def _number(micros: Micros | None) -> Number:

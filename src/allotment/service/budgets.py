@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from allotment.domain.budgets import Budget, BudgetKind, Standing, held_for
 from allotment.domain.catalog import Enforcement, FeatureKind
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
 from allotment.domain.periods import ResetPeriod
-from allotment.domain.quantities import Micros, to_json_number
+from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
-from allotment.domain.timefmt import format_instant, whole_second
+from allotment.domain.timefmt import whole_second
 from allotment.service.answers import BudgetFigures, PeriodView
+from allotment.service.entity_views import (
+    DeletedBudget,
+    EntityBudgetView,
+    budget_view,
+    deleted_budget,
+)
 from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot
@@ -90,10 +95,10 @@ class BudgetService:
         limit: Micros,
         reset: ResetPeriod,
         enforcement: Enforcement,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[EntityBudgetView, bool]:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+        def job(uow: UnitOfWork) -> tuple[EntityBudgetView, bool]:
             _entity_of(uow, customer_id, entity_id, writing=True)
             kind = _target_kind(runtime, uow, target)
             existing = _find(uow.budgets.load(customer_id), entity_id, target)
@@ -112,14 +117,14 @@ class BudgetService:
             runtime.customer_changed(uow, customer_id)
             holds = runtime.live_holds(uow, customer_id, now)
             (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
-            return budget_document(figures), existing is None
+            return budget_view(figures), existing is None
 
         return await runtime.run(job)
 
-    async def delete(self, customer_id: str, entity_id: str, target: str) -> dict[str, Any]:
+    async def delete(self, customer_id: str, entity_id: str, target: str) -> DeletedBudget:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> DeletedBudget:
             _entity_of(uow, customer_id, entity_id, writing=False)
             budget = _find(uow.budgets.load(customer_id), entity_id, target)
             if budget is None:
@@ -129,26 +134,9 @@ class BudgetService:
             (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
             uow.budgets.delete(customer_id, entity_id, target)
             runtime.customer_changed(uow, customer_id)
-            return {**budget_document(figures), "deleted": True}
+            return deleted_budget(figures)
 
         return await runtime.run(job)
-
-
-def budget_document(figures: BudgetFigures) -> dict[str, Any]:
-    standing, budget = figures.standing, figures.standing.budget
-    return {
-        "entity": budget.entity,
-        "target": budget.target,
-        "kind": budget.kind.value,
-        "limit": to_json_number(budget.limit),
-        "usage": to_json_number(standing.usage),
-        "reserved": to_json_number(standing.reserved),
-        "reset": budget.reset.value,
-        "enforcement": budget.enforcement.value,
-        "usage_period_start": figures.window.start_text,
-        "usage_period_end": figures.window.end_text,
-        "created_at": format_instant(budget.created_at),
-    }
 
 
 def _find(budgets: Sequence[Budget], entity_id: str, target: str) -> Budget | None:

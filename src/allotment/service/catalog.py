@@ -1,6 +1,6 @@
 """Catalog use cases: create or replace, read and list features, currencies, products, plans
 and add-ons. The catalog lives in memory; each change is validated against all of it, stored as
-its document and published when durable."""
+its document and published when durable. Answers are typed (``service/catalog_views.py``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from allotment.domain.catalog import Catalog
 from allotment.domain.changes import CatalogChanged
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.ids import require_client_id
+from allotment.service import catalog_views
+from allotment.service.catalog_views import CatalogView
 from allotment.service.ports import Page, UnitOfWork
 from allotment.service.projector import CatalogLoaded
 from allotment.service.runtime import Runtime
@@ -35,58 +37,67 @@ class CatalogKind(StrEnum):
 class _KindRules:
     label: str
     objects: Callable[[Catalog], Mapping[str, Any]]
-    add: Callable[[Catalog, str, Mapping[str, Any]], tuple[Catalog, dict[str, Any]]]
+    add: Callable[[Catalog, str, Mapping[str, Any]], tuple[Catalog, Any]]
     to_document: Callable[[Any], dict[str, Any]]
+    to_view: Callable[[Any], CatalogView]
 
 
-def _add_feature(
-    catalog: Catalog, object_id: str, doc: Mapping[str, Any]
-) -> tuple[Catalog, dict[str, Any]]:
+def _add_feature(catalog: Catalog, object_id: str, doc: Mapping[str, Any]) -> tuple[Catalog, Any]:
     feature = documents.feature_from_document(object_id, doc)
-    return catalog.with_feature(feature), documents.feature_to_document(feature)
+    return catalog.with_feature(feature), feature
 
 
-def _add_currency(
-    catalog: Catalog, object_id: str, doc: Mapping[str, Any]
-) -> tuple[Catalog, dict[str, Any]]:
+def _add_currency(catalog: Catalog, object_id: str, doc: Mapping[str, Any]) -> tuple[Catalog, Any]:
     currency = documents.currency_from_document(object_id, doc)
-    return catalog.with_currency(currency), documents.currency_to_document(currency)
+    return catalog.with_currency(currency), currency
 
 
-def _add_product(
-    catalog: Catalog, object_id: str, doc: Mapping[str, Any]
-) -> tuple[Catalog, dict[str, Any]]:
+def _add_product(catalog: Catalog, object_id: str, doc: Mapping[str, Any]) -> tuple[Catalog, Any]:
     product = documents.product_from_document(object_id, doc)
-    return catalog.with_product(product), documents.product_to_document(product)
+    return catalog.with_product(product), product
 
 
-def _add_plan(
-    catalog: Catalog, object_id: str, doc: Mapping[str, Any]
-) -> tuple[Catalog, dict[str, Any]]:
+def _add_plan(catalog: Catalog, object_id: str, doc: Mapping[str, Any]) -> tuple[Catalog, Any]:
     plan = documents.plan_from_document(object_id, doc, catalog)
-    return catalog.with_plan(plan), documents.plan_to_document(plan)
+    return catalog.with_plan(plan), plan
 
 
-def _add_addon(
-    catalog: Catalog, object_id: str, doc: Mapping[str, Any]
-) -> tuple[Catalog, dict[str, Any]]:
+def _add_addon(catalog: Catalog, object_id: str, doc: Mapping[str, Any]) -> tuple[Catalog, Any]:
     addon = documents.addon_from_document(object_id, doc, catalog)
-    return catalog.with_addon(addon), documents.addon_to_document(addon)
+    return catalog.with_addon(addon), addon
 
 
 _RULES = {
     CatalogKind.FEATURE: _KindRules(
-        "feature", lambda c: c.features, _add_feature, documents.feature_to_document
+        "feature",
+        lambda c: c.features,
+        _add_feature,
+        documents.feature_to_document,
+        catalog_views.feature_view,
     ),
     CatalogKind.CURRENCY: _KindRules(
-        "currency", lambda c: c.currencies, _add_currency, documents.currency_to_document
+        "currency",
+        lambda c: c.currencies,
+        _add_currency,
+        documents.currency_to_document,
+        catalog_views.currency_view,
     ),
     CatalogKind.PRODUCT: _KindRules(
-        "product", lambda c: c.products, _add_product, documents.product_to_document
+        "product",
+        lambda c: c.products,
+        _add_product,
+        documents.product_to_document,
+        catalog_views.product_view,
     ),
-    CatalogKind.PLAN: _KindRules("plan", lambda c: c.plans, _add_plan, documents.plan_to_document),
+    CatalogKind.PLAN: _KindRules(
+        "plan", lambda c: c.plans, _add_plan, documents.plan_to_document, catalog_views.plan_view
+    ),
     CatalogKind.ADDON: _KindRules(
-        "add-on", lambda c: c.addons, _add_addon, documents.addon_to_document
+        "add-on",
+        lambda c: c.addons,
+        _add_addon,
+        documents.addon_to_document,
+        catalog_views.addon_view,
     ),
 }
 
@@ -101,29 +112,30 @@ class CatalogService:
 
     async def put(
         self, kind: CatalogKind, object_id: str, document: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        """Create or replace one object; returns its document and whether it was created."""
+    ) -> tuple[CatalogView, bool]:
+        """Create or replace one object; returns it and whether it was created."""
         require_client_id(object_id, f"{kind.value} id")
         rules = _RULES[kind]
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
-            catalog, stored = rules.add(runtime.catalog_in(uow), object_id, document)
+        def job(uow: UnitOfWork) -> tuple[CatalogView, bool]:
+            catalog, added = rules.add(runtime.catalog_in(uow), object_id, document)
+            stored = rules.to_document(added)
             now = runtime.clock.now()
             created = uow.catalog.save_object(kind.value, object_id, _encode(stored), now)
             runtime.stage_catalog(uow, catalog, CatalogChanged(kind.value, object_id, stored))
-            return {"id": object_id, **stored}, created
+            return rules.to_view(added), created
 
         return await runtime.run(job)
 
-    def get(self, kind: CatalogKind, object_id: str) -> dict[str, Any]:
+    def get(self, kind: CatalogKind, object_id: str) -> CatalogView:
         rules = _RULES[kind]
         found = rules.objects(self._runtime.catalog.current).get(object_id)
         if found is None:
             raise NotFound(f"no {rules.label} {object_id!r}.", {"id": object_id})
-        return {"id": object_id, **rules.to_document(found)}
+        return rules.to_view(found)
 
-    def list(self, kind: CatalogKind, after: str | None, limit: int) -> Page[dict[str, Any]]:
+    def list(self, kind: CatalogKind, after: str | None, limit: int) -> Page[CatalogView]:
         """Objects in creation order; the cursor is the id of the last one returned."""
         rules = _RULES[kind]
         objects = rules.objects(self._runtime.catalog.current)
@@ -133,5 +145,5 @@ class CatalogService:
         start = ids.index(after) + 1 if after is not None else 0
         chosen = ids[start : start + limit]
         more = start + limit < len(ids)
-        items = [{"id": i, **rules.to_document(objects[i])} for i in chosen]
+        items = [rules.to_view(objects[i]) for i in chosen]
         return Page(items=items, next_cursor=chosen[-1] if more and chosen else None)

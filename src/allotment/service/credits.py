@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 
@@ -36,9 +36,17 @@ from allotment.domain.periods import period_boundary, period_index
 from allotment.domain.quantities import Micros, to_json_number
 from allotment.domain.reservations import reserved_credits
 from allotment.domain.resolution import DenialReason
-from allotment.domain.timefmt import format_instant, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service import idempotency
 from allotment.service.budgets import standings_in_job
+from allotment.service.credit_views import (
+    GrantView,
+    LedgerEntryView,
+    PoolBalance,
+    Revenue,
+    grant_view,
+    ledger_entry_view,
+)
 from allotment.service.outcomes import (
     DEBIT_RECORD,
     GRANT_RECORD,
@@ -122,18 +130,18 @@ class CreditService:
             )
             pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
             self.save(uow, customer, currency, pool, now)
-            document = grant_document(pool.grants[grant.id], now)
-            return GrantOutcome(**document, replayed=False)
+            view = grant_view(pool.grants[grant.id], now)
+            return GrantOutcome(**msgspec.structs.asdict(view), replayed=False)
 
         key = request.idempotency_key
         return await runtime.run(
             lambda uow: self._once(uow, customer, route, key, payload, answer, GRANT_RECORD)
         )
 
-    async def void(self, customer: str, currency: str, grant_id: str) -> dict[str, Any]:
+    async def void(self, customer: str, currency: str, grant_id: str) -> GrantView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> GrantView:
             now = runtime.clock.now()
             pool = self.settled_pool(uow, customer, currency, now)
             grant = pool.grants.get(grant_id) or uow.ledger.all_grants(customer, currency).get(
@@ -146,7 +154,7 @@ class CreditService:
                 raise Conflict(f"grant {grant_id} is {status}.", {"grant": grant_id})
             pool.void(grant_id, now)
             self.save(uow, customer, currency, pool, now)
-            return grant_document(pool.grants[grant_id], now)
+            return grant_view(pool.grants[grant_id], now)
 
         return await runtime.run(job)
 
@@ -234,47 +242,46 @@ class CreditService:
 
     # ------------------------------------------------------------------ reads
 
-    async def balance(self, customer: str, currency: str) -> dict[str, Any]:
+    async def balance(self, customer: str, currency: str) -> PoolBalance:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> PoolBalance:
             now = runtime.clock.now()
             pool = self.settled_pool(uow, customer, currency, now)
             self.save(uow, customer, currency, pool, now)
             limit = self.overdraft_limit(uow, customer, currency, now)
             reserved = reserved_credits(runtime.live_holds(uow, customer, now), currency, now)
-            return {
-                "balance": to_json_number(pool.balance),
-                "reserved": to_json_number(reserved),
-                "available": to_json_number(pool.available(reserved)),
-                "overdraft": to_json_number(pool.overdraft),
-                "overdraft_limit": None if limit is None else to_json_number(limit),
-                "grants": [
-                    grant_document(g, now)
-                    for g in uow.ledger.all_grants(customer, currency).values()
+            return PoolBalance(
+                balance=to_json_number(pool.balance),
+                reserved=to_json_number(reserved),
+                available=to_json_number(pool.available(reserved)),
+                overdraft=to_json_number(pool.overdraft),
+                overdraft_limit=None if limit is None else to_json_number(limit),
+                grants=[
+                    grant_view(g, now) for g in uow.ledger.all_grants(customer, currency).values()
                 ],
-            }
+            )
 
         return await runtime.run(job)
 
     async def ledger(
         self, customer: str, currency: str, after: str | None, limit: int
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[LedgerEntryView]:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> Page[dict[str, Any]]:
+        def job(uow: UnitOfWork) -> Page[LedgerEntryView]:
             now = runtime.clock.now()
             pool = self.settled_pool(uow, customer, currency, now)
             self.save(uow, customer, currency, pool, now)
             page = uow.ledger.list_entries(customer, currency, after, limit)
-            return Page([ledger_document(r) for r in page.items], page.next_cursor)
+            return Page([ledger_entry_view(r) for r in page.items], page.next_cursor)
 
         return await runtime.run(job)
 
-    async def revenue(self, customer: str, currency: str) -> dict[str, Any]:
+    async def revenue(self, customer: str, currency: str) -> Revenue:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> Revenue:
             now = runtime.clock.now()
             pool = self.settled_pool(uow, customer, currency, now)
             self.save(uow, customer, currency, pool, now)
@@ -283,11 +290,11 @@ class CreditService:
                 for r in all_entries(uow, customer, currency)
             ]
             figures = revenue(uow.ledger.all_grants(customer, currency), replay(entries))
-            return {
-                "deferred": figures.deferred,
-                "recognized": figures.recognized,
-                "breakage": figures.breakage,
-            }
+            return Revenue(
+                deferred=figures.deferred,
+                recognized=figures.recognized,
+                breakage=figures.breakage,
+            )
 
         return await runtime.run(job)
 
@@ -497,40 +504,3 @@ def _currency(catalog: Catalog, currency_id: str) -> Currency:
     if currency is None:
         raise NotFound(f"no currency {currency_id!r}.", {"currency": currency_id})
     return currency
-
-
-def _instant(instant: datetime | None) -> str | None:
-    return None if instant is None else format_instant(instant)
-
-
-def grant_document(grant: Grant, now: datetime) -> dict[str, Any]:
-    return {
-        "id": grant.id,
-        "amount": to_json_number(grant.amount),
-        "remaining": to_json_number(grant.remaining),
-        "category": grant.category.value,
-        "cost_basis": to_json_number(grant.cost_basis),
-        "priority": grant.priority,
-        "effective_at": format_instant(grant.effective_at),
-        "expires_at": _instant(grant.expires_at),
-        "status": grant.status(now).value,
-        "reason": grant.reason,
-        "created_at": format_instant(grant.created_at),
-        "voided_at": _instant(grant.voided_at),
-    }
-
-
-def ledger_document(record: LedgerRecord) -> dict[str, Any]:
-    entry = record.entry
-    return {
-        "id": record.id,
-        "seq": record.seq,
-        "type": entry.type.value,
-        "grant": entry.grant,
-        "amount": to_json_number(entry.amount),
-        "balance_after": to_json_number(entry.balance_after),
-        "idempotency_key": entry.idempotency_key,
-        "entity": entry.entity,
-        "feature": entry.feature,
-        "at": format_instant(entry.at),
-    }

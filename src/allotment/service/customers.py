@@ -7,16 +7,27 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from allotment.domain.catalog import Catalog, Plan, parse_trial_days, spec_to_document
+from allotment.domain.catalog import Catalog, Plan, parse_trial_days
 from allotment.domain.customers import Customer
 from allotment.domain.documents import spec_from_document
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
 from allotment.domain.holdings import AddonQuantity, Override, Promotion, Subscription
 from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
-from allotment.domain.periods import period_containing
 from allotment.domain.quantities import MAX_ABS_MICROS
-from allotment.domain.timefmt import format_instant, whole_second
+from allotment.domain.timefmt import whole_second
+from allotment.service.customer_views import (
+    CustomerView,
+    DeletedOverride,
+    OverrideView,
+    PromotionView,
+    SubscriptionView,
+    customer_view,
+    deleted_override,
+    override_view,
+    promotion_view,
+    subscription_view,
+)
 from allotment.service.ports import Page, UnitOfWork
 from allotment.service.runtime import Runtime
 
@@ -47,11 +58,11 @@ class CustomerService:
         name: str | None,
         metadata: Mapping[str, Any] | None,
         billing_id: str | None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[CustomerView, bool]:
         require_client_id(customer_id, "customer id")
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+        def job(uow: UnitOfWork) -> tuple[CustomerView, bool]:
             now = runtime.clock.now()
             existing = uow.customers.get(customer_id)
             if existing is not None and existing.is_archived:
@@ -66,37 +77,37 @@ class CustomerService:
             )
             uow.customers.save(customer)
             runtime.customer_changed(uow, customer_id)
-            return customer_document(customer), existing is None
+            return customer_view(customer), existing is None
 
         return await runtime.run(job)
 
-    async def get_customer(self, customer_id: str) -> dict[str, Any]:
+    async def get_customer(self, customer_id: str) -> CustomerView:
         customer = await self._runtime.run(lambda uow: _existing_customer(uow, customer_id))
-        return customer_document(customer)
+        return customer_view(customer)
 
-    async def archive_customer(self, customer_id: str) -> dict[str, Any]:
+    async def archive_customer(self, customer_id: str) -> CustomerView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> CustomerView:
             customer = _existing_customer(uow, customer_id)
             if not customer.is_archived:
                 customer = replace(customer, archived_at=runtime.clock.now())
                 uow.customers.save(customer)
                 runtime.customer_changed(uow, customer_id)
-            return customer_document(customer)
+            return customer_view(customer)
 
         return await runtime.run(job)
 
-    async def list_customers(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
+    async def list_customers(self, after: str | None, limit: int) -> Page[CustomerView]:
         page = await self._runtime.run(lambda s: s.customers.list(after, limit))
-        return Page([customer_document(c) for c in page.items], page.next_cursor)
+        return Page([customer_view(c) for c in page.items], page.next_cursor)
 
     # ------------------------------------------------------------------ subscriptions
 
-    async def subscribe(self, customer_id: str, request: SubscriptionRequest) -> dict[str, Any]:
+    async def subscribe(self, customer_id: str, request: SubscriptionRequest) -> SubscriptionView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> SubscriptionView:
             _active_customer(uow, customer_id)
             catalog = runtime.catalog_in(uow)
             plan = catalog.plans.get(request.plan)
@@ -160,20 +171,20 @@ class CustomerService:
             )
             uow.holdings.save_subscription(subscription)
             runtime.customer_changed(uow, customer_id)
-            return subscription_document(subscription, catalog, now)
+            return subscription_view(subscription, catalog, now)
 
         return await runtime.run(job)
 
     async def list_subscriptions(
         self, customer_id: str, after: str | None, limit: int
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[SubscriptionView]:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> Page[dict[str, Any]]:
+        def job(uow: UnitOfWork) -> Page[SubscriptionView]:
             _existing_customer(uow, customer_id)
             page = uow.holdings.list_subscriptions(customer_id, after, limit)
             now, catalog = runtime.clock.now(), runtime.catalog_in(uow)
-            items = [subscription_document(s, catalog, now) for s in page.items]
+            items = [subscription_view(s, catalog, now) for s in page.items]
             return Page(items, page.next_cursor)
 
         return await runtime.run(job)
@@ -185,10 +196,10 @@ class CustomerService:
         *,
         addons: Sequence[tuple[str, int]] | None = None,
         ends_at: datetime | None = _UNCHANGED,
-    ) -> dict[str, Any]:
+    ) -> SubscriptionView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> SubscriptionView:
             _active_customer(uow, customer_id)
             subscription = _existing_subscription(uow, customer_id, subscription_id)
             now, catalog = runtime.clock.now(), runtime.catalog_in(uow)
@@ -203,14 +214,14 @@ class CustomerService:
                 changed = replace(changed, ends_at=ends_at)
             uow.holdings.save_subscription(changed)
             runtime.customer_changed(uow, customer_id)
-            return subscription_document(changed, catalog, now)
+            return subscription_view(changed, catalog, now)
 
         return await runtime.run(job)
 
-    async def cancel_subscription(self, customer_id: str, subscription_id: str) -> dict[str, Any]:
+    async def cancel_subscription(self, customer_id: str, subscription_id: str) -> SubscriptionView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> SubscriptionView:
             _existing_customer(uow, customer_id)
             subscription = _existing_subscription(uow, customer_id, subscription_id)
             now, catalog = runtime.clock.now(), runtime.catalog_in(uow)
@@ -219,7 +230,7 @@ class CustomerService:
             canceled = replace(subscription, canceled_at=now)
             uow.holdings.save_subscription(canceled)
             runtime.customer_changed(uow, customer_id)
-            return subscription_document(canceled, catalog, now)
+            return subscription_view(canceled, catalog, now)
 
         return await runtime.run(job)
 
@@ -234,10 +245,10 @@ class CustomerService:
         starts_at: datetime | None,
         ends_at: datetime | None,
         reason: str | None,
-    ) -> dict[str, Any]:
+    ) -> PromotionView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> PromotionView:
             _active_customer(uow, customer_id)
             catalog = runtime.catalog_in(uow)
             feature = catalog.feature_for(feature_id, "feature")
@@ -258,14 +269,14 @@ class CustomerService:
             )
             uow.holdings.save_promotion(promotion)
             runtime.customer_changed(uow, customer_id)
-            return promotion_document(promotion, now)
+            return promotion_view(promotion, now)
 
         return await runtime.run(job)
 
-    async def revoke_promotion(self, customer_id: str, promotion_id: str) -> dict[str, Any]:
+    async def revoke_promotion(self, customer_id: str, promotion_id: str) -> PromotionView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> PromotionView:
             _existing_customer(uow, customer_id)
             promotion = uow.holdings.get_promotion(
                 customer_id, promotion_id, runtime.catalog_in(uow)
@@ -278,7 +289,7 @@ class CustomerService:
             revoked = replace(promotion, revoked_at=now)
             uow.holdings.save_promotion(revoked)
             runtime.customer_changed(uow, customer_id)
-            return promotion_document(revoked, now)
+            return promotion_view(revoked, now)
 
         return await runtime.run(job)
 
@@ -286,10 +297,10 @@ class CustomerService:
 
     async def put_override(
         self, customer_id: str, feature_id: str, spec_fields: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[OverrideView, bool]:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+        def job(uow: UnitOfWork) -> tuple[OverrideView, bool]:
             _active_customer(uow, customer_id)
             catalog = runtime.catalog_in(uow)
             feature = catalog.features.get(feature_id)
@@ -303,21 +314,21 @@ class CustomerService:
             override = Override(customer_id, feature_id, spec, created_at, now)
             uow.holdings.save_override(override)
             runtime.customer_changed(uow, customer_id)
-            return override_document(override), existing is None
+            return override_view(override), existing is None
 
         return await runtime.run(job)
 
-    async def delete_override(self, customer_id: str, feature_id: str) -> dict[str, Any]:
+    async def delete_override(self, customer_id: str, feature_id: str) -> DeletedOverride:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> DeletedOverride:
             _existing_customer(uow, customer_id)
             catalog = runtime.catalog_in(uow)
             existing = uow.holdings.load(customer_id, catalog).overrides.get(feature_id)
             if existing is None or not uow.holdings.delete_override(customer_id, feature_id):
                 raise NotFound(f"customer {customer_id!r} has no override for {feature_id!r}.")
             runtime.customer_changed(uow, customer_id)
-            return {**override_document(existing), "deleted": True}
+            return deleted_override(existing)
 
         return await runtime.run(job)
 
@@ -383,80 +394,3 @@ def _addon_holdings(
 def _check_ends_after_start(ends_at: datetime | None, starts_at: datetime) -> None:
     if ends_at is not None and ends_at <= starts_at:
         raise InvalidRequest("ends_at must be after starts_at.", {"field": "ends_at"})
-
-
-def _instant(instant: datetime | None) -> str | None:
-    return None if instant is None else format_instant(instant)
-
-
-def customer_document(customer: Customer) -> dict[str, Any]:
-    return {
-        "id": customer.id,
-        "name": customer.name,
-        "metadata": dict(customer.metadata),
-        "billing_id": customer.billing_id,
-        "status": "archived" if customer.is_archived else "active",
-        "created_at": _instant(customer.created_at),
-        "updated_at": _instant(customer.updated_at),
-        "archived_at": _instant(customer.archived_at),
-    }
-
-
-def subscription_document(
-    subscription: Subscription, catalog: Catalog, now: datetime
-) -> dict[str, Any]:
-    plan = catalog.plans[subscription.plan]
-    end = subscription.end
-    at = max(
-        subscription.starts_at, now if end is None else min(now, end - timedelta(microseconds=1))
-    )
-    period = period_containing(subscription.anchor_at, plan.billing_period, at)
-    return {
-        "id": subscription.id,
-        "customer": subscription.customer,
-        "product": subscription.product,
-        "plan": subscription.plan,
-        "addons": [{"id": a.id, "quantity": a.quantity} for a in subscription.addons],
-        "status": subscription.status(now).value,
-        "trial": subscription.is_trial,
-        "starts_at": _instant(subscription.starts_at),
-        "trial_ends_at": _instant(subscription.trial_ends_at),
-        "ends_at": _instant(end),
-        "canceled_at": _instant(subscription.canceled_at),
-        "current_period_start": _instant(period.start),
-        "current_period_end": _instant(period.end),
-        "created_at": _instant(subscription.created_at),
-    }
-
-
-def promotion_document(promotion: Promotion, now: datetime) -> dict[str, Any]:
-    if promotion.revoked_at is not None:
-        status = "revoked"
-    elif promotion.starts_at > now:
-        status = "scheduled"
-    elif promotion.ends_at is not None and promotion.ends_at <= now:
-        status = "expired"
-    else:
-        status = "active"
-    return {
-        "id": promotion.id,
-        "customer": promotion.customer,
-        "feature": promotion.feature,
-        **spec_to_document(promotion.spec),
-        "starts_at": _instant(promotion.starts_at),
-        "ends_at": _instant(promotion.ends_at),
-        "reason": promotion.reason,
-        "status": status,
-        "revoked_at": _instant(promotion.revoked_at),
-        "created_at": _instant(promotion.created_at),
-    }
-
-
-def override_document(override: Override) -> dict[str, Any]:
-    return {
-        "customer": override.customer,
-        "feature": override.feature,
-        **spec_to_document(override.spec),
-        "created_at": _instant(override.created_at),
-        "updated_at": _instant(override.updated_at),
-    }

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from allotment.domain.entities import Entity, check_placement, check_removable, children_of
+from allotment.domain.entities import Entity, check_placement, check_removable
 from allotment.domain.errors import Conflict, NotFound
 from allotment.domain.ids import require_client_id
-from allotment.domain.timefmt import format_instant
 from allotment.service.answers import BudgetFigures
-from allotment.service.budgets import budget_document, standings_in_job
+from allotment.service.budgets import standings_in_job
+from allotment.service.entity_views import (
+    DeletedEntity,
+    EntityView,
+    deleted_entity,
+    entity_view,
+)
 from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import BudgetSlot
@@ -28,11 +30,11 @@ class EntityService:
         parent: str | None,
         kind: str | None,
         name: str | None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[EntityView, bool]:
         require_client_id(entity_id, "entity id")
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+        def job(uow: UnitOfWork) -> tuple[EntityView, bool]:
             customer = uow.customers.get(customer_id)
             if customer is None:
                 raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
@@ -47,30 +49,30 @@ class EntityService:
             runtime.customer_changed(uow, customer_id)
             entities[entity_id] = entity
             budgets = _budgets(runtime, uow, customer_id, entity_id)
-            return entity_document(entities, entity, budgets), existing is None
+            return entity_view(entities, entity, budgets), existing is None
 
         return await runtime.run(job)
 
-    async def get(self, customer_id: str, entity_id: str) -> dict[str, Any]:
+    async def get(self, customer_id: str, entity_id: str) -> EntityView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> EntityView:
             entities, entity = _existing(uow, customer_id, entity_id)
             budgets = _budgets(runtime, uow, customer_id, entity_id)
-            return entity_document(entities, entity, budgets)
+            return entity_view(entities, entity, budgets)
 
         return await runtime.run(job)
 
-    async def delete(self, customer_id: str, entity_id: str) -> dict[str, Any]:
+    async def delete(self, customer_id: str, entity_id: str) -> DeletedEntity:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> DeletedEntity:
             entities, entity = _existing(uow, customer_id, entity_id)
             check_removable(entities, entity_id)
             budgets = _budgets(runtime, uow, customer_id, entity_id)
             uow.entities.delete(customer_id, entity_id)
             runtime.customer_changed(uow, customer_id)
-            return {**entity_document(entities, entity, budgets), "deleted": True}
+            return deleted_entity(entities, entity, budgets)
 
         return await runtime.run(job)
 
@@ -96,17 +98,3 @@ def _budgets(
     now = runtime.clock.now()
     holds = runtime.live_holds(uow, customer_id, now)
     return standings_in_job(uow, customer_id, [BudgetSlot(b) for b in own], holds, now)
-
-
-def entity_document(
-    entities: dict[str, Entity], entity: Entity, budgets: Sequence[BudgetFigures]
-) -> dict[str, Any]:
-    return {
-        "id": entity.id,
-        "parent": entity.parent,
-        "kind": entity.kind,
-        "name": entity.name,
-        "children": children_of(entities, entity.id),
-        "budgets": [budget_document(figures) for figures in budgets],
-        "created_at": format_instant(entity.created_at),
-    }

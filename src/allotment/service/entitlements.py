@@ -22,6 +22,7 @@ from allotment.service.answers import (
     BudgetFigures,
     CheckAnswer,
     CreditFigures,
+    Entitlements,
     PeriodView,
     answer_for,
     denied,
@@ -127,11 +128,11 @@ class EntitlementService:
         assert isinstance(answer, CheckAnswer)
         return answer
 
-    async def entitlements(self, customer_id: str, entity: str | None) -> list[CheckAnswer]:
+    async def entitlements(self, customer_id: str, entity: str | None) -> Entitlements:
         """A check result for every feature some source grants the customer."""
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> list[CheckAnswer]:
+        def job(uow: UnitOfWork) -> Entitlements:
             snapshot = runtime.snapshot_in(uow, customer_id)
             if snapshot is None:
                 raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
@@ -153,7 +154,7 @@ class EntitlementService:
                 )
                 assert isinstance(answer, CheckAnswer)
                 answers.append(answer)
-            return answers
+            return Entitlements(customer_id, answers)
 
         return await runtime.run(job)
 

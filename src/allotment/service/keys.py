@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any
 
 from allotment.domain.changes import ApiKeyChanged
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
-from allotment.domain.timefmt import format_instant
+from allotment.service.key_views import ApiKeyView, CreatedApiKey, created_key, key_view
 from allotment.service.ports import Page, UnitOfWork
 from allotment.service.projector import KeyFound
 from allotment.service.runtime import Runtime
@@ -89,7 +88,7 @@ class KeyService:
 
         return await self._runtime.run(job)
 
-    async def create(self, name: str, scope: Scope, customer: str | None) -> dict[str, Any]:
+    async def create(self, name: str, scope: Scope, customer: str | None) -> CreatedApiKey:
         if not 0 < len(name) <= MAX_NAME_LENGTH:
             raise InvalidRequest(f"name must hold 1 to {MAX_NAME_LENGTH} characters.")
         if scope is Scope.CLIENT and customer is None:
@@ -117,9 +116,9 @@ class KeyService:
             return key
 
         key = await runtime.run(job)
-        return {**key_document(key), "key": secret}
+        return created_key(key, secret)
 
-    async def revoke(self, key_id: str) -> dict[str, Any]:
+    async def revoke(self, key_id: str) -> ApiKeyView:
         runtime = self._runtime
 
         def job(uow: UnitOfWork) -> ApiKey:
@@ -132,23 +131,12 @@ class KeyService:
                 uow.record(ApiKeyChanged(key))
             return key
 
-        return key_document(await runtime.run(job))
+        return key_view(await runtime.run(job))
 
-    async def list(self, after: str | None, limit: int) -> Page[dict[str, Any]]:
+    async def list(self, after: str | None, limit: int) -> Page[ApiKeyView]:
         page = await self._runtime.run(lambda s: s.keys.list(after, limit))
-        return Page([key_document(key) for key in page.items], page.next_cursor)
+        return Page([key_view(key) for key in page.items], page.next_cursor)
 
 
 def _revoked(key: ApiKey, at: datetime) -> ApiKey:
     return ApiKey(key.id, key.name, key.scope, key.customer, key.key_hash, key.created_at, at)
-
-
-def key_document(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "scope": key.scope.value,
-        "customer": key.customer,
-        "created_at": format_instant(key.created_at),
-        "revoked_at": None if key.revoked_at is None else format_instant(key.revoked_at),
-    }

@@ -1,23 +1,30 @@
 """What the request path's writes answer, as typed values.
 
-Services return these; the API encodes them (``api/presenters.py``) and nothing else does. Each
-is a msgspec struct in the contract's shape, with quantities as exact numbers and instants as
-text, so the SDK, the sidecar and the API description can share them. An idempotent write keeps
-its first outcome (``service/idempotency.py``) and answers every replay with it, typed again,
-marked ``replayed``.
+Services return these (and the other services their own typed answers: ``catalog_views.py``,
+``customer_views.py``, ``entity_views.py``, ``credit_views.py``, ``key_views.py``); the API
+encodes them (``api/presenters.py``, ``api/http.py``) and nothing else does. Each is a msgspec
+struct in the contract's shape, with quantities as exact numbers and instants as text, so the
+SDK, the sidecar and the API description can share them. An idempotent write keeps its first
+outcome (``service/idempotency.py``) and answers every replay with it, typed again, marked
+``replayed``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Generic, TypeVar
 
 import msgspec
 
+from allotment.domain.quantities import to_json_number
+from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.resolution import DenialReason
-from allotment.service.answers import CheckAnswer, Number
+from allotment.domain.timefmt import format_instant
+from allotment.service.answers import CheckAnswer, Number, Quantity
+from allotment.service.credit_views import GrantView
 
 Outcome = TypeVar("Outcome")
 
@@ -25,7 +32,10 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 class UsageOutcome(msgspec.Struct, frozen=True):
-    """``POST /v1/usage``: whether the report was recorded, and the check result after it."""
+    """``POST /v1/usage``: whether the report was recorded, and the check result after it.
+
+    The contract's answer is flat (``recorded`` and ``replayed``, then the check result's
+    fields): see :func:`flat_usage_json`."""
 
     recorded: bool
     replayed: bool
@@ -33,19 +43,27 @@ class UsageOutcome(msgspec.Struct, frozen=True):
 
 
 class DebitEntry(msgspec.Struct, frozen=True):
+    """A ledger entry a debit wrote: ``amount`` is negative; ``grant`` null for overdraft."""
+
     grant: str | None
-    amount: Number
+    amount: Quantity
 
 
 class DebitOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/customers/{id}/credits/{currency}/debits``: whether the debit was applied (or
+    the reason it was refused), the pool's balance after it and the entries it wrote."""
+
     applied: bool
     replayed: bool
     access_denied_reason: DenialReason | None
-    balance: Number
+    balance: Quantity
     entries: list[DebitEntry]
 
 
 class ReservationOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/reservations``: whether the reservation was granted (or the reason it was
+    refused); a refused one has a null ``id`` and ``expires_at``."""
+
     id: str | None
     granted: bool
     replayed: bool
@@ -54,23 +72,59 @@ class ReservationOutcome(msgspec.Struct, frozen=True, kw_only=True):
     customer: str
     feature: str
     entity: str | None
-    amount: Number
+    amount: Quantity
 
 
-class GrantOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    amount: Number
-    remaining: Number
-    category: str
-    cost_basis: Number
-    priority: int
-    effective_at: str
-    expires_at: str | None
-    status: str
-    reason: str | None
-    created_at: str
-    voided_at: str | None
+class GrantOutcome(GrantView, frozen=True, kw_only=True):
+    """``POST /v1/customers/{id}/credits/{currency}/grants`` (201): the grant, and whether this
+    answer replays the first one for its ``idempotency_key``."""
+
     replayed: bool
+
+
+class HeldCredits(msgspec.Struct, frozen=True):
+    """The credits a reservation of a credit-priced feature holds in ``currency``."""
+
+    currency: str
+    held: Quantity
+
+
+class ReservationView(msgspec.Struct, frozen=True, kw_only=True):
+    """``POST /v1/reservations/{id}/commit`` and ``POST /v1/reservations/{id}/release``: the
+    reservation once ended. ``committed_amount`` is null unless committed; ``credits`` null for
+    a feature not priced in credits."""
+
+    id: str
+    customer: str
+    feature: str
+    entity: str | None
+    amount: Quantity
+    status: ReservationStatus
+    committed_amount: Number
+    credits: HeldCredits | None
+    created_at: str
+    expires_at: str
+    ended_at: str | None
+
+
+def reservation_view(reservation: Reservation, now: datetime) -> ReservationView:
+    committed = reservation.committed_amount
+    currency = reservation.currency
+    return ReservationView(
+        id=reservation.id,
+        customer=reservation.customer,
+        feature=reservation.feature,
+        entity=reservation.entity,
+        amount=to_json_number(reservation.amount),
+        status=reservation.status(now),
+        committed_amount=None if committed is None else to_json_number(committed),
+        credits=None
+        if currency is None
+        else HeldCredits(currency, to_json_number(reservation.credits)),
+        created_at=format_instant(reservation.created_at),
+        expires_at=format_instant(reservation.expires_at),
+        ended_at=None if reservation.ended_at is None else format_instant(reservation.ended_at),
+    )
 
 
 @dataclass(frozen=True, slots=True)

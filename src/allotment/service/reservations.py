@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from allotment.domain.budgets import NO_PATH, EntityPath
 from allotment.domain.catalog import MeteredSpec
@@ -35,7 +34,12 @@ from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
-from allotment.service.outcomes import RESERVATION_RECORD, ReservationOutcome
+from allotment.service.outcomes import (
+    RESERVATION_RECORD,
+    ReservationOutcome,
+    ReservationView,
+    reservation_view,
+)
 from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 
@@ -101,10 +105,10 @@ class ReservationService:
 
         return await runtime.run(job)
 
-    async def commit(self, reservation_id: str, amount: Micros) -> dict[str, Any]:
+    async def commit(self, reservation_id: str, amount: Micros) -> ReservationView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> ReservationView:
             now = runtime.clock.now()
             held = self._live(uow, reservation_id, now)
             uow.hold_usage(held.customer)
@@ -116,14 +120,14 @@ class ReservationService:
             runtime.reservations_changed(uow, held.customer)
             self._record(uow, ended, amount, now)
             uow.record(HoldEnded(held.customer, held.id))
-            return reservation_document(ended, now)
+            return reservation_view(ended, now)
 
         return await runtime.run(job)
 
-    async def release(self, reservation_id: str) -> dict[str, Any]:
+    async def release(self, reservation_id: str) -> ReservationView:
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> dict[str, Any]:
+        def job(uow: UnitOfWork) -> ReservationView:
             now = runtime.clock.now()
             held = self._live(uow, reservation_id, now)
             uow.hold_usage(held.customer)
@@ -131,7 +135,7 @@ class ReservationService:
             uow.reservations.save(ended)
             runtime.reservations_changed(uow, held.customer)
             uow.record(HoldEnded(held.customer, held.id))
-            return reservation_document(ended, now)
+            return reservation_view(ended, now)
 
         return await runtime.run(job)
 
@@ -240,22 +244,3 @@ class ReservationService:
         order = catalog.currencies[ended.currency].burn_order
         pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature, path))
         self._credits.save(uow, ended.customer, ended.currency, pool, now)
-
-
-def reservation_document(reservation: Reservation, now: datetime) -> dict[str, Any]:
-    committed = reservation.committed_amount
-    return {
-        "id": reservation.id,
-        "customer": reservation.customer,
-        "feature": reservation.feature,
-        "entity": reservation.entity,
-        "amount": to_json_number(reservation.amount),
-        "status": reservation.status(now).value,
-        "committed_amount": None if committed is None else to_json_number(committed),
-        "credits": None
-        if reservation.currency is None
-        else {"currency": reservation.currency, "held": to_json_number(reservation.credits)},
-        "created_at": format_instant(reservation.created_at),
-        "expires_at": format_instant(reservation.expires_at),
-        "ended_at": None if reservation.ended_at is None else format_instant(reservation.ended_at),
-    }

@@ -18,7 +18,6 @@ from allotment.api.http import (
 )
 from allotment.api.services import Services
 from allotment.domain.ids import require_client_id
-from allotment.service.answers import answer_document
 
 
 @route(Access.CLIENT, customer_param="customer")
@@ -27,10 +26,7 @@ async def list_entitlements(request: Request, services: Services) -> Response:
     entity = request.query_params.get("entity") or None
     if entity is not None:
         require_client_id(entity, "entity")
-    answers = await services.entitlements.entitlements(customer_id, entity)
-    return json_response(
-        {"customer": customer_id, "entitlements": [answer_document(a) for a in answers]}
-    )
+    return json_response(await services.entitlements.entitlements(customer_id, entity))
 
 
 routes = [
