@@ -968,9 +968,7 @@ def test_checks_answered_from_memory_follow_every_write(acme: Api) -> None:
 
 
 @pytest.mark.sqlite_file
-def test_a_backdated_report_is_decided_and_counted_in_the_window_of_its_timestamp(
-    acme: Api,
-) -> None:
+def test_a_backdated_report_is_counted_in_the_window_of_its_timestamp(acme: Api) -> None:
     created = put_budget(acme, "team-a", "ai-requests", 10, reset="day")
     anchor = instant(created["created_at"])
     first_day_end = text(anchor + timedelta(days=1))
@@ -980,26 +978,37 @@ def test_a_backdated_report_is_decided_and_counted_in_the_window_of_its_timestam
     assert acme.check("acme", "ai-requests", entity="agent-7")["access_denied_reason"] == (
         "budget_exceeded"
     )
-    # Dated in the first day, which has 6 left: it fits there, whatever today holds. The
+    # Enforced, a report dated in the first day (6 left there) would step around today's used-up
+    # window: refused. Reported as what already happened, it counts in the first day. The
     # answer shows the budget's current window, as it shows the customer's current period.
     second_day_end = text(anchor + timedelta(days=2))
     late = text(anchor + timedelta(hours=1))
-    fits = acme.usage(
-        "acme", "ai-requests", 5, "u3", entity="agent-7", enforce=True, timestamp=late
+    status, refused = acme.status(
+        "POST",
+        "/v1/usage",
+        {
+            "customer": "acme",
+            "feature": "ai-requests",
+            "entity": "agent-7",
+            "amount": 5,
+            "idempotency_key": "u3",
+            "enforce": True,
+            "timestamp": late,
+        },
     )
-    assert (fits["recorded"], fits["access_denied_reason"]) == (True, None)
-    assert [(b["usage"], b["usage_period_end"]) for b in fits["budgets"]] == [(10, second_day_end)]
-    over = acme.usage(
-        "acme", "ai-requests", 2, "u4", entity="agent-7", enforce=True, timestamp=late
-    )
-    assert (over["recorded"], over["access_denied_reason"]) == (False, "budget_exceeded")
+    assert (status, refused["error"]["details"]) == (400, {"field": "timestamp"})
+    counted = acme.usage("acme", "ai-requests", 5, "u4", entity="agent-7", timestamp=late)
+    assert counted["recorded"]
+    assert [(b["usage"], b["usage_period_end"]) for b in counted["budgets"]] == [
+        (10, second_day_end)
+    ]
     # The first day now holds 4 + 5 = 9 of its 10.
     first_day = sqlite3.connect(acme.database).execute(
         "SELECT used FROM budget_counters WHERE entity = 'team-a' AND period_end = ?",
         (int(anchor.timestamp() * 1_000_000) + DAY * 1_000_000,),
     )
     assert first_day.fetchall() == [(9_000_000,)]
-    # Today's window is untouched by either.
+    # Today's window is untouched.
     today = own_budget(acme, "team-a", "ai-requests")
     assert (today["usage"], today["usage_period_start"]) == (10, first_day_end)
     assert acme.check("acme", "ai-requests")["current_usage"] == 19
@@ -1095,3 +1104,30 @@ def test_a_timestamped_priced_report_answers_its_own_credits(acme: Api) -> None:
         for answer in (first, dated, check)
     ]
     assert team_credits == [[6], [12], [12]]
+
+
+def test_enforced_usage_dated_before_a_budgets_current_window_is_400(acme: Api) -> None:
+    """A daily budget used up today: a report dated yesterday, inside the plan's month, would
+    be decided in yesterday's emptier budget window."""
+    budget = {"limit": 5, "reset": "day", "enforcement": "hard"}
+    acme.put(f"{TREE}/team-a/budgets/ai-requests", budget, 201)
+    acme.advance(DAY + 60)
+    used = acme.usage("acme", "ai-requests", 5, "today", entity="agent-7", enforce=True)
+    assert used["recorded"]
+    now = datetime.fromisoformat(acme.now().replace("Z", "+00:00"))
+    yesterday = (now - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    body = {
+        "customer": "acme",
+        "feature": "ai-requests",
+        "entity": "agent-7",
+        "amount": 1,
+        "idempotency_key": "yesterday",
+        "enforce": True,
+        "timestamp": yesterday,
+    }
+    status, answer = acme.status("POST", "/v1/usage", body)
+    assert status == 400, answer
+    assert answer["error"]["details"] == {"field": "timestamp"}
+    late = acme.usage("acme", "ai-requests", 1, "late", entity="agent-7", timestamp=yesterday)
+    assert late["recorded"]
+    assert acme.check("acme", "ai-requests", entity="agent-7")["budgets"][0]["usage"] == 5

@@ -182,6 +182,41 @@ def test_bad_amounts_are_400_and_change_nothing(acme: Api, amount: object) -> No
 
 
 @pytest.mark.sqlite_file
+def test_enforced_usage_dated_before_the_current_window_is_400_and_records_nothing(
+    acme: Api,
+) -> None:
+    """Decided in an older, emptier window, it would pass a limit already used up now."""
+    assert acme.usage("acme", "ai-requests", 100, "fill", enforce=True)["recorded"]
+    check = acme.check("acme", "ai-requests")
+    started = datetime.fromisoformat(check["usage_period_start"].replace("Z", "+00:00"))
+    before_it = (started - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    for index, when in enumerate(["1970-01-01T00:00:00Z", "2000-06-01T12:00:00Z", before_it]):
+        status, body = acme.status(
+            "POST",
+            "/v1/usage",
+            {
+                "customer": "acme",
+                "feature": "ai-requests",
+                "amount": 1,
+                "idempotency_key": f"past-{index}",
+                "enforce": True,
+                "timestamp": when,
+            },
+        )
+        assert status == 400, body
+        assert body["error"]["details"] == {"field": "timestamp"}
+    assert len(events(acme)) == 1
+    # Dated inside the current window it is decided there, and refused by the limit.
+    inside = acme.usage(
+        "acme", "ai-requests", 1, "inside", enforce=True, timestamp=check["usage_period_start"]
+    )
+    assert (inside["recorded"], inside["access_denied_reason"]) == (False, "usage_limit_exceeded")
+    # Without enforce, past usage is the truth and is recorded where it happened.
+    late = acme.usage("acme", "ai-requests", 1, "late", timestamp="2000-06-01T12:00:00Z")
+    assert (late["recorded"], late["current_usage"]) == (True, 100)
+
+
+@pytest.mark.sqlite_file
 def test_usage_dated_past_the_clock_skew_is_400_and_cannot_step_around_a_limit(
     acme: Api,
 ) -> None:

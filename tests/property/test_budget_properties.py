@@ -514,6 +514,18 @@ def test_budget_usage_is_the_usage_of_the_subtree_in_the_window(
                 if step.back is not None:
                     body["timestamp"] = at.isoformat()
                 path = () if entity is None else path_of(parents, entity)
+                if step.enforce and step.back is not None:
+                    # Enforced, it may not be dated before the current window of the limit or
+                    # of a budget on its path: 400, nothing recorded.
+                    opened = [b.window(now).start for b in model.on_path(entity)] if entity else []
+                    opened.append(instant(client.check("calls")["usage_period_start"]))
+                    if at < max(opened):
+                        status, refusal = client.send(
+                            "POST", "/v1/usage", {"customer": CUSTOMER, **body}
+                        )
+                        assert status == 400, (step, refusal)
+                        assert refusal["error"]["details"] == {"field": "timestamp"}
+                        continue
                 # A positive amount enforced is refused when a hard budget on the path would
                 # pass its limit in the window the report is dated in.
                 passed = [
@@ -647,7 +659,12 @@ class Run:
                 body["entity"] = entity
             if step.back is not None:
                 body["timestamp"] = (client.now() - timedelta(seconds=step.back)).isoformat()
-            answer = client.usage(body)
+            status, answer = client.send("POST", "/v1/usage", {"customer": CUSTOMER, **body})
+            if status == 400 and step.enforce and step.back is not None:
+                # Dated before a current window it would be decided against: nothing recorded.
+                assert answer["error"]["details"] == {"field": "timestamp"}, answer
+                return
+            assert status == 200, (body, status, answer)
             if answer["recorded"]:
                 self.paths[key] = self.path_text(entity)
         elif isinstance(step, Debit):

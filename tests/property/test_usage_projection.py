@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from allotment.api.services import Services
 from allotment.config import Settings
+from allotment.domain.errors import InvalidRequest
 from allotment.domain.quantities import MICROS_PER_UNIT, to_json_number
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.catalog import CatalogKind
@@ -68,6 +69,11 @@ def test_counters_and_cache_equal_the_sum_of_events(services: Services, steps: l
     clock = services.test_clock
     assert clock is not None
 
+    async def opened() -> datetime:
+        current = await services.entitlements.check(customer, "calls", None, None)
+        assert current.usage_period_start is not None
+        return datetime.fromisoformat(current.usage_period_start)
+
     async def run() -> None:
         await services.customers.put_customer(customer, name=None, metadata=None, billing_id=None)
         await services.customers.subscribe(customer, SubscriptionRequest(plan="daily"))
@@ -79,17 +85,21 @@ def test_counters_and_cache_equal_the_sum_of_events(services: Services, steps: l
             else:
                 _, amount, enforce, behavior, back = step
                 timestamp = None if back is None else clock.now() - timedelta(seconds=back)
-                await services.usage.report(
-                    UsageReport(
-                        customer=customer,
-                        feature="calls",
-                        amount=amount * MICROS_PER_UNIT,
-                        idempotency_key=f"k{index}",
-                        enforce=enforce,
-                        behavior=behavior,
-                        timestamp=timestamp,
-                    )
+                report = UsageReport(
+                    customer=customer,
+                    feature="calls",
+                    amount=amount * MICROS_PER_UNIT,
+                    idempotency_key=f"k{index}",
+                    enforce=enforce,
+                    behavior=behavior,
+                    timestamp=timestamp,
                 )
+                if enforce and timestamp is not None and timestamp < await opened():
+                    # Enforced usage is decided in the current window only.
+                    with pytest.raises(InvalidRequest):
+                        await services.usage.report(report)
+                else:
+                    await services.usage.report(report)
         answer = await services.entitlements.check(customer, "calls", None, None)
         assert answer.usage_period_start is not None
         assert answer.usage_period_end is not None

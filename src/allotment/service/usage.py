@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from allotment.domain.budgets import NO_PATH, EntityPath, entity_path
+from allotment.domain.budgets import NO_PATH, BudgetKind, EntityPath, entity_path
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import PoolStanding, credit_cost, decide_consumption
@@ -20,7 +20,7 @@ from allotment.domain.periods import period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
-from allotment.domain.timefmt import to_epoch_micros
+from allotment.domain.timefmt import format_instant, to_epoch_micros
 from allotment.service.answers import (
     BudgetFigures,
     CheckAnswer,
@@ -137,6 +137,8 @@ class UsageService:
         spec = offer.spec
         assert isinstance(spec, MeteredSpec)
         current, _ = derived.current_window(feature_id, offer.anchor, spec.reset, now)
+        if report.enforce:
+            _require_current(timestamp, current.period.start)
         window = current.period
         if not window.contains(timestamp):
             window = period_containing(offer.anchor, spec.reset, timestamp)
@@ -154,6 +156,10 @@ class UsageService:
         if entity is not None:
             currency = price.currency if price is not None else None
             path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
+            if report.enforce:
+                for slot in on_path:
+                    if slot.budget.kind is BudgetKind.FEATURE:
+                        _require_current(timestamp, slot.window_at(now)[0].period.start)
             uow.hold_budgets(customer, path)
             budgets = standings_in_job(uow, customer, on_path, live, now, timestamp)
         pool = figures = None
@@ -235,3 +241,17 @@ class UsageService:
             entity_path=path,
         )
         record_usage(uow, event)
+
+
+def _require_current(timestamp: datetime, window_start: datetime) -> None:
+    """Refuse an enforced report dated before a window it is decided against began.
+
+    Enforcement gates consumption that happens now: decided in an older window, whose limit or
+    budget may still have room, a report would step around the current one."""
+    if timestamp < window_start:
+        raise InvalidRequest(
+            "an enforced report's timestamp may not precede the current window of the limit or"
+            f" budget it is decided against (which began {format_instant(window_start)});"
+            " report past usage with enforce: false.",
+            {"field": "timestamp"},
+        )
