@@ -105,6 +105,8 @@ def decode(body: bytes, schema: type[S]) -> S:
         return decoder.decode(body)  # type: ignore[no-any-return]
     except msgspec.MsgspecError as error:
         raise invalid_body(error) from error
+    except UnicodeDecodeError as error:  # msgspec lets bad UTF-8 in a string through as this
+        raise InvalidRequest("The request body is not valid UTF-8.") from error
     except RecursionError as error:
         raise InvalidRequest("The request body is nested too deeply.") from error
 

@@ -1,0 +1,98 @@
+"""Bodies built to break the decoder: bytes that are not UTF-8, numbers of thousands of digits,
+ids with a trailing newline. Each is a 400 in the contract's error shape that names the field,
+on every route that reads a body, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Api, define_catalog, new_customer
+
+MARK = "@@"
+
+# Every route that reads a body, with a body whose one string field holds MARK.
+BODY_ROUTES = [
+    ("POST", "/v1/check", {"customer": "acme", "feature": MARK}),
+    (
+        "POST",
+        "/v1/usage",
+        {"customer": "acme", "feature": MARK, "amount": 1, "idempotency_key": "k"},
+    ),
+    ("POST", "/v1/customers/acme/credits/cr/debits", {"amount": 1, "idempotency_key": MARK}),
+    ("PUT", "/v1/features/f", {"name": MARK, "kind": "boolean"}),
+    ("PUT", "/v1/currencies/c", {"name": MARK}),
+    ("PUT", "/v1/products/p", {"name": MARK}),
+    ("PUT", "/v1/plans/p", {"product": "coder", "name": MARK}),
+    ("PUT", "/v1/addons/a", {"product": "coder", "name": MARK}),
+    ("PUT", "/v1/customers/c", {"name": MARK}),
+    ("POST", "/v1/customers/acme/subscriptions", {"plan": MARK}),
+    ("PATCH", "/v1/customers/acme/subscriptions/sub_x", {"addons": [{"id": MARK}]}),
+    ("POST", "/v1/customers/acme/promotions", {"feature": "sso", "reason": MARK}),
+    ("PUT", "/v1/customers/acme/overrides/seats", {"reset": MARK}),
+    ("POST", "/v1/api-keys", {"name": MARK, "scope": "admin"}),
+    ("POST", "/v1/test/clock", {"now": MARK}),
+    (
+        "POST",
+        "/v1/customers/acme/credits/cr/grants",
+        {"amount": 1, "category": "paid", "idempotency_key": MARK},
+    ),
+    (
+        "POST",
+        "/v1/reservations",
+        {"customer": "acme", "feature": "ai-requests", "amount": 1, "idempotency_key": MARK},
+    ),
+    ("POST", "/v1/reservations/res_x/commit", {"amount": MARK}),
+    ("PUT", "/v1/customers/acme/entities/e", {"name": MARK}),
+    ("PUT", "/v1/customers/acme/entities/e/budgets/ai-requests", {"limit": 1, "reset": MARK}),
+]
+
+
+@pytest.fixture
+def acme(api: Api) -> Api:
+    define_catalog(api)
+    new_customer(api, "acme", "team")
+    api.put("/v1/currencies/cr", {"name": "Credits"}, 201)
+    api.put("/v1/customers/acme/entities/e", {}, 201)
+    return api
+
+
+def _raw(body: dict[str, object], replacement: bytes) -> bytes:
+    return json.dumps(body).encode().replace(MARK.encode(), replacement)
+
+
+def _assert_invalid_request(status: int, answer: object, body: bytes) -> dict[str, object]:
+    assert status == 400, (body, status, answer)
+    assert isinstance(answer, dict)
+    error = answer["error"]
+    assert set(error) == {"code", "message", "details"}, answer
+    assert error["code"] == "invalid_request", answer
+    details: dict[str, object] = error["details"]
+    return details
+
+
+# --- Invalid UTF-8 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BODY_ROUTES)
+@pytest.mark.parametrize("bad", [b"\xff", b"ok\xc3", b"\xed\xa0\x80"])  # stray, cut, surrogate
+def test_invalid_utf8_in_a_string_is_400(
+    acme: Api, method: str, path: str, body: dict[str, object], bad: bytes
+) -> None:
+    raw = _raw(body, bad)
+    _assert_invalid_request(*acme.status(method, path, content=raw), raw)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), BODY_ROUTES)
+def test_invalid_utf8_in_a_field_name_is_400(
+    acme: Api, method: str, path: str, body: dict[str, object]
+) -> None:
+    raw = b'{"\xff": 1}'
+    _assert_invalid_request(*acme.status(method, path, content=raw), raw)
+
+
+def test_invalid_utf8_with_a_client_key_is_400(acme: Api) -> None:
+    key = acme.post("/v1/api-keys", {"name": "web", "scope": "client", "customer": "acme"}, 201)
+    raw = b'{"customer":"acme","feature":"\xff"}'
+    _assert_invalid_request(*acme.status("POST", "/v1/check", content=raw, key=key["key"]), raw)
