@@ -96,3 +96,60 @@ def test_invalid_utf8_with_a_client_key_is_400(acme: Api) -> None:
     key = acme.post("/v1/api-keys", {"name": "web", "scope": "client", "customer": "acme"}, 201)
     raw = b'{"customer":"acme","feature":"\xff"}'
     _assert_invalid_request(*acme.status("POST", "/v1/check", content=raw, key=key["key"]), raw)
+
+
+# --- Which field a decoding error is about -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"customer": "acme"}', "feature"),
+        (b'{"customer": "acme", "feature": 5}', "feature"),
+        (b'{"customer": "acme", "feature": "seats", "extra": 1}', "extra"),
+        (b'{"customer": "acme", "feature": "seats", "requested": "x"}', "requested"),
+        (b'{"customer": "bad id", "feature": "seats"}', "customer"),
+    ],
+)
+def test_decoding_errors_name_the_field_on_the_hot_path(acme: Api, body: bytes, field: str) -> None:
+    details = _assert_invalid_request(*acme.status("POST", "/v1/check", content=body), body)
+    assert details == {"field": field}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PUT", "/v1/features/f", b'{"kind": "boolean"}', "name"),
+        ("PUT", "/v1/features/f", b'{"name": "F", "kind": "sometimes"}', "kind"),
+        (
+            "PUT",
+            "/v1/plans/p",
+            b'{"product": "coder", "name": "P", "entitlements": {"seats": {"value": "x"}}}',
+            "entitlements[...].value",
+        ),
+        (
+            "PUT",
+            "/v1/plans/p",
+            b'{"product": "coder", "name": "P", "entitlements": {"bad id": {}}}',
+            "entitlements",
+        ),
+        (
+            "POST",
+            "/v1/customers/acme/subscriptions",
+            b'{"plan": "team", "addons": [{"id": "extra-requests", "qty": 1}]}',
+            "addons[0].qty",
+        ),
+        (
+            "POST",
+            "/v1/customers/acme/subscriptions",
+            b'{"plan": "team", "starts_at": "9999-01-01T00:00:00Z"}',
+            "starts_at",
+        ),
+        ("POST", "/v1/test/clock", b'{"advance_seconds": -1}', "advance_seconds"),
+    ],
+)
+def test_decoding_errors_name_the_field(
+    acme: Api, method: str, path: str, body: bytes, field: str
+) -> None:
+    details = _assert_invalid_request(*acme.status(method, path, content=body), body)
+    assert details == {"field": field}

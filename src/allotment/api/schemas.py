@@ -65,6 +65,15 @@ def quantity_value(quantity: Quantity) -> int | Decimal:
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
 
 
+class FieldError(ValueError):
+    """A body's own check failed on ``field``; the decoder keeps it as the cause of its error,
+    so the answer can name the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class Body(Struct, forbid_unknown_fields=True, omit_defaults=False):
     """Base of every request body."""
 
@@ -77,7 +86,7 @@ class TimedBody(Body):
             value = getattr(self, name)
             if isinstance(value, datetime):
                 if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
-                    raise ValueError(f"{name} must lie between 1970-01-01 and 3000-01-01")
+                    raise FieldError(name, f"{name} must lie between 1970-01-01 and 3000-01-01")
                 setattr(self, name, value.astimezone(UTC))
 
 
