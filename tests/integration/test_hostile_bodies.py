@@ -98,6 +98,95 @@ def test_invalid_utf8_with_a_client_key_is_400(acme: Api) -> None:
     _assert_invalid_request(*acme.status("POST", "/v1/check", content=raw, key=key["key"]), raw)
 
 
+# --- Numbers of thousands of digits --------------------------------------------------------------
+
+DIGITS = "9" * 5000
+
+# (method, path, body with MARK where the quantity goes, the field the error must name)
+QUANTITY_ROUTES = [
+    ("POST", "/v1/check", {"customer": "acme", "feature": "ai-requests", "requested": MARK}),
+    (
+        "POST",
+        "/v1/usage",
+        {"customer": "acme", "feature": "ai-requests", "amount": MARK, "idempotency_key": "k"},
+    ),
+    ("POST", "/v1/customers/acme/credits/cr/debits", {"amount": MARK, "idempotency_key": "d"}),
+    (
+        "POST",
+        "/v1/customers/acme/credits/cr/grants",
+        {"amount": MARK, "category": "paid", "idempotency_key": "g"},
+    ),
+    (
+        "POST",
+        "/v1/reservations",
+        {"customer": "acme", "feature": "ai-requests", "amount": MARK, "idempotency_key": "r"},
+    ),
+    ("POST", "/v1/reservations/res_x/commit", {"amount": MARK}),
+    (
+        "PUT",
+        "/v1/plans/p",
+        {"product": "coder", "name": "P", "entitlements": {"ai-requests": {"limit": MARK}}},
+    ),
+    (
+        "PUT",
+        "/v1/addons/a",
+        {
+            "product": "coder",
+            "name": "A",
+            "entitlements": {"ai-requests": {"limit": MARK, "mode": "increment"}},
+        },
+    ),
+    ("PUT", "/v1/customers/acme/overrides/ai-requests", {"limit": MARK}),
+    ("POST", "/v1/customers/acme/promotions", {"feature": "ai-requests", "limit": MARK}),
+    ("PUT", "/v1/customers/acme/entities/e/budgets/ai-requests", {"limit": MARK}),
+]
+
+OVERSIZE_NUMBERS = [
+    pytest.param(f'"0.{DIGITS}"', id="string-fraction"),
+    pytest.param(f'"{DIGITS}e-5000"', id="string-negative-exponent"),
+    pytest.param(f'"1.{"0" * 5000}"', id="string-trailing-zeros"),
+    pytest.param(f'"{DIGITS}"', id="string-whole"),
+    pytest.param(f'"1e{DIGITS}"', id="string-exponent-digits"),
+    pytest.param('"1e99999999999999999999"', id="string-exponent-past-decimal"),
+    pytest.param(f"0.{DIGITS}", id="number-fraction"),
+    pytest.param(f"{DIGITS}.5", id="number-whole-and-fraction"),
+    pytest.param(f"1e{DIGITS}", id="number-exponent-digits"),
+    pytest.param("1e99999999999999999999", id="number-exponent-past-decimal"),
+    pytest.param(DIGITS, id="number-integer"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), QUANTITY_ROUTES)
+@pytest.mark.parametrize("number", OVERSIZE_NUMBERS)
+def test_oversize_numbers_are_400_naming_the_field(
+    acme: Api, method: str, path: str, body: dict[str, object], number: str
+) -> None:
+    # MARK sits inside a JSON string: replace the string whole, so the value is `number`.
+    raw = json.dumps(body).encode().replace(f'"{MARK}"'.encode(), number.encode())
+    details = _assert_invalid_request(*acme.status(method, path, content=raw), raw[:80])
+    field = details.get("field")
+    assert isinstance(field, str), details
+    assert field.rsplit(".", 1)[-1] in {"requested", "amount", "limit"}, details
+
+
+def test_oversize_numbers_in_metadata_are_400(acme: Api) -> None:
+    for number in (f"0.{DIGITS}", "1e99999999999999999999", f"1e{DIGITS}"):
+        raw = b'{"metadata": {"x": [' + number.encode() + b"]}}"
+        details = _assert_invalid_request(
+            *acme.status("PUT", "/v1/customers/c", content=raw), raw[:80]
+        )
+        assert str(details.get("field", "")).startswith("metadata"), details
+    assert acme.status("GET", "/v1/customers/c")[0] == 404
+
+
+def test_a_hundred_character_number_is_still_read_exactly(acme: Api) -> None:
+    # Trailing zeros cost digits, not value: the bound is generous for any real quantity.
+    amount = "1." + "0" * 98
+    assert len(amount) == 100
+    answer = acme.usage("acme", "ai-requests", amount, "exact-100")
+    assert answer["current_usage"] == 1
+
+
 # --- Which field a decoding error is about -------------------------------------------------------
 
 

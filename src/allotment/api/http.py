@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -12,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from allotment.api.errors import PayloadTooLarge, error_status_and_body, invalid_body
-from allotment.api.schemas import decode_hook
+from allotment.api.schemas import decode_hook, exact_number
 from allotment.api.services import Services
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.errors import AllotmentError, Forbidden, InvalidRequest, Unauthenticated
@@ -99,7 +98,7 @@ def decode(body: bytes, schema: type[S]) -> S:
     decoder = _decoders.get(schema)
     if decoder is None:
         decoder = _decoders[schema] = msgspec.json.Decoder(
-            schema, dec_hook=decode_hook, float_hook=Decimal
+            schema, dec_hook=decode_hook, float_hook=exact_number
         )
     try:
         return decoder.decode(body)  # type: ignore[no-any-return]

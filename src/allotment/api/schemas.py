@@ -43,15 +43,32 @@ class Quantity:
 
 ZERO = Quantity(0)
 _NUMBER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# Far more than any quantity needs (at most 18 significant digits), however it is written; a
+# longer number is refused before it is converted, so a million digits cost nothing.
+MAX_NUMBER_CHARS = 100
+
+
+def exact_number(text: str) -> Decimal:
+    """The decoders' float hook: a JSON number with a fraction or an exponent, exactly.
+
+    A ``ValueError`` here is a validation error of the field the number is in."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number may be written with at most {MAX_NUMBER_CHARS} characters")
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # an exponent past what Decimal holds (more than 18 digits)
+        raise ValueError("a number's exponent is out of range") from None
 
 
 def decode_hook(kind: type, value: Any) -> Any:
     """Build the custom types of the request bodies from decoded JSON."""
     if kind is Quantity:
         if isinstance(value, str):
-            if not _NUMBER_TEXT.fullmatch(value):
-                raise ValueError("a quantity must be a decimal number")
-            return Quantity(Decimal(value))
+            if len(value) > MAX_NUMBER_CHARS or not _NUMBER_TEXT.fullmatch(value):
+                raise ValueError(
+                    f"a quantity must be a decimal number of at most {MAX_NUMBER_CHARS} characters"
+                )
+            return Quantity(exact_number(value))
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise TypeError("a quantity must be a number or a string holding one")
         return Quantity(value)
