@@ -187,6 +187,67 @@ def test_a_hundred_character_number_is_still_read_exactly(acme: Api) -> None:
     assert answer["current_usage"] == 1
 
 
+# --- Ids with a trailing newline -----------------------------------------------------------------
+
+ID_BODIES = [
+    ("POST", "/v1/check", {"customer": MARK, "feature": "seats"}),
+    ("POST", "/v1/check", {"customer": "acme", "feature": MARK}),
+    ("POST", "/v1/check", {"customer": "acme", "feature": "ai-requests", "entity": MARK}),
+    (
+        "POST",
+        "/v1/usage",
+        {"customer": MARK, "feature": "ai-requests", "amount": 1, "idempotency_key": "n1"},
+    ),
+    (
+        "POST",
+        "/v1/customers/acme/credits/cr/debits",
+        {"amount": 1, "idempotency_key": "n2", "entity": MARK},
+    ),
+    ("PUT", "/v1/plans/p", {"product": MARK, "name": "P"}),
+    ("PUT", "/v1/plans/p", {"product": "coder", "name": "P", "entitlements": {MARK: {}}}),
+    ("POST", "/v1/customers/acme/subscriptions", {"plan": MARK}),
+    ("POST", "/v1/customers/acme/promotions", {"feature": MARK, "limit": 5}),
+    ("POST", "/v1/api-keys", {"name": "k", "scope": "client", "customer": MARK}),
+    ("PUT", "/v1/customers/acme/entities/e2", {"parent": MARK}),
+    (
+        "POST",
+        "/v1/reservations",
+        {"customer": MARK, "feature": "ai-requests", "amount": 1, "idempotency_key": "n3"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ID_BODIES)
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\n\n"])
+def test_ids_with_a_trailing_newline_are_400(
+    acme: Api, method: str, path: str, body: dict[str, object], suffix: str
+) -> None:
+    good = "acme" if body.get("customer") == MARK else "ai-requests"
+    raw = _raw(body, json.dumps(good + suffix)[1:-1].encode())
+    details = _assert_invalid_request(*acme.status(method, path, content=raw), raw)
+    assert "field" in details, details
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/customers/acme%0A"),
+        ("GET", "/v1/customers/acme%0A/entitlements"),
+        ("GET", "/v1/customers/acme/entitlements?entity=e%0A"),
+        ("GET", "/v1/stream?customer=acme%0A"),
+        ("POST", "/v1/customers/acme%0A/credits/cr/debits"),
+        ("POST", "/v1/customers/acme/credits/cr%0A/debits"),
+    ],
+)
+def test_ids_with_a_trailing_newline_in_paths_and_queries_are_400(
+    acme: Api, method: str, path: str
+) -> None:
+    body = {"amount": 1, "idempotency_key": "p1"} if method == "POST" else None
+    status, answer = acme.status(method, path, body)
+    assert status == 400, answer
+    assert answer["error"]["details"]["field"] in {"customer", "currency", "entity"}
+
+
 # --- Which field a decoding error is about -------------------------------------------------------
 
 

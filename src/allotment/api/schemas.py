@@ -16,7 +16,9 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from allotment.domain.timefmt import EARLIEST_INSTANT, LATEST_INSTANT
 
-ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+# The contract's id pattern. msgspec matches with re.search, where `$` also matches before a
+# final newline ("acme\n" would pass): `\Z` is the end of the string only.
+ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=500)]
 
