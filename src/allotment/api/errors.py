@@ -15,6 +15,7 @@ from allotment.domain.errors import (
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
+    ServiceBusy,
     Unauthenticated,
 )
 
@@ -38,6 +39,9 @@ class MethodNotAllowed(AllotmentError):
 
 STATUS_BY_ERROR[PayloadTooLarge] = 413
 STATUS_BY_ERROR[MethodNotAllowed] = 405
+STATUS_BY_ERROR[ServiceBusy] = 503
+
+RETRY_AFTER_SECONDS = 1
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -49,6 +53,13 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 def error_status_and_body(error: AllotmentError) -> tuple[int, bytes]:
     status = STATUS_BY_ERROR.get(type(error), 400)
     return status, error_body(error.code, error.message, error.details)
+
+
+def error_headers(error: AllotmentError) -> dict[str, str]:
+    """The headers the answer to ``error`` carries besides its body."""
+    if isinstance(error, ServiceBusy):
+        return {"retry-after": str(RETRY_AFTER_SECONDS)}
+    return {}
 
 
 def invalid_body(error: msgspec.MsgspecError) -> InvalidRequest:

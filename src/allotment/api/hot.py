@@ -22,6 +22,7 @@ from allotment.api.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     error_body,
+    error_headers,
     error_status_and_body,
 )
 from allotment.api.http import Access, authorize, bearer_secret, decode
@@ -95,12 +96,14 @@ class HotPath:
     ) -> None:
         name, handler = route
         started = time.perf_counter()
+        extra: tuple[tuple[bytes, bytes], ...] = ()  # headers an error answer carries
         try:
             status, payload = 200, await handler(await self._call(scope, receive, params))
         except _ClientGone:
             return
         except AllotmentError as error:
             status, payload = error_status_and_body(error)
+            extra = tuple((k.encode(), v.encode()) for k, v in error_headers(error).items())
         except Exception:
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             status = 500
@@ -109,7 +112,7 @@ class HotPath:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
+                "headers": [_JSON, (b"content-length", str(len(payload)).encode()), *extra],
             }
         )
         await send({"type": "http.response.body", "body": payload})

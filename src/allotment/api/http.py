@@ -10,7 +10,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from allotment.api.errors import PayloadTooLarge, error_status_and_body, invalid_body
+from allotment.api.errors import (
+    PayloadTooLarge,
+    error_headers,
+    error_status_and_body,
+    invalid_body,
+)
 from allotment.api.schemas import decode_hook, exact_number
 from allotment.api.services import Services
 from allotment.domain.customers import ApiKey, Scope
@@ -42,6 +47,12 @@ def json_response(document: Any, status: int = 200) -> Response:
 
 def raw_json_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status, media_type="application/json")
+
+
+def error_response(error: AllotmentError) -> Response:
+    """The contract's answer to ``error``: status and body from the one table, with headers."""
+    status, body = error_status_and_body(error)
+    return Response(body, status, error_headers(error), media_type="application/json")
 
 
 def page_response(page: Page[Any]) -> Response:
@@ -157,8 +168,7 @@ def route(
                 act_as(authorize(key, access, customer))
                 return await endpoint(request, services)
             except AllotmentError as error:
-                status, body = error_status_and_body(error)
-                return raw_json_response(body, status)
+                return error_response(error)
 
         handle.__name__ = endpoint.__name__
         return handle
