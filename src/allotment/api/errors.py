@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -36,6 +37,10 @@ class PayloadTooLarge(AllotmentError):
 class MethodNotAllowed(AllotmentError):
     code = "method_not_allowed"
 
+    def __init__(self, message: str, allow: Iterable[str]) -> None:
+        super().__init__(message)
+        self.allow = sorted(allow)
+
 
 STATUS_BY_ERROR[PayloadTooLarge] = 413
 STATUS_BY_ERROR[MethodNotAllowed] = 405
@@ -59,6 +64,8 @@ def error_headers(error: AllotmentError) -> dict[str, str]:
     """The headers the answer to ``error`` carries besides its body."""
     if isinstance(error, ServiceBusy):
         return {"retry-after": str(RETRY_AFTER_SECONDS)}
+    if isinstance(error, MethodNotAllowed):
+        return {"allow": ", ".join(error.allow)}
     return {}
 
 

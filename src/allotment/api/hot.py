@@ -123,7 +123,7 @@ class HotPath:
     async def _call(self, scope: Scope, receive: Receive, params: tuple[str, ...]) -> _Call:
         services = self._services
         if scope["method"] != "POST":
-            raise MethodNotAllowed(f"Use POST for {scope['path']}.")
+            raise MethodNotAllowed(f"Use POST for {scope['path']}.", allow=["POST"])
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
