@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tests.conftest import Api
+from allotment.api.app import create_app
+from allotment.api.metrics import REGISTRY
+from allotment.api.services import Services
+from allotment.config import Settings
+from tests.conftest import ADMIN_KEY, Api
 
 
 @pytest.mark.parametrize(
@@ -25,3 +34,76 @@ def test_405_names_the_allowed_methods(api: Api, method: str, path: str, allow: 
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
     assert response.headers["allow"] == allow
+
+
+# --- Clients that leave in the middle of their body ----------------------------------------------
+
+
+def _scope(method: str, path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Bearer {ADMIN_KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+def _requests_counted(route: str, method: str, status: int) -> float:
+    value = REGISTRY.get_sample_value(
+        "allotment_http_requests_total", {"route": route, "method": method, "status": str(status)}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route"),
+    [
+        ("PUT", "/v1/features/f", "put_object"),
+        ("POST", "/v1/customers/acme/subscriptions", "subscribe"),
+        ("POST", "/v1/usage", "report_usage"),
+    ],
+)
+def test_a_client_that_leaves_mid_body_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str, path: str, route: str
+) -> None:
+    settings = Settings(database_path=tmp_path / "db.sqlite", admin_key=ADMIN_KEY)
+    services = Services.open(settings)
+    app = create_app(settings, services)
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"name": "half', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    errors_before = _requests_counted(route, method, 500)
+    gone_before = _requests_counted(route, method, 499)
+    caplog.set_level(logging.INFO)
+    try:
+        asyncio.run(app(_scope(method, path), receive, send))  # raises nothing
+    finally:
+        services.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert _requests_counted(route, method, 500) == errors_before
+    assert _requests_counted(route, method, 499) == gone_before + 1
+    assert all(m.get("status", 499) == 499 for m in sent)

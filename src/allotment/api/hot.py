@@ -25,7 +25,13 @@ from allotment.api.errors import (
     error_headers,
     error_status_and_body,
 )
-from allotment.api.http import Access, authorize, bearer_secret, decode
+from allotment.api.http import (
+    CLIENT_CLOSED_REQUEST,
+    Access,
+    authorize,
+    bearer_secret,
+    decode,
+)
 from allotment.api.metrics import count_decision, count_request, observe_seconds
 from allotment.api.presenters import check_json, usage_json, write_json
 from allotment.api.schemas import CheckIn, DebitIn, UsageIn
@@ -100,6 +106,7 @@ class HotPath:
         try:
             status, payload = 200, await handler(await self._call(scope, receive, params))
         except _ClientGone:
+            count_request(name, scope["method"], CLIENT_CLOSED_REQUEST)
             return
         except AllotmentError as error:
             status, payload = error_status_and_body(error)

@@ -7,7 +7,7 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from allotment.api.errors import (
@@ -27,6 +27,9 @@ from allotment.service.runtime import act_as
 S = TypeVar("S")
 _encoder = msgspec.json.Encoder(decimal_format="number")
 MAX_PAGE_SIZE = 1000
+# nginx's status for a client that closed the connection before it was answered; only the
+# metrics see it.
+CLIENT_CLOSED_REQUEST = 499
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -169,6 +172,9 @@ def route(
                 return await endpoint(request, services)
             except AllotmentError as error:
                 return error_response(error)
+            except ClientDisconnect:
+                # Nobody reads this answer: it only tells the metrics the client left.
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
 
         handle.__name__ = endpoint.__name__
         return handle
