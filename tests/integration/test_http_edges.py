@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
+import httpx
 import pytest
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
+import allotment.api.routes.operations
 from allotment.api.app import create_app
 from allotment.api.metrics import REGISTRY
 from allotment.api.services import Services
@@ -107,3 +116,82 @@ def test_a_client_that_leaves_mid_body_is_no_error(
     assert _requests_counted(route, method, 500) == errors_before
     assert _requests_counted(route, method, 499) == gone_before + 1
     assert all(m.get("status", 499) == 499 for m in sent)
+
+
+# --- Readiness -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Services, ASGIApp]]:
+    settings = Settings(database_path=tmp_path / "db.sqlite", admin_key=ADMIN_KEY)
+    services = Services.open(settings)
+    try:
+        yield services, create_app(settings, services)
+    finally:
+        services.close()
+
+
+def test_readiness_does_not_wait_behind_writes(served: tuple[Services, ASGIApp]) -> None:
+    services, app = served
+    release = threading.Event()
+    busy = threading.Thread(
+        target=services.runtime.store.run_blocking, args=(lambda uow: release.wait(5),)
+    )
+    with TestClient(app) as client:
+        busy.start()  # the store's writer is now held by a job, as by a long batch
+        try:
+            started = time.monotonic()
+            response = client.get("/readyz")
+            elapsed = time.monotonic() - started
+        finally:
+            release.set()
+            busy.join()
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert elapsed < 1.0
+
+
+def test_concurrent_probes_share_one_read(served: tuple[Services, ASGIApp]) -> None:
+    services, app = served
+    store = services.runtime.store
+    reads = 0
+
+    async def slow_bounds() -> tuple[int, int]:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.2)
+        return (0, 0)
+
+    async def probe_all() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
+            again = await client.get("/readyz")
+        return [r.status_code for r in [*first, again]]
+
+    with patch.object(store, "log_bounds", slow_bounds):
+        statuses = asyncio.run(probe_all())
+    assert statuses == [200] * 51
+    assert reads == 2  # one for the fifty at once, one for the probe after them
+
+
+def test_readiness_is_503_when_the_database_fails_or_hangs(
+    served: tuple[Services, ASGIApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services, app = served
+    store = services.runtime.store
+
+    async def failing() -> tuple[int, int]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def hanging() -> tuple[int, int]:
+        await asyncio.sleep(5)
+        return (0, 0)
+
+    monkeypatch.setattr(allotment.api.routes.operations, "READY_TIMEOUT_SECONDS", 0.1)
+    with TestClient(app) as client:
+        for probe, reason in ((failing, "disk I/O error"), (hanging, "did not answer")):
+            with patch.object(store, "log_bounds", probe):
+                response = client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["status"] == "unavailable"
+            assert reason in response.json()["reason"]

@@ -91,4 +91,5 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
     starlette.state.services = opened
+    starlette.state.readiness = operations.Readiness(opened.runtime.store)
     return HotPath(RequestMetrics(starlette), opened)
