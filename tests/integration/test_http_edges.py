@@ -14,15 +14,18 @@ from unittest.mock import patch
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
 import allotment.api.routes.operations
 from allotment.api.app import create_app
+from allotment.api.hot import HotPath
 from allotment.api.metrics import REGISTRY
 from allotment.api.services import Services
+from allotment.cli import main
 from allotment.config import Settings
-from tests.conftest import ADMIN_KEY, Api
+from tests.conftest import ADMIN_KEY, Api, define_catalog, new_customer, open_api
 
 
 @pytest.mark.parametrize(
@@ -195,3 +198,126 @@ def test_readiness_is_503_when_the_database_fails_or_hangs(
             assert response.status_code == 503
             assert response.json()["status"] == "unavailable"
             assert reason in response.json()["reason"]
+
+
+# --- CORS for the client routes ------------------------------------------------------------------
+
+ORIGIN = "https://app.example.com"
+
+
+@pytest.fixture
+def browser_api(tmp_path: Path) -> Iterator[tuple[Api, str]]:
+    """An API that lets ORIGIN call the client routes, with acme and a client key for it."""
+    for api in open_api(tmp_path / "db.sqlite", test_clock=True, cors_origins=(ORIGIN,)):
+        define_catalog(api)
+        new_customer(api, "acme", "team")
+        key = api.post("/v1/api-keys", {"name": "web", "scope": "client", "customer": "acme"}, 201)
+        yield api, key["key"]
+
+
+def _preflight(api: Api, path: str, method: str = "POST", origin: str = ORIGIN) -> Any:
+    return api.client.options(
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/v1/check", "POST"),
+        ("/v1/customers/acme/entitlements", "GET"),
+        ("/v1/stream", "GET"),
+    ],
+)
+def test_client_routes_answer_a_preflight_without_a_key(
+    browser_api: tuple[Api, str], path: str, method: str
+) -> None:
+    api, _ = browser_api
+    response = _preflight(api, path, method)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert method in response.headers["access-control-allow-methods"]
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed
+    assert "content-type" in allowed
+
+
+def test_client_routes_answer_a_browser_with_its_origin(browser_api: tuple[Api, str]) -> None:
+    api, key = browser_api
+    headers = {"Origin": ORIGIN, "Authorization": f"Bearer {key}"}
+    check = api.client.post(
+        "/v1/check", json={"customer": "acme", "feature": "sso"}, headers=headers
+    )
+    assert check.status_code == 200
+    assert check.headers["access-control-allow-origin"] == ORIGIN
+    listed = api.client.get("/v1/customers/acme/entitlements", headers=headers)
+    assert listed.status_code == 200
+    assert listed.headers["access-control-allow-origin"] == ORIGIN
+    refused = api.client.get("/v1/customers/other/entitlements", headers=headers)
+    assert refused.status_code == 403  # CORS lets the browser read the refusal, nothing more
+    assert refused.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_other_origins_and_other_routes_get_no_cors(browser_api: tuple[Api, str]) -> None:
+    api, key = browser_api
+    response = _preflight(api, "/v1/check", origin="https://evil.example")
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers
+    check = api.client.post(
+        "/v1/check",
+        json={"customer": "acme", "feature": "sso"},
+        headers={"Origin": "https://evil.example", "Authorization": f"Bearer {key}"},
+    )
+    assert "access-control-allow-origin" not in check.headers
+    # Routes that need a server or admin key answer no preflight: such keys stay off browsers.
+    for path in ("/v1/usage", "/v1/features/sso", "/v1/customers/acme"):
+        assert _preflight(api, path).status_code == 405
+    put = api.client.put(
+        "/v1/features/f",
+        json={"name": "F", "kind": "boolean"},
+        headers={"Origin": ORIGIN, "Authorization": f"Bearer {api.key}"},
+    )
+    assert put.status_code == 201
+    assert "access-control-allow-origin" not in put.headers
+
+
+def test_without_origins_there_is_no_cors_layer(api: Api) -> None:
+    assert isinstance(api.client.app, HotPath)  # the check path pays for nothing
+    response = _preflight(api, "/v1/check")
+    assert response.status_code == 405
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_origins_come_from_the_environment_or_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"ALLOTMENT_CORS_ORIGINS": " https://a.example , https://b.example:8443/,"}
+    assert Settings.from_environment(env).cors_origins == (
+        "https://a.example",
+        "https://b.example:8443",
+    )
+    assert Settings.from_environment({}).cors_origins == ()
+    with pytest.raises(ValueError, match="not an origin"):
+        Settings.from_environment({"ALLOTMENT_CORS_ORIGINS": "https://a.example/app"})
+
+    served: list[Settings] = []
+    monkeypatch.setattr("allotment.api.app.create_app", lambda settings: served.append(settings))
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+    monkeypatch.setenv("ALLOTMENT_CORS_ORIGINS", "https://env.example")
+    database = ["--db", str(tmp_path / "db.sqlite")]
+    runner = CliRunner()
+    options = ["--cors-origin", "https://a.example", "--cors-origin", "*"]
+    assert runner.invoke(main, ["serve", *database, *options]).exit_code == 0
+    assert runner.invoke(main, ["serve", *database]).exit_code == 0
+    assert [s.cors_origins for s in served] == [
+        ("https://a.example", "*"),
+        ("https://env.example",),
+    ]
+    refused = runner.invoke(main, ["serve", *database, "--cors-origin", "app.example"])
+    assert refused.exit_code == 2
+    assert "not an origin" in refused.output

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp
 
+from allotment.api.cors import ClientCors
 from allotment.api.errors import MethodNotAllowed, error_body
 from allotment.api.hot import HotPath
 from allotment.api.http import error_response, raw_json_response
@@ -92,4 +93,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     )
     starlette.state.services = opened
     starlette.state.readiness = operations.Readiness(opened.runtime.store)
-    return HotPath(RequestMetrics(starlette), opened)
+    app: ASGIApp = HotPath(RequestMetrics(starlette), opened)
+    if settings.cors_origins:  # without origins the hot path pays for no CORS layer at all
+        app = ClientCors(app, settings.cors_origins)
+    return app
