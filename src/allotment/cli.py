@@ -59,6 +59,7 @@ def serve(
     import uvicorn
 
     from allotment.api.app import create_app
+    from allotment.api.protocol import BoundedHttpToolsProtocol
     from allotment.bootstrap import UnsupportedDatabase, open_store
 
     try:
@@ -92,6 +93,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        http=BoundedHttpToolsProtocol,  # httptools, with a limit on request heads
     )
 
 
