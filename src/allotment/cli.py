@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from allotment.config import DEFAULT_DATABASE, Settings
+from allotment.config import DEFAULT_DATABASE, Settings, parse_origins
 
 
 @click.group()
@@ -34,6 +34,13 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load the demo catalog and customers first.")
 @click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="A browser origin (https://app.example.com, or *) that may call the client-key routes;"
+    " repeatable (default: $ALLOTMENT_CORS_ORIGINS, comma-separated; none: CORS off).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -45,15 +52,24 @@ def serve(
     host: str,
     port: int,
     demo: bool,
+    cors_origins: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
     from allotment.api.app import create_app
+    from allotment.api.protocol import BoundedHttpToolsProtocol
     from allotment.bootstrap import UnsupportedDatabase, open_store
 
-    settings = Settings.from_environment(database_path=database, database_url=database_url)
+    try:
+        settings = Settings.from_environment(
+            database_path=database,
+            database_url=database_url,
+            cors_origins=parse_origins(cors_origins) or None,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     try:
         open_store(settings).close()  # refuse a database this build cannot open, at once
     except UnsupportedDatabase as error:
@@ -77,6 +93,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        http=BoundedHttpToolsProtocol,  # httptools, with a limit on request heads
     )
 
 

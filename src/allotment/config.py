@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     change_log_retention: timedelta = DEFAULT_CHANGE_LOG_RETENTION
     stream_keepalive_seconds: float = DEFAULT_STREAM_KEEPALIVE_SECONDS
+    cors_origins: tuple[str, ...] = ()  # browser origins the client routes answer; none: no CORS
 
     def __post_init__(self) -> None:
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
@@ -49,5 +50,19 @@ class Settings:
             values["database_url"] = env["ALLOTMENT_DATABASE_URL"]
         if env.get("ALLOTMENT_DB"):
             values["database_path"] = Path(env["ALLOTMENT_DB"])
+        if env.get("ALLOTMENT_CORS_ORIGINS"):
+            values["cors_origins"] = parse_origins(env["ALLOTMENT_CORS_ORIGINS"].split(","))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_origins(origins: Iterable[str]) -> tuple[str, ...]:
+    """Origins as a browser sends them (``https://app.example.com``, no path or trailing slash),
+    or ``*`` for any; blanks dropped."""
+    parsed = tuple(origin.strip().rstrip("/") for origin in origins if origin.strip())
+    for origin in parsed:
+        if origin != "*" and not (
+            origin.startswith(("http://", "https://")) and "/" not in origin.split("://", 1)[1]
+        ):
+            raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port]")
+    return parsed

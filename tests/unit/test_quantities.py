@@ -191,3 +191,16 @@ def test_a_nonzero_digit_past_the_sixth_is_refused_however_long_the_number(text:
     with pytest.raises(InvalidRequest) as raised:
         parse_quantity(Decimal(text), "amount")
     assert "more than 6 fractional digits" in raised.value.message
+
+
+def test_parse_quantity_reads_thousands_of_trailing_zeros() -> None:
+    # Only the digits kept are made an int: int() refuses more than 4,300 digits.
+    assert parse_quantity(Decimal("1." + "0" * 5000), "amount") == MICROS_PER_UNIT
+    assert parse_quantity(Decimal("1" + "0" * 5000 + "e-5000"), "amount") == MICROS_PER_UNIT
+
+
+@pytest.mark.parametrize("text", ["0." + "9" * 5000, "9" * 5000 + "e-5000", "1e-5000"])
+def test_parse_quantity_refuses_thousands_of_fractional_digits(text: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse_quantity(Decimal(text), "amount")
+    assert refused.value.details == {"field": "amount"}

@@ -10,11 +10,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp
 
-from allotment.api.errors import error_body
+from allotment.api.cors import ClientCors
+from allotment.api.errors import MethodNotAllowed, error_body
 from allotment.api.hot import HotPath
-from allotment.api.http import raw_json_response
+from allotment.api.http import error_response, raw_json_response
 from allotment.api.metrics import RequestMetrics
 from allotment.api.routes import (
     catalog,
@@ -32,14 +34,29 @@ from allotment.config import Settings
 
 log = logging.getLogger(__name__)
 
-_CODES = {404: "not_found", 405: "method_not_allowed"}
+_CODES = {404: "not_found"}
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
+    if error.status_code == 405:
+        allow = _allowed_methods(request)
+        return error_response(MethodNotAllowed(f"Use {', '.join(allow)} for this path.", allow))
     code = _CODES.get(error.status_code, "invalid_request")
     message = "No such route." if error.status_code == 404 else str(error.detail)
     return raw_json_response(error_body(code, message), error.status_code)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    """Every method some route answers on this path. Starlette's own 405 names only the first
+    route whose path matched, and each method here is a route of its own."""
+    allowed: set[str] = set()
+    for candidate in request.app.router.routes:
+        if isinstance(candidate, Route) and candidate.methods:
+            match, _ = candidate.matches(request.scope)
+            if match is not Match.NONE:
+                allowed |= candidate.methods
+    return allowed
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
@@ -75,4 +92,8 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
     )
     starlette.state.services = opened
-    return HotPath(RequestMetrics(starlette), opened)
+    starlette.state.readiness = operations.Readiness(opened.runtime.store)
+    app: ASGIApp = HotPath(RequestMetrics(starlette), opened)
+    if settings.cors_origins:  # without origins the hot path pays for no CORS layer at all
+        app = ClientCors(app, settings.cors_origins)
+    return app

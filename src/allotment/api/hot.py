@@ -22,9 +22,16 @@ from allotment.api.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     error_body,
+    error_headers,
     error_status_and_body,
 )
-from allotment.api.http import Access, authorize, bearer_secret, decode
+from allotment.api.http import (
+    CLIENT_CLOSED_REQUEST,
+    Access,
+    authorize,
+    bearer_secret,
+    decode,
+)
 from allotment.api.metrics import count_decision, count_request, observe_seconds
 from allotment.api.presenters import check_json, usage_json, write_json
 from allotment.api.schemas import CheckIn, DebitIn, UsageIn
@@ -95,12 +102,15 @@ class HotPath:
     ) -> None:
         name, handler = route
         started = time.perf_counter()
+        extra: tuple[tuple[bytes, bytes], ...] = ()  # headers an error answer carries
         try:
             status, payload = 200, await handler(await self._call(scope, receive, params))
         except _ClientGone:
+            count_request(name, scope["method"], CLIENT_CLOSED_REQUEST)
             return
         except AllotmentError as error:
             status, payload = error_status_and_body(error)
+            extra = tuple((k.encode(), v.encode()) for k, v in error_headers(error).items())
         except Exception:
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             status = 500
@@ -109,7 +119,7 @@ class HotPath:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [_JSON, (b"content-length", str(len(payload)).encode())],
+                "headers": [_JSON, (b"content-length", str(len(payload)).encode()), *extra],
             }
         )
         await send({"type": "http.response.body", "body": payload})
@@ -120,7 +130,7 @@ class HotPath:
     async def _call(self, scope: Scope, receive: Receive, params: tuple[str, ...]) -> _Call:
         services = self._services
         if scope["method"] != "POST":
-            raise MethodNotAllowed(f"Use POST for {scope['path']}.")
+            raise MethodNotAllowed(f"Use POST for {scope['path']}.", allow=["POST"])
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":

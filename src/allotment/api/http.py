@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from enum import IntEnum
 from typing import Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from allotment.api.errors import PayloadTooLarge, error_status_and_body, invalid_body
-from allotment.api.schemas import decode_hook
+from allotment.api.errors import (
+    PayloadTooLarge,
+    error_headers,
+    error_status_and_body,
+    invalid_body,
+)
+from allotment.api.schemas import decode_hook, exact_number
 from allotment.api.services import Services
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.errors import AllotmentError, Forbidden, InvalidRequest, Unauthenticated
@@ -23,6 +27,9 @@ from allotment.service.runtime import act_as
 S = TypeVar("S")
 _encoder = msgspec.json.Encoder(decimal_format="number")
 MAX_PAGE_SIZE = 1000
+# nginx's status for a client that closed the connection before it was answered; only the
+# metrics see it.
+CLIENT_CLOSED_REQUEST = 499
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -43,6 +50,12 @@ def json_response(document: Any, status: int = 200) -> Response:
 
 def raw_json_response(body: bytes, status: int = 200) -> Response:
     return Response(body, status, media_type="application/json")
+
+
+def error_response(error: AllotmentError) -> Response:
+    """The contract's answer to ``error``: status and body from the one table, with headers."""
+    status, body = error_status_and_body(error)
+    return Response(body, status, error_headers(error), media_type="application/json")
 
 
 def page_response(page: Page[Any]) -> Response:
@@ -99,12 +112,14 @@ def decode(body: bytes, schema: type[S]) -> S:
     decoder = _decoders.get(schema)
     if decoder is None:
         decoder = _decoders[schema] = msgspec.json.Decoder(
-            schema, dec_hook=decode_hook, float_hook=Decimal
+            schema, dec_hook=decode_hook, float_hook=exact_number
         )
     try:
         return decoder.decode(body)  # type: ignore[no-any-return]
     except msgspec.MsgspecError as error:
         raise invalid_body(error) from error
+    except UnicodeDecodeError as error:  # msgspec lets bad UTF-8 in a string through as this
+        raise InvalidRequest("The request body is not valid UTF-8.") from error
     except RecursionError as error:
         raise InvalidRequest("The request body is nested too deeply.") from error
 
@@ -156,8 +171,10 @@ def route(
                 act_as(authorize(key, access, customer))
                 return await endpoint(request, services)
             except AllotmentError as error:
-                status, body = error_status_and_body(error)
-                return raw_json_response(body, status)
+                return error_response(error)
+            except ClientDisconnect:
+                # Nobody reads this answer: it only tells the metrics the client left.
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
 
         handle.__name__ = endpoint.__name__
         return handle

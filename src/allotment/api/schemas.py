@@ -16,7 +16,9 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from allotment.domain.timefmt import EARLIEST_INSTANT, LATEST_INSTANT
 
-ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+# The contract's id pattern. msgspec matches with re.search, where `$` also matches before a
+# final newline ("acme\n" would pass): `\Z` is the end of the string only.
+ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=500)]
 
@@ -43,15 +45,32 @@ class Quantity:
 
 ZERO = Quantity(0)
 _NUMBER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+# Far more than any quantity needs (at most 18 significant digits), however it is written; a
+# longer number is refused before it is converted, so a million digits cost nothing.
+MAX_NUMBER_CHARS = 100
+
+
+def exact_number(text: str) -> Decimal:
+    """The decoders' float hook: a JSON number with a fraction or an exponent, exactly.
+
+    A ``ValueError`` here is a validation error of the field the number is in."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number may be written with at most {MAX_NUMBER_CHARS} characters")
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # an exponent past what Decimal holds (more than 18 digits)
+        raise ValueError("a number's exponent is out of range") from None
 
 
 def decode_hook(kind: type, value: Any) -> Any:
     """Build the custom types of the request bodies from decoded JSON."""
     if kind is Quantity:
         if isinstance(value, str):
-            if not _NUMBER_TEXT.fullmatch(value):
-                raise ValueError("a quantity must be a decimal number")
-            return Quantity(Decimal(value))
+            if len(value) > MAX_NUMBER_CHARS or not _NUMBER_TEXT.fullmatch(value):
+                raise ValueError(
+                    f"a quantity must be a decimal number of at most {MAX_NUMBER_CHARS} characters"
+                )
+            return Quantity(exact_number(value))
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise TypeError("a quantity must be a number or a string holding one")
         return Quantity(value)
@@ -63,6 +82,15 @@ def quantity_value(quantity: Quantity) -> int | Decimal:
 
 
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
+
+
+class FieldError(ValueError):
+    """A body's own check failed on ``field``; the decoder keeps it as the cause of its error,
+    so the answer can name the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Body(Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -77,7 +105,7 @@ class TimedBody(Body):
             value = getattr(self, name)
             if isinstance(value, datetime):
                 if not EARLIEST_INSTANT <= value < LATEST_INSTANT:
-                    raise ValueError(f"{name} must lie between 1970-01-01 and 3000-01-01")
+                    raise FieldError(name, f"{name} must lie between 1970-01-01 and 3000-01-01")
                 setattr(self, name, value.astimezone(UTC))
 
 

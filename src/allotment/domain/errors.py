@@ -51,3 +51,10 @@ class Forbidden(AllotmentError):
     """The key lacks the scope, or is bound to another customer (HTTP 403)."""
 
     code = "forbidden"
+
+
+class ServiceBusy(AllotmentError):
+    """The database stayed locked by another writer past the wait for its lock: the request
+    changed nothing and may be sent again (HTTP 503 with Retry-After)."""
+
+    code = "service_busy"

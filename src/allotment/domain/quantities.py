@@ -41,20 +41,20 @@ def parse_quantity(value: Decimal | int, field: str, *, allow_negative: bool = F
         raise InvalidRequest(f"{field} must be below 10^12 in absolute value.", {"field": field})
     if decimal_value < 0 and not allow_negative:
         raise InvalidRequest(f"{field} must not be negative.", {"field": field})
+    if not decimal_value:
+        return 0  # zero with any exponent, even 0E+999999999
     # Work on the digits themselves: decimal arithmetic would round to the context's precision.
     sign, digits, exponent = decimal_value.as_tuple()
     assert isinstance(exponent, int)
-    coefficient = int("".join(map(str, digits)))
-    if coefficient == 0:
-        return 0  # zero with any exponent, even 0E+999999999
     shift = exponent + 6
-    if shift >= 0:
-        micros: int = coefficient * 10**shift
-    else:
-        dropped = min(-shift, len(digits))
-        if any(digits[len(digits) - dropped :]):
+    if shift < 0:
+        kept = max(len(digits) + shift, 0)
+        if any(digits[kept:]):
             raise InvalidRequest(f"{field} has more than 6 fractional digits.", {"field": field})
-        micros = coefficient // 10**dropped
+        digits, shift = digits[:kept], 0
+    # Below 10^12 in millionths, what is left is at most 18 digits however many zeros the text
+    # trailed: int() refuses a string of more than 4,300.
+    micros: int = int("".join(map(str, digits))) * 10**shift
     return -micros if sign else micros
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from msgspec import UNSET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -15,16 +17,45 @@ from allotment.api.services import Services
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.timefmt import format_instant
 from allotment.service.clock import TestClock
+from allotment.service.ports import Store
 
 
 async def livez(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+READY_TIMEOUT_SECONDS = 2.0
+
+
+class Readiness:
+    """Whether the database answers a read, asked beside the writer and never more than once at
+    a time.
+
+    The read is the change log's bounds on the store's reader (``Store.log_bounds``): a job on
+    the write queue would wait behind every batch ahead of it, and a flood of probes would slow
+    the writes. Probes that arrive while a read is in flight wait for that read."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._read: asyncio.Future[tuple[int, int]] | None = None
+
+    async def check(self) -> None:
+        """Return once the database answered; raise what it raised, or ``TimeoutError``."""
+        read = self._read
+        if read is None or read.done() or read.get_loop() is not asyncio.get_running_loop():
+            read = self._read = asyncio.ensure_future(self._store.log_bounds())
+            # Retrieved here too, so a read every waiter gave up on logs no "never retrieved".
+            read.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.wait_for(asyncio.shield(read), READY_TIMEOUT_SECONDS)
+
+
 async def readyz(request: Request) -> Response:
-    services: Services = request.app.state.services
+    readiness: Readiness = request.app.state.readiness
     try:
-        await services.runtime.store.run(lambda uow: uow.customers.get(""))
+        await readiness.check()
+    except TimeoutError:
+        reason = f"the database did not answer within {READY_TIMEOUT_SECONDS:g} s"
+        return json_response({"status": "unavailable", "reason": reason}, 503)
     except Exception as error:  # the probe must answer, whatever the store says
         return json_response({"status": "unavailable", "reason": str(error)}, 503)
     return json_response({"status": "ok"})

@@ -20,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from allotment.api.errors import error_status_and_body
-from allotment.api.http import Access, authenticate, authorize, raw_json_response
+from allotment.api.http import Access, authenticate, authorize, error_response
 from allotment.api.services import Services
 from allotment.domain.changes import (
     ApiKeyChanged,
@@ -53,8 +52,7 @@ async def stream(request: Request) -> Response:
             raise InvalidRequest(f"{customer!r} is not a valid customer id.", {"field": "customer"})
         key = authorize(await authenticate(services, request), Access.CLIENT, customer)
     except AllotmentError as error:
-        status, body = error_status_and_body(error)
-        return raw_json_response(body, status)
+        return error_response(error)
     feed = services.feed
     last_event_id = request.headers.get("last-event-id")
     # The starting point is fixed before anything is sent: a change committed after the reader

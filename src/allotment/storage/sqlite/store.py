@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from allotment.domain.changes import LoggedChange
+from allotment.domain.errors import ServiceBusy
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
@@ -252,8 +253,11 @@ def _begin_immediate(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() >= deadline:
+            if "locked" not in str(error):
                 raise
+            if time.monotonic() >= deadline:
+                # Typed, so the API answers 503 and the client retries: the batch is not begun.
+                raise ServiceBusy("The database is busy: try again shortly.") from error
         time.sleep(WRITE_LOCK_RETRY_SECONDS)
 
 
