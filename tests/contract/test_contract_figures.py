@@ -14,7 +14,7 @@ import pytest
 from allotment.domain.budgets import Budget, BudgetKind, EntityPath
 from allotment.domain.credits import Entry, EntryType, Pool
 from allotment.domain.errors import InvalidRequest
-from allotment.domain.projections import MAX_COUNTER
+from allotment.domain.quantities import MAX_COUNTER
 from allotment.domain.reservations import ReservationStatus
 from allotment.service.ports import UnitOfWork
 from tests.contract.kit import (

@@ -379,9 +379,11 @@ def test_pool_figures_past_what_a_counter_holds_are_400(acme: Api) -> None:
         )[0]
         for n in range(12)
     ]
-    assert statuses[:9] == [201] * 9
-    assert 400 in statuses
-    assert acme.get(POOL)["balance"] == 9 * 999999999999
+    # A pool keeps 10^12 credits of room for the recurring blocks of a period: its grants may
+    # hold 2^63 - 1 micro-credits less that together.
+    assert statuses[:8] == [201] * 8
+    assert set(statuses[8:]) == {400}
+    assert acme.get(POOL)["balance"] == 8 * 999999999999
 
 
 def test_voiding_an_expired_grant_is_409(acme: Api) -> None:
@@ -495,3 +497,74 @@ def test_an_addon_that_would_grant_10_to_the_12_a_period_is_refused(api: Api) ->
         {"plan": "team", "addons": [{"id": "vast", "quantity": 2}]},
     )
     assert status == 400, body
+
+
+def boosts(api: Api, amount: str) -> None:
+    """Add-ons boost-a and boost-b, each granting ``amount`` ai-credits a month."""
+    for addon in ("boost-a", "boost-b"):
+        body = {
+            "product": "coder",
+            "name": addon,
+            "credits": {"ai-credits": {"amount": amount, "every": "month"}},
+        }
+        api.put(f"/v1/addons/{addon}", body, 201)
+
+
+def test_subscriptions_whose_recurring_credits_could_not_fit_a_pool_are_400(acme: Api) -> None:
+    """Minted the first time the pool is read in a period, they would fail every read after."""
+    boosts(acme, "600000000000")
+    both = [{"id": "boost-a", "quantity": 1}, {"id": "boost-b", "quantity": 1}]
+    subscription = {"plan": "team", "addons": both}
+    status, body = acme.status("POST", "/v1/customers/acme/subscriptions", subscription)
+    assert status == 400, body
+    assert body["error"]["details"] == {"field": "addons"}
+    current = acme.get("/v1/customers/acme/subscriptions")["data"][0]
+    assert current["addons"] == []
+    # Attached one at a time, the second one is refused the same way.
+    path = f"/v1/customers/acme/subscriptions/{current['id']}"
+    acme.request("PATCH", path, {"addons": both[:1]}, expect=200)
+    status, body = acme.status("PATCH", path, {"addons": both})
+    assert status == 400, body
+    assert body["error"]["details"] == {"field": "addons"}
+    # The customer's reads and writes go on, now and in later periods.
+    acme.advance(40 * 86_400)
+    assert acme.get(POOL)["balance"] == 600000000000
+    assert debit(acme, 1, "after")["applied"]
+    assert acme.check("acme", "ai-requests")["has_access"]
+
+
+def test_a_pool_at_its_bound_still_mints_the_next_periods_credits(acme: Api) -> None:
+    boosts(acme, "999999999999")
+    subscription = acme.get("/v1/customers/acme/subscriptions")["data"][0]["id"]
+    path = f"/v1/customers/acme/subscriptions/{subscription}"
+    acme.request("PATCH", path, {"addons": [{"id": "boost-a", "quantity": 1}]}, expect=200)
+    block = 999999999999
+    room = (2**63 - 1) // 1_000_000 - 10**12  # whole credits a pool's grants may hold together
+    assert acme.get(POOL)["balance"] == block
+    # Purchased grants fill the rest of what grants may hold; one credit more is refused.
+    filled = block
+    key = 0
+    while filled + block <= room:
+        grant(acme, block, f"fill-{key}")
+        filled, key = filled + block, key + 1
+    grant(acme, room - filled, "last")
+    status, _ = acme.status(
+        "POST", f"{POOL}/grants", {"amount": 1, "category": "paid", "idempotency_key": "over"}
+    )
+    assert status == 400
+    # A scheduled grant counts too.
+    status, _ = acme.status(
+        "POST",
+        f"{POOL}/grants",
+        {
+            "amount": 1,
+            "category": "paid",
+            "idempotency_key": "later",
+            "effective_at": "2099-01-01T00:00:00Z",
+        },
+    )
+    assert status == 400
+    # Next period the block is minted again beside the purchased credits: reads still work.
+    acme.advance(32 * 86_400)
+    assert acme.get(POOL)["balance"] == room
+    assert debit(acme, 1, "next-period")["applied"]

@@ -20,7 +20,7 @@ from decimal import Decimal, localcontext
 from enum import StrEnum
 
 from allotment.domain.catalog import CreditCategory
-from allotment.domain.quantities import MICROS_PER_UNIT, Micros
+from allotment.domain.quantities import MAX_ABS_MICROS, MAX_COUNTER, MICROS_PER_UNIT, Micros
 
 
 class EntryType(StrEnum):
@@ -94,6 +94,14 @@ class EntryContext:
 
 
 NO_CONTEXT = EntryContext()
+
+RECURRING_ROOM: Micros = MAX_ABS_MICROS
+"""What the subscriptions of one customer may grant per period together, in one currency,
+exclusive: a pool keeps this much room for the recurring blocks minted when it is first read in
+a period, so that minting them never takes a figure past what a counter holds."""
+
+MAX_GRANTED: Micros = MAX_COUNTER - RECURRING_ROOM
+"""The most a pool's grants (live and scheduled) may hold together when a grant is made."""
 
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -235,6 +243,10 @@ class Pool:
         """Add a grant without settling: for many at once, then one :meth:`settle`."""
         self.grants[grant.id] = grant
         self._contexts[grant.id] = context
+
+    def held_and_scheduled(self) -> Micros:
+        """What the grants hold, with what the scheduled ones will hold once they take effect."""
+        return sum(g.remaining if g.credited else g.amount for g in self.grants.values())
 
     def add_grant(self, grant: Grant, now: datetime, context: EntryContext = NO_CONTEXT) -> None:
         """Add a new grant; it enters the ledger now, or when it takes effect."""

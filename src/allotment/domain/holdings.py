@@ -6,12 +6,13 @@ read at, so a trial ends and a promotion lapses without any job running.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from allotment.domain.catalog import Spec
+from allotment.domain.catalog import Catalog, Spec
+from allotment.domain.quantities import Micros
 
 
 class SubscriptionStatus(StrEnum):
@@ -119,3 +120,27 @@ class Holdings:
                 instants.append(promotion.end)
         future = [instant for instant in instants if instant > now]
         return min(future) if future else None
+
+
+def recurring_credits(
+    catalog: Catalog, subscriptions: Iterable[Subscription], now: datetime
+) -> dict[str, Micros]:
+    """The most the subscriptions not over by ``now`` grant per period, by currency.
+
+    Each plan's and each add-on's block (times its quantity) of a currency can be live at once,
+    one period's each, so their sum bounds what recurring credits hold in a pool at any time."""
+    totals: dict[str, Micros] = {}
+    for subscription in subscriptions:
+        end = subscription.end
+        if end is not None and end <= now:
+            continue
+        plan = catalog.plans.get(subscription.plan)
+        sources = [] if plan is None else [(plan.credits, 1)]
+        for holding in subscription.addons:
+            addon = catalog.addons.get(holding.id)
+            if addon is not None:
+                sources.append((addon.credits, holding.quantity))
+        for credits, quantity in sources:
+            for currency, block in credits.items():
+                totals[currency] = totals.get(currency, 0) + block.amount * quantity
+    return totals

@@ -10,10 +10,7 @@ from __future__ import annotations
 from allotment.domain.budgets import EntityPath
 from allotment.domain.credits import Entry, EntryType
 from allotment.domain.errors import InvalidRequest
-from allotment.domain.quantities import Micros
-
-MAX_COUNTER = 2**63 - 1
-"""The largest figure, either sign, that a counter of usage or credits may hold (64 bits)."""
+from allotment.domain.quantities import MAX_COUNTER, Micros
 
 
 def counter_overflow() -> InvalidRequest:

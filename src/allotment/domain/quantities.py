@@ -16,6 +16,9 @@ MICROS_PER_UNIT = 1_000_000
 MAX_ABS_UNITS = 10**12
 MAX_ABS_MICROS = MAX_ABS_UNITS * MICROS_PER_UNIT
 
+MAX_COUNTER = 2**63 - 1
+"""The largest figure, either sign, that a counter of usage or credits may hold (64 bits)."""
+
 Micros = int
 """A quantity in millionths of its unit."""
 

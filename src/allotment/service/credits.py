@@ -20,6 +20,7 @@ from allotment.domain.budgets import NO_PATH, EntityPath, entity_path
 from allotment.domain.catalog import Catalog, CreditCategory, Currency
 from allotment.domain.changes import CreditsChanged, Spend
 from allotment.domain.credits import (
+    MAX_GRANTED,
     EntryContext,
     EntryType,
     Grant,
@@ -129,6 +130,14 @@ class CreditService:
                 reason=request.reason,
             )
             pool.add_grant(grant, now, EntryContext(idempotency_key=request.idempotency_key))
+            if pool.held_and_scheduled() > MAX_GRANTED:
+                # Checked now, not when a later period's recurring block would fail every read.
+                raise InvalidRequest(
+                    f"amount: the pool's grants would hold more than"
+                    f" {to_json_number(MAX_GRANTED)} {currency} together, the room a pool"
+                    " keeps for its recurring credits aside.",
+                    {"field": "amount"},
+                )
             self.save(uow, customer, currency, pool, now)
             view = grant_view(pool.grants[grant.id], now)
             return GrantOutcome(**msgspec.structs.asdict(view), replayed=False)

@@ -8,10 +8,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from allotment.domain.catalog import Catalog, Plan, parse_trial_days
+from allotment.domain.credits import RECURRING_ROOM
 from allotment.domain.customers import Customer
 from allotment.domain.documents import spec_from_document
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
-from allotment.domain.holdings import AddonQuantity, Override, Promotion, Subscription
+from allotment.domain.holdings import (
+    AddonQuantity,
+    Override,
+    Promotion,
+    Subscription,
+    recurring_credits,
+)
 from allotment.domain.identifiers import new_id
 from allotment.domain.ids import require_client_id
 from allotment.domain.quantities import MAX_ABS_MICROS
@@ -129,6 +136,7 @@ class CustomerService:
             ]
             anchor_at = starts_at
             trial_ends_at = None
+            replaced: set[str] = set()
             if request.trial:
                 days = parse_trial_days(request.trial_days)
                 days = plan.trial_days if days is None else days
@@ -147,6 +155,7 @@ class CustomerService:
             else:
                 # One paid subscription per product: the new one replaces the current at once
                 # and keeps its period anchor, so usage in the current period carries over.
+                replaced = {current.id for current in same_product}
                 for current in same_product:
                     if current.starts_at <= takes_over_at:
                         anchor_at = current.anchor_at
@@ -169,6 +178,8 @@ class CustomerService:
                 anchor_at=anchor_at,
                 created_at=now,
             )
+            others = [s for s in holdings.subscriptions if s.id not in replaced]
+            _require_room_for_recurring_credits(catalog, [*others, subscription], now)
             uow.holdings.save_subscription(subscription)
             runtime.customer_changed(uow, customer_id)
             return subscription_view(subscription, catalog, now)
@@ -209,6 +220,9 @@ class CustomerService:
             if addons is not None:
                 plan = catalog.plans[subscription.plan]
                 changed = replace(changed, addons=_addon_holdings(catalog, plan, addons))
+                held = uow.holdings.load(customer_id, catalog).subscriptions
+                others = [s for s in held if s.id != subscription_id]
+                _require_room_for_recurring_credits(catalog, [*others, changed], now)
             if ends_at is not _UNCHANGED:
                 _check_ends_after_start(ends_at, subscription.starts_at)
                 changed = replace(changed, ends_at=ends_at)
@@ -389,6 +403,20 @@ def _addon_holdings(
         seen.add(addon_id)
         holdings.append(AddonQuantity(addon_id, quantity))
     return tuple(holdings)
+
+
+def _require_room_for_recurring_credits(
+    catalog: Catalog, subscriptions: Sequence[Subscription], now: datetime
+) -> None:
+    """Refuse holdings whose recurring credits could not fit in a pool: each would be minted
+    the first time the pool is read in its period, and every read after would fail."""
+    for currency, total in recurring_credits(catalog, subscriptions, now).items():
+        if total >= RECURRING_ROOM:
+            raise InvalidRequest(
+                f"addons: the customer's subscriptions would grant 10^12 {currency} or more a"
+                " period together.",
+                {"field": "addons"},
+            )
 
 
 def _check_ends_after_start(ends_at: datetime | None, starts_at: datetime) -> None:

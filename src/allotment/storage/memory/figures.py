@@ -19,13 +19,12 @@ from allotment.domain.credits import Entry, EntryType, Grant, Pool
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
 from allotment.domain.projections import (
-    MAX_COUNTER,
     budget_spend,
     counter_overflow,
     counts_for,
     counts_in,
 )
-from allotment.domain.quantities import Micros
+from allotment.domain.quantities import MAX_COUNTER, Micros
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page, UsageEvent
 from allotment.storage.memory.database import (

@@ -13,8 +13,8 @@ import sqlite3
 from collections.abc import Iterable
 
 from allotment.domain.budgets import Budget, BudgetKind, EntityPath
-from allotment.domain.projections import MAX_COUNTER, counter_overflow
-from allotment.domain.quantities import Micros
+from allotment.domain.projections import counter_overflow
+from allotment.domain.quantities import MAX_COUNTER, Micros
 from allotment.storage.sqlite.counter_cache import (
     BatchCounters,
     CommittedCounters,

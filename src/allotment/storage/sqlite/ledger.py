@@ -15,7 +15,8 @@ from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import Entry, EntryType, Grant, Pool
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
-from allotment.domain.projections import MAX_COUNTER, budget_spend
+from allotment.domain.projections import budget_spend
+from allotment.domain.quantities import MAX_COUNTER
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
