@@ -26,6 +26,7 @@ from allotment.domain.credits import (
     Pool,
     replay,
     revenue,
+    revenue_totals,
 )
 
 UNIT = 1_000_000
@@ -191,6 +192,9 @@ def check_invariants(pool: Pool, now: datetime) -> None:
     # Every micro-credit granted is remaining, consumed, expired or voided; revenue splits the
     # money of what was not voided exactly.
     figures = revenue(pool.grants, state)
+    # The pool keeps revenue in step with each entry: the same as rebuilt from the ledger.
+    assert pool.revenue == revenue_totals(pool.grants, state)
+    assert pool.revenue.figures() == figures
     voided = {g: -sums_of(entries, g, EntryType.VOID) for g in pool.grants}
     total = 0
     for grant_id, grant in pool.grants.items():
