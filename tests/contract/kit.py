@@ -250,6 +250,20 @@ def save_pool(
     return uow.ledger.save_pool(customer_id, currency, pool)
 
 
+def every_grant(
+    uow: UnitOfWork, customer_id: str = "acme", currency: str = "credits"
+) -> dict[str, Grant]:
+    """Every grant of the pool, ended ones included, oldest first, read a page at a time."""
+    found: dict[str, Grant] = {}
+    after: str | None = None
+    while True:
+        page = uow.ledger.list_grants(customer_id, currency, after, 2, None, T0)
+        found.update((g.id, g) for g in page.items)
+        if page.next_cursor is None:
+            return found
+        after = page.next_cursor
+
+
 def save_reservations(uow: UnitOfWork, *reservations: Reservation) -> None:
     for found in reservations:
         uow.hold_usage(found.customer)

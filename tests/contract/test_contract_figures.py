@@ -27,6 +27,7 @@ from tests.contract.kit import (
     debit_entry,
     entity,
     event,
+    every_grant,
     grant,
     micros,
     reservation,
@@ -317,7 +318,7 @@ def test_a_pool_figure_past_64_bits_is_refused(store: ContractStore) -> None:
 
     with pytest.raises(InvalidRequest):
         run(store, save)
-    assert run(store, lambda uow: uow.ledger.all_grants("acme", "credits")) == {}
+    assert run(store, lambda uow: every_grant(uow, "acme", "credits")) == {}
 
 
 def test_instants_come_back_in_utc(store: ContractStore) -> None:

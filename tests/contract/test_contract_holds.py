@@ -24,6 +24,7 @@ from tests.contract.kit import (
     at,
     debit_entry,
     event,
+    every_grant,
     grant,
     reservation,
     run,
@@ -85,7 +86,7 @@ def refused(
         store.run_blocking(job)
     assert store.run_blocking(lambda uow: uow.usage.window_usage("acme", "calls", at(), at(1))) == 0
     assert store.run_blocking(lambda uow: uow.reservations.get("res_1")) is None
-    assert store.run_blocking(lambda uow: uow.ledger.all_grants("acme", "credits")) == {}
+    assert store.run_blocking(lambda uow: every_grant(uow, "acme", "credits")) == {}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from tests.contract.kit import (
     ContractStore,
     all_pages,
     at,
+    every_grant,
     grant,
     run,
     save_pool,
@@ -34,7 +35,7 @@ def entries(store: ContractStore, customer_id: str = "acme") -> list[LedgerRecor
 def test_an_unknown_pool_is_empty(store: ContractStore) -> None:
     pool = pool_of(store)
     assert (pool.grants, pool.overdraft, pool.entries) == ({}, 0, [])
-    assert run(store, lambda uow: uow.ledger.all_grants("acme", "credits")) == {}
+    assert run(store, lambda uow: every_grant(uow, "acme", "credits")) == {}
     assert run(store, lambda uow: uow.ledger.grant_exists("acme", "credits", "g1")) is False
 
 
@@ -123,7 +124,7 @@ def test_a_pool_holds_live_grants_and_all_grants_keeps_the_ended(store: Contract
     live = pool_of(store)
     assert list(live.grants) == ["keep"]
     assert live.balance == 30
-    every = run(store, lambda uow: uow.ledger.all_grants("acme", "credits"))
+    every = run(store, lambda uow: every_grant(uow, "acme", "credits"))
     assert list(every) == ["soon", "void", "keep"]
     assert (every["soon"].expired, every["soon"].remaining) == (True, 0)
     assert (every["void"].voided_at, every["void"].remaining) == (at(hours=3), 0)
@@ -188,7 +189,7 @@ def test_a_grant_update_changes_its_figures_and_state(store: ContractStore) -> N
     run(store, rewrite)
     expected = replace(grant("g1", 100, priority=1), remaining=60, credited=True)
     assert pool_of(store).grants["g1"] == expected
-    assert run(store, lambda uow: uow.ledger.all_grants("acme", "credits")) == {"g1": expected}
+    assert run(store, lambda uow: every_grant(uow, "acme", "credits")) == {"g1": expected}
 
 
 def test_the_stored_figures_are_the_replay_of_the_entries(store: ContractStore) -> None:
@@ -205,7 +206,7 @@ def test_the_stored_figures_are_the_replay_of_the_entries(store: ContractStore) 
     for step in range(10):
         run(store, lambda uow, s=step: write(uow, s))  # type: ignore[misc]
     rebuilt = replay((r.entry.type, r.entry.grant, r.entry.amount) for r in entries(store))
-    every = run(store, lambda uow: uow.ledger.all_grants("acme", "credits"))
+    every = run(store, lambda uow: every_grant(uow, "acme", "credits"))
     assert {g: every[g].remaining for g in every} == {g: rebuilt.remaining.get(g, 0) for g in every}
     pool = pool_of(store)
     assert pool.overdraft == rebuilt.overdraft

@@ -73,7 +73,9 @@ def test_concurrent_debits_with_retries_never_overspend(server: Server) -> None:
     assert ledger_totals(server) == (600, 200, 0)
     with server.client() as client:
         pool = client.get(POOL).json()
-    assert (pool["balance"], pool["grants"][0]["remaining"]) == (0, 0)
+        (used_up,) = client.get(f"{POOL}/grants").json()["data"]
+    assert (pool["balance"], pool["grants"]) == (0, [])  # used up, it left the pool
+    assert (used_up["remaining"], used_up["status"]) == (0, "depleted")
 
 
 def test_acknowledged_debits_survive_a_kill(server: Server) -> None:

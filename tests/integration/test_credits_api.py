@@ -47,15 +47,23 @@ def assert_projections_match_the_ledger(api: Api) -> None:
             "SELECT type, grant_id, amount, balance_after FROM ledger_entries"
             " WHERE customer = 'acme' AND currency = 'ai-credits' ORDER BY seq"
         ).fetchall()
-        remaining = dict(
-            db.execute("SELECT id, remaining FROM credit_grants WHERE customer = 'acme'").fetchall()
-        )
-        (overdraft,) = db.execute(
-            "SELECT overdraft FROM credit_pools WHERE customer = 'acme'"
+        grants = db.execute(
+            "SELECT id, remaining, cost_basis FROM credit_grants WHERE customer = 'acme'"
+        ).fetchall()
+        (overdraft, *money) = db.execute(
+            "SELECT overdraft, deferred, recognized, breakage FROM credit_pools"
+            " WHERE customer = 'acme'"
         ).fetchone()
+    remaining = {grant_id: left for grant_id, left, _ in grants}
+    basis = {grant_id: cost for grant_id, _, cost in grants}
     rebuilt = replay((EntryType(kind), grant_id, amount) for kind, grant_id, amount, _ in entries)
     assert {g: rebuilt.remaining.get(g, 0) for g in remaining} == remaining
     assert rebuilt.overdraft == overdraft
+    # Revenue, kept with the pool in exact integers (stored as text), against the replay.
+    assert [int(figure) for figure in money] == [
+        sum(basis[g] * credits.get(g, 0) for g in basis)
+        for credits in (rebuilt.remaining, rebuilt.consumed, rebuilt.expired)
+    ]
     running = 0
     for _, _, amount, balance_after in entries:
         running += amount
@@ -152,8 +160,8 @@ def test_expiry_happens_by_the_clock_without_any_job(acme: Api) -> None:
     debit(acme, 30, "d1")
     acme.post("/v1/test/clock", {"now": "2031-01-01T00:00:00Z"}, 200)
     pool = acme.get(POOL)
-    assert pool["balance"] == 0
-    assert pool["grants"][0]["status"] == "expired"
+    assert (pool["balance"], pool["grants"]) == (0, [])  # it ended: in the list of grants
+    assert acme.get(f"{POOL}/grants")["data"][0]["status"] == "expired"
     expiry = ledger(acme)[-1]
     assert (expiry["type"], expiry["grant"], expiry["amount"], expiry["at"]) == (
         "expiry",
@@ -188,6 +196,51 @@ def test_void_takes_the_remaining_out_once(acme: Api) -> None:
     assert acme.status("POST", f"{POOL}/grants/grant_nope/void")[0] == 404
     assert acme.get(f"{POOL}/revenue") == {"deferred": 0, "recognized": 50, "breakage": 0}
     assert_projections_match_the_ledger(acme)
+
+
+def test_ended_grants_leave_the_pool_answer_and_are_listed_a_page_at_a_time(acme: Api) -> None:
+    used = grant(acme, 10, "g1", expires_at="2029-01-01T00:00:00Z")  # burns first: soonest
+    live = grant(acme, 20, "g2")
+    later = grant(acme, 5, "g3", effective_at="2030-01-01T00:00:00Z")
+    voided = grant(acme, 1, "g4")
+    debit(acme, 10, "d1")  # uses g1 up
+    acme.post(f"{POOL}/grants/{voided['id']}/void", None, 200)
+    # The pool lists its live grants, oldest first; the ended ones are in the list of grants.
+    assert [g["id"] for g in acme.get(POOL)["grants"]] == [live["id"], later["id"]]
+    every = acme.get(f"{POOL}/grants")
+    assert [(g["id"], g["status"], g["remaining"]) for g in every["data"]] == [
+        (used["id"], "depleted", 0),
+        (live["id"], "active", 20),
+        (later["id"], "scheduled", 0),
+        (voided["id"], "voided", 0),
+    ]
+    assert every["next"] is None
+    for status, expected in [("depleted", used), ("active", live), ("voided", voided)]:
+        listed = acme.get(f"{POOL}/grants?status={status}")["data"]
+        assert [g["id"] for g in listed] == [expected["id"]]
+    assert acme.get(f"{POOL}/grants?status=expired")["data"] == []
+    first = acme.get(f"{POOL}/grants?limit=3")
+    assert len(first["data"]) == 3
+    rest = acme.get(f"{POOL}/grants?limit=3&after={first['next']}")
+    assert ([g["id"] for g in rest["data"]], rest["next"]) == ([voided["id"]], None)
+    for query in ("status=gone", "status=ACTIVE", "after=abc", "limit=0"):
+        code, body = acme.status("GET", f"{POOL}/grants?{query}")
+        assert (code, body["error"]["code"]) == (400, "invalid_request"), query
+    assert acme.status("GET", "/v1/customers/nobody/credits/ai-credits/grants")[0] == 404
+
+    # A used-up grant has left the pool and can still be voided: it writes no entry.
+    entries = len(ledger(acme))
+    answer = acme.post(f"{POOL}/grants/{used['id']}/void", None, 200)
+    assert (answer["status"], answer["remaining"], answer["voided_at"]) == ("voided", 0, acme.now())
+    assert len(ledger(acme)) == entries
+    assert acme.status("POST", f"{POOL}/grants/{used['id']}/void")[0] == 409
+    acme.post("/v1/test/clock", {"now": "2029-06-01T00:00:00Z"}, 200)
+    assert [g["status"] for g in acme.get(f"{POOL}/grants")["data"]] == [
+        "voided",
+        "active",
+        "scheduled",
+        "voided",
+    ]
 
 
 def test_debits_are_idempotent(acme: Api) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -54,6 +55,7 @@ from allotment.service.catalog_views import (
 )
 from allotment.service.credit_views import (
     PoolBalance,
+    PoolGrantViews,
     Revenue,
     grant_view,
     ledger_entry_view,
@@ -322,6 +324,31 @@ def test_a_pool_answers_its_figures_then_every_grant() -> None:
         b'{"balance":12.5,"reserved":0,"available":12.5,"overdraft":0,"overdraft_limit":null,'
         b'"grants":[' + GRANT_JSON + b"]}"
     )
+
+
+def test_kept_grant_views_are_the_views_with_the_status_of_the_moment() -> None:
+    views = PoolGrantViews(limit=3)
+    later = replace(GRANT, id="grant_2", effective_at=NOW + timedelta(days=1))
+    first = views.views(("acme", "ai-credits"), [GRANT, later], NOW)
+    assert first == [grant_view(GRANT, NOW), grant_view(later, NOW)]
+    assert first[1].status == "scheduled"
+    # The same grants a day later: kept views, with the status of the moment.
+    tomorrow = NOW + timedelta(days=1)
+    again = views.views(("acme", "ai-credits"), [GRANT, later], tomorrow)
+    assert again == [grant_view(GRANT, tomorrow), grant_view(later, tomorrow)]
+    assert again[0] is first[0]
+    assert again[1].status == "active"
+    # A grant replaced (a debit, a void) is a new object: its view is made again.
+    spent = replace(GRANT, remaining=1)
+    assert views.views(("acme", "ai-credits"), [spent], tomorrow) == [grant_view(spent, tomorrow)]
+    # Past the limit, the pools read least recently are let go; a pool past it is not kept.
+    kept = views.views(("umbrella", "ai-credits"), [GRANT, later], NOW)[0]
+    assert views.views(("umbrella", "ai-credits"), [GRANT], NOW)[0] is kept
+    too_many = [GRANT, later, spent, replace(GRANT, id="g4")]
+    views.views(("acme", "ai-credits"), too_many, NOW)
+    assert views.views(("acme", "ai-credits"), [GRANT], NOW)[0] is not first[0]  # not kept
+    views.views(("initech", "ai-credits"), [GRANT, later], NOW)  # 1 + 1 + 2: umbrella goes
+    assert views.views(("umbrella", "ai-credits"), [GRANT], NOW)[0] is not kept
 
 
 def test_a_new_grant_answers_the_grant_then_replayed() -> None:

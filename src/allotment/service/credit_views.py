@@ -7,9 +7,11 @@ a :class:`GrantView` with ``replayed``; debits answer ``DebitOutcome`` (both in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
+import msgspec
 from msgspec import Struct
 
 from allotment.domain.catalog import CreditCategory
@@ -91,6 +93,44 @@ def grant_view(grant: Grant, now: datetime) -> GrantView:
         created_at=format_instant(grant.created_at),
         voided_at=_instant(grant.voided_at),
     )
+
+
+class PoolGrantViews:
+    """The views of the live grants of recently read pools, kept while their grants stay as
+    they are: a pool read lists every live grant, and writing one out costs ten times finding
+    it here. A grant is immutable (a change replaces it), so a view is kept for that very
+    grant object, which the entry holds on to; only its status, which follows the clock, is
+    checked on every read. At most ``limit`` views are kept, those of the pools read least
+    recently going first. Used from store jobs only, which run one at a time."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._limit = limit
+        self._held = 0
+        self._pools: dict[tuple[str, str], dict[str, tuple[Grant, GrantView]]] = {}
+
+    def views(
+        self, pool: tuple[str, str], grants: Iterable[Grant], now: datetime
+    ) -> list[GrantView]:
+        known = self._pools.pop(pool, {})  # put back last, if kept: the most recently read
+        self._held -= len(known)
+        kept: dict[str, tuple[Grant, GrantView]] = {}
+        for grant in grants:
+            found = known.get(grant.id)
+            if found is None or found[0] is not grant:
+                view = grant_view(grant, now)
+            else:
+                view = found[1]
+                status = grant.status(now)
+                if view.status is not status:
+                    view = msgspec.structs.replace(view, status=status)
+            kept[grant.id] = (grant, view)
+        if len(kept) <= self._limit:
+            self._pools[pool] = kept
+            self._held += len(kept)
+            while self._held > self._limit:
+                oldest = next(iter(self._pools))
+                self._held -= len(self._pools.pop(oldest))
+        return [view for _, view in kept.values()]
 
 
 def ledger_entry_view(record: LedgerRecord) -> LedgerEntryView:

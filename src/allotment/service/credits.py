@@ -26,8 +26,6 @@ from allotment.domain.credits import (
     Grant,
     GrantStatus,
     Pool,
-    replay,
-    revenue,
 )
 from allotment.domain.decision import PoolStanding, decide_consumption
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
@@ -44,6 +42,7 @@ from allotment.service.credit_views import (
     GrantView,
     LedgerEntryView,
     PoolBalance,
+    PoolGrantViews,
     Revenue,
     grant_view,
     ledger_entry_view,
@@ -90,6 +89,7 @@ class DebitRequest:
 class CreditService:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._views = PoolGrantViews()
 
     # ------------------------------------------------------------------ writes
 
@@ -138,8 +138,10 @@ class CreditService:
                     " keeps for its recurring credits aside.",
                     {"field": "amount"},
                 )
-            self.save(uow, customer, currency, pool, now)
+            # Read before it is stored: a grant that pays back an overdraft as large as itself
+            # ends at once, and leaves the pool when it is stored.
             view = grant_view(pool.grants[grant.id], now)
+            self.save(uow, customer, currency, pool, now)
             return GrantOutcome(**msgspec.structs.asdict(view), replayed=False)
 
         key = request.idempotency_key
@@ -153,17 +155,20 @@ class CreditService:
         def job(uow: UnitOfWork) -> GrantView:
             now = runtime.clock.now()
             pool = self.settled_pool(uow, customer, currency, now)
-            grant = pool.grants.get(grant_id) or uow.ledger.all_grants(customer, currency).get(
-                grant_id
-            )
+            # A grant that ended is not in the pool: voided or expired (409 below), or used up,
+            # which a void still marks; read back by id, it rejoins the pool for the void.
+            grant = pool.grants.get(grant_id) or uow.ledger.get_grant(customer, currency, grant_id)
             if grant is None:
                 raise NotFound(f"no grant {grant_id} in this pool.", {"grant": grant_id})
             status = grant.status(now)
             if status in (GrantStatus.VOIDED, GrantStatus.EXPIRED):
                 raise Conflict(f"grant {grant_id} is {status}.", {"grant": grant_id})
+            if grant_id not in pool.grants:
+                pool.include(grant)
             pool.void(grant_id, now)
+            voided = pool.grants[grant_id]  # it ends: stored, it leaves the pool
             self.save(uow, customer, currency, pool, now)
-            return grant_view(pool.grants[grant_id], now)
+            return grant_view(voided, now)
 
         return await runtime.run(job)
 
@@ -266,10 +271,32 @@ class CreditService:
                 available=to_json_number(pool.available(reserved)),
                 overdraft=to_json_number(pool.overdraft),
                 overdraft_limit=None if limit is None else to_json_number(limit),
-                grants=[
-                    grant_view(g, now) for g in uow.ledger.all_grants(customer, currency).values()
-                ],
+                # The live grants, oldest first: the pool holds no other (ended ones are in
+                # ``grants``, a page at a time), so this costs the same however long its history.
+                grants=self._views.views((customer, currency), pool.grants.values(), now),
             )
+
+        return await runtime.run(job)
+
+    async def grants(
+        self,
+        customer: str,
+        currency: str,
+        after: str | None,
+        limit: int,
+        status: GrantStatus | None = None,
+    ) -> Page[GrantView]:
+        """Every grant of the pool, ended ones included, oldest first; with ``status``, those
+        that have it now."""
+        runtime = self._runtime
+
+        def job(uow: UnitOfWork) -> Page[GrantView]:
+            now = runtime.clock.now()
+            # Settled first, so that each grant's row holds what is due by now.
+            pool = self.settled_pool(uow, customer, currency, now)
+            self.save(uow, customer, currency, pool, now)
+            page = uow.ledger.list_grants(customer, currency, after, limit, status, now)
+            return Page([grant_view(g, now) for g in page.items], page.next_cursor)
 
         return await runtime.run(job)
 
@@ -294,11 +321,8 @@ class CreditService:
             now = runtime.clock.now()
             pool = self.settled_pool(uow, customer, currency, now)
             self.save(uow, customer, currency, pool, now)
-            entries = [
-                (r.entry.type, r.entry.grant, r.entry.amount)
-                for r in all_entries(uow, customer, currency)
-            ]
-            figures = revenue(uow.ledger.all_grants(customer, currency), replay(entries))
+            # Kept in step with every entry the pool writes (and stored with it), not replayed.
+            figures = pool.revenue.figures()
             return Revenue(
                 deferred=figures.deferred,
                 recognized=figures.recognized,
@@ -333,8 +357,9 @@ class CreditService:
         if snapshot is None:
             raise NotFound(f"no customer {customer!r}.", {"customer": customer})
         catalog = runtime.catalog_in(uow)
+        order = _currency(catalog, currency).burn_order
         pool = uow.ledger.load_pool(customer, currency)
-        pool.burn_order = _currency(catalog, currency).burn_order
+        pool.burn_order = order
 
         def known(grant_id: str) -> bool:
             return grant_id in pool.grants or uow.ledger.grant_exists(customer, currency, grant_id)
@@ -495,17 +520,6 @@ def next_recurring_block(
                 index = period_index(subscription.anchor_at, credits.every, now)
                 instants.append(period_boundary(subscription.anchor_at, credits.every, index + 1))
     return min(instants) if instants else None
-
-
-def all_entries(uow: UnitOfWork, customer: str, currency: str) -> list[LedgerRecord]:
-    records: list[LedgerRecord] = []
-    after = None
-    while True:
-        page = uow.ledger.list_entries(customer, currency, after, 1000)
-        records.extend(page.items)
-        if page.next_cursor is None:
-            return records
-        after = page.next_cursor
 
 
 def _currency(catalog: Catalog, currency_id: str) -> Currency:

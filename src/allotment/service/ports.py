@@ -26,7 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from allotment.domain.budgets import NO_PATH, Budget, EntityPath
 from allotment.domain.catalog import Catalog
 from allotment.domain.changes import Change, LoggedChange
-from allotment.domain.credits import Entry, Grant, Pool
+from allotment.domain.credits import Entry, Grant, GrantStatus, Pool
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
@@ -135,23 +135,48 @@ class OutcomeRepository(Protocol):
 
 
 class LedgerRepository(Protocol):
-    """Credit pools: a pool's grants and overdraft are projections of its ledger entries,
-    written together with the entries that change them."""
+    """Credit pools: a pool's grants, overdraft and revenue are projections of its ledger
+    entries, written together with the entries that change them.
 
-    def load_pool(self, customer_id: str, currency: str) -> Pool: ...
+    A pool holds its live grants only: ended ones (``Grant.ended``: voided, expired, or in the
+    ledger and used up) stay in the ledger and are read by id or a page at a time. Nothing here
+    reads or writes in proportion to a pool's history: loading reads its live grants, saving
+    writes what changed."""
+
+    def load_pool(self, customer_id: str, currency: str) -> Pool:
+        """The pool's live grants, oldest first, its overdraft and its revenue."""
+        ...
+
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
-        """Append the pool's new entries and store the grants and overdraft they changed; the
-        counters of the currency budgets along each debit's entity path follow them."""
+        """Append the pool's new entries and store the grants they or the job changed
+        (``Pool.changed_grants``, new ones included), the overdraft and the revenue; the
+        counters of the currency budgets along each debit's entity path follow them. Then
+        ``Pool.stored``: the pool forgets its entries and lets its ended grants go."""
         ...
 
     def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool: ...
-    def all_grants(self, customer_id: str, currency: str) -> dict[str, Grant]:
-        """Every grant of the pool, ended ones included (pools hold only live grants)."""
+    def get_grant(self, customer_id: str, currency: str, grant_id: str) -> Grant | None:
+        """One grant of the pool, ended or not; None when the pool has no such grant."""
+        ...
+
+    def list_grants(
+        self,
+        customer_id: str,
+        currency: str,
+        after: str | None,
+        limit: int,
+        status: GrantStatus | None,
+        now: datetime,
+    ) -> Page[Grant]:
+        """Every grant of the pool, ended ones included, oldest first (paged by creation
+        ``seq``); with ``status``, only those whose ``Grant.status(now)`` it is."""
         ...
 
     def list_entries(
         self, customer_id: str, currency: str, after: str | None, limit: int
-    ) -> Page[LedgerRecord]: ...
+    ) -> Page[LedgerRecord]:
+        """The pool's entries in ``seq`` order after the cursor: reads ``limit`` + 1 of them."""
+        ...
 
 
 class EntityRepository(Protocol):

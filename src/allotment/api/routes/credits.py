@@ -1,4 +1,5 @@
-"""``/v1/customers/{id}/credits/{currency}``: grants, voids, balance, ledger and revenue.
+"""``/v1/customers/{id}/credits/{currency}``: grants (made and listed), voids, balance, ledger and
+revenue.
 
 Debits are on the request path: see :mod:`allotment.api.hot`.
 """
@@ -24,6 +25,7 @@ from allotment.api.presenters import write_json
 from allotment.api.schemas import GrantIn
 from allotment.api.services import Services
 from allotment.domain.catalog import CreditCategory
+from allotment.domain.credits import GrantStatus
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.quantities import parse_quantity
 from allotment.service.credits import GrantRequest
@@ -67,6 +69,28 @@ async def credit_balance(request: Request, services: Services) -> Response:
 
 
 @route(Access.SERVER)
+async def credit_grants(request: Request, services: Services) -> Response:
+    """Every grant of the pool, ended ones included (the pool's own answer lists the live
+    ones), oldest first; ``?status=`` keeps those with that status now."""
+    after, limit = page_params(request)
+    customer, currency = _pool(request)
+    status = _grant_status(request.query_params.get("status") or None)
+    return page_response(
+        await services.credits.grants(customer, currency, seq_cursor(after), limit, status)
+    )
+
+
+def _grant_status(text: str | None) -> GrantStatus | None:
+    if text is None:
+        return None
+    try:
+        return GrantStatus(text)
+    except ValueError:
+        known = ", ".join(status.value for status in GrantStatus)
+        raise InvalidRequest(f"status must be one of {known}.", {"field": "status"}) from None
+
+
+@route(Access.SERVER)
 async def credit_ledger(request: Request, services: Services) -> Response:
     after, limit = page_params(request)
     customer, currency = _pool(request)
@@ -85,6 +109,7 @@ _POOL = "/v1/customers/{customer}/credits/{currency}"
 routes = [
     Route(_POOL, credit_balance, methods=["GET"]),
     Route(f"{_POOL}/grants", grant_credits, methods=["POST"]),
+    Route(f"{_POOL}/grants", credit_grants, methods=["GET"]),
     Route(f"{_POOL}/grants/{{grant}}/void", void_grant, methods=["POST"]),
     Route(f"{_POOL}/ledger", credit_ledger, methods=["GET"]),
     Route(f"{_POOL}/revenue", credit_revenue, methods=["GET"]),

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from allotment.domain.budgets import Budget, EntityPath
-from allotment.domain.credits import Grant
+from allotment.domain.credits import Grant, RevenueTotals
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.entities import Entity
 from allotment.domain.holdings import Override, Promotion, Subscription
@@ -243,7 +243,12 @@ class MemoryDatabase:
         self.budgets: Table[tuple[str, str, str], Budget] = Table(journal)
         self.reservations: Table[str, Reservation] = Table(journal)
         self.grants: Table[str, GrantRow] = Table(journal)
-        self.overdrafts: dict[tuple[str, str], int] = {}  # the pools that have a row
+        # The ids of each pool's live grants (not ended), oldest first: what a pool loads, as
+        # SQLite reads them through its partial index.
+        self.live_grants: dict[tuple[str, str], dict[str, None]] = {}
+        # Each pool's row: its overdraft and revenue (the pools that have a row).
+        self.overdrafts: dict[tuple[str, str], int] = {}
+        self.revenues: dict[tuple[str, str], RevenueTotals] = {}
         # The truth: usage events per (customer, feature), ledger entries per (customer,
         # currency), each in the order written.
         self.events: dict[tuple[str, str], list[StoredEvent]] = {}

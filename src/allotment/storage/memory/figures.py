@@ -1,7 +1,8 @@
-"""The memory adapter's figures: usage windows, budgets and credit pools, from the truth.
+"""The memory adapter's figures: usage windows and budgets, from the truth.
 
-Every figure is computed from the usage events and ledger entries on each read, with the rules
-of ``domain/projections.py``; nothing is kept in step. What the SQLite adapter refuses, this
+Every figure is computed from the usage events and debit entries on each read, with the rules
+of ``domain/projections.py``; nothing is kept in step (credit pools keep their figures with
+them, as on SQLite: ``ledger.py``). What the SQLite adapter refuses, this
 refuses too: a read whose total passes 64 bits, and a write that would take past 64 bits a window
 SQLite keeps a counter for. So the windows SQLite keeps counters for are tracked (not their
 figures): a window is kept once read, and reading one drops those of its series that ended
@@ -15,9 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from allotment.domain.budgets import Budget, BudgetKind
-from allotment.domain.credits import Entry, EntryType, Grant, Pool
-from allotment.domain.errors import InvalidRequest
-from allotment.domain.identifiers import new_id
+from allotment.domain.credits import Entry
 from allotment.domain.projections import (
     budget_spend,
     counter_overflow,
@@ -26,14 +25,12 @@ from allotment.domain.projections import (
 )
 from allotment.domain.quantities import MAX_COUNTER, Micros
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.ports import LedgerRecord, Page, UsageEvent
+from allotment.service.ports import UsageEvent
 from allotment.storage.memory.database import (
     NEVER_ENDS,
-    GrantRow,
     MemoryDatabase,
     StoredEvent,
     Window,
-    page,
 )
 from allotment.storage.memory.holds import Holds
 from allotment.storage.memory.records import stored
@@ -213,86 +210,3 @@ class MemoryBudgets:
             budget(customer_id, found, (start, NEVER_ENDS if end is None else end))
             for found, start, end in windows
         ]
-
-
-class MemoryLedger:
-    def __init__(self, db: MemoryDatabase, figures: Figures, holds: Holds) -> None:
-        self._db = db
-        self._grants = db.grants
-        self._figures = figures
-        self._holds = holds
-
-    def load_pool(self, customer_id: str, currency: str) -> Pool:
-        live = {
-            row.grant.id: row.grant
-            for row in self._grants.values((customer_id, currency))
-            if not row.grant.expired and row.grant.voided_at is None
-        }
-        return Pool(grants=live, overdraft=self._db.overdrafts.get((customer_id, currency), 0))
-
-    def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
-        if pool.entries:
-            self._require_holds(customer_id, currency, pool.entries)
-        figures = [pool.overdraft, *(e.balance_after for e in pool.entries)]
-        figures += [g.remaining for g in pool.grants.values()]
-        if any(abs(figure) > MAX_COUNTER for figure in figures):
-            raise InvalidRequest(
-                "a credit pool's balance, overdraft or grant may not pass 9.2 x 10^12 credits;"
-                " this request would."
-            )
-        db, key = self._db, (customer_id, currency)
-        for grant in pool.grants.values():
-            self._save_grant(customer_id, currency, stored(grant))
-        db.journal.put(db.overdrafts, key, pool.overdraft)
-        entries = db.journal.child(db.entries, key, list)
-        records = []
-        for entry in pool.entries:
-            record = LedgerRecord(
-                new_id("led"), db.next_seq("ledger_entries"), customer_id, currency, entry
-            )
-            db.journal.append(entries, replace(record, entry=stored(entry)))
-            self._figures.count_spend(customer_id, currency, entry)
-            records.append(record)
-        pool.entries.clear()
-        return records
-
-    def _require_holds(self, customer_id: str, currency: str, entries: Sequence[Entry]) -> None:
-        holds = self._holds
-        holds.require_pool(customer_id, currency, "ledger.save_pool with entries")
-        for entry in entries:
-            if entry.type is EntryType.DEBIT and entry.entity_path:
-                holds.require_budgets(customer_id, entry.entity_path, "a debit along a path")
-
-    def _save_grant(self, customer_id: str, currency: str, grant: Grant) -> None:
-        existing = self._grants.get(grant.id)
-        if existing is None:
-            row = GrantRow(customer_id, currency, grant)
-            self._grants.insert(grant.id, row, (customer_id, currency))
-            return
-        if existing.grant == grant:
-            return
-        changed = replace(
-            existing.grant,
-            remaining=grant.remaining,
-            credited=grant.credited,
-            expired=grant.expired,
-            voided_at=grant.voided_at,
-        )
-        self._grants.update(grant.id, replace(existing, grant=changed))
-
-    def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool:
-        row = self._grants.get(grant_id)
-        return row is not None and (row.customer, row.currency) == (customer_id, currency)
-
-    def all_grants(self, customer_id: str, currency: str) -> dict[str, Grant]:
-        return {row.grant.id: row.grant for row in self._grants.values((customer_id, currency))}
-
-    def list_entries(
-        self, customer_id: str, currency: str, after: str | None, limit: int
-    ) -> Page[LedgerRecord]:
-        entries = self._db.entries.get((customer_id, currency), [])
-        return page(((record.seq, record) for record in entries), after, limit, _record)
-
-
-def _record(record: LedgerRecord) -> LedgerRecord:
-    return record

@@ -16,8 +16,9 @@ from allotment.service.changelog import encode_change
 from allotment.service.ports import Published
 from allotment.service.projector import Fill
 from allotment.storage.memory.database import LogRow, MemoryDatabase
-from allotment.storage.memory.figures import Figures, MemoryBudgets, MemoryLedger, MemoryUsage
+from allotment.storage.memory.figures import Figures, MemoryBudgets, MemoryUsage
 from allotment.storage.memory.holds import Holds
+from allotment.storage.memory.ledger import MemoryLedger
 from allotment.storage.memory.records import (
     MemoryCatalog,
     MemoryCustomers,

@@ -1,31 +1,46 @@
-"""Credit pools: grants, overdraft and the append-only ledger.
+"""Credit pools: the pools the store keeps between batches, and the append-only ledger.
 
-The store keeps each pool as the last committed batch left it (``PoolCache``), so a debit does
-not read its pool back from SQLite; each batch keeps the pools it loaded or saved, to write only
-what changed.
+The store keeps each pool as the last committed batch left it (``PoolCache``): the very
+:class:`~allotment.domain.credits.Pool` the next job loads, which keeps its figures and orders
+in step as it changes. A debit therefore reads nothing back from SQLite and writes only what it
+touched, however many grants the pool holds; and a pool holds its live grants only
+(``Pool.stored`` lets the ended ones go; they stay in ``credit_grants`` and the ledger).
+
+A job that fails may have changed the pools it loaded: they are dropped from the batch and from
+the store, and read again from the tables (which the job's savepoint rolled back) by the next
+job that loads them.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from allotment.domain.budgets import BudgetKind
-from allotment.domain.catalog import CreditCategory
-from allotment.domain.credits import Entry, EntryType, Grant, Pool
+from allotment.domain.credits import Entry, EntryType, Grant, GrantStatus, Pool, RevenueTotals
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
 from allotment.domain.projections import budget_spend
 from allotment.domain.quantities import MAX_COUNTER
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
+from allotment.storage.sqlite import grants as grant_rows
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
-from allotment.storage.sqlite.rows import instant, micros, page_rows, paged, path_of, path_text
+from allotment.storage.sqlite.rows import page_rows, paged, path_of, path_text
 
 PoolKey = tuple[str, str]
-StoredPool = tuple[dict[str, Grant], int | None]
-PoolCache = dict[PoolKey, StoredPool]
-"""(customer, currency) -> (grants by id, overdraft or None when the pool has no row yet)."""
+
+
+@dataclass(slots=True)
+class CachedPool:
+    pool: Pool
+    has_row: bool  # credit_pools holds the pool's row
+
+
+PoolCache = dict[PoolKey, CachedPool]
+"""(customer, currency) -> the pool as the last batch that loaded or saved it left it."""
 
 
 class SqliteLedger:
@@ -38,144 +53,149 @@ class SqliteLedger:
         self._db = db
         self._committed_pools = committed_pools
         self._budget_counters = budget_counters
-        # Each pool as loaded or last saved in this batch, to store only what changed.
-        # (None for the overdraft of a pool that has no row yet.)
-        self.pools_as_stored: PoolCache = {}
-        # What each change to ``pools_as_stored`` replaced, so that a failed job's changes are
-        # undone in the time the job took, not in the size of the batch.
-        self._replaced: list[tuple[PoolKey, StoredPool | None]] = []
+        # The pools this batch loaded or saved, for the store once it commits.
+        self.pools_in_batch: PoolCache = {}
+        # Every pool a job loaded or saved, in order: a failed job drops those it touched.
+        self._touched: list[PoolKey] = []
+        self._in_job: set[PoolKey] = set()  # those the running job touched
 
     def mark(self) -> int:
-        return len(self._replaced)
+        """A job starts."""
+        self._in_job = set()
+        return len(self._touched)
 
     def undo(self, mark: int) -> None:
-        replaced, pools = self._replaced, self.pools_as_stored
-        while len(replaced) > mark:
-            key, previous = replaced.pop()
-            if previous is None:
-                del pools[key]
-            else:
-                pools[key] = previous
+        """The job that started at ``mark`` failed: drop every pool it touched."""
+        for key in self._touched[mark:]:
+            self.pools_in_batch.pop(key, None)
+            self._committed_pools.pop(key, None)
+        del self._touched[mark:]
 
-    def _remember(self, key: PoolKey, stored: StoredPool) -> None:
-        self._replaced.append((key, self.pools_as_stored.get(key)))
-        self.pools_as_stored[key] = stored
+    def _use(self, key: PoolKey, cached: CachedPool) -> None:
+        self.pools_in_batch[key] = cached
+        self._touched.append(key)
+        self._in_job.add(key)
 
     def load_pool(self, customer_id: str, currency: str) -> Pool:
         key = (customer_id, currency)
-        known = self.pools_as_stored.get(key)
-        if known is None:
-            known = self._committed_pools.get(key)
-            if known is not None:
-                self._remember(key, known)
-        if known is not None:
-            return Pool(grants=dict(known[0]), overdraft=known[1] or 0)
-        grants = {
-            row[0]: _grant(row)
-            for row in self._db.execute(
-                f"SELECT {_GRANT_COLUMNS} FROM credit_grants WHERE customer = ? AND currency = ?"
-                " AND expired = 0 AND voided_at IS NULL ORDER BY seq",
-                (customer_id, currency),
-            )
-        }
+        cached = self.pools_in_batch.get(key) or self._committed_pools.get(key)
+        if cached is not None and cached.pool.pending and key not in self._in_job:
+            # An earlier job changed it without storing it (and did not fail): not what the
+            # tables hold, so read it again.
+            cached = None
+        if cached is None:
+            cached = self._read(customer_id, currency)
+        self._use(key, cached)
+        return cached.pool
+
+    def _read(self, customer_id: str, currency: str) -> CachedPool:
+        live = grant_rows.load_live(self._db, customer_id, currency)
         row = self._db.execute(
-            "SELECT overdraft FROM credit_pools WHERE customer = ? AND currency = ?",
+            "SELECT overdraft, deferred, recognized, breakage FROM credit_pools"
+            " WHERE customer = ? AND currency = ?",
             (customer_id, currency),
         ).fetchone()
-        overdraft = int(row[0]) if row else None
-        self._remember(key, (dict(grants), overdraft))
-        return Pool(grants=grants, overdraft=overdraft or 0)
+        if row is None:
+            return CachedPool(Pool(grants=live), has_row=False)
+        # Revenue is stored as the text of exact integers: they pass 64 bits.
+        revenue = RevenueTotals(int(row[1]), int(row[2]), int(row[3]))
+        return CachedPool(Pool(grants=live, overdraft=int(row[0]), revenue=revenue), True)
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
+        changed = pool.changed_grants()
         figures = [pool.overdraft, *(e.balance_after for e in pool.entries)]
-        figures += [g.remaining for g in pool.grants.values()]
+        figures += [g.remaining for g in changed]
         if any(abs(figure) > MAX_COUNTER for figure in figures):
             raise InvalidRequest(
                 "a credit pool's balance, overdraft or grant may not pass 9.2 x 10^12 credits;"
                 " this request would."
             )
-        stored_grants, stored_overdraft = self.pools_as_stored.get(
-            (customer_id, currency), ({}, None)
-        )
-        for grant in pool.grants.values():
-            before = stored_grants.get(grant.id)
-            if before is None:
-                self._save_grant(customer_id, currency, grant)
-            elif before != grant:
-                self._db.execute(
-                    "UPDATE credit_grants SET remaining = ?, credited = ?, expired = ?,"
-                    " voided_at = ? WHERE id = ?",
-                    (
-                        grant.remaining,
-                        grant.credited,
-                        grant.expired,
-                        micros(grant.voided_at),
-                        grant.id,
-                    ),
-                )
-        if pool.overdraft != stored_overdraft:
-            self._db.execute(
-                "INSERT INTO credit_pools (customer, currency, overdraft) VALUES (?, ?, ?)"
-                " ON CONFLICT (customer, currency) DO UPDATE SET overdraft = excluded.overdraft",
-                (customer_id, currency, pool.overdraft),
-            )
-        records = []
-        for entry in pool.entries:
-            entry_id = new_id("led")
-            cursor = self._db.execute(
-                "INSERT INTO ledger_entries (id, customer, currency, type, grant_id, amount,"
-                " balance_after, idempotency_key, entity, feature, at, entity_path)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry_id,
-                    customer_id,
-                    currency,
-                    entry.type.value,
-                    entry.grant,
-                    entry.amount,
-                    entry.balance_after,
-                    entry.idempotency_key,
-                    entry.entity,
-                    entry.feature,
-                    to_epoch_micros(entry.at),
-                    path_text(entry.entity_path),
-                ),
-            )
-            spent = budget_spend(entry)
-            if spent:
-                self._budget_counters.count(
-                    customer_id,
-                    BudgetKind.CURRENCY,
-                    currency,
-                    entry.entity_path,
-                    to_epoch_micros(entry.at),
-                    spent,
-                )
-            seq = cursor.lastrowid
-            assert seq is not None
-            records.append(LedgerRecord(entry_id, seq, customer_id, currency, entry))
-        pool.entries.clear()
-        # A pool holds live grants only: ended ones are in the ledger and in all_grants.
-        live = {g.id: g for g in pool.grants.values() if not g.expired and g.voided_at is None}
-        self._remember((customer_id, currency), (live, pool.overdraft))
+        key = (customer_id, currency)
+        cached = self.pools_in_batch.get(key)
+        has_row = cached is not None and cached.pool is pool and cached.has_row
+        if changed:
+            grant_rows.save(self._db, customer_id, currency, changed)
+        if pool.entries or not has_row:
+            self._save_row(customer_id, currency, pool, replace=bool(pool.entries))
+        records = [self._append(customer_id, currency, entry) for entry in pool.entries]
+        pool.stored()
+        self._use(key, CachedPool(pool, has_row=True))
         return records
 
-    def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM credit_grants WHERE id = ? AND customer = ? AND currency = ?",
-            (grant_id, customer_id, currency),
-        ).fetchone()
-        return row is not None
+    def _save_row(self, customer_id: str, currency: str, pool: Pool, *, replace: bool) -> None:
+        """The pool's overdraft and revenue, which only entries change: a pool saved without
+        entries makes its row if it has none and leaves one it has as it is."""
+        revenue = pool.revenue
+        on_conflict = (
+            "DO UPDATE SET overdraft = excluded.overdraft, deferred = excluded.deferred,"
+            " recognized = excluded.recognized, breakage = excluded.breakage"
+            if replace
+            else "DO NOTHING"
+        )
+        self._db.execute(
+            "INSERT INTO credit_pools (customer, currency, overdraft, deferred, recognized,"
+            f" breakage) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, currency) {on_conflict}",
+            (
+                customer_id,
+                currency,
+                pool.overdraft,
+                str(revenue.deferred),
+                str(revenue.recognized),
+                str(revenue.breakage),
+            ),
+        )
 
-    def all_grants(self, customer_id: str, currency: str) -> dict[str, Grant]:
-        return {
-            row[0]: _grant(row)
-            for row in self._db.execute(
-                f"SELECT {_GRANT_COLUMNS} FROM credit_grants WHERE customer = ? AND currency = ?"
-                " ORDER BY seq",
-                (customer_id, currency),
+    def _append(self, customer_id: str, currency: str, entry: Entry) -> LedgerRecord:
+        entry_id = new_id("led")
+        cursor = self._db.execute(
+            "INSERT INTO ledger_entries (id, customer, currency, type, grant_id, amount,"
+            " balance_after, idempotency_key, entity, feature, at, entity_path)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry_id,
+                customer_id,
+                currency,
+                entry.type.value,
+                entry.grant,
+                entry.amount,
+                entry.balance_after,
+                entry.idempotency_key,
+                entry.entity,
+                entry.feature,
+                to_epoch_micros(entry.at),
+                path_text(entry.entity_path),
+            ),
+        )
+        spent = budget_spend(entry)
+        if spent:
+            self._budget_counters.count(
+                customer_id,
+                BudgetKind.CURRENCY,
+                currency,
+                entry.entity_path,
+                to_epoch_micros(entry.at),
+                spent,
             )
-        }
+        seq = cursor.lastrowid
+        assert seq is not None
+        return LedgerRecord(entry_id, seq, customer_id, currency, entry)
+
+    def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool:
+        return grant_rows.exists(self._db, customer_id, currency, grant_id)
+
+    def get_grant(self, customer_id: str, currency: str, grant_id: str) -> Grant | None:
+        return grant_rows.get(self._db, customer_id, currency, grant_id)
+
+    def list_grants(
+        self,
+        customer_id: str,
+        currency: str,
+        after: str | None,
+        limit: int,
+        status: GrantStatus | None,
+        now: datetime,
+    ) -> Page[Grant]:
+        return grant_rows.page(self._db, customer_id, currency, after, limit, status, now)
 
     def list_entries(
         self, customer_id: str, currency: str, after: str | None, limit: int
@@ -205,53 +225,3 @@ class SqliteLedger:
             return LedgerRecord(row[1], row[0], customer_id, currency, entry)
 
         return paged(rows, limit, record)
-
-    def _save_grant(self, customer_id: str, currency: str, grant: Grant) -> None:
-        self._db.execute(
-            f"INSERT INTO credit_grants (customer, currency, {_GRANT_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining,"
-            " credited = excluded.credited, expired = excluded.expired,"
-            " voided_at = excluded.voided_at",
-            (
-                customer_id,
-                currency,
-                grant.id,
-                grant.amount,
-                grant.category.value,
-                grant.cost_basis,
-                grant.priority,
-                to_epoch_micros(grant.effective_at),
-                micros(grant.expires_at),
-                to_epoch_micros(grant.created_at),
-                grant.remaining,
-                grant.credited,
-                grant.expired,
-                micros(grant.voided_at),
-                grant.reason,
-            ),
-        )
-
-
-_GRANT_COLUMNS = (
-    "id, amount, category, cost_basis, priority, effective_at, expires_at, created_at,"
-    " remaining, credited, expired, voided_at, reason"
-)
-
-
-def _grant(row: tuple[Any, ...]) -> Grant:
-    return Grant(
-        id=row[0],
-        amount=row[1],
-        category=CreditCategory(row[2]),
-        cost_basis=row[3],
-        priority=row[4],
-        effective_at=from_epoch_micros(row[5]),
-        expires_at=instant(row[6]),
-        created_at=from_epoch_micros(row[7]),
-        remaining=row[8],
-        credited=bool(row[9]),
-        expired=bool(row[10]),
-        voided_at=instant(row[11]),
-        reason=row[12],
-    )

@@ -142,4 +142,4 @@ class SqliteUnitOfWork:
     def after_commit(self) -> PoolCache:
         """Make the batch's counters the committed ones; the pools as the batch left them."""
         self._budget_counters.counters.publish()
-        return self.ledger.pools_as_stored
+        return self.ledger.pools_in_batch
