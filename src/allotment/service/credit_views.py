@@ -22,9 +22,12 @@ from allotment.service.answers import Number, Quantity
 from allotment.service.ports import LedgerRecord
 
 
-class GrantView(Struct, frozen=True, kw_only=True):
-    """``POST /v1/customers/{id}/credits/{currency}/grants/{grant}/void``, and each of a pool's
-    ``grants`` in ``GET /v1/customers/{id}/credits/{currency}``."""
+class GrantView(Struct, frozen=True, kw_only=True, gc=False):
+    """``POST /v1/customers/{id}/credits/{currency}/grants/{grant}/void``, each of a pool's
+    ``grants`` in ``GET /v1/customers/{id}/credits/{currency}`` and each grant of
+    ``GET .../credits/{currency}/grants``. (Not tracked by the garbage collector: its fields
+    are text and numbers, which cannot form a cycle, and a pool's views are kept by the
+    thousand.)"""
 
     id: str
     amount: Quantity
@@ -111,26 +114,32 @@ class PoolGrantViews:
     def views(
         self, pool: tuple[str, str], grants: Iterable[Grant], now: datetime
     ) -> list[GrantView]:
-        known = self._pools.pop(pool, {})  # put back last, if kept: the most recently read
+        # Changed in place, not rebuilt: a new entry for every grant on every read would make
+        # the collector's oldest generation grow, and walk every object of the process, often.
+        known = self._pools.pop(pool, None) or {}
         self._held -= len(known)
-        kept: dict[str, tuple[Grant, GrantView]] = {}
+        views = []
         for grant in grants:
             found = known.get(grant.id)
             if found is None or found[0] is not grant:
-                view = grant_view(grant, now)
+                found = known[grant.id] = (grant, grant_view(grant, now))
             else:
-                view = found[1]
                 status = grant.status(now)
-                if view.status is not status:
-                    view = msgspec.structs.replace(view, status=status)
-            kept[grant.id] = (grant, view)
-        if len(kept) <= self._limit:
-            self._pools[pool] = kept
-            self._held += len(kept)
+                if found[1].status is not status:
+                    found = known[grant.id] = (
+                        grant,
+                        msgspec.structs.replace(found[1], status=status),
+                    )
+            views.append(found[1])
+        if len(known) != len(views):  # grants left the pool
+            known = {view.id: known[view.id] for view in views}
+        if len(known) <= self._limit:
+            self._pools[pool] = known
+            self._held += len(known)
             while self._held > self._limit:
                 oldest = next(iter(self._pools))
                 self._held -= len(self._pools.pop(oldest))
-        return [view for _, view in kept.values()]
+        return views
 
 
 def ledger_entry_view(record: LedgerRecord) -> LedgerEntryView:
