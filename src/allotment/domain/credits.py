@@ -4,8 +4,9 @@ A :class:`Pool` is one (customer, currency): its grants, its overdraft, and the 
 that each change appends. Everything is pure: methods take ``now`` and return or record entries;
 the service stores them. The entries are the truth and :func:`replay` rebuilds every projection
 (remaining per grant, overdraft, balance, revenue) from them, which the tests compare with what
-is stored. Grants and burn order are in ``grants.py``; the orders a pool keeps so that its work
-follows what changes rather than its size, in ``pool_index.py``.
+is stored. Grants and burn order are in ``grants.py``, entries and their replay in
+``entries.py``, revenue in ``revenue.py`` (all importable from here); the orders a pool keeps
+so that its work follows what changes rather than its size, in ``pool_index.py``.
 
 Grants enter the ledger when they take effect and leave it when they expire, each at its own
 instant on the clock: :meth:`Pool.settle` writes every such entry that is due, in time order,
@@ -15,15 +16,21 @@ ran in between. Amounts are micro-credits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal, localcontext
-from enum import StrEnum
 
+from allotment.domain.entries import NO_CONTEXT, Entry, EntryContext, EntryType, Replayed, replay
 from allotment.domain.grants import Grant, GrantStatus, burn_key
 from allotment.domain.pool_index import LEAVES, BurnQueue, DueQueue
-from allotment.domain.quantities import MAX_ABS_MICROS, MAX_COUNTER, MICROS_PER_UNIT, Micros
+from allotment.domain.quantities import MAX_ABS_MICROS, MAX_COUNTER, Micros
+from allotment.domain.revenue import (
+    Revenue,
+    RevenueTotals,
+    money_per_credit,
+    revenue,
+    revenue_totals,
+)
 
 __all__ = [
     "MAX_GRANTED",
@@ -46,42 +53,6 @@ __all__ = [
     "revenue_totals",
 ]
 
-
-class EntryType(StrEnum):
-    GRANT = "grant"
-    DEBIT = "debit"
-    EXPIRY = "expiry"
-    VOID = "void"
-    ADJUSTMENT = "adjustment"
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A ledger entry as the pool writes it; the store adds its id, sequence and context."""
-
-    type: EntryType
-    grant: str | None
-    amount: Micros  # signed: grants and adjustments positive, the rest negative
-    balance_after: Micros
-    at: datetime
-    idempotency_key: str | None = None
-    entity: str | None = None
-    feature: str | None = None
-    # Who a debit counts for: the entity and its ancestors when it was written, nearest first.
-    entity_path: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class EntryContext:
-    """What a request adds to the entries it writes."""
-
-    idempotency_key: str | None = None
-    entity: str | None = None
-    feature: str | None = None
-    entity_path: tuple[str, ...] = ()
-
-
-NO_CONTEXT = EntryContext()
 
 RECURRING_ROOM: Micros = MAX_ABS_MICROS
 """What the subscriptions of one customer may grant per period together, in one currency,
@@ -416,89 +387,3 @@ class Pool:
         if self._burn is None or self._burn.order != key:
             self._burn = BurnQueue(key, self.grants.values())
         return self._burn
-
-
-@dataclass(slots=True)
-class Replayed:
-    remaining: dict[str, Micros] = field(default_factory=dict)
-    consumed: dict[str, Micros] = field(default_factory=dict)
-    expired: dict[str, Micros] = field(default_factory=dict)
-    overdraft: Micros = 0
-
-    @property
-    def balance(self) -> Micros:
-        return sum(self.remaining.values()) - self.overdraft
-
-
-def replay(entries: Iterable[tuple[EntryType, str | None, Micros]]) -> Replayed:
-    """Rebuild every projection of a pool from its entries (type, grant, amount), in order.
-
-    A grant's remaining is the sum of its entries, so a voided or expired grant sums to zero.
-    Entries without a grant sum to minus the overdraft.
-    """
-    state = Replayed()
-    for kind, grant, amount in entries:
-        if grant is None:
-            state.overdraft -= amount
-            continue
-        state.remaining[grant] = state.remaining.get(grant, 0) + amount
-        if kind is EntryType.DEBIT:
-            state.consumed[grant] = state.consumed.get(grant, 0) - amount
-        elif kind is EntryType.EXPIRY:
-            state.expired[grant] = state.expired.get(grant, 0) - amount
-    return state
-
-
-@dataclass(frozen=True, slots=True)
-class Revenue:
-    deferred: Decimal
-    recognized: Decimal
-    breakage: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class RevenueTotals:
-    """A pool's revenue in credits (micro-units) times cost basis (micro-units): exact integers,
-    however large. ``deferred`` is what the grants hold, ``recognized`` what debits took from
-    them (overdraft paybacks included: they pay for usage already made), ``breakage`` what
-    expired; voided credits are none of the three. A projection of the ledger: the pool keeps it
-    in step with each entry it writes, and :func:`revenue_totals` rebuilds it."""
-
-    deferred: int = 0
-    recognized: int = 0
-    breakage: int = 0
-
-    def figures(self) -> Revenue:
-        return Revenue(_money(self.deferred), _money(self.recognized), _money(self.breakage))
-
-
-def revenue_totals(grants: Mapping[str, Grant], replayed: Replayed) -> RevenueTotals:
-    """Remaining, consumed and expired credits of the replayed ledger, each times their grant's
-    cost basis (``grants``: every grant with an entry, ended ones included)."""
-    deferred = recognized = breakage = 0
-    for grant_id, grant in grants.items():
-        basis = grant.cost_basis
-        deferred += basis * replayed.remaining.get(grant_id, 0)
-        recognized += basis * replayed.consumed.get(grant_id, 0)
-        breakage += basis * replayed.expired.get(grant_id, 0)
-    return RevenueTotals(deferred, recognized, breakage)
-
-
-def revenue(grants: Mapping[str, Grant], replayed: Replayed) -> Revenue:
-    """Remaining, consumed and expired credits, each times their grant's cost basis.
-
-    Credits paid back to the overdraft count as consumed: they pay for usage already made.
-    """
-    return revenue_totals(grants, replayed).figures()
-
-
-def _money(micro_micros: int) -> Decimal:
-    """Credits in micro-units times cost basis in micro-units, as an exact amount of money."""
-    with localcontext() as context:
-        context.prec = 80
-        value = Decimal(micro_micros).scaleb(-12)
-        return Decimal(format(value.normalize(), "f")) if value else Decimal(0)
-
-
-def money_per_credit(cost_basis: Micros) -> Decimal:
-    return Decimal(cost_basis) / MICROS_PER_UNIT
