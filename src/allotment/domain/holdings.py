@@ -15,6 +15,8 @@ from allotment.domain.catalog import Spec
 
 
 class SubscriptionStatus(StrEnum):
+    """Where a subscription stands at the time of the answer."""
+
     ACTIVE = "active"
     TRIALING = "trialing"
     CANCELED = "canceled"

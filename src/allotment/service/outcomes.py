@@ -23,7 +23,7 @@ from allotment.domain.quantities import to_json_number
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant
-from allotment.service.answers import CheckAnswer, Number, Quantity
+from allotment.service.answers import CheckAnswer, InstantText, Number, Quantity
 from allotment.service.credit_views import GrantView
 
 Outcome = TypeVar("Outcome")
@@ -68,7 +68,7 @@ class ReservationOutcome(msgspec.Struct, frozen=True, kw_only=True):
     granted: bool
     replayed: bool
     access_denied_reason: DenialReason | None
-    expires_at: str | None
+    expires_at: InstantText | None
     customer: str
     feature: str
     entity: str | None
@@ -102,9 +102,9 @@ class ReservationView(msgspec.Struct, frozen=True, kw_only=True):
     status: ReservationStatus
     committed_amount: Number
     credits: HeldCredits | None
-    created_at: str
-    expires_at: str
-    ended_at: str | None
+    created_at: InstantText
+    expires_at: InstantText
+    ended_at: InstantText | None
 
 
 def reservation_view(reservation: Reservation, now: datetime) -> ReservationView:
@@ -145,13 +145,18 @@ def struct_record(kind: type[Outcome]) -> OutcomeRecord[Outcome]:
     return OutcomeRecord(_encode, replay)
 
 
-class _StoredUsage(CheckAnswer, frozen=True, kw_only=True):
+# Also how a usage report's idempotency record is read back.
+class UsageAnswer(CheckAnswer, frozen=True, kw_only=True):
+    """``POST /v1/usage``: ``recorded`` and ``replayed``, then the check result after the write
+    (``has_access`` and ``access_denied_reason`` describe this report, its ``amount`` being the
+    ``requested``)."""
+
     recorded: bool
     replayed: bool
 
 
 _CHECK_FIELDS = CheckAnswer.__struct_fields__
-_decode_stored_usage = msgspec.json.Decoder(_StoredUsage, float_hook=Decimal).decode
+_decode_stored_usage = msgspec.json.Decoder(UsageAnswer, float_hook=Decimal).decode
 
 
 def _store_usage(outcome: UsageOutcome) -> bytes:
