@@ -1,4 +1,4 @@
-"""The ``allotment`` command: ``serve``, ``demo`` and ``migrate``."""
+"""The ``allotment`` command: ``serve``, ``demo``, ``migrate`` and ``openapi``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import click
+import msgspec
 
 from allotment.config import DEFAULT_DATABASE, Settings
 
@@ -102,6 +103,26 @@ def migrate(database: Path | None) -> None:
     settings = Settings.from_environment(database_path=database)
     upgrade_to_latest(sqlite_url(settings.database_path))
     click.echo(f"{settings.database_path}: schema is current.")
+
+
+@main.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="The OpenAPI document, or the reference in docs/api.md made from it.",
+)
+def openapi(output_format: str) -> None:
+    """Print the HTTP API's description (what GET /openapi.json serves)."""
+    from allotment.api.openapi.document import document, document_bytes
+    from allotment.api.openapi.markdown import render
+
+    if output_format == "markdown":
+        click.echo(render(document()), nl=False)
+    else:
+        click.echo(msgspec.json.format(document_bytes(), indent=2).decode())
 
 
 def _load_demo(settings: Settings, *, announce: bool) -> None:
