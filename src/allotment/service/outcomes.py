@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
 
@@ -27,6 +27,13 @@ from allotment.service.answers import CheckAnswer, InstantText, Number, Quantity
 from allotment.service.credit_views import GrantView
 
 Outcome = TypeVar("Outcome")
+Replayed = Annotated[
+    bool,
+    msgspec.Meta(
+        description="True when this answer repeats the first outcome kept for its "
+        "idempotency_key: nothing was applied this time."
+    ),
+]
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -54,7 +61,7 @@ class DebitOutcome(msgspec.Struct, frozen=True, kw_only=True):
     the reason it was refused), the pool's balance after it and the entries it wrote."""
 
     applied: bool
-    replayed: bool
+    replayed: Replayed
     access_denied_reason: DenialReason | None
     balance: Quantity
     entries: list[DebitEntry]
@@ -66,7 +73,7 @@ class ReservationOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str | None
     granted: bool
-    replayed: bool
+    replayed: Replayed
     access_denied_reason: DenialReason | None
     expires_at: InstantText | None
     customer: str
@@ -79,7 +86,7 @@ class GrantOutcome(GrantView, frozen=True, kw_only=True):
     """``POST /v1/customers/{id}/credits/{currency}/grants`` (201): the grant, and whether this
     answer replays the first one for its ``idempotency_key``."""
 
-    replayed: bool
+    replayed: Replayed
 
 
 class HeldCredits(msgspec.Struct, frozen=True):
@@ -152,7 +159,7 @@ class UsageAnswer(CheckAnswer, frozen=True, kw_only=True):
     ``requested``)."""
 
     recorded: bool
-    replayed: bool
+    replayed: Replayed
 
 
 _CHECK_FIELDS = CheckAnswer.__struct_fields__

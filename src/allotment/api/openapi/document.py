@@ -163,7 +163,6 @@ def build() -> dict[str, Any]:
         requests, (kind for kind in answers if kind not in _PLAIN_ANSWERS)
     )
     schemas["ErrorDetail"]["properties"]["code"]["enum"] = every_code()
-    error_ref = refs[ErrorAnswer]["$ref"]
     paths: dict[str, dict[str, Any]] = {}
     statuses: set[int] = set()
     for tag, operation in listed:
@@ -184,7 +183,7 @@ def build() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "responses": {
-                _error_name(status): error_response(status, codes[status], error_ref)
+                _error_name(status): error_response(status, codes[status], schemas)
                 for status in sorted(statuses)
             },
             "securitySchemes": {

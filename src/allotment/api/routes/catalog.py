@@ -38,24 +38,28 @@ class _Collection(NamedTuple):
     path: str
     schema: type[Struct]
     answer: type[Struct]
-    label: str
-    conflicts: tuple[int, ...] = ()  # a feature's kind cannot change; features and currencies
-    example: Example | None = None  # share ids
+    one: str  # "a feature", as the description says it
+    many: str
+    # A feature's kind cannot change, and features and currencies share ids: 409.
+    conflicts: tuple[int, ...] = ()
+    example: Example | None = None
 
 
 _COLLECTIONS: dict[CatalogKind, _Collection] = {
     CatalogKind.FEATURE: _Collection(
-        "features", FeatureIn, FeatureView, "feature", (409,), examples.FEATURE
+        "features", FeatureIn, FeatureView, "a feature", "features", (409,), examples.FEATURE
     ),
-    CatalogKind.CURRENCY: _Collection("currencies", CurrencyIn, CurrencyView, "currency", (409,)),
-    CatalogKind.PRODUCT: _Collection("products", ProductIn, ProductView, "product"),
-    CatalogKind.PLAN: _Collection("plans", PlanIn, PlanView, "plan", (), examples.PLAN),
-    CatalogKind.ADDON: _Collection("addons", AddonIn, AddonView, "addon"),
+    CatalogKind.CURRENCY: _Collection(
+        "currencies", CurrencyIn, CurrencyView, "a currency", "currencies", (409,)
+    ),
+    CatalogKind.PRODUCT: _Collection("products", ProductIn, ProductView, "a product", "products"),
+    CatalogKind.PLAN: _Collection("plans", PlanIn, PlanView, "a plan", "plans", (), examples.PLAN),
+    CatalogKind.ADDON: _Collection("addons", AddonIn, AddonView, "an add-on", "add-ons"),
 }
 
 
 def _routes_for(kind: CatalogKind, collection: _Collection) -> list[Route]:
-    schema, label = collection.schema, collection.label
+    schema, one = collection.schema, collection.one
 
     @route(Access.ADMIN)
     async def put_object(request: Request, services: Services) -> Response:
@@ -81,7 +85,7 @@ def _routes_for(kind: CatalogKind, collection: _Collection) -> list[Route]:
             list_objects,
             "GET",
             Doc(
-                f"List {collection.path}",
+                f"List {collection.many}",
                 Access.SERVER,
                 page_of(collection.answer),
                 params=PAGE_BY_ID,
@@ -93,14 +97,14 @@ def _routes_for(kind: CatalogKind, collection: _Collection) -> list[Route]:
             put_object,
             "PUT",
             Doc(
-                f"Create or replace a {label}",
+                f"Create or replace {one}",
                 Access.ADMIN,
                 collection.answer,
                 body=schema,
                 replaces=True,
                 errors=collection.conflicts,
                 example=collection.example,
-                operation_id=f"put_{label}",
+                operation_id=f"put_{kind.value}",
             ),
         ),
         DescribedRoute(
@@ -108,11 +112,11 @@ def _routes_for(kind: CatalogKind, collection: _Collection) -> list[Route]:
             get_object,
             "GET",
             Doc(
-                f"Read a {label}",
+                f"Read {one}",
                 Access.SERVER,
                 collection.answer,
                 errors=(404,),
-                operation_id=f"get_{label}",
+                operation_id=f"get_{kind.value}",
             ),
         ),
     ]
