@@ -1,4 +1,4 @@
-"""The ``allotment`` command: ``serve``, ``demo``, ``migrate`` and ``openapi``."""
+"""The ``allotment`` command: ``serve``, ``demo`` and ``migrate``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import click
-import msgspec
 
 from allotment.config import DEFAULT_DATABASE, Settings
 
@@ -116,6 +115,8 @@ def migrate(database: Path | None) -> None:
 )
 def openapi(output_format: str) -> None:
     """Print the HTTP API's description (what GET /openapi.json serves)."""
+    import msgspec
+
     from allotment.api.openapi.document import document, document_bytes
     from allotment.api.openapi.markdown import render
 

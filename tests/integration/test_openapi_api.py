@@ -39,9 +39,9 @@ def _described(doc: dict[str, Any], *, test_clock: bool = True) -> set[tuple[str
 
 
 def _starlette(app: Any) -> Starlette:
-    """The Starlette application behind the request path and the metrics wrapper."""
+    """The Starlette application behind the request path and whatever wraps it."""
     while not isinstance(app, Starlette):
-        app = app._app
+        app = getattr(app, "_app", None) or app.app
     return app
 
 

@@ -43,7 +43,7 @@ class EmptyBody(Struct, forbid_unknown_fields=True):
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """A query or header parameter."""
+    """A query, header or path parameter (a path parameter the id rules do not cover)."""
 
     name: str
     description: str
