@@ -24,6 +24,8 @@ from allotment.domain.quantities import MAX_ABS_MICROS, MAX_COUNTER, MICROS_PER_
 
 
 class EntryType(StrEnum):
+    """What wrote a ledger entry."""
+
     GRANT = "grant"
     DEBIT = "debit"
     EXPIRY = "expiry"
@@ -32,6 +34,8 @@ class EntryType(StrEnum):
 
 
 class GrantStatus(StrEnum):
+    """Where a grant stands at the time of the answer."""
+
     ACTIVE = "active"
     SCHEDULED = "scheduled"
     DEPLETED = "depleted"

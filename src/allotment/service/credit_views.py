@@ -16,7 +16,7 @@ from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import EntryType, Grant, GrantStatus
 from allotment.domain.quantities import to_json_number
 from allotment.domain.timefmt import format_instant
-from allotment.service.answers import Number, Quantity
+from allotment.service.answers import InstantText, Number, Quantity
 from allotment.service.ports import LedgerRecord
 
 
@@ -30,12 +30,12 @@ class GrantView(Struct, frozen=True, kw_only=True):
     category: CreditCategory
     cost_basis: Quantity
     priority: int
-    effective_at: str
-    expires_at: str | None
+    effective_at: InstantText
+    expires_at: InstantText | None
     status: GrantStatus
     reason: str | None
-    created_at: str
-    voided_at: str | None
+    created_at: InstantText
+    voided_at: InstantText | None
 
 
 class PoolBalance(Struct, frozen=True, kw_only=True):
@@ -64,7 +64,7 @@ class LedgerEntryView(Struct, frozen=True, kw_only=True):
     idempotency_key: str | None
     entity: str | None
     feature: str | None
-    at: str
+    at: InstantText
 
 
 class Revenue(Struct, frozen=True, kw_only=True):
