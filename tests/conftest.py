@@ -22,6 +22,7 @@ import allotment.bootstrap
 from allotment.api.app import create_app
 from allotment.config import Settings
 from allotment.service.ports import Store
+from tests.openapi_kit import conformance
 
 ADMIN_KEY = "test-admin-key"
 
@@ -130,6 +131,8 @@ class Api:
 def open_api(database: Path, **settings: Any) -> Iterator[Api]:
     config = Settings(database_path=database, admin_key=ADMIN_KEY, **settings)
     with TestClient(create_app(config)) as client:
+        # Every answer any test receives must be one the API description lists, and fit it.
+        client.event_hooks["response"].append(conformance().hook)
         yield Api(client, database)
 
 

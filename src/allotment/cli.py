@@ -121,6 +121,28 @@ def migrate(database: Path | None) -> None:
     click.echo(f"{settings.database_path}: schema is current.")
 
 
+@main.command()
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "markdown"]),
+    default="json",
+    show_default=True,
+    help="The OpenAPI document, or the reference in docs/api.md made from it.",
+)
+def openapi(output_format: str) -> None:
+    """Print the HTTP API's description (what GET /openapi.json serves)."""
+    import msgspec
+
+    from allotment.api.openapi.document import document, document_bytes
+    from allotment.api.openapi.markdown import render
+
+    if output_format == "markdown":
+        click.echo(render(document()), nl=False)
+    else:
+        click.echo(msgspec.json.format(document_bytes(), indent=2).decode())
+
+
 def _load_demo(settings: Settings, *, announce: bool) -> None:
     from allotment.api.services import Services
     from allotment.demo import load_demo

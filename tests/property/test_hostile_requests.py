@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from allotment.api.app import create_app
+from allotment.api.openapi.serving import ASSETS
 from allotment.config import Settings
 from tests.conftest import ADMIN_KEY, Api, define_catalog, new_customer
 
@@ -105,6 +106,7 @@ PARAMETERS = {
     "grant": "grant_unknown",
     "reservation": "res_unknown",
     "key": "key_unknown",
+    "asset": min(ASSETS),
 }
 
 # The change feed never ends; it is exercised by tests/e2e/test_change_feed.py.

@@ -18,6 +18,7 @@ from allotment.api.errors import MethodNotAllowed, error_body
 from allotment.api.hot import HotPath
 from allotment.api.http import error_response, raw_json_response
 from allotment.api.metrics import RequestMetrics
+from allotment.api.openapi import serving
 from allotment.api.routes import (
     catalog,
     credits,
@@ -83,6 +84,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         *entities.routes,
         *keys.routes,
         *stream.routes,
+        *serving.routes,
     ]
     if settings.test_clock:
         routes += operations.test_clock_routes

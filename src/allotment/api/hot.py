@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from allotment.api.described import Doc, Operation
 from allotment.api.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
@@ -33,6 +34,7 @@ from allotment.api.http import (
     decode,
 )
 from allotment.api.metrics import count_decision, count_request, observe_seconds
+from allotment.api.openapi import examples
 from allotment.api.presenters import check_json, usage_json, write_json
 from allotment.api.schemas import CheckIn, DebitIn, UsageIn
 from allotment.api.services import Services
@@ -42,12 +44,70 @@ from allotment.domain.ids import is_client_id
 from allotment.domain.quantities import parse_quantity
 from allotment.service.answers import CheckAnswer
 from allotment.service.credits import DebitRequest
+from allotment.service.outcomes import DebitOutcome, UsageAnswer
 from allotment.service.runtime import act_as
 from allotment.service.usage import UsageBehavior, UsageReport
 
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
 _DEBITS = re.compile(r"/v1/customers/([^/]+)/credits/([^/]+)/debits")
+
+
+TAG = "Request path"
+_DECISION = "A decision is not an error: a denial answers 200 with `access_denied_reason`"
+_ANY_CUSTOMER = f"{_DECISION}, also for an unknown customer."
+# What the API description says of the paths answered here (see api/described.py).
+OPERATIONS = (
+    Operation(
+        "POST",
+        "/v1/check",
+        "check",
+        Doc(
+            "May this customer use this feature now?",
+            Access.CLIENT,
+            CheckAnswer,
+            body=CheckIn,
+            description=f"{_ANY_CUSTOMER} With `requested`, a hard limit grants when usage, "
+            "holds and the request fit; without it, when something is left. Budgets on the "
+            "entity's path and a credit-priced feature's pool decide the same way. A client key "
+            "may ask for its own customer only.",
+            example=examples.CHECK,
+        ),
+    ),
+    Operation(
+        "POST",
+        "/v1/usage",
+        "report_usage",
+        Doc(
+            "Record usage, or check and consume it atomically",
+            Access.SERVER,
+            UsageAnswer,
+            body=UsageIn,
+            idempotent=True,
+            description=f"{_ANY_CUSTOMER} With `enforce: true`, an amount that would pass a "
+            "hard limit, a hard budget or the credits' overdraft limit is not recorded "
+            "(`recorded: false`). A credit-priced feature debits its credits in the same step.",
+            example=examples.USAGE,
+        ),
+    ),
+    Operation(
+        "POST",
+        "/v1/customers/{customer}/credits/{currency}/debits",
+        "debit_credits",
+        Doc(
+            "Debit credits from a customer's pool",
+            Access.SERVER,
+            DebitOutcome,
+            body=DebitIn,
+            errors=(404,),
+            idempotent=True,
+            description=f"{_DECISION}. The debit draws on the grants in the currency's burn "
+            "order, one ledger entry per grant; with an `entity`, hard budgets on the currency "
+            "along its path apply. 404 for an unknown customer or currency.",
+            example=examples.DEBIT,
+        ),
+    ),
+)
 
 
 class _ClientGone(Exception):

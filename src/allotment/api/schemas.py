@@ -7,6 +7,7 @@ turns them into micro-units and applies the contract's range and precision rules
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -14,6 +15,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from allotment.domain.catalog import (
+    BILLING_PERIODS,
+    BURN_ORDER_KEYS,
+    AddonMode,
+    CreditCategory,
+    Enforcement,
+)
+from allotment.domain.periods import ResetPeriod
 from allotment.domain.timefmt import EARLIEST_INSTANT, LATEST_INSTANT
 
 # The contract's id pattern. msgspec matches with re.search, where `$` also matches before a
@@ -21,6 +30,21 @@ from allotment.domain.timefmt import EARLIEST_INSTANT, LATEST_INSTANT
 ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")]
 Instant = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+def _one_of(values: Iterable[str]) -> Meta:
+    """Names the values the service accepts, for the API description only: the service checks
+    these fields itself, with the contract's messages, so msgspec must not refuse them first."""
+    return Meta(extra_json_schema={"enum": sorted(values)})
+
+
+ResetText = Annotated[str, _one_of(ResetPeriod)]
+RecurringText = Annotated[str, _one_of(p for p in ResetPeriod if p is not ResetPeriod.NEVER)]
+BillingPeriodText = Annotated[str, _one_of(BILLING_PERIODS)]
+EnforcementText = Annotated[str, _one_of(Enforcement)]
+ModeText = Annotated[str, _one_of(AddonMode)]
+CategoryText = Annotated[str, _one_of(CreditCategory)]
+BurnOrderKeyText = Annotated[str, _one_of(BURN_ORDER_KEYS)]
 
 
 class Quantity:
@@ -44,7 +68,7 @@ class Quantity:
 
 
 ZERO = Quantity(0)
-_NUMBER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+NUMBER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 # Far more than any quantity needs (at most 18 significant digits), however it is written; a
 # longer number is refused before it is converted, so a million digits cost nothing.
 MAX_NUMBER_CHARS = 100
@@ -62,11 +86,21 @@ def exact_number(text: str) -> Decimal:
         raise ValueError("a number's exponent is out of range") from None
 
 
+def _zero() -> Quantity:
+    return ZERO
+
+
+# msgspec writes a field's default into the API description and cannot write a Quantity: these
+# fields take theirs from a factory, and state it for the description.
+_ZERO_DEFAULT = Meta(extra_json_schema={"default": 0})
+ZeroByDefault = Annotated[Quantity, _ZERO_DEFAULT]
+
+
 def decode_hook(kind: type, value: Any) -> Any:
     """Build the custom types of the request bodies from decoded JSON."""
     if kind is Quantity:
         if isinstance(value, str):
-            if len(value) > MAX_NUMBER_CHARS or not _NUMBER_TEXT.fullmatch(value):
+            if len(value) > MAX_NUMBER_CHARS or not NUMBER_TEXT.fullmatch(value):
                 raise ValueError(
                     f"a quantity must be a decimal number of at most {MAX_NUMBER_CHARS} characters"
                 )
@@ -81,7 +115,16 @@ def quantity_value(quantity: Quantity) -> int | Decimal:
     return quantity.value
 
 
-IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
+IdempotencyKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=255,
+        description="Scoped to the customer and the route. The first outcome is kept, a denial "
+        "included: the same key with the same payload answers it again with `replayed: true` "
+        "and applies nothing; with another payload it is 409 `idempotency_conflict`.",
+    ),
+]
 
 
 class FieldError(ValueError):
@@ -110,59 +153,87 @@ class TimedBody(Body):
 
 
 class CreditCostIn(Body):
+    """A metered feature's price: ``per_unit`` credits of ``currency`` per unit used."""
+
     currency: ClientId
     per_unit: Quantity
 
 
 class SpecIn(Body):
-    """Any entitlement spec; which fields fit is decided by the feature's kind."""
+    """An entitlement spec; its fields follow the feature's kind: none for ``boolean``,
+    ``value`` for ``numeric``, ``limit`` (required), ``reset`` (default ``month``),
+    ``enforcement`` (default ``hard``) and ``credit_cost`` for ``metered``. A null ``value`` or
+    ``limit`` is unlimited; a field that does not fit the kind is 400."""
 
     value: Quantity | UnsetType | None = UNSET
     limit: Quantity | UnsetType | None = UNSET
-    reset: str | UnsetType = UNSET
-    enforcement: str | UnsetType = UNSET
+    reset: ResetText | UnsetType = UNSET
+    enforcement: EnforcementText | UnsetType = UNSET
     credit_cost: CreditCostIn | UnsetType | None = UNSET
 
 
 class AddonSpecIn(SpecIn):
-    mode: str | UnsetType = UNSET
+    """An add-on's spec for a feature: a spec, and its ``mode`` (required)."""
+
+    mode: ModeText | UnsetType = UNSET
 
 
 class RecurringCreditsIn(Body):
+    """Credits a plan or add-on grants at subscription start and every ``every`` period after
+    it (``hour``, ``day``, ``week``, ``month`` or ``year``); a null ``overdraft_limit`` lets the
+    pool owe without bound, 0 refuses at empty."""
+
     amount: Quantity
-    every: str = "month"
-    category: str = "paid"
-    cost_basis: Quantity = ZERO
-    overdraft_limit: Quantity | None = ZERO
+    every: RecurringText = "month"
+    category: CategoryText = "paid"
+    cost_basis: ZeroByDefault = msgspec.field(default_factory=_zero)
+    overdraft_limit: Annotated[Quantity | None, _ZERO_DEFAULT] = msgspec.field(
+        default_factory=_zero
+    )
 
 
 class FeatureIn(Body):
+    """``PUT /v1/features/{id}``: a feature and the kind of spec plans give it."""
+
     name: Name
     kind: Literal["boolean", "numeric", "metered"]
     unit: Name | None = None
 
 
 class CurrencyIn(Body):
+    """``PUT /v1/currencies/{id}``: a credit currency. ``burn_order`` keys: ``priority``,
+    ``expiry``, ``promotional_first``, ``paid_first``, ``created``, ``cheapest_first``,
+    ``costliest_first`` (default ``priority, expiry, promotional_first, created``)."""
+
     name: Name
     unit: Name | None = None
-    burn_order: list[str] | None = None
+    burn_order: list[BurnOrderKeyText] | None = None
 
 
 class ProductIn(Body):
+    """``PUT /v1/products/{id}``."""
+
     name: Name
 
 
 class PlanIn(Body):
+    """``PUT /v1/plans/{id}``: a plan, the specs it grants per feature (inheriting its
+    ``parent``'s) and the credits it grants per currency. ``billing_period`` is ``month`` or
+    ``year``."""
+
     product: ClientId
     name: Name
     parent: ClientId | None = None
     trial_days: int | None = None
-    billing_period: str = "month"
+    billing_period: BillingPeriodText = "month"
     entitlements: dict[ClientId, SpecIn] = {}
     credits: dict[ClientId, RecurringCreditsIn] | None = None
 
 
 class AddonIn(Body):
+    """``PUT /v1/addons/{id}``: an add-on; each spec gives ``mode`` (``increment`` adds its
+    value times the quantity, ``override`` replaces the plan's)."""
+
     product: ClientId
     name: Name
     entitlements: dict[ClientId, AddonSpecIn] = {}
@@ -170,17 +241,24 @@ class AddonIn(Body):
 
 
 class CustomerIn(Body):
+    """``PUT /v1/customers/{id}``: creates or replaces the customer."""
+
     name: Name | None = None
     metadata: dict[str, Any] | None = None
     billing_id: Annotated[str, Meta(max_length=500)] | None = None
 
 
 class AddonQuantityIn(Body):
+    """An add-on attached to a subscription, and how many of it."""
+
     id: ClientId
     quantity: int = 1
 
 
 class SubscriptionIn(TimedBody):
+    """``POST /v1/customers/{id}/subscriptions``. ``starts_at`` defaults to now; with
+    ``trial`` a trial of ``trial_days`` (from the body, else the plan) runs alongside."""
+
     plan: ClientId
     addons: list[AddonQuantityIn] = []
     trial: bool = False
@@ -190,11 +268,17 @@ class SubscriptionIn(TimedBody):
 
 
 class SubscriptionPatchIn(TimedBody):
+    """``PATCH /v1/customers/{id}/subscriptions/{sub}``: replaces the add-ons, moves the
+    end (``null`` removes it); omitted fields stay."""
+
     addons: list[AddonQuantityIn] | UnsetType = UNSET
     ends_at: Instant | UnsetType | None = UNSET
 
 
 class PromotionIn(SpecIn, TimedBody, kw_only=True):
+    """``POST /v1/customers/{id}/promotions``: a spec for ``feature`` granted from
+    ``starts_at`` (default now) until ``ends_at``."""
+
     feature: ClientId
     starts_at: Instant | None = None
     ends_at: Instant | None = None
@@ -202,6 +286,9 @@ class PromotionIn(SpecIn, TimedBody, kw_only=True):
 
 
 class CheckIn(Body):
+    """``POST /v1/check``: may ``customer`` use ``feature`` (for ``entity``), optionally
+    ``requested`` units of it?"""
+
     customer: ClientId
     feature: ClientId
     entity: ClientId | None = None
@@ -209,6 +296,9 @@ class CheckIn(Body):
 
 
 class UsageIn(TimedBody):
+    """``POST /v1/usage``: report ``amount`` of ``feature``. ``enforce`` makes it an atomic
+    check-and-consume; ``behavior: set`` makes ``amount`` the period's usage."""
+
     customer: ClientId
     feature: ClientId
     amount: Quantity
@@ -220,12 +310,17 @@ class UsageIn(TimedBody):
 
 
 class ApiKeyIn(Body):
+    """``POST /v1/api-keys``: a ``client`` key names its ``customer``; others must not."""
+
     name: Name
     scope: Literal["admin", "server", "client"]
     customer: ClientId | None = None
 
 
 class ClockIn(TimedBody):
+    """``POST /v1/test/clock``: exactly one of ``advance_seconds`` and ``now`` (never
+    backwards)."""
+
     advance_seconds: Annotated[int, Meta(ge=0, le=100 * 366 * 86_400)] | UnsetType = UNSET
     now: Instant | UnsetType = UNSET
 
@@ -255,10 +350,13 @@ ADDON_SPEC_FIELDS = (*SPEC_FIELDS, "mode")
 
 
 class GrantIn(TimedBody):
+    """``POST /v1/customers/{id}/credits/{currency}/grants``: credits entering the pool at
+    ``effective_at`` (default now), leaving at ``expires_at``; lower ``priority`` burns first."""
+
     amount: Quantity
     category: Literal["paid", "promotional"]
     idempotency_key: IdempotencyKey
-    cost_basis: Quantity = ZERO
+    cost_basis: ZeroByDefault = msgspec.field(default_factory=_zero)
     priority: int = 50
     effective_at: Instant | None = None
     expires_at: Instant | None = None
@@ -266,6 +364,9 @@ class GrantIn(TimedBody):
 
 
 class DebitIn(Body):
+    """``POST /v1/customers/{id}/credits/{currency}/debits``: take ``amount`` credits from the
+    pool in its burn order; ``enforce`` (default) refuses past the overdraft limit."""
+
     amount: Quantity
     idempotency_key: IdempotencyKey
     entity: ClientId | None = None
@@ -274,6 +375,9 @@ class DebitIn(Body):
 
 
 class ReservationIn(Body):
+    """``POST /v1/reservations``: hold ``amount`` of ``feature`` (and its credits) for
+    ``ttl_seconds``, until committed or released."""
+
     customer: ClientId
     feature: ClientId
     amount: Quantity
@@ -283,16 +387,24 @@ class ReservationIn(Body):
 
 
 class CommitIn(Body):
+    """``POST /v1/reservations/{id}/commit``: record ``amount`` (more or less than held) and
+    free the rest."""
+
     amount: Quantity
 
 
 class EntityIn(Body):
+    """``PUT /v1/customers/{id}/entities/{entity}``: replaces the entity; an omitted
+    ``parent`` makes it a root."""
+
     parent: ClientId | None = None
     kind: Annotated[str, Meta(min_length=1, max_length=100)] | None = None
     name: Name | None = None
 
 
 class BudgetIn(Body):
+    """``PUT /v1/customers/{id}/entities/{entity}/budgets/{feature_or_currency}``."""
+
     limit: Quantity
     reset: Literal["hour", "day", "week", "month", "year", "never"] = "month"
     enforcement: Literal["hard", "soft"] = "hard"

@@ -30,6 +30,8 @@ NO_PATH: EntityPath = ()
 
 
 class BudgetKind(StrEnum):
+    """Whether a budget counts usage units of a metered feature or credits of a currency."""
+
     FEATURE = "feature"  # counts usage units of a metered feature
     CURRENCY = "currency"  # counts credits debited from a pool
 

@@ -22,22 +22,30 @@ _E = TypeVar("_E", bound=StrEnum)
 
 
 class FeatureKind(StrEnum):
+    """A feature is granted or not (boolean), has a value (numeric), or is counted (metered)."""
+
     BOOLEAN = "boolean"
     NUMERIC = "numeric"
     METERED = "metered"
 
 
 class Enforcement(StrEnum):
+    """A hard limit refuses what would pass it; a soft one only reports."""
+
     HARD = "hard"
     SOFT = "soft"
 
 
 class AddonMode(StrEnum):
+    """An add-on's spec adds to the plan's, times its quantity, or replaces it."""
+
     INCREMENT = "increment"
     OVERRIDE = "override"
 
 
 class CreditCategory(StrEnum):
+    """Credits paid for, or given away."""
+
     PAID = "paid"
     PROMOTIONAL = "promotional"
 

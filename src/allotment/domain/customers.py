@@ -25,6 +25,9 @@ class Customer:
 
 
 class Scope(StrEnum):
+    """What an API key may call: everything, the request path and reads, or one customer's
+    checks."""
+
     ADMIN = "admin"
     SERVER = "server"
     CLIENT = "client"

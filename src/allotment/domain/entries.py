@@ -15,6 +15,8 @@ from allotment.domain.quantities import Micros
 
 
 class EntryType(StrEnum):
+    """What wrote a ledger entry."""
+
     GRANT = "grant"
     DEBIT = "debit"
     EXPIRY = "expiry"

@@ -15,6 +15,8 @@ from allotment.domain.quantities import Micros
 
 
 class GrantStatus(StrEnum):
+    """Where a grant stands at the time of the answer."""
+
     ACTIVE = "active"
     SCHEDULED = "scheduled"
     DEPLETED = "depleted"

@@ -16,6 +16,8 @@ from allotment.domain.quantities import Micros
 
 
 class SubscriptionStatus(StrEnum):
+    """Where a subscription stands at the time of the answer."""
+
     ACTIVE = "active"
     TRIALING = "trialing"
     CANCELED = "canceled"

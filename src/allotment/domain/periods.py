@@ -15,6 +15,8 @@ from enum import StrEnum
 
 
 class ResetPeriod(StrEnum):
+    """How often a limit or budget starts again from zero, anchored at its source's start."""
+
     HOUR = "hour"
     DAY = "day"
     WEEK = "week"

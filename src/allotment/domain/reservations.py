@@ -16,6 +16,8 @@ from allotment.domain.quantities import Micros
 
 
 class ReservationStatus(StrEnum):
+    """Where a reservation stands: held, or ended by a commit, a release or its expiry."""
+
     HELD = "held"
     COMMITTED = "committed"
     RELEASED = "released"

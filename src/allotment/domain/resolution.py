@@ -32,6 +32,8 @@ from allotment.domain.quantities import Micros
 
 
 class SourceType(StrEnum):
+    """What kind of source won a resolution."""
+
     PLAN = "plan"
     TRIAL = "trial"
     PROMOTION = "promotion"
@@ -39,6 +41,11 @@ class SourceType(StrEnum):
 
 
 class DenialReason(StrEnum):
+    """Why a check, usage report, reservation or debit was refused: the customer is unknown
+    or archived, the feature or entity is unknown, the customer holds nothing (no active
+    subscription, promotion or override) or nothing that grants the feature, or the request
+    would pass the customer's limit, a budget on the entity's path or the credit pool."""
+
     CUSTOMER_NOT_FOUND = "customer_not_found"
     CUSTOMER_ARCHIVED = "customer_archived"
     FEATURE_NOT_FOUND = "feature_not_found"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, TypedDict
 
 import msgspec
 
@@ -26,6 +26,9 @@ from allotment.domain.timefmt import format_instant, to_epoch_micros
 Quantity = int | Decimal
 """An exact quantity as the contract writes it: a JSON number (``decimal_format="number"``)."""
 Number = int | Decimal | None
+InstantText = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+"""An instant as the contract writes it: ISO-8601 UTC text (``format_instant``). The annotation
+only tells the API description; encoding and decoding see a plain ``str``."""
 
 
 class SourceView(msgspec.Struct, frozen=True):
@@ -45,7 +48,19 @@ class BudgetView(msgspec.Struct, frozen=True):
     reserved: Number
     reset: ResetPeriod
     enforcement: Enforcement
-    usage_period_end: str | None
+    usage_period_end: InstantText | None
+
+
+# A mapping rather than a struct: the answer has always carried a plain object here, and
+# callers compare it with one.
+class CreditBlock(TypedDict):
+    """A credit-priced feature's pool as a check sees it: what this request costs in
+    ``currency`` (``requested`` units, or one unit without it) and what the pool has
+    ``available``."""
+
+    currency: str
+    cost: Quantity
+    available: Quantity
 
 
 class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,11 +83,11 @@ class CheckAnswer(msgspec.Struct, frozen=True, kw_only=True):
     requested: Number = None
     enforcement: Enforcement | None = None
     reset_period: ResetPeriod | None = None
-    usage_period_start: str | None = None
-    usage_period_end: str | None = None
+    usage_period_start: InstantText | None = None
+    usage_period_end: InstantText | None = None
     source: SourceView | None = None
     budgets: list[BudgetView] = msgspec.field(default_factory=list)
-    credits: dict[str, Any] | None = None
+    credits: CreditBlock | None = None
     is_fallback: bool = False
 
 
@@ -187,7 +202,7 @@ def answer_for(
     the customer's limit first, then by a budget, then by the credit pool.
     """
     spec = offer.spec
-    credit_block = None
+    credit_block: CreditBlock | None = None
     if credits is not None and isinstance(spec, MeteredSpec) and spec.credit_cost is not None:
         if cost is None:
             units = MICROS_PER_UNIT if requested is None else requested

@@ -18,16 +18,16 @@ from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import EntryType, Grant, GrantStatus
 from allotment.domain.quantities import to_json_number
 from allotment.domain.timefmt import format_instant
-from allotment.service.answers import Number, Quantity
+from allotment.service.answers import InstantText, Number, Quantity
 from allotment.service.ports import LedgerRecord
 
 
+# Not tracked by the garbage collector (gc=False): its fields are text and numbers, which cannot
+# form a cycle, and the views of a pool's grants are kept by the thousand (PoolGrantViews).
 class GrantView(Struct, frozen=True, kw_only=True, gc=False):
     """``POST /v1/customers/{id}/credits/{currency}/grants/{grant}/void``, each of a pool's
-    ``grants`` in ``GET /v1/customers/{id}/credits/{currency}`` and each grant of
-    ``GET .../credits/{currency}/grants``. (Not tracked by the garbage collector: its fields
-    are text and numbers, which cannot form a cycle, and a pool's views are kept by the
-    thousand.)"""
+    ``grants`` in ``GET /v1/customers/{id}/credits/{currency}`` (its live grants) and each
+    grant of ``GET /v1/customers/{id}/credits/{currency}/grants``."""
 
     id: str
     amount: Quantity
@@ -35,12 +35,12 @@ class GrantView(Struct, frozen=True, kw_only=True, gc=False):
     category: CreditCategory
     cost_basis: Quantity
     priority: int
-    effective_at: str
-    expires_at: str | None
+    effective_at: InstantText
+    expires_at: InstantText | None
     status: GrantStatus
     reason: str | None
-    created_at: str
-    voided_at: str | None
+    created_at: InstantText
+    voided_at: InstantText | None
 
 
 class PoolBalance(Struct, frozen=True, kw_only=True):
@@ -69,7 +69,7 @@ class LedgerEntryView(Struct, frozen=True, kw_only=True):
     idempotency_key: str | None
     entity: str | None
     feature: str | None
-    at: str
+    at: InstantText
 
 
 class Revenue(Struct, frozen=True, kw_only=True):

@@ -18,7 +18,7 @@ from allotment.domain.customers import Customer
 from allotment.domain.holdings import Override, Promotion, Subscription, SubscriptionStatus
 from allotment.domain.periods import ResetPeriod, period_containing
 from allotment.domain.timefmt import format_instant
-from allotment.service.answers import Number
+from allotment.service.answers import InstantText, Number
 from allotment.service.catalog_views import CreditCostView, entitlement_spec
 
 CustomerStatus = Literal["active", "archived"]
@@ -34,9 +34,9 @@ class CustomerView(Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any]
     billing_id: str | None
     status: CustomerStatus
-    created_at: str
-    updated_at: str
-    archived_at: str | None
+    created_at: InstantText
+    updated_at: InstantText
+    archived_at: InstantText | None
 
 
 class AddonHoldingView(Struct, frozen=True):
@@ -58,13 +58,13 @@ class SubscriptionView(Struct, frozen=True, kw_only=True):
     addons: list[AddonHoldingView]
     status: SubscriptionStatus
     trial: bool
-    starts_at: str
-    trial_ends_at: str | None
-    ends_at: str | None
-    canceled_at: str | None
-    current_period_start: str
-    current_period_end: str | None
-    created_at: str
+    starts_at: InstantText
+    trial_ends_at: InstantText | None
+    ends_at: InstantText | None
+    canceled_at: InstantText | None
+    current_period_start: InstantText
+    current_period_end: InstantText | None
+    created_at: InstantText
 
 
 class PromotionView(Struct, frozen=True, kw_only=True):
@@ -79,12 +79,12 @@ class PromotionView(Struct, frozen=True, kw_only=True):
     reset: ResetPeriod | UnsetType = UNSET
     enforcement: Enforcement | UnsetType = UNSET
     credit_cost: CreditCostView | UnsetType = UNSET
-    starts_at: str
-    ends_at: str | None
+    starts_at: InstantText
+    ends_at: InstantText | None
     reason: str | None
     status: PromotionStatus
-    revoked_at: str | None
-    created_at: str
+    revoked_at: InstantText | None
+    created_at: InstantText
 
 
 class OverrideView(Struct, frozen=True, kw_only=True):
@@ -98,8 +98,8 @@ class OverrideView(Struct, frozen=True, kw_only=True):
     reset: ResetPeriod | UnsetType = UNSET
     enforcement: Enforcement | UnsetType = UNSET
     credit_cost: CreditCostView | UnsetType = UNSET
-    created_at: str
-    updated_at: str
+    created_at: InstantText
+    updated_at: InstantText
 
 
 class DeletedOverride(OverrideView, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from allotment.domain.entities import Entity, children_of
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import to_json_number
 from allotment.domain.timefmt import format_instant
-from allotment.service.answers import BudgetFigures, Quantity
+from allotment.service.answers import BudgetFigures, InstantText, Quantity
 
 
 class EntityBudgetView(Struct, frozen=True, kw_only=True):
@@ -32,9 +32,9 @@ class EntityBudgetView(Struct, frozen=True, kw_only=True):
     reserved: Quantity
     reset: ResetPeriod
     enforcement: Enforcement
-    usage_period_start: str
-    usage_period_end: str | None
-    created_at: str
+    usage_period_start: InstantText
+    usage_period_end: InstantText | None
+    created_at: InstantText
 
 
 class DeletedBudget(EntityBudgetView, frozen=True, kw_only=True):
@@ -54,7 +54,7 @@ class EntityView(Struct, frozen=True, kw_only=True):
     name: str | None
     children: list[str]
     budgets: list[EntityBudgetView]
-    created_at: str
+    created_at: InstantText
 
 
 class DeletedEntity(EntityView, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ from msgspec.structs import asdict
 
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.timefmt import format_instant
+from allotment.service.answers import InstantText
 
 
 class ApiKeyView(Struct, frozen=True, kw_only=True):
@@ -18,8 +19,8 @@ class ApiKeyView(Struct, frozen=True, kw_only=True):
     name: str
     scope: Scope
     customer: str | None
-    created_at: str
-    revoked_at: str | None
+    created_at: InstantText
+    revoked_at: InstantText | None
 
 
 class CreatedApiKey(ApiKeyView, frozen=True, kw_only=True):

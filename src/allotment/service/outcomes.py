@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
 
@@ -23,10 +23,17 @@ from allotment.domain.quantities import to_json_number
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant
-from allotment.service.answers import CheckAnswer, Number, Quantity
+from allotment.service.answers import CheckAnswer, InstantText, Number, Quantity
 from allotment.service.credit_views import GrantView
 
 Outcome = TypeVar("Outcome")
+Replayed = Annotated[
+    bool,
+    msgspec.Meta(
+        description="True when this answer repeats the first outcome kept for its "
+        "idempotency_key: nothing was applied this time."
+    ),
+]
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -54,7 +61,7 @@ class DebitOutcome(msgspec.Struct, frozen=True, kw_only=True):
     the reason it was refused), the pool's balance after it and the entries it wrote."""
 
     applied: bool
-    replayed: bool
+    replayed: Replayed
     access_denied_reason: DenialReason | None
     balance: Quantity
     entries: list[DebitEntry]
@@ -66,9 +73,9 @@ class ReservationOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str | None
     granted: bool
-    replayed: bool
+    replayed: Replayed
     access_denied_reason: DenialReason | None
-    expires_at: str | None
+    expires_at: InstantText | None
     customer: str
     feature: str
     entity: str | None
@@ -79,7 +86,7 @@ class GrantOutcome(GrantView, frozen=True, kw_only=True):
     """``POST /v1/customers/{id}/credits/{currency}/grants`` (201): the grant, and whether this
     answer replays the first one for its ``idempotency_key``."""
 
-    replayed: bool
+    replayed: Replayed
 
 
 class HeldCredits(msgspec.Struct, frozen=True):
@@ -102,9 +109,9 @@ class ReservationView(msgspec.Struct, frozen=True, kw_only=True):
     status: ReservationStatus
     committed_amount: Number
     credits: HeldCredits | None
-    created_at: str
-    expires_at: str
-    ended_at: str | None
+    created_at: InstantText
+    expires_at: InstantText
+    ended_at: InstantText | None
 
 
 def reservation_view(reservation: Reservation, now: datetime) -> ReservationView:
@@ -145,13 +152,18 @@ def struct_record(kind: type[Outcome]) -> OutcomeRecord[Outcome]:
     return OutcomeRecord(_encode, replay)
 
 
-class _StoredUsage(CheckAnswer, frozen=True, kw_only=True):
+# Also how a usage report's idempotency record is read back.
+class UsageAnswer(CheckAnswer, frozen=True, kw_only=True):
+    """``POST /v1/usage``: ``recorded`` and ``replayed``, then the check result after the write
+    (``has_access`` and ``access_denied_reason`` describe this report, its ``amount`` being the
+    ``requested``)."""
+
     recorded: bool
-    replayed: bool
+    replayed: Replayed
 
 
 _CHECK_FIELDS = CheckAnswer.__struct_fields__
-_decode_stored_usage = msgspec.json.Decoder(_StoredUsage, float_hook=Decimal).decode
+_decode_stored_usage = msgspec.json.Decoder(UsageAnswer, float_hook=Decimal).decode
 
 
 def _store_usage(outcome: UsageOutcome) -> bytes:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from allotment.api.described import PAGE_BY_SEQ, DescribedRoute, Doc, ListPage, Param
 from allotment.api.http import (
     Access,
     json_response,
@@ -21,6 +21,7 @@ from allotment.api.http import (
     route,
     seq_cursor,
 )
+from allotment.api.openapi import examples
 from allotment.api.presenters import write_json
 from allotment.api.schemas import GrantIn
 from allotment.api.services import Services
@@ -28,7 +29,11 @@ from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import GrantStatus
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.quantities import parse_quantity
+from allotment.service.credit_views import GrantView, LedgerEntryView, PoolBalance, Revenue
 from allotment.service.credits import GrantRequest
+from allotment.service.outcomes import GrantOutcome
+
+TAG = "Credits"
 
 
 def _pool(request: Request) -> tuple[str, str]:
@@ -105,12 +110,89 @@ async def credit_revenue(request: Request, services: Services) -> Response:
 
 
 _POOL = "/v1/customers/{customer}/credits/{currency}"
+GRANT_STATUS = Param(
+    "status",
+    "Only the grants with this status now.",
+    {"type": "string", "enum": [status.value for status in GrantStatus]},
+)
 
 routes = [
-    Route(_POOL, credit_balance, methods=["GET"]),
-    Route(f"{_POOL}/grants", grant_credits, methods=["POST"]),
-    Route(f"{_POOL}/grants", credit_grants, methods=["GET"]),
-    Route(f"{_POOL}/grants/{{grant}}/void", void_grant, methods=["POST"]),
-    Route(f"{_POOL}/ledger", credit_ledger, methods=["GET"]),
-    Route(f"{_POOL}/revenue", credit_revenue, methods=["GET"]),
+    DescribedRoute(
+        _POOL,
+        credit_balance,
+        "GET",
+        Doc(
+            "Read a credit pool: balance, holds and live grants",
+            Access.SERVER,
+            PoolBalance,
+            errors=(404,),
+        ),
+    ),
+    DescribedRoute(
+        f"{_POOL}/grants",
+        grant_credits,
+        "POST",
+        Doc(
+            "Grant credits",
+            Access.ADMIN,
+            GrantOutcome,
+            body=GrantIn,
+            status=201,
+            errors=(404,),
+            idempotent=True,
+            description="A new grant first pays back any overdraft.",
+            example=examples.GRANT,
+        ),
+    ),
+    DescribedRoute(
+        f"{_POOL}/grants",
+        credit_grants,
+        "GET",
+        Doc(
+            "List every grant of a pool, ended ones included",
+            Access.SERVER,
+            ListPage[GrantView],
+            params=(*PAGE_BY_SEQ, GRANT_STATUS),
+            errors=(404,),
+            description="Oldest first. The pool's own answer lists its live grants (active "
+            "and scheduled); ended ones (depleted, expired, voided) are listed here.",
+        ),
+    ),
+    DescribedRoute(
+        f"{_POOL}/grants/{{grant}}/void",
+        void_grant,
+        "POST",
+        Doc(
+            "Void a grant: its remaining leaves the pool",
+            Access.ADMIN,
+            GrantView,
+            errors=(404, 409),
+            description="409 when the grant has expired or was voided.",
+        ),
+    ),
+    DescribedRoute(
+        f"{_POOL}/ledger",
+        credit_ledger,
+        "GET",
+        Doc(
+            "List a pool's ledger entries in sequence order",
+            Access.SERVER,
+            ListPage[LedgerEntryView],
+            params=PAGE_BY_SEQ,
+            errors=(404,),
+            description="Append-only. Debits, expiries and voids are negative; a debit past "
+            "the grants (overdraft) has a null `grant`.",
+        ),
+    ),
+    DescribedRoute(
+        f"{_POOL}/revenue",
+        credit_revenue,
+        "GET",
+        Doc(
+            "Deferred, recognized and expired value of a pool",
+            Access.SERVER,
+            Revenue,
+            errors=(404,),
+        ),
+    ),
 ]

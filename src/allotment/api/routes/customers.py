@@ -5,8 +5,8 @@ from __future__ import annotations
 from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from allotment.api.described import PAGE_BY_SEQ, DescribedRoute, Doc, ListPage
 from allotment.api.http import (
     Access,
     json_response,
@@ -17,6 +17,7 @@ from allotment.api.http import (
     route,
     seq_cursor,
 )
+from allotment.api.openapi import examples
 from allotment.api.schemas import (
     SPEC_FIELDS,
     CustomerIn,
@@ -28,7 +29,16 @@ from allotment.api.schemas import (
 )
 from allotment.api.services import Services
 from allotment.domain.errors import InvalidRequest
+from allotment.service.customer_views import (
+    CustomerView,
+    DeletedOverride,
+    OverrideView,
+    PromotionView,
+    SubscriptionView,
+)
 from allotment.service.customers import SubscriptionRequest
+
+TAG = "Customers"
 
 
 def _server_id(request: Request, name: str, prefix: str) -> str:
@@ -156,18 +166,147 @@ async def delete_override(request: Request, services: Services) -> Response:
 
 
 _CUSTOMER = "/v1/customers/{customer}"
+_SUBSCRIPTION = f"{_CUSTOMER}/subscriptions/{{subscription}}"
+_OVERRIDE = f"{_CUSTOMER}/overrides/{{feature}}"
 
 routes = [
-    Route("/v1/customers", list_customers, methods=["GET"]),
-    Route(_CUSTOMER, put_customer, methods=["PUT"]),
-    Route(_CUSTOMER, get_customer, methods=["GET"]),
-    Route(_CUSTOMER, archive_customer, methods=["DELETE"]),
-    Route(f"{_CUSTOMER}/subscriptions", subscribe, methods=["POST"]),
-    Route(f"{_CUSTOMER}/subscriptions", list_subscriptions, methods=["GET"]),
-    Route(f"{_CUSTOMER}/subscriptions/{{subscription}}", update_subscription, methods=["PATCH"]),
-    Route(f"{_CUSTOMER}/subscriptions/{{subscription}}", cancel_subscription, methods=["DELETE"]),
-    Route(f"{_CUSTOMER}/promotions", grant_promotion, methods=["POST"]),
-    Route(f"{_CUSTOMER}/promotions/{{promotion}}", revoke_promotion, methods=["DELETE"]),
-    Route(f"{_CUSTOMER}/overrides/{{feature}}", put_override, methods=["PUT"]),
-    Route(f"{_CUSTOMER}/overrides/{{feature}}", delete_override, methods=["DELETE"]),
+    DescribedRoute(
+        "/v1/customers",
+        list_customers,
+        "GET",
+        Doc("List customers", Access.SERVER, ListPage[CustomerView], params=PAGE_BY_SEQ),
+    ),
+    DescribedRoute(
+        _CUSTOMER,
+        put_customer,
+        "PUT",
+        Doc(
+            "Create or replace a customer",
+            Access.ADMIN,
+            CustomerView,
+            body=CustomerIn,
+            replaces=True,
+            errors=(409,),
+            description="409 for an archived customer.",
+            example=examples.CUSTOMER,
+        ),
+    ),
+    DescribedRoute(
+        _CUSTOMER,
+        get_customer,
+        "GET",
+        Doc("Read a customer", Access.SERVER, CustomerView, errors=(404,)),
+    ),
+    DescribedRoute(
+        _CUSTOMER,
+        archive_customer,
+        "DELETE",
+        Doc(
+            "Archive a customer",
+            Access.ADMIN,
+            CustomerView,
+            errors=(404,),
+            description="Nothing is erased; checks then deny with `customer_archived`.",
+        ),
+    ),
+    DescribedRoute(
+        f"{_CUSTOMER}/subscriptions",
+        subscribe,
+        "POST",
+        Doc(
+            "Subscribe a customer to a plan, or start a trial",
+            Access.ADMIN,
+            SubscriptionView,
+            body=SubscriptionIn,
+            status=201,
+            errors=(404, 409),
+            description="A new paid subscription takes over from the current one of its "
+            "product and keeps its period anchor. 409 for an archived customer or a second "
+            "trial of a product.",
+            example=examples.SUBSCRIBE,
+        ),
+    ),
+    DescribedRoute(
+        f"{_CUSTOMER}/subscriptions",
+        list_subscriptions,
+        "GET",
+        Doc(
+            "List a customer's subscriptions, ended ones included",
+            Access.SERVER,
+            ListPage[SubscriptionView],
+            params=PAGE_BY_SEQ,
+            errors=(404,),
+        ),
+    ),
+    DescribedRoute(
+        _SUBSCRIPTION,
+        update_subscription,
+        "PATCH",
+        Doc(
+            "Change a subscription's add-ons or end",
+            Access.ADMIN,
+            SubscriptionView,
+            body=SubscriptionPatchIn,
+            errors=(404, 409),
+            description="409 once it has ended, or for an archived customer.",
+        ),
+    ),
+    DescribedRoute(
+        _SUBSCRIPTION,
+        cancel_subscription,
+        "DELETE",
+        Doc(
+            "Cancel a subscription now",
+            Access.ADMIN,
+            SubscriptionView,
+            errors=(404, 409),
+            description="409 once it has ended.",
+        ),
+    ),
+    DescribedRoute(
+        f"{_CUSTOMER}/promotions",
+        grant_promotion,
+        "POST",
+        Doc(
+            "Grant a customer a promotion for a feature",
+            Access.ADMIN,
+            PromotionView,
+            body=PromotionIn,
+            status=201,
+            errors=(404, 409),
+        ),
+    ),
+    DescribedRoute(
+        f"{_CUSTOMER}/promotions/{{promotion}}",
+        revoke_promotion,
+        "DELETE",
+        Doc(
+            "Revoke a promotion",
+            Access.ADMIN,
+            PromotionView,
+            errors=(404, 409),
+            description="409 when already revoked.",
+        ),
+    ),
+    DescribedRoute(
+        _OVERRIDE,
+        put_override,
+        "PUT",
+        Doc(
+            "Set the operator's last word on a feature for a customer",
+            Access.ADMIN,
+            OverrideView,
+            body=SpecIn,
+            replaces=True,
+            errors=(404, 409),
+            description="Its periods are anchored at its creation; replacing it keeps the "
+            "anchor. 404 for an unknown customer or feature.",
+        ),
+    ),
+    DescribedRoute(
+        _OVERRIDE,
+        delete_override,
+        "DELETE",
+        Doc("Remove an override", Access.ADMIN, DeletedOverride, errors=(404,)),
+    ),
 ]

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from allotment.api.described import DescribedRoute, Doc
 from allotment.api.http import Access, json_response, path_id, read, route
+from allotment.api.openapi import examples
 from allotment.api.schemas import BudgetIn, EntityIn
 from allotment.api.services import Services
 from allotment.domain.catalog import Enforcement
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import parse_quantity
+from allotment.service.entity_views import (
+    DeletedBudget,
+    DeletedEntity,
+    EntityBudgetView,
+    EntityView,
+)
+
+TAG = "Entities and budgets"
 
 
 @route(Access.ADMIN)
@@ -64,9 +73,61 @@ _ENTITY = "/v1/customers/{customer}/entities/{entity}"
 _BUDGET = _ENTITY + "/budgets/{target}"
 
 routes = [
-    Route(_ENTITY, put_entity, methods=["PUT"]),
-    Route(_ENTITY, get_entity, methods=["GET"]),
-    Route(_ENTITY, delete_entity, methods=["DELETE"]),
-    Route(_BUDGET, put_budget, methods=["PUT"]),
-    Route(_BUDGET, delete_budget, methods=["DELETE"]),
+    DescribedRoute(
+        _ENTITY,
+        put_entity,
+        "PUT",
+        Doc(
+            "Create or replace an entity of the customer's tree",
+            Access.ADMIN,
+            EntityView,
+            body=EntityIn,
+            replaces=True,
+            errors=(404, 409),
+            description="Moving it (a new `parent`) moves its subtree; a cycle, an unknown "
+            "parent or a chain of more than 16 is 400. 409 for an archived customer.",
+            example=examples.ENTITY,
+        ),
+    ),
+    DescribedRoute(
+        _ENTITY,
+        get_entity,
+        "GET",
+        Doc("Read an entity, its children and budgets", Access.SERVER, EntityView, errors=(404,)),
+    ),
+    DescribedRoute(
+        _ENTITY,
+        delete_entity,
+        "DELETE",
+        Doc(
+            "Remove a leaf entity",
+            Access.ADMIN,
+            DeletedEntity,
+            errors=(404, 409),
+            description="409 while it has children.",
+        ),
+    ),
+    DescribedRoute(
+        _BUDGET,
+        put_budget,
+        "PUT",
+        Doc(
+            "Create or replace an entity's budget on a metered feature or a currency",
+            Access.ADMIN,
+            EntityBudgetView,
+            body=BudgetIn,
+            replaces=True,
+            errors=(404, 409),
+            description="`target` names a metered feature (units) or a currency (credits); "
+            "anything else is 400. Its periods are anchored at its creation. 409 for an "
+            "archived customer.",
+            example=examples.BUDGET,
+        ),
+    ),
+    DescribedRoute(
+        _BUDGET,
+        delete_budget,
+        "DELETE",
+        Doc("Remove a budget", Access.ADMIN, DeletedBudget, errors=(404,)),
+    ),
 ]

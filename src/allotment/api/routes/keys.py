@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from allotment.api.described import PAGE_BY_SEQ, DescribedRoute, Doc, ListPage
 from allotment.api.http import (
     Access,
     json_response,
@@ -19,6 +19,9 @@ from allotment.api.schemas import ApiKeyIn
 from allotment.api.services import Services
 from allotment.domain.customers import Scope
 from allotment.domain.errors import InvalidRequest
+from allotment.service.key_views import ApiKeyView, CreatedApiKey
+
+TAG = "API keys"
 
 
 @route(Access.ADMIN)
@@ -44,7 +47,35 @@ async def revoke_key(request: Request, services: Services) -> Response:
 
 
 routes = [
-    Route("/v1/api-keys", create_key, methods=["POST"]),
-    Route("/v1/api-keys", list_keys, methods=["GET"]),
-    Route("/v1/api-keys/{key}", revoke_key, methods=["DELETE"]),
+    DescribedRoute(
+        "/v1/api-keys",
+        create_key,
+        "POST",
+        Doc(
+            "Create an API key",
+            Access.ADMIN,
+            CreatedApiKey,
+            body=ApiKeyIn,
+            status=201,
+            description="The secret `key` is in this answer only; it is stored as a digest.",
+        ),
+    ),
+    DescribedRoute(
+        "/v1/api-keys",
+        list_keys,
+        "GET",
+        Doc("List API keys", Access.ADMIN, ListPage[ApiKeyView], params=PAGE_BY_SEQ),
+    ),
+    DescribedRoute(
+        "/v1/api-keys/{key}",
+        revoke_key,
+        "DELETE",
+        Doc(
+            "Revoke an API key at once",
+            Access.ADMIN,
+            ApiKeyView,
+            errors=(404,),
+            description="Revoking a revoked key answers it unchanged.",
+        ),
+    ),
 ]

@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
-from msgspec import UNSET
+from msgspec import UNSET, Struct, UnsetType
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from allotment.api.described import DescribedRoute, Doc
 from allotment.api.http import Access, json_response, read, route
 from allotment.api.metrics import REGISTRY
 from allotment.api.schemas import ClockIn
 from allotment.api.services import Services
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.timefmt import format_instant
+from allotment.service.answers import InstantText
 from allotment.service.clock import TestClock
 from allotment.service.ports import Store
 
+TAG = "Operations"
+
+
+class Health(Struct, frozen=True):
+    """``GET /livez`` and ``GET /readyz``: ``ok``, or ``unavailable`` with the ``reason`` the
+    database gave (``/readyz`` only, with 503)."""
+
+    status: Literal["ok", "unavailable"]
+    reason: str | UnsetType = UNSET
+
+
+class ClockReading(Struct, frozen=True):
+    """``GET`` and ``POST /v1/test/clock``: the service's clock."""
+
+    now: InstantText
+
 
 async def livez(request: Request) -> Response:
-    return json_response({"status": "ok"})
+    return json_response(Health("ok"))
 
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -55,10 +73,10 @@ async def readyz(request: Request) -> Response:
         await readiness.check()
     except TimeoutError:
         reason = f"the database did not answer within {READY_TIMEOUT_SECONDS:g} s"
-        return json_response({"status": "unavailable", "reason": reason}, 503)
+        return json_response(Health("unavailable", reason), 503)
     except Exception as error:  # the probe must answer, whatever the store says
-        return json_response({"status": "unavailable", "reason": str(error)}, 503)
-    return json_response({"status": "ok"})
+        return json_response(Health("unavailable", str(error)), 503)
+    return json_response(Health("ok"))
 
 
 async def metrics(request: Request) -> Response:
@@ -73,7 +91,7 @@ def _test_clock(services: Services) -> TestClock:
 
 @route(Access.SERVER)
 async def get_clock(request: Request, services: Services) -> Response:
-    return json_response({"now": format_instant(_test_clock(services).now())})
+    return json_response(ClockReading(format_instant(_test_clock(services).now())))
 
 
 @route(Access.ADMIN)
@@ -87,17 +105,57 @@ async def move_clock(request: Request, services: Services) -> Response:
     else:
         assert body.advance_seconds is not UNSET
         moved = clock.advance(body.advance_seconds)
-    return json_response({"now": format_instant(moved)})
+    return json_response(ClockReading(format_instant(moved)))
 
 
 routes = [
-    Route("/livez", livez, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
+    DescribedRoute("/livez", livez, "GET", Doc("Is the process alive?", None, Health)),
+    DescribedRoute(
+        "/readyz",
+        readyz,
+        "GET",
+        Doc(
+            "Can the service answer from its database?",
+            None,
+            Health,
+            extra_answers={503: ("The database cannot be read.", Health)},
+        ),
+    ),
+    DescribedRoute(
+        "/metrics",
+        metrics,
+        "GET",
+        Doc(
+            "Prometheus metrics",
+            None,
+            str,
+            description="The Prometheus text format.",
+            media_types=(CONTENT_TYPE_LATEST,),
+        ),
+    ),
 ]
 
 # Mounted only when the server runs with ALLOTMENT_TEST_CLOCK=1; otherwise these paths are 404.
 test_clock_routes = [
-    Route("/v1/test/clock", get_clock, methods=["GET"]),
-    Route("/v1/test/clock", move_clock, methods=["POST"]),
+    DescribedRoute(
+        "/v1/test/clock",
+        get_clock,
+        "GET",
+        Doc("Read the test clock", Access.SERVER, ClockReading, errors=(404,), test_clock=True),
+    ),
+    DescribedRoute(
+        "/v1/test/clock",
+        move_clock,
+        "POST",
+        Doc(
+            "Move the test clock forward",
+            Access.ADMIN,
+            ClockReading,
+            body=ClockIn,
+            errors=(404,),
+            test_clock=True,
+            description="Every time rule follows it: period resets, trial ends, grant and "
+            "reservation expiry. Never backwards (400).",
+        ),
+    ),
 ]

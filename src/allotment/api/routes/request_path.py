@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from allotment.api.described import ENTITY, DescribedRoute, Doc
 from allotment.api.http import (
     Access,
     json_response,
@@ -18,6 +18,9 @@ from allotment.api.http import (
 )
 from allotment.api.services import Services
 from allotment.domain.ids import require_client_id
+from allotment.service.answers import Entitlements
+
+TAG = "Request path"
 
 
 @route(Access.CLIENT, customer_param="customer")
@@ -30,5 +33,18 @@ async def list_entitlements(request: Request, services: Services) -> Response:
 
 
 routes = [
-    Route("/v1/customers/{customer}/entitlements", list_entitlements, methods=["GET"]),
+    DescribedRoute(
+        "/v1/customers/{customer}/entitlements",
+        list_entitlements,
+        "GET",
+        Doc(
+            "A check result for every feature the customer is granted",
+            Access.CLIENT,
+            Entitlements,
+            params=(ENTITY,),
+            errors=(404,),
+            description="Features nothing grants are left out. A client key may read its own "
+            "customer only.",
+        ),
+    ),
 ]

@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
+from allotment.api.described import LAST_EVENT_ID, STREAM_CUSTOMER, DescribedRoute, Doc
 from allotment.api.http import Access, authenticate, authorize, error_response
 from allotment.api.services import Services
 from allotment.domain.changes import (
@@ -39,6 +39,7 @@ from allotment.domain.quantities import to_json_number
 from allotment.domain.timefmt import format_instant
 from allotment.service.feed import ChangeFeed
 
+TAG = "Change feed"
 PAGE = 500
 RETRY_MILLISECONDS = 1000
 _encode = msgspec.json.Encoder(decimal_format="number").encode
@@ -209,4 +210,24 @@ def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
     raise AssertionError(f"no wire form for {change!r}")
 
 
-routes = [Route("/v1/stream", stream, methods=["GET"])]
+routes = [
+    DescribedRoute(
+        "/v1/stream",
+        stream,
+        "GET",
+        Doc(
+            "Follow every change that can alter a decision, as server-sent events",
+            Access.CLIENT,
+            str,
+            params=(STREAM_CUSTOMER, LAST_EVENT_ID),
+            media_types=("text/event-stream",),
+            description="Each event's `id` is its revision (gap-free, in commit order), "
+            "`event` its kind (`catalog.changed`, `customer.changed`, `usage.recorded`, "
+            "`credits.changed`, or `reset`: drop everything cached) and `data` a JSON object "
+            "with `seq` and, except for catalog changes, `customer`; `usage.recorded` adds "
+            "`feature`, `entity`, `amount` and `timestamp`, `credits.changed` `currency` and "
+            "`balance`. A comment line keeps an idle stream open. A client key must name its "
+            "own customer with `?customer=`.",
+        ),
+    ),
+]
