@@ -100,7 +100,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (every option may also be set in the environment: docs/operations.md)."""
     from allotment.api.logs import configure_logging
-    from allotment.api.serving import serve as serve_api
+    from allotment.api.server import serve as serve_api
     from allotment.bootstrap import UnsupportedDatabase, open_store
 
     configure_logging(log_level, log_format, access_log_sample)

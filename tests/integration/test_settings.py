@@ -80,7 +80,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     def configure(level: str, log_format: str, access_sample: float) -> None:
         calls.append({"log_level": level, "log_format": log_format, "sample": access_sample})
 
-    monkeypatch.setattr("allotment.api.serving.serve", record)
+    monkeypatch.setattr("allotment.api.server.serve", record)
     monkeypatch.setattr("allotment.api.logs.configure_logging", configure)
     return calls
 
