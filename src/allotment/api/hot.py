@@ -131,11 +131,11 @@ class HotPath:
         for header, value in scope["headers"]:
             if header == b"authorization":
                 authorization = value
-            elif header == HEADER:
+            elif header == HEADER and request_id is None:  # the first, as RequestIds takes
                 request_id = accepted(value)
         if request_id is None:
             request_id = new_request_id()
-        REQUEST_ID.set(request_id)  # for log lines; a request is a task of its own (as below)
+        REQUEST_ID.set(request_id)  # for log lines; never reset: each request is its own task
         extra: tuple[tuple[bytes, bytes], ...] = ()  # headers an error answer carries
         try:
             call = await self._call(scope, receive, params, authorization)
