@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -30,9 +31,19 @@ def main() -> None:
     default=None,
     help="sqlite:///PATH or memory: (default: $ALLOTMENT_DATABASE_URL, else --db).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Load the demo catalog and customers first.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="ALLOTMENT_HOST", show_envvar=True
+)
+@click.option(
+    "--port", default=8080, show_default=True, type=int, envvar="ALLOTMENT_PORT", show_envvar=True
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    envvar="ALLOTMENT_DEMO",
+    show_envvar=True,
+    help="Load the demo catalog and customers first.",
+)
 @click.option(
     "--cors-origin",
     "cors_origins",
@@ -45,6 +56,35 @@ def main() -> None:
     default="info",
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    envvar="ALLOTMENT_LOG_LEVEL",
+    show_envvar=True,
+)
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    envvar="ALLOTMENT_LOG_FORMAT",
+    show_envvar=True,
+    help="text lines, or one JSON object per line.",
+)
+@click.option(
+    "--access-log-sample",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    envvar="ALLOTMENT_ACCESS_LOG_SAMPLE",
+    show_envvar=True,
+    help="The share of requests the access log writes a line for (0: none, 1: all).",
+)
+@click.option(
+    "--shutdown-timeout",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    envvar="ALLOTMENT_SHUTDOWN_TIMEOUT",
+    show_envvar=True,
+    help="Seconds requests in flight may take to finish once SIGTERM or SIGINT arrives.",
 )
 def serve(
     database: Path | None,
@@ -54,19 +94,22 @@ def serve(
     demo: bool,
     cors_origins: tuple[str, ...],
     log_level: str,
+    log_format: str,
+    access_log_sample: float,
+    shutdown_timeout: int,
 ) -> None:
-    """Serve the HTTP API."""
-    import uvicorn
-
-    from allotment.api.app import create_app
-    from allotment.api.protocol import BoundedHttpToolsProtocol
+    """Serve the HTTP API (every option may also be set in the environment: docs/operations.md)."""
+    from allotment.api.logs import configure_logging
+    from allotment.api.server import serve as serve_api
     from allotment.bootstrap import UnsupportedDatabase, open_store
 
+    configure_logging(log_level, log_format, access_log_sample)
     try:
         settings = Settings.from_environment(
             database_path=database,
             database_url=database_url,
             cors_origins=parse_origins(cors_origins) or None,
+            access_log_sample=access_log_sample,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from error
@@ -74,26 +117,16 @@ def serve(
         open_store(settings).close()  # refuse a database this build cannot open, at once
     except UnsupportedDatabase as error:
         raise click.UsageError(str(error)) from error
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Through the log, so that with --log-format json every line on stderr is JSON.
+    log = logging.getLogger("allotment.serve")
     if demo:
-        _load_demo(settings, announce=False)
+        _load_demo(settings, announce=False, progress=log.info)
     where = settings.database_url or settings.database_path
-    click.echo(f"Allotment on http://{host}:{port} (database {where})", err=True)
+    log.info("Allotment on http://%s:%d (database %s)", host, port, where)
     if settings.admin_key is None:
-        click.echo(
-            "No ALLOTMENT_ADMIN_KEY is set: create keys with `allotment demo` or set it.", err=True
-        )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        lifespan="on",
-        http=BoundedHttpToolsProtocol,  # httptools, with a limit on request heads
+        log.warning("No ALLOTMENT_ADMIN_KEY is set: create keys with `allotment demo` or set it.")
+    serve_api(
+        settings, host=host, port=port, log_level=log_level, shutdown_timeout=shutdown_timeout
     )
 
 
@@ -143,13 +176,17 @@ def openapi(output_format: str) -> None:
         click.echo(msgspec.json.format(document_bytes(), indent=2).decode())
 
 
-def _load_demo(settings: Settings, *, announce: bool) -> None:
+def _load_demo(
+    settings: Settings, *, announce: bool, progress: Callable[[str], None] | None = None
+) -> None:
     from allotment.api.services import Services
     from allotment.demo import load_demo
 
     services = Services.open(settings)
     try:
-        summary = asyncio.run(load_demo(services, progress=lambda line: click.echo(line, err=True)))
+        summary = asyncio.run(
+            load_demo(services, progress=progress or (lambda line: click.echo(line, err=True)))
+        )
     finally:
         services.close()
     if announce:

@@ -25,8 +25,11 @@ class Settings:
     change_log_retention: timedelta = DEFAULT_CHANGE_LOG_RETENTION
     stream_keepalive_seconds: float = DEFAULT_STREAM_KEEPALIVE_SECONDS
     cors_origins: tuple[str, ...] = ()  # browser origins the client routes answer; none: no CORS
+    access_log_sample: float = 0.0  # the share of requests the access log writes a line for
 
     def __post_init__(self) -> None:
+        if not 0 <= self.access_log_sample <= 1:
+            raise ValueError("the access log's sample rate is a share from 0 to 1")
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
             raise ValueError("the change log must keep at least one hour of history")
         if not 0 < self.stream_keepalive_seconds <= 15:

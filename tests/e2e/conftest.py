@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +35,29 @@ class Server:
     database: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()  # more options of `allotment serve` (later ones win)
+    env: dict[str, str] = field(default_factory=dict)  # more environment variables
+    stderr: Path | None = None  # where the server's log goes (default: the test's stderr)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "ALLOTMENT_ADMIN_KEY": ADMIN_KEY, "ALLOTMENT_TEST_CLOCK": "1"}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "allotment",
-                "serve",
-                "--db",
-                str(self.database),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-        )
+        env = {
+            **os.environ,
+            "ALLOTMENT_ADMIN_KEY": ADMIN_KEY,
+            "ALLOTMENT_TEST_CLOCK": "1",
+            **self.env,
+        }
+        command = [sys.executable, "-m", "allotment", "serve", "--db", str(self.database)]
+        if "ALLOTMENT_PORT" not in self.env:
+            command += ["--port", str(self.port)]
+        if "ALLOTMENT_LOG_LEVEL" not in self.env:
+            command += ["--log-level", "warning"]
+        with contextlib.ExitStack() as files:
+            log = None if self.stderr is None else files.enter_context(self.stderr.open("ab"))
+            self.process = subprocess.Popen([*command, *self.args], env=env, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -306,8 +306,8 @@ def test_origins_come_from_the_environment_or_the_command_line(
         Settings.from_environment({"ALLOTMENT_CORS_ORIGINS": "https://a.example/app"})
 
     served: list[Settings] = []
-    monkeypatch.setattr("allotment.api.app.create_app", lambda settings: served.append(settings))
-    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+    monkeypatch.setattr("allotment.api.server.serve", lambda settings, **_: served.append(settings))
+    monkeypatch.setattr("allotment.api.logs.configure_logging", lambda *_: None)
     monkeypatch.setenv("ALLOTMENT_CORS_ORIGINS", "https://env.example")
     database = ["--db", str(tmp_path / "db.sqlite")]
     runner = CliRunner()

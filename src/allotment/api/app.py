@@ -19,6 +19,7 @@ from allotment.api.hot import HotPath
 from allotment.api.http import error_response, raw_json_response
 from allotment.api.metrics import RequestMetrics
 from allotment.api.openapi import serving
+from allotment.api.request_ids import RequestIds
 from allotment.api.routes import (
     catalog,
     credits,
@@ -31,6 +32,7 @@ from allotment.api.routes import (
     stream,
 )
 from allotment.api.services import Services
+from allotment.api.store_metrics import ServiceCollector
 from allotment.config import Settings
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,11 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
     )
     starlette.state.services = opened
     starlette.state.readiness = operations.Readiness(opened.runtime.store)
-    app: ASGIApp = HotPath(RequestMetrics(starlette), opened)
+    # The hot path gives its own routes their request id, metrics and access log; RequestIds and
+    # RequestMetrics do it for every other route.
+    hot = HotPath(RequestIds(RequestMetrics(starlette, settings.access_log_sample)), opened)
+    starlette.state.collector = ServiceCollector(opened, hot.checks)
+    app: ASGIApp = hot
     if settings.cors_origins:  # without origins the hot path pays for no CORS layer at all
         app = ClientCors(app, settings.cors_origins)
     return app

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from allotment.api.request_ids import RequestIds
+
 _CLIENT_PATHS = frozenset({"/v1/check", "/v1/stream"})
 _ENTITLEMENTS = re.compile(r"/v1/customers/[^/]+/entitlements")
 PREFLIGHT_MAX_AGE_SECONDS = 600
@@ -35,9 +37,11 @@ class ClientCors:
             allow_methods=["GET", "POST"],
             # A bearer key in Authorization is not a credential in CORS terms (no cookies).
             allow_headers=["authorization", "content-type", "last-event-id"],
-            expose_headers=["retry-after"],
+            expose_headers=["retry-after", "x-request-id"],
             max_age=PREFLIGHT_MAX_AGE_SECONDS,
         )
+        # A preflight is answered here, before the routes that give other answers their id.
+        self._preflight = RequestIds(self._cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -46,7 +50,15 @@ class ClientCors:
             for name, _ in scope["headers"]:
                 if name == b"origin":
                     if is_client_route(scope["path"]):
-                        await self._cors(scope, receive, send)
+                        cors = self._preflight if _is_preflight(scope) else self._cors
+                        await cors(scope, receive, send)
                         return
                     break
         await self._app(scope, receive, send)
+
+
+def _is_preflight(scope: Scope) -> bool:
+    """As CORSMiddleware tells a preflight, which it answers itself."""
+    return scope["method"] == "OPTIONS" and any(
+        name == b"access-control-request-method" for name, _ in scope["headers"]
+    )

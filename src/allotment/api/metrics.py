@@ -1,14 +1,32 @@
-"""Prometheus metrics, and the ASGI wrapper that counts and times every request."""
+"""Prometheus metrics, and the ASGI wrapper that counts and times every request.
+
+``REGISTRY`` holds the process's figures: requests by route, decisions, and the process, platform
+and garbage-collector collectors of prometheus_client. Each application adds its own
+(``store_metrics.py``) on a registry of its own; ``/metrics`` answers both.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from allotment.api.logs import log_access, sampled
+from allotment.api.request_ids import REQUEST_ID
+
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # CPU seconds, memory, open files, start time
+PlatformCollector(registry=REGISTRY)  # the Python version and implementation
+GCCollector(registry=REGISTRY)  # collections and objects collected, by generation
 
 REQUESTS = Counter(
     "allotment_http_requests",
@@ -18,7 +36,7 @@ REQUESTS = Counter(
 )
 REQUEST_SECONDS = Histogram(
     "allotment_http_request_duration_seconds",
-    "Time to answer HTTP requests other than checks, by route.",
+    "Time to answer HTTP requests other than checks (allotment_check_duration_seconds), by route.",
     ["route"],
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
@@ -66,10 +84,12 @@ def observe_seconds(route: str, seconds: float) -> None:
 
 
 class RequestMetrics:
-    """Counts and times requests by the name of the endpoint that answered them."""
+    """Counts and times requests by the name of the endpoint that answered them, and writes
+    the access log's line for the sampled ones."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_sample: float = 0.0) -> None:
         self._app = app
+        self._access_sample = access_sample
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,5 +109,10 @@ class RequestMetrics:
         finally:
             endpoint = scope.get("endpoint")
             route = getattr(endpoint, "__name__", "unmatched")
+            seconds = time.perf_counter() - started
             REQUESTS.labels(route, scope["method"], str(status)).inc()
-            REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+            REQUEST_SECONDS.labels(route).observe(seconds)
+            if self._access_sample and sampled(self._access_sample):
+                template = getattr(scope.get("route"), "path", "unmatched")
+                path, method = scope["path"], scope["method"]
+                log_access(method, template, path, status, seconds, REQUEST_ID.get())

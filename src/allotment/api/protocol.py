@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from allotment.api.errors import error_body
+from allotment.api.request_ids import HEADER, new_request_id
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -82,6 +83,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             [
                 b"content-type: application/json\r\n",
                 b"content-length: %d\r\n" % len(_BODY),
+                # A new id: the request's own is somewhere in a head too large to read.
+                b"%s: %s\r\n" % (HEADER, new_request_id()),
                 b"connection: close\r\n\r\n",
                 _BODY,
             ]
@@ -100,6 +103,7 @@ async def _headers_too_large(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(_BODY)),
+                (HEADER, new_request_id()),  # a new one: the request's own may be what is large
                 (b"connection", b"close"),
             ],
         }

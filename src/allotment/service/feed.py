@@ -7,6 +7,9 @@ the event loop. Readers pull: each keeps its own cursor and takes a page at a ti
 ring or, for older revisions, from the log itself, so a slow or stuck reader holds one page
 and its socket's buffer, never a queue that grows, and publishing costs the same however many
 readers there are and however far behind they are.
+
+When the server shuts down it closes the feed: every reader is woken and ends its stream, so an
+open stream never holds the shutdown up.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class ChangeFeed:
         self._head = 0  # the newest revision published here
         self._loop: asyncio.AbstractEventLoop | None = None
         self._published = asyncio.Event()
+        # Both changed on the event loop only: read by /metrics, and by every reader.
+        self.readers = 0  # streams open now
+        self.closed = False  # the server is shutting down: readers end their streams
 
     @property
     def head(self) -> int:
@@ -55,6 +61,12 @@ class ChangeFeed:
     def _wake(self) -> None:
         published, self._published = self._published, asyncio.Event()
         published.set()
+
+    def close(self) -> None:
+        """Tell every reader to end its stream, and wake those waiting; on the event loop."""
+        self.closed = True
+        if self._loop is not None:
+            self._wake()
 
     def waiter(self) -> asyncio.Event:
         """An event set at the next publication; take it before reading, then wait on it."""

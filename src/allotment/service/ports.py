@@ -33,6 +33,7 @@ from allotment.domain.holdings import Holdings, Override, Promotion, Subscriptio
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 from allotment.service.projector import Fill
+from allotment.service.stats import StoreStats
 
 T = TypeVar("T")
 
@@ -305,4 +306,20 @@ class Store(Protocol):
         """The same, for callers outside the event loop (start-up, the CLI)."""
         ...
 
-    def close(self) -> None: ...
+    @property
+    def last_seq(self) -> int:
+        """The newest revision this store has handed to its sinks."""
+        ...
+
+    @property
+    def stats(self) -> StoreStats:
+        """What the store has committed so far (its thread keeps it; read it, never change it)."""
+        ...
+
+    def queue_depth(self) -> int:
+        """Jobs waiting for the store's thread now (approximate: it is taking them meanwhile)."""
+        ...
+
+    def close(self) -> None:
+        """Run every job already queued, then close the database."""
+        ...

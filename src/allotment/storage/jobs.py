@@ -77,6 +77,9 @@ class JobQueue:
             taken.append(pending)
         return taken
 
+    def depth(self) -> int:
+        return self._queue.qsize()
+
     def close(self) -> None:
         self.closed = True
         self._queue.put(None)

@@ -15,6 +15,7 @@ from allotment.api.http import Access, json_response, read, route
 from allotment.api.metrics import REGISTRY
 from allotment.api.schemas import ClockIn
 from allotment.api.services import Services
+from allotment.api.store_metrics import ServiceCollector
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.timefmt import format_instant
 from allotment.service.answers import InstantText
@@ -57,14 +58,15 @@ class Readiness:
         self._store = store
         self._read: asyncio.Future[tuple[int, int]] | None = None
 
-    async def check(self) -> None:
-        """Return once the database answered; raise what it raised, or ``TimeoutError``."""
+    async def check(self) -> tuple[int, int]:
+        """The change log's bounds once the database answered them; raise what it raised, or
+        ``TimeoutError``."""
         read = self._read
         if read is None or read.done() or read.get_loop() is not asyncio.get_running_loop():
             read = self._read = asyncio.ensure_future(self._store.log_bounds())
             # Retrieved here too, so a read every waiter gave up on logs no "never retrieved".
             read.add_done_callback(lambda done: done.cancelled() or done.exception())
-        await asyncio.wait_for(asyncio.shield(read), READY_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(asyncio.shield(read), READY_TIMEOUT_SECONDS)
 
 
 async def readyz(request: Request) -> Response:
@@ -80,7 +82,17 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    """The process's metrics and the application's. The change log's newest revision is read
+    now, through the readiness probe's single read (a flood of scrapes costs one read at a
+    time); when the database does not answer, this scrape goes without it and the lag."""
+    collector: ServiceCollector = request.app.state.collector
+    readiness: Readiness = request.app.state.readiness
+    try:
+        collector.log_head = (await readiness.check())[1]
+    except Exception:  # the metrics must answer, whatever the store says
+        collector.log_head = None
+    body = generate_latest(REGISTRY) + generate_latest(collector.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _test_clock(services: Services) -> TestClock:

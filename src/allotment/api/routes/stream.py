@@ -87,42 +87,50 @@ class _Reader:
         still_live: Callable[[], Awaitable[bool]],
     ) -> AsyncIterator[bytes]:
         """The stream's bytes: every change after the starting point, a keep-alive comment
-        whenever nothing was sent for a while; it ends when the reader's key is revoked."""
-        oldest, head = bounds
-        cursor = _resume_point(last_event_id, oldest, head)
-        yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
-        if cursor is None:
-            cursor = head
-            yield _reset(head)
-        sent_at = time.monotonic()
-        while True:
-            published = feed.waiter()
-            logged = await feed.after(cursor, PAGE)
-            if logged and logged[0].seq != cursor + 1:
-                # Pruned while this reader was behind: what it holds can no longer be followed,
-                # and a revocation among what it missed must still end it.
-                _, cursor = await feed.bounds()
-                if not await still_live():
-                    return
-                yield _reset(cursor)
-                sent_at = time.monotonic()
-                continue
-            if logged:
-                cursor = logged[-1].seq
-                chunk = b"".join(_event(entry, self.customer) for entry in logged)
-                if chunk or time.monotonic() - sent_at >= self.keepalive_seconds:
-                    # Other customers' changes alone send nothing: keep the line alive anyway.
-                    yield chunk or _KEEPALIVE
+        whenever nothing was sent for a while; it ends when the reader's key is revoked, or
+        when the server shuts down (the client then reconnects, to this or another process,
+        with its ``Last-Event-ID``)."""
+        feed.readers += 1
+        try:
+            oldest, head = bounds
+            cursor = _resume_point(last_event_id, oldest, head)
+            yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
+            if cursor is None:
+                cursor = head
+                yield _reset(head)
+            sent_at = time.monotonic()
+            while not feed.closed:
+                published = feed.waiter()
+                logged = await feed.after(cursor, PAGE)
+                if logged and logged[0].seq != cursor + 1:
+                    # Pruned while this reader was behind: what it holds can no longer be
+                    # followed, and a revocation among what it missed must still end it.
+                    _, cursor = await feed.bounds()
+                    if not await still_live():
+                        return
+                    yield _reset(cursor)
                     sent_at = time.monotonic()
-                if any(self._revokes(entry) for entry in logged):
-                    return
-                continue
-            quiet = time.monotonic() - sent_at
-            try:
-                await asyncio.wait_for(published.wait(), max(0.0, self.keepalive_seconds - quiet))
-            except TimeoutError:
-                yield _KEEPALIVE
-                sent_at = time.monotonic()
+                    continue
+                if logged:
+                    cursor = logged[-1].seq
+                    chunk = b"".join(_event(entry, self.customer) for entry in logged)
+                    if chunk or time.monotonic() - sent_at >= self.keepalive_seconds:
+                        # Other customers' changes alone send nothing: keep the line alive.
+                        yield chunk or _KEEPALIVE
+                        sent_at = time.monotonic()
+                    if any(self._revokes(entry) for entry in logged):
+                        return
+                    continue
+                quiet = time.monotonic() - sent_at
+                try:
+                    await asyncio.wait_for(
+                        published.wait(), max(0.0, self.keepalive_seconds - quiet)
+                    )
+                except TimeoutError:
+                    yield _KEEPALIVE
+                    sent_at = time.monotonic()
+        finally:
+            feed.readers -= 1
 
     def _revokes(self, entry: LoggedChange) -> bool:
         change = entry.change

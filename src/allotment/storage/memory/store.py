@@ -28,6 +28,7 @@ from typing import TypeVar
 from allotment.domain.changes import LoggedChange
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
+from allotment.service.stats import StoreStats
 from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
@@ -65,7 +66,7 @@ class MemoryStore:
         self._last_seq = self.database.log.bounds()[1]  # the newest revision handed to sinks
         self._last_prune = 0.0
         self._jobs = JobQueue()
-        self.jobs_committed = 0
+        self._stats = StoreStats()
         self._thread = threading.Thread(target=self._serve, name="allotment-memory", daemon=True)
         self._thread.start()
 
@@ -88,6 +89,15 @@ class MemoryStore:
     def last_seq(self) -> int:
         """The newest revision this store has handed to its sinks."""
         return self._last_seq
+
+    @property
+    def stats(self) -> StoreStats:
+        """Each job is a batch of its own; there is no commit to time, so ``commit_seconds``
+        stays empty and ``batch_seconds`` is the job under the database's lock."""
+        return self._stats
+
+    def queue_depth(self) -> int:
+        return self._jobs.depth()
 
     def follow(self) -> None:
         """Hand over to the sinks everything other stores committed so far, before returning."""
@@ -139,6 +149,7 @@ class MemoryStore:
     def _run(self, pending: Pending) -> None:
         database = self.database
         with database.lock:
+            began = time.perf_counter()
             try:
                 self._follow()
             except Exception as error:  # as a SQLite batch that cannot follow fails whole
@@ -157,7 +168,11 @@ class MemoryStore:
                 if isinstance(item, LoggedChange):
                     self._last_seq = item.seq
                     break
-        self.jobs_committed += 1
+            took = time.perf_counter() - began
+        stats = self._stats
+        stats.batches += 1
+        stats.jobs += 1
+        stats.batch_seconds.observe(took)
         self._hand_over(uow.published)
         settle([(pending, result, None)])
 

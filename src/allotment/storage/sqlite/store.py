@@ -26,6 +26,7 @@ from allotment.domain.errors import ServiceBusy
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.changelog import decode_change
 from allotment.service.ports import Published, UnitOfWork
+from allotment.service.stats import StoreStats
 from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
@@ -77,8 +78,7 @@ class SqliteStore:
         self._committed_counters: CommittedCounters = {}
         (self._data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
         self._follow_failed = False
-        self.batches_committed = 0
-        self.jobs_committed = 0
+        self._stats = StoreStats()
         self._thread.start()
 
     def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
@@ -111,6 +111,21 @@ class SqliteStore:
     def last_seq(self) -> int:
         """The newest revision this store has handed to its sinks."""
         return self._last_seq
+
+    @property
+    def stats(self) -> StoreStats:
+        return self._stats
+
+    @property
+    def batches_committed(self) -> int:
+        return self._stats.batches
+
+    @property
+    def jobs_committed(self) -> int:
+        return self._stats.jobs
+
+    def queue_depth(self) -> int:
+        return self._jobs.depth()
 
     def close(self) -> None:
         if not self._jobs.closed:
@@ -198,6 +213,7 @@ class SqliteStore:
         uow = SqliteUnitOfWork(connection, self._committed_pools, self._committed_counters)
         finished: list[Finished] = []
         try:
+            began = time.perf_counter()
             _begin_immediate(connection)
             if self._others_committed():
                 self._follow(uow)
@@ -215,7 +231,9 @@ class SqliteStore:
                     connection.execute("RELEASE job")
                     finished.append((pending, result, None))
             uow.before_commit()
+            committing = time.perf_counter()
             connection.execute("COMMIT")
+            committed = time.perf_counter()
         except Exception as commit_error:
             # The batch is not durable: nobody may see its results, and the cache keeps only
             # what earlier batches committed because nothing of this batch is handed over.
@@ -229,8 +247,11 @@ class SqliteStore:
         if len(self._committed_pools) > MAX_CACHED_POOLS:
             self._committed_pools.clear()
         self._committed_pools.update(uow.after_commit())
-        self.batches_committed += 1
-        self.jobs_committed += len(batch)
+        stats = self._stats
+        stats.batches += 1
+        stats.jobs += len(batch)
+        stats.batch_seconds.observe(committed - began)
+        stats.commit_seconds.observe(committed - committing)
         for item in reversed(uow.published):
             if isinstance(item, LoggedChange):
                 self._last_seq = item.seq
