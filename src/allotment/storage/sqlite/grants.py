@@ -94,6 +94,15 @@ def page(
     return paged(rows, limit, lambda row: grant_of(row[1:]))
 
 
+def update(db: sqlite3.Connection, grants: Iterable[Grant]) -> None:
+    """Store the figures and state of grants the table holds (all a pool changes of them)."""
+    db.executemany(
+        "UPDATE credit_grants SET remaining = ?, credited = ?, expired = ?, voided_at = ?"
+        " WHERE id = ?",
+        [(g.remaining, g.credited, g.expired, micros(g.voided_at), g.id) for g in grants],
+    )
+
+
 def save(db: sqlite3.Connection, customer_id: str, currency: str, grants: Iterable[Grant]) -> None:
     """Insert new grants and store the figures and state of the others (what a pool changes)."""
     db.executemany(

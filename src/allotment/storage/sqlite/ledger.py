@@ -14,7 +14,7 @@ job that loads them.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,10 +33,16 @@ from allotment.storage.sqlite.rows import page_rows, paged, path_of, path_text
 PoolKey = tuple[str, str]
 
 
+PoolRow = tuple[int, str, str, str]
+"""A pool's row as stored: overdraft, then deferred, recognized and breakage revenue (text)."""
+
+
 @dataclass(slots=True)
 class CachedPool:
     pool: Pool
-    has_row: bool  # credit_pools holds the pool's row
+    row: PoolRow | None  # what credit_pools holds for the pool; None: no row yet
+    # Live grants the table holds: stored with a narrow UPDATE, the others inserted.
+    stored_grants: set[str] = field(default_factory=set)
 
 
 PoolCache = dict[PoolKey, CachedPool]
@@ -96,10 +102,11 @@ class SqliteLedger:
             (customer_id, currency),
         ).fetchone()
         if row is None:
-            return CachedPool(Pool(grants=live), has_row=False)
+            return CachedPool(Pool(grants=live), None, set(live))
         # Revenue is stored as the text of exact integers: they pass 64 bits.
         revenue = RevenueTotals(int(row[1]), int(row[2]), int(row[3]))
-        return CachedPool(Pool(grants=live, overdraft=int(row[0]), revenue=revenue), True)
+        pool = Pool(grants=live, overdraft=int(row[0]), revenue=revenue)
+        return CachedPool(pool, _row_of(pool), set(live))
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
         changed = pool.changed_grants()
@@ -112,20 +119,30 @@ class SqliteLedger:
             )
         key = (customer_id, currency)
         cached = self.pools_in_batch.get(key)
-        has_row = cached is not None and cached.pool is pool and cached.has_row
+        if cached is None or cached.pool is not pool:
+            cached = None  # not the pool this store holds: store every figure in full
+        stored = cached.stored_grants if cached is not None else set()
         if changed:
-            grant_rows.save(self._db, customer_id, currency, changed)
-        if pool.entries or not has_row:
-            self._save_row(customer_id, currency, pool, replace=bool(pool.entries))
+            grant_rows.update(self._db, [g for g in changed if g.id in stored])
+            grant_rows.save(
+                self._db, customer_id, currency, [g for g in changed if g.id not in stored]
+            )
+        row = _row_of(pool)
+        if cached is None or cached.row is None:
+            self._save_row(customer_id, currency, row, replace=bool(pool.entries))
+        elif row != cached.row:
+            self._save_row(customer_id, currency, row, replace=True)
         records = [self._append(customer_id, currency, entry) for entry in pool.entries]
         pool.stored()
-        self._use(key, CachedPool(pool, has_row=True))
+        live = pool.grants
+        stored = {grant_id for grant_id in stored if grant_id in live}
+        stored.update(g.id for g in changed if g.id in live)
+        self._use(key, CachedPool(pool, row, stored))
         return records
 
-    def _save_row(self, customer_id: str, currency: str, pool: Pool, *, replace: bool) -> None:
+    def _save_row(self, customer_id: str, currency: str, row: PoolRow, *, replace: bool) -> None:
         """The pool's overdraft and revenue, which only entries change: a pool saved without
         entries makes its row if it has none and leaves one it has as it is."""
-        revenue = pool.revenue
         on_conflict = (
             "DO UPDATE SET overdraft = excluded.overdraft, deferred = excluded.deferred,"
             " recognized = excluded.recognized, breakage = excluded.breakage"
@@ -135,14 +152,7 @@ class SqliteLedger:
         self._db.execute(
             "INSERT INTO credit_pools (customer, currency, overdraft, deferred, recognized,"
             f" breakage) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, currency) {on_conflict}",
-            (
-                customer_id,
-                currency,
-                pool.overdraft,
-                str(revenue.deferred),
-                str(revenue.recognized),
-                str(revenue.breakage),
-            ),
+            (customer_id, currency, *row),
         )
 
     def _append(self, customer_id: str, currency: str, entry: Entry) -> LedgerRecord:
@@ -225,3 +235,8 @@ class SqliteLedger:
             return LedgerRecord(row[1], row[0], customer_id, currency, entry)
 
         return paged(rows, limit, record)
+
+
+def _row_of(pool: Pool) -> PoolRow:
+    revenue = pool.revenue
+    return (pool.overdraft, str(revenue.deferred), str(revenue.recognized), str(revenue.breakage))
