@@ -55,6 +55,26 @@ class AddGrant:
     lifetime_minutes: int | None  # from effective_at; None never expires
 
 
+def grant_of(spec: AddGrant, made: int, now: datetime) -> Grant:
+    """The grant ``spec`` describes, the ``made``-th of the run, made at ``now``."""
+    effective = now + timedelta(minutes=spec.effective_minutes)
+    expires = (
+        None
+        if spec.lifetime_minutes is None
+        else effective + timedelta(minutes=spec.lifetime_minutes)
+    )
+    return Grant(
+        id=f"g{spec.tag:02d}-{made}",
+        amount=spec.amount,
+        category=spec.category,
+        cost_basis=spec.cost_basis,
+        priority=spec.priority,
+        effective_at=effective,
+        expires_at=expires,
+        created_at=now,
+    )
+
+
 @dataclass(frozen=True)
 class Debit:
     amount: int
@@ -258,22 +278,7 @@ def test_the_ledger_explains_the_pool_after_every_step(
         written_before = len(pool.entries)
         if isinstance(op, AddGrant):
             made += 1
-            effective = now + timedelta(minutes=op.effective_minutes)
-            expires = (
-                None
-                if op.lifetime_minutes is None
-                else effective + timedelta(minutes=op.lifetime_minutes)
-            )
-            grant = Grant(
-                id=f"g{op.tag:02d}-{made}",
-                amount=op.amount,
-                category=op.category,
-                cost_basis=op.cost_basis,
-                priority=op.priority,
-                effective_at=effective,
-                expires_at=expires,
-                created_at=now,
-            )
+            grant = grant_of(op, made, now)
             pool.add_grant(grant, now, EntryContext(idempotency_key=f"k{made}"))
             written = pool.entries[written_before:]
             check_settled(written, pool)

@@ -42,6 +42,7 @@ from tests.property.test_ledger_properties import (
     advance,
     amounts,
     burn_orders,
+    grant_of,
 )
 
 
@@ -117,22 +118,7 @@ def test_pools_that_let_ended_grants_go_write_the_same_ledger(
         if isinstance(op, AddMany):
             for spec in op.grants:
                 made += 1
-                effective = now + timedelta(minutes=spec.effective_minutes)
-                expires = (
-                    None
-                    if spec.lifetime_minutes is None
-                    else effective + timedelta(minutes=spec.lifetime_minutes)
-                )
-                grant = Grant(
-                    id=f"g{spec.tag:02d}-{made}",
-                    amount=spec.amount,
-                    category=spec.category,
-                    cost_basis=spec.cost_basis,
-                    priority=spec.priority,
-                    effective_at=effective,
-                    expires_at=expires,
-                    created_at=now,
-                )
+                grant = grant_of(spec, made, now)
                 # No context: a grant entry carries its request's only when it enters in the
                 # job that made it, and ``kept`` has no jobs (tests/unit/test_pool_index.py).
                 for pool in pools:
