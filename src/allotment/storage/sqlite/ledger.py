@@ -134,9 +134,14 @@ class SqliteLedger:
             self._save_row(customer_id, currency, row, replace=True)
         records = [self._append(customer_id, currency, entry) for entry in pool.entries]
         pool.stored()
+        # Only the grants it changed can have been added or have left: the rest stay as they are,
+        # so a save costs what it wrote, not the size of the pool.
         live = pool.grants
-        stored = {grant_id for grant_id in stored if grant_id in live}
-        stored.update(g.id for g in changed if g.id in live)
+        for grant in changed:
+            if grant.id in live:
+                stored.add(grant.id)
+            else:
+                stored.discard(grant.id)
         self._use(key, CachedPool(pool, row, stored))
         return records
 
