@@ -7,7 +7,12 @@ scope, a body, a ``send`` that drops the answer) for 100 checks in a row, round 
 and reports the thread CPU time per check: the minimum over the rounds (the least disturbed)
 and the median. Every check is answered from memory, as in ``check_throughput.py``.
 
-    uv run python bench/check_inprocess.py [--rounds 30] [--before /tmp/allotment-before]
+With ``--http`` each check goes in as the bytes of an HTTP/1.1 request, fed to the protocol
+``allotment serve`` runs (uvicorn's httptools protocol, or the tree's own subclass of it) on a
+transport that keeps what is written: uvicorn's parsing, its request cycle and its writing of
+the answer are then measured too, still without a socket or a second process.
+
+    uv run python bench/check_inprocess.py [--rounds 30] [--http] [--before /tmp/allotment-before]
 
 With ``--before TREE`` the same measurement runs in ``TREE/.venv/bin/python`` too, alternating
 with this checkout's run after run, so that noise on the machine hits both alike. This is a
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import statistics
@@ -68,7 +74,70 @@ def _scope(method: str, path: str) -> dict[str, Any]:
     }
 
 
-async def _measure(rounds: int) -> list[float]:
+class _Transport(asyncio.Transport):
+    """A connection that keeps what the server writes to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += len(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        addresses = {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}
+        return addresses.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _http_checker(app: Any) -> Any:
+    """A function that sends one check's body through the tree's HTTP protocol and waits for
+    its answer to be written."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    protocol_class: Any = HttpToolsProtocol
+    try:  # the protocol ``allotment serve`` runs, in the trees that choose their own
+        served = importlib.import_module("allotment.api.protocol")
+    except ImportError:
+        pass
+    else:
+        if hasattr(served, "protocol_for"):
+            protocol_class = served.protocol_for(app)
+        else:
+            protocol_class = served.BoundedHttpToolsProtocol
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config.load()
+    state = ServerState()
+    protocol = protocol_class(config=config, server_state=state, app_state={})
+    transport = _Transport()
+    protocol.connection_made(transport)
+    head = (
+        "POST /v1/check HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Type: application/json\r\n"
+    ).encode()
+
+    async def check(body: bytes) -> None:
+        written = transport.written
+        protocol.data_received(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        for task in list(state.tasks):
+            await task
+        if transport.written == written:
+            raise SystemExit("a check was not answered")
+
+    return check
+
+
+async def _measure(rounds: int, http: bool) -> list[float]:
     from allotment.api.app import create_app
     from allotment.config import Settings
 
@@ -112,6 +181,8 @@ async def _measure(rounds: int) -> list[float]:
 
         await app(dict(scope), receive, drop)
 
+    if http:
+        check = _http_checker(app)
     status, answer = await _call(app, "POST", "/v1/check", json.loads(bodies[0]))
     if status != 200 or b'"has_access":true' not in answer:
         raise SystemExit(f"the sample check answered {status} {answer!r}")
@@ -128,16 +199,22 @@ async def _measure(rounds: int) -> list[float]:
     return per_check
 
 
-def _child(rounds: int) -> None:
-    per_check = asyncio.run(_measure(rounds))
+def _child(rounds: int, http: bool) -> None:
+    try:  # as uvicorn runs the server when uvloop is installed
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    per_check = asyncio.run(_measure(rounds, http))
     print(json.dumps(per_check))
     sys.stdout.flush()
     os._exit(0)  # the store's thread and the open file need no orderly goodbye here
 
 
-def _run(python: Path, rounds: int) -> list[float]:
+def _run(python: Path, rounds: int, http: bool) -> list[float]:
     done = subprocess.run(
-        [str(python), __file__, "--child", "--rounds", str(rounds)],
+        [str(python), __file__, "--child", "--rounds", str(rounds)] + (["--http"] if http else []),
         check=True,
         capture_output=True,
         text=True,
@@ -152,10 +229,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="rounds of 1,000 checks per run")
     parser.add_argument("--runs", type=int, default=4, help="runs of each tree, alternating")
     parser.add_argument("--before", type=Path, help="another checkout with a synced .venv")
+    parser.add_argument("--http", action="store_true", help="through uvicorn's HTTP protocol")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.rounds)
+        _child(args.rounds, args.http)
         return
     trees = {"this checkout": Path(sys.executable)}
     if args.before is not None:
@@ -163,7 +241,7 @@ def main() -> None:
     results: dict[str, list[float]] = {name: [] for name in trees}
     for run in range(args.runs):
         for name, python in trees.items():
-            per_check = _run(python, args.rounds)
+            per_check = _run(python, args.rounds, args.http)
             results[name] += per_check
             print(f"run {run + 1} {name}: min {min(per_check):.2f} µs/check", file=sys.stderr)
     print("| tree | CPU per check, min | median | rounds |")

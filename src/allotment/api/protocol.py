@@ -1,20 +1,34 @@
 """The HTTP/1.1 protocol ``allotment serve`` runs: uvicorn's httptools protocol with a bound on
-the size of a request's head.
+the size of a request's head, and checks that memory answers written back from the parser's
+callbacks.
 
-httptools (what uvicorn picks when it is installed, as it is here) has no limit of its own: it
-gathers a header's value however long it grows, and uvicorn's ``h11_max_incomplete_event_size``
-applies to h11 only. Eight connections sending 32 MB headers to ``/livez`` grew a server by
-150 MB. h11 would bound it, at several times the parsing cost of every request.
+**The head's bound.** httptools (what uvicorn picks when it is installed, as it is here) has no
+limit of its own: it gathers a header's value however long it grows, and uvicorn's
+``h11_max_incomplete_event_size`` applies to h11 only. Eight connections sending 32 MB headers to
+``/livez`` grew a server by 150 MB. h11 would bound it, at several times the parsing cost of
+every request.
+
+**Checks answered inline.** A check is the request every product makes before every model call,
+and most are answered from memory in about 10 µs; uvicorn's ASGI request cycle around that (a
+scope, a cycle object and an event, a task and its scheduling, the middleware, two ``send``
+messages whose headers it validates one by one) cost more than the answer itself. So a
+``POST /v1/check`` on an idle connection is kept by :class:`InlineCheckProtocol` until its body
+is complete and offered to :meth:`HotPath.answer_inline`; when memory answers it with 200, the
+answer is written at once from the parser's callback, with the headers uvicorn would have
+written. Anything else (a cache miss, an error, a browser's request, a pipelined one, a large
+body, a connection whose writes are paused, a server shutting down) is handed to the
+application as if it had just arrived, so that there is one way to answer it: uvicorn's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from allotment.api.errors import error_body
+from allotment.api.hot import HotPath
 from allotment.api.request_ids import HEADER, new_request_id
 
 if TYPE_CHECKING:
@@ -43,10 +57,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._in_head = True
         self._head_received = 0  # bytes read while a head was unfinished
+        self._last_read = 0
 
     def data_received(self, data: bytes) -> None:
+        self._last_read = read = len(data)
         if self._in_head:
-            self._head_received += len(data)
+            self._head_received += read
         super().data_received(data)
         if (
             self._in_head
@@ -57,10 +73,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        size = len(self.url)
-        for name, value in self.headers:
-            size += len(name) + len(value)
-        if size <= MAX_HEAD_BYTES:
+        # The head came in the reads counted, except for what the read that ended the message
+        # before it held: when those fit, so does the head, and it need not be measured.
+        if self._head_received + self._last_read <= MAX_HEAD_BYTES or self._head_size() <= (
+            MAX_HEAD_BYTES
+        ):
             super().on_headers_complete()
             return
         ours, self.app = self.app, _headers_too_large
@@ -68,6 +85,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = ours
+
+    def _head_size(self) -> int:
+        size = len(self.url)
+        for name, value in self.headers:
+            size += len(name) + len(value)
+        return size
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -109,3 +132,104 @@ async def _headers_too_large(
         }
     )
     await send({"type": "http.response.body", "body": _BODY, "more_body": False})
+
+
+# A check's body is a few hundred bytes; a larger one goes the application's way, bounded there.
+INLINE_BODY_LIMIT = 16 * 1024
+_CHECK_PATH = b"/v1/check"
+_JSON_HEAD = b"content-type: application/json\r\ncontent-length: "
+
+
+class InlineCheckProtocol(BoundedHttpToolsProtocol):
+    """Answers from the parser's callbacks the checks that memory answers (module docstring).
+
+    Use :func:`protocol_for`, which gives the class the application's :class:`HotPath`."""
+
+    hot_path: ClassVar[HotPath | None] = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._inline: list[bytes] | None = None  # the body so far of a check kept back
+        self._inline_size = 0
+
+    def on_headers_complete(self) -> None:
+        if (
+            self.url == _CHECK_PATH
+            and self.hot_path is not None
+            and self.parser.get_method() == b"POST"
+            and not self.expect_100_continue
+            and not self.parser.should_upgrade()
+            and (self.cycle is None or self.cycle.response_complete)  # nothing in flight
+            and not self.pipeline
+            and not self.flow.write_paused
+            and self._head_received + self._last_read <= MAX_HEAD_BYTES
+        ):
+            self._in_head = False
+            self._inline = []
+            self._inline_size = 0
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        inline = self._inline
+        if inline is None:
+            super().on_body(body)
+            return
+        inline.append(body)
+        self._inline_size += len(body)
+        if self._inline_size > INLINE_BODY_LIMIT:
+            self._hand_over()
+
+    def on_message_complete(self) -> None:
+        inline = self._inline
+        if inline is None:
+            super().on_message_complete()
+            return
+        self._inline = None
+        assert self.hot_path is not None
+        answered = self.hot_path.answer_inline(self.headers, b"".join(inline))
+        if answered is None:
+            self._inline = inline
+            self._hand_over()
+            super().on_message_complete()
+            return
+        request_id, payload = answered
+        self._in_head = True
+        self._head_received = 0
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        content = [STATUS_LINE[200]]
+        for name, value in self.server_state.default_headers:
+            content.extend((name, b": ", value, b"\r\n"))
+        content.extend((_JSON_HEAD, b"%d\r\n" % len(payload), HEADER, b": ", request_id))
+        content.append(b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n")
+        content.append(payload)
+        self.transport.write(b"".join(content))
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
+    def shutdown(self) -> None:
+        if self._inline is not None:  # a check still arriving is answered, then the door shut
+            self._hand_over()
+        super().shutdown()
+
+    def _hand_over(self) -> None:
+        """Give the check kept back to the application, as if its head had just ended."""
+        inline, self._inline = self._inline, None
+        assert inline is not None
+        super().on_headers_complete()
+        for chunk in inline:
+            super().on_body(chunk)
+
+
+def protocol_for(app: object) -> type[BoundedHttpToolsProtocol]:
+    """The protocol to serve ``app`` with: checks answered inline when ``app`` is the hot path
+    itself (not wrapped, as CORS wraps it)."""
+    if not isinstance(app, HotPath):
+        return BoundedHttpToolsProtocol
+    hot: HotPath = app
+
+    class Protocol(InlineCheckProtocol):
+        hot_path = hot
+
+    return Protocol

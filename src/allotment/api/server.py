@@ -19,7 +19,7 @@ from collections.abc import Callable
 import uvicorn
 
 from allotment.api.app import create_app
-from allotment.api.protocol import BoundedHttpToolsProtocol
+from allotment.api.protocol import protocol_for
 from allotment.api.services import Services
 from allotment.config import Settings
 
@@ -43,15 +43,17 @@ def serve(
 ) -> None:
     """Serve the API until a signal stops it, as ``uvicorn.run`` would, with the drain above."""
     services = Services.open(settings)
+    app = create_app(settings, services)
     config = uvicorn.Config(
-        create_app(settings, services),
+        app,
         host=host,
         port=port,
         log_level=log_level,
         log_config=None,  # the root logger's handler (``logs.py``) writes uvicorn's lines too
         access_log=False,  # ours is sampled (``--access-log-sample``)
         lifespan="on",
-        http=BoundedHttpToolsProtocol,  # httptools, with a limit on request heads
+        # httptools, with a limit on request heads, answering checks from memory inline
+        http=protocol_for(app),
         timeout_graceful_shutdown=shutdown_timeout,
     )
     server = DrainingServer(config, services.feed.close)
