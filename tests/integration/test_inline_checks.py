@@ -1,10 +1,10 @@
 """Checks answered from the HTTP protocol's callbacks (``api/protocol.py``): the same answers as
 the application gives, in order on a connection, and everything memory cannot answer handed to
-the application unchanged.
+the application unchanged; and every answer, either way, written to the socket in one piece.
 
-Each test drives the protocol ``allotment serve`` runs on a transport that keeps every write: a
-check answered inline is one write (head and body together) and starts no task; one the
-application answers is two writes (``http.response.start``, then the body)."""
+Each test drives the protocol ``allotment serve`` runs on a transport that keeps every write,
+and counts the ASGI tasks started: a check answered inline starts none.
+"""
 
 from __future__ import annotations
 
@@ -50,12 +50,21 @@ class _Transport(asyncio.Transport):
         pass
 
 
+class _CountingSet(set[Any]):
+    """The server's set of request tasks, counting every task ever added to it."""
+
+    added = 0
+
+    def add(self, item: Any) -> None:
+        self.added += 1
+        super().add(item)
+
+
 @dataclass
 class Answer:
     status: int
     headers: dict[bytes, bytes]
     body: bytes
-    inline: bool  # written in one piece, by the protocol
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -68,34 +77,33 @@ class Connection:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         config.load()
         self.state = ServerState()
+        self.state.tasks = _CountingSet()
         self.protocol = protocol_for(app)(config=config, server_state=self.state, app_state={})
         self.transport = _Transport()
         self.protocol.connection_made(self.transport)
-        self.tasks_started = 0
 
     async def send(self, data: bytes) -> None:
         self.protocol.data_received(data)
         await self.settle()
 
+    @property
+    def tasks_started(self) -> int:
+        return self.state.tasks.added  # type: ignore[attr-defined, no-any-return]
+
     async def settle(self) -> None:
         while self.state.tasks:
-            self.tasks_started += len(self.state.tasks)
             await asyncio.gather(*list(self.state.tasks))
+        await asyncio.sleep(0)  # the step that sends what the last one wrote
 
     def answers(self) -> list[Answer]:
-        """Every answer written so far, in order."""
+        """Every answer written so far, in order; each must have been one write."""
         found: list[Answer] = []
-        writes = list(self.transport.writes)
-        while writes:
-            data = writes.pop(0)
+        for data in self.transport.writes:
             head, _, body = data.partition(b"\r\n\r\n")
             lines = head.split(b"\r\n")
             headers = dict(line.split(b": ", 1) for line in lines[1:])
-            inline = bool(body)
-            if not inline:
-                body = writes.pop(0)
-            assert len(body) == int(headers[b"content-length"])
-            found.append(Answer(int(lines[0].split()[1]), headers, body, inline))
+            assert len(body) == int(headers[b"content-length"]), data
+            found.append(Answer(int(lines[0].split()[1]), headers, body))
         return found
 
 
@@ -153,7 +161,7 @@ def test_a_check_memory_answers_is_written_inline_as_the_application_answers_it(
     connection = asyncio.run(run())
     answers = connection.answers()
     assert [answer.json() for answer in answers] == expected
-    assert all(answer.inline and answer.status == 200 for answer in answers)
+    assert all(answer.status == 200 for answer in answers)
     assert connection.tasks_started == 0
     assert {answer.headers[b"content-type"] for answer in answers} == {b"application/json"}
     assert len({answer.headers[b"x-request-id"] for answer in answers}) == len(checks)
@@ -173,10 +181,10 @@ def test_an_inline_answer_keeps_the_callers_request_id_and_is_counted(seeded: Ap
         await connection.send(request(CHECK, x_request_id="bad id with spaces"))
         return connection
 
-    first, second = asyncio.run(run()).answers()
-    assert first.inline
+    connection = asyncio.run(run())
+    first, second = connection.answers()
+    assert connection.tasks_started == 0
     assert first.headers[b"x-request-id"] == b"trace-42"
-    assert second.inline
     assert second.headers[b"x-request-id"] != b"bad id with spaces"
     assert counted() == before + 2
 
@@ -213,8 +221,7 @@ def test_what_memory_cannot_answer_goes_to_the_application(
         return connection
 
     connection = asyncio.run(run())
-    (answer,) = connection.answers()
-    assert not answer.inline
+    (answer,) = connection.answers()  # in one write, as every answer
     assert connection.tasks_started == 1
     assert answer.status == status
     if code is not None:
@@ -231,7 +238,8 @@ def test_pipelined_checks_are_answered_in_order_whichever_way_each_goes(seeded: 
         await connection.send(data)
         return connection
 
-    answers = asyncio.run(run()).answers()
+    connection = asyncio.run(run())
+    answers = connection.answers()
     assert [answer.headers[b"x-request-id"] for answer in answers] == [
         b"r0",
         b"r1",
@@ -240,10 +248,9 @@ def test_pipelined_checks_are_answered_in_order_whichever_way_each_goes(seeded: 
         b"r4",
     ]
     assert [answer.status for answer in answers] == [200, 200, 200, 400, 200]
-    assert answers[0].inline
-    assert not answers[1].inline
+    # The first inline; the second a miss, and the three behind it queued as uvicorn queues.
+    assert connection.tasks_started == 4
     assert answers[1].json()["access_denied_reason"] == "customer_not_found"
-    # Behind one the application is still answering, the rest queue as uvicorn queues them.
     assert answers[2].json()["customer"] == "acme"
 
 
@@ -258,13 +265,13 @@ def test_a_body_in_pieces_is_answered_inline_and_a_large_one_goes_to_the_applica
         for start in range(0, len(whole), 7):
             connection.protocol.data_received(whole[start : start + 7])
         await connection.settle()
+        assert connection.tasks_started == 0
         await connection.send(large)
+        assert connection.tasks_started == 1
         return connection
 
     small_answer, large_answer = asyncio.run(run()).answers()
-    assert small_answer.inline
     assert small_answer.status == 200
-    assert not large_answer.inline
     assert large_answer.status in (200, 400)  # whatever the application says of it
 
 
@@ -278,7 +285,7 @@ def test_http_1_0_is_answered_inline_and_the_connection_closed(seeded: Api) -> N
 
     connection = asyncio.run(run())
     (answer,) = connection.answers()
-    assert answer.inline
+    assert connection.tasks_started == 0
     assert answer.status == 200
     assert answer.headers[b"connection"] == b"close"
     assert connection.transport.closed
@@ -302,3 +309,24 @@ def test_a_check_arriving_when_the_server_stops_is_answered_then_the_connection_
     assert answer.status == 200
     assert answer.json()["has_access"] is True
     assert connection.transport.closed
+
+
+def test_an_answer_streamed_by_the_application_leaves_its_head_at_once(seeded: Api) -> None:
+    """The change feed's head is written before any event: joining writes must not hold it."""
+
+    async def run() -> Connection:
+        connection = Connection(seeded.client.app)
+        stream = b"GET /v1/stream HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n"
+        connection.protocol.data_received(stream % ADMIN_KEY.encode())
+        for _ in range(200):  # the stream never ends: wait for its head, not for its task
+            await asyncio.sleep(0.01)
+            if connection.transport.writes:
+                break
+        for task in connection.state.tasks:
+            task.cancel()
+        return connection
+
+    writes = asyncio.run(run()).transport.writes
+    assert writes
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"text/event-stream" in writes[0]

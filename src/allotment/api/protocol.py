@@ -18,12 +18,18 @@ answer is written at once from the parser's callback, with the headers uvicorn w
 written. Anything else (a cache miss, an error, a browser's request, a pipelined one, a large
 body, a connection whose writes are paused, a server shutting down) is handed to the
 application as if it had just arrived, so that there is one way to answer it: uvicorn's.
+
+**One write per answer.** uvicorn writes an answer's head when the application sends
+``http.response.start`` and its body with the next message: two system calls on the socket, and
+two segments on the wire, where a debit or a usage report has one short body. Writes made in one
+step of the event loop are joined (:class:`CoalescingTransport`) and leave together, at the
+latest when the step ends, so a streamed answer's head still leaves at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -44,6 +50,50 @@ _BODY = error_body(
 )
 
 
+class CoalescingTransport:
+    """A socket's transport whose writes made in one step of the event loop leave as one.
+
+    The first write is held and its flush scheduled for the end of the step; a second write
+    sends both at once. Closing sends what is held first."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # the rest of asyncio.Transport, as it is
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Refuses a request whose head passes ``MAX_HEAD_BYTES`` with 431, closing the connection.
 
@@ -55,6 +105,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Flow control (``self.flow``) keeps the socket's own transport; answers go through this.
+        self.socket_transport = transport
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._in_head = True
         self._head_received = 0  # bytes read while a head was unfinished
         self._last_read = 0
@@ -203,7 +256,7 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
         content.extend((_JSON_HEAD, b"%d\r\n" % len(payload), HEADER, b": ", request_id))
         content.append(b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n")
         content.append(payload)
-        self.transport.write(b"".join(content))
+        self.socket_transport.write(b"".join(content))  # one write already: nothing to join
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
