@@ -18,8 +18,9 @@ from allotment.domain.changes import CatalogChanged, CustomerChanged
 from allotment.domain.documents import add_document
 from allotment.domain.quantities import MICROS_PER_UNIT
 from allotment.service.catalog import CatalogKind
-from allotment.service.credits import GrantRequest
+from allotment.service.credits import DebitRequest, GrantRequest
 from allotment.service.ports import UnitOfWork
+from allotment.storage.sqlite.store import SqliteStore
 
 
 @pytest.fixture
@@ -134,3 +135,115 @@ def test_a_failed_job_leaves_the_credit_pools_as_they_were_for_the_rest_of_its_b
             "SELECT COUNT(*) FROM ledger_entries WHERE type = 'debit'"
         ).fetchone()
     assert debits == 0
+
+
+@pytest.mark.sqlite_file
+def test_grant_figures_written_once_per_batch_survive_a_job_that_read_them_and_failed(
+    services: Services, tmp_path: Path
+) -> None:
+    """A batch writes a grant's figures when it commits or before a job reads the grants; a job
+    that failed after such a read took the write back with its savepoint, and the figures of the
+    jobs before it must still reach the table."""
+    runtime = services.runtime
+    release = threading.Event()
+    now = runtime.clock.now()  # set again once the grant exists
+
+    def hold_the_thread(uow: UnitOfWork) -> None:
+        release.wait(10)
+
+    def debit(units: int) -> object:
+        def job(uow: UnitOfWork) -> None:
+            pool = uow.ledger.load_pool("acme", "tokens")
+            pool.debit(units * MICROS_PER_UNIT, (), now)
+            uow.ledger.save_pool("acme", "tokens", pool)
+
+        return job
+
+    def remaining(uow: UnitOfWork) -> list[int]:
+        page = uow.ledger.list_grants("acme", "tokens", None, 10, None, now)
+        return [grant.remaining for grant in page.items]
+
+    def read_then_fail(uow: UnitOfWork) -> None:
+        assert remaining(uow) == [90 * MICROS_PER_UNIT]  # an earlier job's, written for this read
+        raise _Failed
+
+    def debit_read_then_fail(uow: UnitOfWork) -> None:
+        debit(20)(uow)  # type: ignore[operator]
+        assert remaining(uow) == [70 * MICROS_PER_UNIT]  # written for this read, in this job
+        raise _Failed
+
+    async def scenario() -> list[object]:
+        await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
+        await services.customers.put_customer("acme", name="Acme", metadata=None, billing_id=None)
+        grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, "seed")
+        await services.credits.grant("acme", "tokens", grant)
+        nonlocal now
+        now = runtime.clock.now()
+        blocker = asyncio.ensure_future(runtime.store.run(hold_the_thread))
+        await asyncio.sleep(0.05)  # the store's thread is now inside the blocker's batch
+        jobs = [
+            asyncio.ensure_future(runtime.store.run(job))
+            for job in (
+                debit(10),
+                read_then_fail,
+                remaining,
+                debit_read_then_fail,
+                remaining,
+                debit(5),
+                debit(1),
+                remaining,
+            )
+        ]
+        await asyncio.sleep(0.05)  # all wait in the queue: they form the next batch
+        release.set()
+        await blocker
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+
+    assert isinstance(outcomes[1], _Failed)
+    assert isinstance(outcomes[3], _Failed)
+    assert outcomes[2] == outcomes[4] == [90 * MICROS_PER_UNIT]
+    assert outcomes[7] == [84 * MICROS_PER_UNIT]
+    assert runtime.store.run_blocking(
+        lambda uow: uow.ledger.load_pool("acme", "tokens").balance
+    ) == (84 * MICROS_PER_UNIT)
+    with sqlite3.connect(tmp_path / "batches.db") as db:
+        rows = db.execute("SELECT remaining FROM credit_grants WHERE customer = 'acme'").fetchall()
+    assert rows == [(84 * MICROS_PER_UNIT,)]
+
+
+@pytest.mark.sqlite_file
+def test_a_batch_of_debits_on_one_grant_updates_it_once(services: Services) -> None:
+    runtime = services.runtime
+    release = threading.Event()
+    statements: list[str] = []
+
+    async def scenario() -> None:
+        await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
+        await services.customers.put_customer("acme", name="Acme", metadata=None, billing_id=None)
+        grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, "seed")
+        await services.credits.grant("acme", "tokens", grant)
+        await services.credits.debit("acme", "tokens", DebitRequest(MICROS_PER_UNIT, "warm"))
+        blocker = asyncio.ensure_future(runtime.store.run(lambda uow: release.wait(10)))
+        await asyncio.sleep(0.05)
+        store = runtime.store
+        assert isinstance(store, SqliteStore)
+        connection = store._connection  # the writer's connection: what a job runs on
+        connection.set_trace_callback(statements.append)
+        debits = [
+            asyncio.ensure_future(
+                services.credits.debit("acme", "tokens", DebitRequest(MICROS_PER_UNIT, f"d{n}"))
+            )
+            for n in range(20)
+        ]
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        await asyncio.gather(*debits)
+        connection.set_trace_callback(None)
+
+    asyncio.run(scenario())
+    updates = [s for s in statements if s.startswith("UPDATE credit_grants")]
+    assert len(updates) == 1
+    assert f"remaining = {79 * MICROS_PER_UNIT}" in updates[0]

@@ -94,13 +94,10 @@ def page(
     return paged(rows, limit, lambda row: grant_of(row[1:]))
 
 
-def update(db: sqlite3.Connection, grants: Iterable[Grant]) -> None:
-    """Store the figures and state of grants the table holds (all a pool changes of them)."""
-    db.executemany(
-        "UPDATE credit_grants SET remaining = ?, credited = ?, expired = ?, voided_at = ?"
-        " WHERE id = ?",
-        [(g.remaining, g.credited, g.expired, micros(g.voided_at), g.id) for g in grants],
-    )
+# The figures and state of a grant the table holds: all a pool changes of it.
+UPDATE_FIGURES = (
+    "UPDATE credit_grants SET remaining = ?, credited = ?, expired = ?, voided_at = ? WHERE id = ?"
+)
 
 
 def save(db: sqlite3.Connection, customer_id: str, currency: str, grants: Iterable[Grant]) -> None:

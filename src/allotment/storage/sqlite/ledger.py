@@ -9,6 +9,12 @@ touched, however many grants the pool holds; and a pool holds its live grants on
 A job that fails may have changed the pools it loaded: they are dropped from the batch and from
 the store, and read again from the tables (which the job's savepoint rolled back) by the next
 job that loads them.
+
+The figures of grants the table already holds are written once per batch, not once per job: a
+hot pool's grant is debited by most jobs of a batch, and one ``UPDATE`` per debit was the
+largest statement a debit made after its ledger entry. :class:`UnwrittenGrants` keeps each
+grant's latest figures until the batch commits or a job reads ``credit_grants``, and takes back
+what a failed job changed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.sqlite import grants as grant_rows
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
-from allotment.storage.sqlite.rows import page_rows, paged, path_of, path_text
+from allotment.storage.sqlite.rows import micros, page_rows, paged, path_of, path_text
 
 PoolKey = tuple[str, str]
 
@@ -48,6 +54,67 @@ class CachedPool:
 PoolCache = dict[PoolKey, CachedPool]
 """(customer, currency) -> the pool as the last batch that loaded or saved it left it."""
 
+GrantFigures = tuple[int, int, int, int | None, str]
+"""What a pool changes of a grant the table holds, as ``grants.UPDATE_FIGURES`` writes it:
+remaining, credited, expired, voided at (epoch microseconds), and the grant's id."""
+
+
+class UnwrittenGrants:
+    """The latest figures of the grants a batch changed, written when the batch commits or
+    before anything reads ``credit_grants``.
+
+    ``latest`` holds every grant the batch changed, ``unwritten`` those whose latest figures the
+    table does not hold yet. A failed job is taken back from a journal of what each of its
+    changes replaced; and since its savepoint also took back what it wrote of earlier jobs'
+    figures, every grant it wrote or changed is written again."""
+
+    __slots__ = ("_job_start", "_journal", "_written_in_job", "latest", "unwritten")
+
+    def __init__(self) -> None:
+        self.latest: dict[str, GrantFigures] = {}
+        self.unwritten: set[str] = set()
+        self._journal: list[tuple[str, GrantFigures | None]] = []
+        self._job_start = 0
+        self._written_in_job: set[str] = set()
+
+    def job_starts(self) -> None:
+        self._job_start = len(self._journal)
+        self._written_in_job = set()
+
+    def change(self, grant: Grant) -> None:
+        self._journal.append((grant.id, self.latest.get(grant.id)))
+        self.latest[grant.id] = (
+            grant.remaining,
+            grant.credited,
+            grant.expired,
+            micros(grant.voided_at),
+            grant.id,
+        )
+        self.unwritten.add(grant.id)
+
+    def write(self, db: sqlite3.Connection) -> None:
+        if self.unwritten:
+            latest = self.latest
+            db.executemany(grant_rows.UPDATE_FIGURES, [latest[id_] for id_ in self.unwritten])
+            self._written_in_job |= self.unwritten
+            self.unwritten = set()
+
+    def job_failed(self) -> None:
+        changed = self._journal[self._job_start :]
+        again = self._written_in_job | {grant_id for grant_id, _ in changed}
+        for grant_id, replaced in reversed(changed):
+            if replaced is None:
+                del self.latest[grant_id]
+            else:
+                self.latest[grant_id] = replaced
+        del self._journal[self._job_start :]
+        for grant_id in again:
+            if grant_id in self.latest:
+                self.unwritten.add(grant_id)
+            else:  # first changed by the failed job: the table holds what it held before
+                self.unwritten.discard(grant_id)
+        self._written_in_job = set()
+
 
 class SqliteLedger:
     def __init__(
@@ -64,18 +131,26 @@ class SqliteLedger:
         # Every pool a job loaded or saved, in order: a failed job drops those it touched.
         self._touched: list[PoolKey] = []
         self._in_job: set[PoolKey] = set()  # those the running job touched
+        self._grants = UnwrittenGrants()
 
     def mark(self) -> int:
         """A job starts."""
         self._in_job = set()
+        self._grants.job_starts()
         return len(self._touched)
 
     def undo(self, mark: int) -> None:
-        """The job that started at ``mark`` failed: drop every pool it touched."""
+        """The job that started at ``mark`` (the last one) failed: drop every pool it touched."""
         for key in self._touched[mark:]:
             self.pools_in_batch.pop(key, None)
             self._committed_pools.pop(key, None)
         del self._touched[mark:]
+        self._grants.job_failed()
+
+    def write_grants(self) -> None:
+        """Write the grants' figures the batch changed: before it commits, or anything reads
+        ``credit_grants``."""
+        self._grants.write(self._db)
 
     def _use(self, key: PoolKey, cached: CachedPool) -> None:
         self.pools_in_batch[key] = cached
@@ -95,6 +170,7 @@ class SqliteLedger:
         return cached.pool
 
     def _read(self, customer_id: str, currency: str) -> CachedPool:
+        self.write_grants()
         live = grant_rows.load_live(self._db, customer_id, currency)
         row = self._db.execute(
             "SELECT overdraft, deferred, recognized, breakage FROM credit_pools"
@@ -122,11 +198,14 @@ class SqliteLedger:
         if cached is None or cached.pool is not pool:
             cached = None  # not the pool this store holds: store every figure in full
         stored = cached.stored_grants if cached is not None else set()
-        if changed:
-            grant_rows.update(self._db, [g for g in changed if g.id in stored])
-            grant_rows.save(
-                self._db, customer_id, currency, [g for g in changed if g.id not in stored]
-            )
+        new_grants = []
+        for grant in changed:
+            if grant.id in stored:
+                self._grants.change(grant)
+            else:
+                new_grants.append(grant)
+        if new_grants:
+            grant_rows.save(self._db, customer_id, currency, new_grants)
         row = _row_of(pool)
         if cached is None or cached.row is None:
             self._save_row(customer_id, currency, row, replace=bool(pool.entries))
@@ -199,6 +278,7 @@ class SqliteLedger:
         return grant_rows.exists(self._db, customer_id, currency, grant_id)
 
     def get_grant(self, customer_id: str, currency: str, grant_id: str) -> Grant | None:
+        self.write_grants()
         return grant_rows.get(self._db, customer_id, currency, grant_id)
 
     def list_grants(
@@ -210,6 +290,7 @@ class SqliteLedger:
         status: GrantStatus | None,
         now: datetime,
     ) -> Page[Grant]:
+        self.write_grants()
         return grant_rows.page(self._db, customer_id, currency, after, limit, status, now)
 
     def list_entries(

@@ -110,6 +110,7 @@ class SqliteUnitOfWork:
             (usage if changed[0][1] == USAGE_SERIES else budgets).append(changed)
         self.usage.write_counters(usage)
         self._budget_counters.write(budgets)
+        self.ledger.write_grants()
         self._write_log()
 
     def _write_log(self) -> None:
