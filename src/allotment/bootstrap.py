@@ -19,10 +19,14 @@ def open_store(settings: Settings) -> Store:
 
     url = settings.database_url
     if url is None:
-        return SqliteStore(settings.database_path, settings.change_log_retention)
+        return SqliteStore(
+            settings.database_path, settings.change_log_retention, settings.usage_key_retention
+        )
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
-        return SqliteStore(sqlite_path(url), settings.change_log_retention)
+        return SqliteStore(
+            sqlite_path(url), settings.change_log_retention, settings.usage_key_retention
+        )
     if scheme == "memory":
         return memory_store(url, settings)
     if scheme in {"postgresql", "postgres"}:
@@ -58,4 +62,9 @@ def memory_store(url: str, settings: Settings) -> Store:
     if strict not in {"0", "1"}:
         raise UnsupportedDatabase("strict_holds is 0 or 1 in a memory: URL.")
     database = shared_database(name) if name else MemoryDatabase()
-    return MemoryStore(settings.change_log_retention, database, strict_holds=strict == "1")
+    return MemoryStore(
+        settings.change_log_retention,
+        database,
+        strict_holds=strict == "1",
+        usage_key_retention=settings.usage_key_retention,
+    )

@@ -12,6 +12,8 @@ DEFAULT_DATABASE = Path("allotment.db")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_CHANGE_LOG_RETENTION = timedelta(days=7)
 MIN_CHANGE_LOG_RETENTION = timedelta(hours=1)  # the change feed's contract
+# Idempotency keys of usage reports: API.md promises at least 7 days (other writes: forever).
+DEFAULT_USAGE_KEY_RETENTION = MIN_USAGE_KEY_RETENTION = timedelta(days=7)
 DEFAULT_STREAM_KEEPALIVE_SECONDS = 10.0
 
 
@@ -23,6 +25,7 @@ class Settings:
     test_clock: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     change_log_retention: timedelta = DEFAULT_CHANGE_LOG_RETENTION
+    usage_key_retention: timedelta = DEFAULT_USAGE_KEY_RETENTION
     stream_keepalive_seconds: float = DEFAULT_STREAM_KEEPALIVE_SECONDS
     cors_origins: tuple[str, ...] = ()  # browser origins the client routes answer; none: no CORS
     access_log_sample: float = 0.0  # the share of requests the access log writes a line for
@@ -32,6 +35,11 @@ class Settings:
             raise ValueError("the access log's sample rate is a share from 0 to 1")
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
             raise ValueError("the change log must keep at least one hour of history")
+        if self.usage_key_retention < MIN_USAGE_KEY_RETENTION:
+            raise ValueError(
+                "usage reports' idempotency keys must be kept at least 7 days"
+                " (ALLOTMENT_USAGE_KEY_RETENTION_DAYS)"
+            )
         if not 0 < self.stream_keepalive_seconds <= 15:
             raise ValueError("the stream's keep-alive must come within 15 seconds")
 
@@ -49,6 +57,11 @@ class Settings:
             if not (hours.isascii() and hours.isdigit() and len(hours) <= 6):
                 raise ValueError("ALLOTMENT_CHANGE_LOG_RETENTION_HOURS must be a whole number")
             values["change_log_retention"] = timedelta(hours=int(hours))
+        if env.get("ALLOTMENT_USAGE_KEY_RETENTION_DAYS"):
+            days = env["ALLOTMENT_USAGE_KEY_RETENTION_DAYS"]
+            if not (days.isascii() and days.isdigit() and len(days) <= 5):
+                raise ValueError("ALLOTMENT_USAGE_KEY_RETENTION_DAYS must be a whole number")
+            values["usage_key_retention"] = timedelta(days=int(days))
         if env.get("ALLOTMENT_DATABASE_URL"):
             values["database_url"] = env["ALLOTMENT_DATABASE_URL"]
         if env.get("ALLOTMENT_DB"):

@@ -4,6 +4,7 @@ order, paging with ``next``, deletes."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -239,9 +240,13 @@ def test_an_override_is_replaced_keeping_its_creation_and_deleted_once(
 
 def test_an_outcome_is_found_under_its_customer_route_and_key(store: ContractStore) -> None:
     outcome = StoredOutcome("fp", b'{"ok":true}')
-    run(store, lambda uow: uow.outcomes.save("acme", "usage", "k1", outcome, T0))
-    assert run(store, lambda uow: uow.outcomes.find("acme", "usage", "k1")) == outcome
-    for other in (("umbrella", "usage", "k1"), ("acme", "debit", "k1"), ("acme", "usage", "k2")):
+    run(store, lambda uow: uow.outcomes.save("acme", "reservations", "k1", outcome, T0))
+    assert run(store, lambda uow: uow.outcomes.find("acme", "reservations", "k1")) == outcome
+    for other in (
+        ("umbrella", "reservations", "k1"),
+        ("acme", "usage", "k1"),
+        ("acme", "reservations", "k2"),
+    ):
         assert run(store, lambda uow, key=other: uow.outcomes.find(*key)) is None  # type: ignore[misc]
 
 
@@ -249,10 +254,44 @@ def test_a_second_outcome_under_one_key_fails_its_job_and_keeps_the_first(
     store: ContractStore,
 ) -> None:
     first, second = StoredOutcome("fp1", b"1"), StoredOutcome("fp2", b"2")
-    run(store, lambda uow: uow.outcomes.save("acme", "usage", "k", first, T0))
+    run(store, lambda uow: uow.outcomes.save("acme", "reservations", "k", first, T0))
     with pytest.raises(Exception):  # noqa: B017, PT011 - each adapter's own integrity error
-        run(store, lambda uow: uow.outcomes.save("acme", "usage", "k", second, at(1)))
-    assert run(store, lambda uow: uow.outcomes.find("acme", "usage", "k")) == first
+        run(store, lambda uow: uow.outcomes.save("acme", "reservations", "k", second, at(1)))
+    assert run(store, lambda uow: uow.outcomes.find("acme", "reservations", "k")) == first
+
+
+def test_usage_records_are_pruned_oldest_first_and_every_other_route_kept(
+    store: ContractStore,
+) -> None:
+    outcome = StoredOutcome("fp", b"{}")
+    # Ahead of the wall clock: the stores prune usage records older than a week by it.
+    base = datetime.now(UTC) + timedelta(days=30)
+
+    def at(days: int) -> datetime:
+        return base + timedelta(days=days)
+
+    def save_all(uow: UnitOfWork) -> None:
+        for day in (3, 1, 2, 5):  # not in age order
+            uow.outcomes.save("acme", "usage", f"u{day}", outcome, at(day))
+        uow.outcomes.save("umbrella", "usage", "u0", outcome, at(0))
+        for route in ("credits/tokens/debits", "credits/tokens/grants", "reservations"):
+            uow.outcomes.save("acme", route, "old", outcome, at(0))
+
+    def usage_keys(uow: UnitOfWork) -> list[str]:
+        keys = [("umbrella", "u0")] + [("acme", f"u{day}") for day in (1, 2, 3, 5)]
+        return [key for customer, key in keys if uow.outcomes.find(customer, "usage", key)]
+
+    run(store, save_all)
+    assert run(store, lambda uow: uow.outcomes.prune_usage(at(0), 10)) == 0  # none before T0
+    assert run(store, lambda uow: uow.outcomes.prune_usage(at(4), 2)) == 2  # at most the limit
+    assert run(store, usage_keys) == ["u2", "u3", "u5"]  # the oldest two went: u0, then u1
+    assert run(store, lambda uow: uow.outcomes.prune_usage(at(4), 10)) == 2
+    assert run(store, usage_keys) == ["u5"]
+    for route in ("credits/tokens/debits", "credits/tokens/grants", "reservations"):
+        kept = run(store, lambda uow, r=route: uow.outcomes.find("acme", r, "old"))  # type: ignore[misc]
+        assert kept == outcome, route
+    # A key pruned is free again: a report reusing it is recorded as a new one.
+    run(store, lambda uow: uow.outcomes.save("acme", "usage", "u1", outcome, at(6)))
 
 
 # ---------------------------------------------------------------- API keys

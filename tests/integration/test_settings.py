@@ -4,6 +4,7 @@ every option and variable in one table, which this test keeps in step with the c
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,7 @@ def test_serve_takes_its_options_from_the_environment_and_the_command_line_wins(
         "ALLOTMENT_LOG_FORMAT": "json",
         "ALLOTMENT_ACCESS_LOG_SAMPLE": "0.25",
         "ALLOTMENT_SHUTDOWN_TIMEOUT": "3",
+        "ALLOTMENT_USAGE_KEY_RETENTION_DAYS": "30",
     }
     runner = CliRunner()
     result = runner.invoke(main, ["serve"], env=env)
@@ -106,6 +108,7 @@ def test_serve_takes_its_options_from_the_environment_and_the_command_line_wins(
     assert started["shutdown_timeout"] == 3
     assert started["settings"].database_path == tmp_path / "from-env.db"
     assert started["settings"].access_log_sample == 0.25
+    assert started["settings"].usage_key_retention == timedelta(days=30)
 
     served.clear()
     options = ["--host", "127.0.0.3", "--port", "9124", "--log-format", "text"]
@@ -137,3 +140,14 @@ def test_a_wrong_value_in_the_environment_is_refused(
     assert result.exit_code == 2, result.output
     assert variable in result.output
     assert served == []
+
+
+@pytest.mark.parametrize("value", ["6", "a week", "-7"])
+def test_a_usage_key_retention_under_a_week_or_not_a_number_is_refused(
+    tmp_path: Path, served: list[dict[str, Any]], value: str
+) -> None:
+    env = {"ALLOTMENT_DB": str(tmp_path / "db.sqlite"), "ALLOTMENT_USAGE_KEY_RETENTION_DAYS": value}
+    result = CliRunner().invoke(main, ["serve"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "ALLOTMENT_USAGE_KEY_RETENTION_DAYS" in result.output
+    assert not [call for call in served if "settings" in call]  # nothing was started

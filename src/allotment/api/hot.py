@@ -7,6 +7,10 @@ a msgspec encode; Starlette's request objects, middleware stack and regex routin
 more than all of that, so these handlers sit in front of the application and answer their paths
 themselves. Authentication, scopes and the error table are the same as everywhere else.
 
+Under ``allotment serve`` most checks do not even reach these handlers: the HTTP protocol
+(``protocol.py``) offers each to :meth:`HotPath.answer_inline` first, which answers from memory
+with the same functions, and hands everything else here.
+
 They also do for themselves what wrappers do for the other routes, in the one scan of the
 headers they make anyway: the request id (``request_ids.py``), the request metrics, and the
 sampled access log. A check is timed into a :class:`~allotment.service.stats.Distribution` and
@@ -96,7 +100,9 @@ OPERATIONS = (
             idempotent=True,
             description=f"{_ANY_CUSTOMER} With `enforce: true`, an amount that would pass a "
             "hard limit, a hard budget or the credits' overdraft limit is not recorded "
-            "(`recorded: false`). A credit-priced feature debits its credits in the same step.",
+            "(`recorded: false`). A credit-priced feature debits its credits in the same step. "
+            "A report's idempotency key is kept for 7 days (`ALLOTMENT_USAGE_KEY_RETENTION_DAYS`, "
+            "at least 7); reused after that, it is a new report.",
             example=examples.USAGE,
         ),
     ),

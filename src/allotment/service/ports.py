@@ -126,6 +126,11 @@ class UsageRepository(Protocol):
         ...
 
 
+USAGE_ROUTE = "usage"
+"""The route of usage reports' idempotency records: kept for a retention, where every other
+route's are kept forever (API.md: forever for ledger writes, at least 7 days for usage)."""
+
+
 class OutcomeRepository(Protocol):
     """Idempotency records, scoped to (customer, route, key)."""
 
@@ -133,6 +138,10 @@ class OutcomeRepository(Protocol):
     def save(
         self, customer_id: str, route: str, key: str, outcome: StoredOutcome, at: datetime
     ) -> None: ...
+    def prune_usage(self, before: datetime, limit: int) -> int:
+        """Drop up to ``limit`` of the usage reports' records made before ``before``, oldest
+        first, reading only those it drops; how many it dropped."""
+        ...
 
 
 class LedgerRepository(Protocol):

@@ -33,11 +33,11 @@ from allotment.service.credits import CreditService
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
 from allotment.service.outcomes import USAGE_RECORD, UsageOutcome
-from allotment.service.ports import UnitOfWork, UsageEvent
+from allotment.service.ports import USAGE_ROUTE, UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 from allotment.service.snapshots import BudgetSlot
 
-ROUTE = "usage"
+ROUTE = USAGE_ROUTE
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # clocks of reporting clients run a little ahead
 
 

@@ -25,6 +25,11 @@ FOLLOW_PAGE = 5_000
 PRUNE_INTERVAL_SECONDS = 60.0
 PRUNE_CHUNK = 10_000
 DEFAULT_LOG_RETENTION = timedelta(days=7)
+# Usage reports' idempotency records past their retention go this many per short transaction;
+# while a whole chunk was due, the next one comes after the backlog pause, not a minute later.
+USAGE_KEY_PRUNE_CHUNK = 1_000
+PRUNE_BACKLOG_PAUSE_SECONDS = 0.1
+DEFAULT_USAGE_KEY_RETENTION = timedelta(days=7)
 
 Sink = Callable[[Sequence[Published]], None]
 

@@ -18,7 +18,7 @@ from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.reservations import Reservation
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
-from allotment.service.ports import Page, StoredOutcome
+from allotment.service.ports import USAGE_ROUTE, Page, StoredOutcome
 from allotment.storage.memory.database import (
     CatalogRow,
     ConstraintError,
@@ -218,6 +218,18 @@ class MemoryOutcomes:
             raise ConstraintError(f"an idempotency record for {primary} exists")
         kept = StoredOutcome(fingerprint=outcome.fingerprint, response=bytes(outcome.response))
         self._table.insert(primary, OutcomeRow(kept, to_epoch_micros(at)), customer_id)
+
+    def prune_usage(self, before: datetime, limit: int) -> int:
+        # The reference adapter scans: what it promises is which records go, not the cost.
+        cutoff = to_epoch_micros(before)
+        old = sorted(
+            (row.created_at, primary)
+            for primary, (_, _, row) in self._table.rows.items()
+            if primary[1] == USAGE_ROUTE and row.created_at < cutoff
+        )
+        for _, primary in old[:limit]:
+            self._table.delete(primary)
+        return min(len(old), limit)
 
 
 class MemoryKeys:

@@ -31,6 +31,7 @@ from allotment.service.ports import Published, UnitOfWork
 from allotment.service.stats import StoreStats
 from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
+    DEFAULT_USAGE_KEY_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
     PRUNE_CHUNK,
     PRUNE_INTERVAL_SECONDS,
@@ -42,7 +43,7 @@ from allotment.storage.jobs import (
     settle,
 )
 from allotment.storage.memory.database import LogRow, MemoryDatabase
-from allotment.storage.memory.records import MemoryCatalog
+from allotment.storage.memory.records import MemoryCatalog, MemoryOutcomes
 from allotment.storage.memory.uow import MemoryUnitOfWork
 
 T = TypeVar("T")
@@ -58,9 +59,11 @@ class MemoryStore:
         database: MemoryDatabase | None = None,
         *,
         strict_holds: bool = True,
+        usage_key_retention: timedelta = DEFAULT_USAGE_KEY_RETENTION,
     ) -> None:
         self.database = MemoryDatabase() if database is None else database
         self.log_retention = log_retention
+        self.usage_key_retention = usage_key_retention
         self.strict_holds = strict_holds
         self._sinks: list[Sink] = []
         self._last_seq = self.database.log.bounds()[1]  # the newest revision handed to sinks
@@ -104,9 +107,15 @@ class MemoryStore:
         self.run_blocking(_nothing)
 
     def prune(self, now: datetime | None = None) -> int:
-        """Drop what the log keeps past the retention now; how many entries were dropped."""
-        cutoff = (now or datetime.now(UTC)) - self.log_retention
-        return self.database.log.prune(cutoff, PRUNE_CHUNK)
+        """Drop what the log keeps past its retention now, and usage reports' idempotency
+        records past theirs; how many log entries were dropped."""
+        now = now or datetime.now(UTC)
+        dropped = self.database.log.prune(now - self.log_retention, PRUNE_CHUNK)
+        database = self.database
+        with database.lock:  # between jobs: the journal holds nothing, and keeps nothing
+            MemoryOutcomes(database).prune_usage(now - self.usage_key_retention, PRUNE_CHUNK)
+            database.journal.commit()
+        return dropped
 
     def close(self) -> None:
         if not self._jobs.closed:

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import datetime
 
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.ports import StoredOutcome
+from allotment.service.ports import USAGE_ROUTE, StoredOutcome
 
 
 class SqliteOutcomes:
@@ -29,3 +29,15 @@ class SqliteOutcomes:
             " created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (customer_id, route, key, outcome.fingerprint, outcome.response, to_epoch_micros(at)),
         )
+
+    def prune_usage(self, before: datetime, limit: int) -> int:
+        # The route is written into the statement: SQLite uses the partial index
+        # ``idempotency_records_usage_age`` (migration 0008) only for a query that repeats its
+        # condition, so the records dropped are found without reading any other.
+        cursor = self._db.execute(
+            "DELETE FROM idempotency_records WHERE rowid IN (SELECT rowid FROM"
+            f" idempotency_records WHERE route = '{USAGE_ROUTE}' AND created_at < ?"
+            " ORDER BY created_at LIMIT ?)",
+            (to_epoch_micros(before), limit),
+        )
+        return cursor.rowcount

@@ -29,9 +29,12 @@ from allotment.service.ports import Published, UnitOfWork
 from allotment.service.stats import StoreStats
 from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
+    DEFAULT_USAGE_KEY_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
+    PRUNE_BACKLOG_PAUSE_SECONDS,
     PRUNE_CHUNK,
     PRUNE_INTERVAL_SECONDS,
+    USAGE_KEY_PRUNE_CHUNK,
     Finished,
     JobQueue,
     Pending,
@@ -43,6 +46,7 @@ from allotment.storage.jobs import (
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
 from allotment.storage.sqlite.counter_cache import CommittedCounters
 from allotment.storage.sqlite.ledger import PoolCache
+from allotment.storage.sqlite.outcomes import SqliteOutcomes
 from allotment.storage.sqlite.uow import SqliteUnitOfWork
 
 T = TypeVar("T")
@@ -57,9 +61,15 @@ WRITE_LOCK_RETRY_SECONDS = 0.0005
 class SqliteStore:
     """A :class:`~allotment.service.ports.Store` on one SQLite file."""
 
-    def __init__(self, path: Path | str, log_retention: timedelta = DEFAULT_LOG_RETENTION) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        log_retention: timedelta = DEFAULT_LOG_RETENTION,
+        usage_key_retention: timedelta = DEFAULT_USAGE_KEY_RETENTION,
+    ) -> None:
         self.path = Path(path)
         self.log_retention = log_retention
+        self.usage_key_retention = usage_key_retention
         upgrade_to_latest(sqlite_url(self.path))
         # The writer waits for the write lock itself (``_begin_immediate``); the reader lets
         # SQLite wait, which in WAL mode it hardly ever must.
@@ -191,22 +201,29 @@ class SqliteStore:
         hand_over_to(self._sinks, published)
 
     def _prune(self) -> None:
-        """Drop entries older than the retention, a chunk at a time; the newest stays, so the
-        next revision is known whatever is pruned."""
+        """Drop log entries and usage reports' idempotency records older than their retention,
+        a chunk of each in one short transaction; the log's newest entry stays, so the next
+        revision is known whatever is pruned. While whole chunks of records were due, come back
+        after a short pause rather than a minute."""
         self._last_prune = time.monotonic()
-        cutoff = to_epoch_micros(datetime.now(UTC) - self.log_retention)
+        now = datetime.now(UTC)
         connection = self._connection
         _begin_immediate(connection)
         try:
             connection.execute(
                 "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
                 " AND seq <= (SELECT MIN(seq) FROM change_log) + ? AND written_at < ?",
-                (PRUNE_CHUNK, cutoff),
+                (PRUNE_CHUNK, to_epoch_micros(now - self.log_retention)),
+            )
+            records = SqliteOutcomes(connection).prune_usage(
+                now - self.usage_key_retention, USAGE_KEY_PRUNE_CHUNK
             )
             connection.execute("COMMIT")
         except Exception:
             connection.execute("ROLLBACK")
             raise
+        if records == USAGE_KEY_PRUNE_CHUNK:
+            self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
 
     def _run_batch(self, batch: list[Pending]) -> None:
         connection = self._connection

@@ -1,0 +1,81 @@
+"""Usage reports' idempotency records are dropped past their retention, by the stores
+themselves, reading only what they drop; every other route's records are kept."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from allotment.service.ports import StoredOutcome, UnitOfWork
+from allotment.storage.memory import MemoryStore
+from allotment.storage.sqlite import SqliteStore
+
+OUTCOME = StoredOutcome("fp", b"{}")
+
+
+def _save_aged(uow: UnitOfWork, now: datetime) -> None:
+    uow.outcomes.save("acme", "usage", "eight-days", OUTCOME, now - timedelta(days=8))
+    uow.outcomes.save("acme", "usage", "six-days", OUTCOME, now - timedelta(days=6))
+    uow.outcomes.save("acme", "credits/tokens/debits", "a-year", OUTCOME, now - timedelta(days=365))
+
+
+def _kept(uow: UnitOfWork) -> list[str]:
+    keys = [("usage", "eight-days"), ("usage", "six-days"), ("credits/tokens/debits", "a-year")]
+    return [key for route, key in keys if uow.outcomes.find("acme", route, key) is not None]
+
+
+@pytest.mark.sqlite_file
+def test_a_sqlite_store_drops_usage_keys_past_retention_on_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "keys.db"
+    writer = SqliteStore(path)
+    try:
+        writer.run_blocking(lambda uow: _save_aged(uow, datetime.now(UTC)))
+    finally:
+        writer.close()
+    store = SqliteStore(path)  # prunes between batches, first soon after it starts
+    try:
+        deadline = time.monotonic() + 10
+        while store.run_blocking(_kept) != ["six-days", "a-year"]:
+            assert time.monotonic() < deadline, store.run_blocking(_kept)
+            time.sleep(0.02)
+    finally:
+        store.close()
+
+
+@pytest.mark.sqlite_file
+def test_finding_the_usage_records_to_drop_reads_only_those(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "plan.db")
+    store.close()
+    with sqlite3.connect(tmp_path / "plan.db") as db:
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT rowid FROM idempotency_records"
+            " WHERE route = 'usage' AND created_at < ? ORDER BY created_at LIMIT ?",
+            (0, 10),
+        ).fetchall()
+    details = " ".join(row[-1] for row in plan)
+    assert "USING INDEX idempotency_records_usage_age" in details, details
+    assert "TEMP B-TREE" not in details, details  # read in the index's order, not sorted after
+
+
+def test_a_memory_store_drops_usage_keys_past_retention_when_it_prunes() -> None:
+    store = MemoryStore(usage_key_retention=timedelta(days=7))
+    try:
+        now = datetime.now(UTC)
+        store.run_blocking(lambda uow: _save_aged(uow, now))
+        store.prune(now)
+        assert store.run_blocking(_kept) == ["six-days", "a-year"]
+        store.prune(now + timedelta(days=2))
+        assert store.run_blocking(_kept) == ["a-year"]
+    finally:
+        store.close()
+
+
+def test_a_retention_under_seven_days_is_refused() -> None:
+    from allotment.config import Settings
+
+    with pytest.raises(ValueError, match="at least 7 days"):
+        Settings(usage_key_retention=timedelta(days=6))
