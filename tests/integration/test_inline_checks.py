@@ -330,3 +330,18 @@ def test_an_answer_streamed_by_the_application_leaves_its_head_at_once(seeded: A
     assert writes
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"text/event-stream" in writes[0]
+
+
+def test_an_inline_answer_leaves_after_what_an_earlier_answer_still_holds(seeded: Api) -> None:
+    """The last piece of an earlier answer may wait for the end of its step of the event loop;
+    a check answered inline meanwhile must not overtake it."""
+
+    async def run() -> Connection:
+        connection = Connection(seeded.client.app)
+        connection.protocol.transport.write(b"the end of an earlier answer;")
+        await connection.send(request(CHECK))
+        return connection
+
+    writes = asyncio.run(run()).transport.writes
+    assert len(writes) == 1
+    assert writes[0].startswith(b"the end of an earlier answer;HTTP/1.1 200 OK\r\n")

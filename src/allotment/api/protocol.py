@@ -72,6 +72,15 @@ class CoalescingTransport:
             self._held = None
             self._transport.write(held + data)
 
+    def write_now(self, data: bytes) -> None:
+        """Send ``data`` at once, after what is held: an answer written whole."""
+        held = self._held
+        if held is None:
+            self._transport.write(data)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
     def flush(self) -> None:
         held = self._held
         if held is not None:
@@ -106,8 +115,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Flow control (``self.flow``) keeps the socket's own transport; answers go through this.
-        self.socket_transport = transport
-        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
+        self.coalescing = CoalescingTransport(transport, self.loop)
+        self.transport = self.coalescing  # type: ignore[assignment]
         self._in_head = True
         self._head_received = 0  # bytes read while a head was unfinished
         self._last_read = 0
@@ -256,7 +265,8 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
         content.extend((_JSON_HEAD, b"%d\r\n" % len(payload), HEADER, b": ", request_id))
         content.append(b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n")
         content.append(payload)
-        self.socket_transport.write(b"".join(content))  # one write already: nothing to join
+        # At once, but after what an earlier answer may still hold (the end of a stream).
+        self.coalescing.write_now(b"".join(content))
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
