@@ -166,11 +166,38 @@ _CHECK_FIELDS = CheckAnswer.__struct_fields__
 _decode_stored_usage = msgspec.json.Decoder(UsageAnswer, float_hook=Decimal).decode
 
 
+class _PositionalUsage(CheckAnswer, frozen=True, kw_only=True, array_like=True):
+    """A usage report's record, version 1: the check result's fields by position, then
+    ``recorded``, as MessagePack after the byte ``USAGE_RECORD_V1``. Every report keeps one for
+    the retention, and the contract's JSON spent two thirds of it on field names. The layout is
+    pinned (``USAGE_RECORD_V1_FIELDS``, and a test): a change to ``CheckAnswer`` takes a new
+    version, never a new meaning for the positions that records already hold."""
+
+    recorded: bool = False
+
+
+USAGE_RECORD_V1 = b"\x01"
+USAGE_RECORD_V1_FIELDS = (
+    *("customer", "feature", "entity", "has_access", "access_denied_reason", "kind"),
+    *("is_unlimited", "value", "usage_limit", "current_usage", "reserved", "remaining"),
+    *("requested", "enforcement", "reset_period", "usage_period_start", "usage_period_end"),
+    *("source", "budgets", "credits", "is_fallback", "recorded"),
+)
+_encode_positional = msgspec.msgpack.Encoder(decimal_format="string").encode
+_decode_positional = msgspec.msgpack.Decoder(_PositionalUsage).decode
+
+
 def _store_usage(outcome: UsageOutcome) -> bytes:
-    return flat_usage_json(outcome)
+    fields = (*msgspec.structs.astuple(outcome.answer), outcome.recorded)
+    return USAGE_RECORD_V1 + _encode_positional(fields)
 
 
 def _replay_usage(stored: bytes) -> UsageOutcome:
+    if stored[:1] == USAGE_RECORD_V1:
+        positional = _decode_positional(stored[1:])
+        answer = CheckAnswer(**{name: getattr(positional, name) for name in _CHECK_FIELDS})
+        return UsageOutcome(positional.recorded, True, answer)
+    # Records made before version 1 keep the contract's JSON (``flat_usage_json``).
     flat = _decode_stored_usage(stored)
     answer = CheckAnswer(**{name: getattr(flat, name) for name in _CHECK_FIELDS})
     return UsageOutcome(flat.recorded, True, answer)
