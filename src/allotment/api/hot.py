@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -158,8 +158,9 @@ class HotPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self._app = app
         self._services = services
+        self._check = _Route("check", _check, "/v1/check")
         self._exact: dict[str, _Route] = {
-            "/v1/check": _Route("check", _check, "/v1/check"),
+            "/v1/check": self._check,
             "/v1/usage": _Route("report_usage", _usage, "/v1/usage"),
         }
         self._debits = _Route(
@@ -193,24 +194,16 @@ class HotPath:
         params: tuple[str, ...],
     ) -> None:
         started = time.perf_counter()
-        name, handler, _ = route
-        authorization = request_id = None
-        for header, value in scope["headers"]:
-            if header == b"authorization":
-                authorization = value
-            elif header == HEADER and request_id is None:  # the first, as RequestIds takes
-                request_id = accepted(value)
-        if request_id is None:
-            request_id = new_request_id()
+        handler = route.handler
+        authorization, request_id, _ = _scan_headers(scope["headers"])
         REQUEST_ID.set(request_id)  # for log lines; never reset: each request is its own task
         extra: tuple[tuple[bytes, bytes], ...] = ()  # headers an error answer carries
         try:
             call = await self._call(scope, receive, params, authorization)
             status, payload = 200, await handler(call)
         except _ClientGone:  # nobody reads an answer: the metrics and the access log note it
-            count_request(name, scope["method"], CLIENT_CLOSED_REQUEST)
-            if self._access_sample and sampled(self._access_sample):
-                self._log_access(scope, route, CLIENT_CLOSED_REQUEST, started, request_id)
+            method, path = scope["method"], scope["path"]
+            self._answered(route, method, path, CLIENT_CLOSED_REQUEST, started, request_id)
             return
         except AllotmentError as error:
             status, payload = error_status_and_body(error)
@@ -232,14 +225,7 @@ class HotPath:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-        count_request(name, scope["method"], status)
-        seconds = time.perf_counter() - started
-        if name == "check":
-            self._time_check(seconds)
-        else:
-            observe_seconds(name, seconds)
-        if self._access_sample and sampled(self._access_sample):
-            self._log_access(scope, route, status, started, request_id)
+        self._answered(route, scope["method"], scope["path"], status, started, request_id)
 
     def answer_inline(
         self, headers: Sequence[tuple[bytes, bytes]], body: bytes
@@ -250,18 +236,9 @@ class HotPath:
         application as usual: a key or a customer not in memory, any error, and a request from
         a browser (``Origin``), which CORS answers when it is on."""
         started = time.perf_counter()
-        authorization = request_id = None
-        for header, value in headers:
-            if header == b"authorization":
-                authorization = value
-            elif header == HEADER and request_id is None:
-                request_id = accepted(value)
-            elif header == b"origin":
-                return None
-        if authorization is None:
+        authorization, request_id, from_browser = _scan_headers(headers)
+        if authorization is None or from_browser:
             return None
-        if request_id is None:
-            request_id = new_request_id()
         services = self._services
         # Set and reset: this runs in the event loop's own context, not a request's task.
         token = REQUEST_ID.set(request_id)
@@ -285,18 +262,25 @@ class HotPath:
             return None
         finally:
             REQUEST_ID.reset(token)
-        count_request("check", "POST", 200)
-        self._time_check(time.perf_counter() - started)
-        if self._access_sample and sampled(self._access_sample):
-            seconds = time.perf_counter() - started
-            log_access("POST", "/v1/check", "/v1/check", 200, seconds, request_id)
+        self._answered(self._check, "POST", "/v1/check", 200, started, request_id)
         return request_id, payload
 
-    def _log_access(
-        self, scope: Scope, route: _Route, status: int, started: float, request_id: bytes
+    def _answered(
+        self, route: _Route, method: str, path: str, status: int, started: float, request_id: bytes
     ) -> None:
+        """Count the answer, time it (unless nobody read it), and write its access-log line
+        when sampled."""
+        name = route.name
+        count_request(name, method, status)
         seconds = time.perf_counter() - started
-        log_access(scope["method"], route.template, scope["path"], status, seconds, request_id)
+        if status == CLIENT_CLOSED_REQUEST:
+            pass
+        elif name == "check":
+            self._time_check(seconds)
+        else:
+            observe_seconds(name, seconds)
+        if self._access_sample and sampled(self._access_sample):
+            log_access(method, route.template, path, status, seconds, request_id)
 
     async def _call(
         self,
@@ -316,6 +300,24 @@ class HotPath:
             raise Unauthenticated("Unknown or revoked API key.")
         act_as(key)
         return _Call(services, key, receive, params, self.checks)
+
+
+def _scan_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[bytes | None, bytes, bool]:
+    """In one pass: the ``Authorization`` value, the request's id (its first sane
+    ``X-Request-Id``, as :class:`RequestIds` takes it, else a new one), and whether it came
+    from a browser (``Origin``)."""
+    authorization = request_id = None
+    from_browser = False
+    for header, value in headers:
+        if header == b"authorization":
+            authorization = value
+        elif header == HEADER and request_id is None:
+            request_id = accepted(value)
+        elif header == b"origin":
+            from_browser = True
+    return authorization, request_id or new_request_id(), from_browser
 
 
 def _check_request(key: ApiKey, body: bytes) -> tuple[CheckIn, Micros | None]:

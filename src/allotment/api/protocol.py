@@ -135,11 +135,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        # The head came in the reads counted, except for what the read that ended the message
-        # before it held: when those fit, so does the head, and it need not be measured.
-        if self._head_received + self._last_read <= MAX_HEAD_BYTES or self._head_size() <= (
-            MAX_HEAD_BYTES
-        ):
+        if self._head_surely_fits() or self._head_size() <= MAX_HEAD_BYTES:
             super().on_headers_complete()
             return
         ours, self.app = self.app, _headers_too_large
@@ -147,6 +143,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = ours
+
+    def _head_surely_fits(self) -> bool:
+        """The head came in the reads counted, except for what the read that ended the message
+        before it held: when those fit, so does the head, and it need not be measured."""
+        return self._head_received + self._last_read <= MAX_HEAD_BYTES
 
     def _head_size(self) -> int:
         size = len(self.url)
@@ -156,6 +157,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._next_head()
+
+    def _next_head(self) -> None:
+        """A message ended: what arrives next is the next one's head."""
         self._in_head = True
         self._head_received = 0
 
@@ -224,7 +229,7 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
             and (self.cycle is None or self.cycle.response_complete)  # nothing in flight
             and not self.pipeline
             and not self.flow.write_paused
-            and self._head_received + self._last_read <= MAX_HEAD_BYTES
+            and self._head_surely_fits()
         ):
             self._in_head = False
             self._inline = []
@@ -256,8 +261,7 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
             super().on_message_complete()
             return
         request_id, payload = answered
-        self._in_head = True
-        self._head_received = 0
+        self._next_head()
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
         content = [STATUS_LINE[200]]
         for name, value in self.server_state.default_headers:

@@ -193,14 +193,13 @@ def _store_usage(outcome: UsageOutcome) -> bytes:
 
 
 def _replay_usage(stored: bytes) -> UsageOutcome:
+    kept: _PositionalUsage | UsageAnswer
     if stored[:1] == USAGE_RECORD_V1:
-        positional = _decode_positional(stored[1:])
-        answer = CheckAnswer(**{name: getattr(positional, name) for name in _CHECK_FIELDS})
-        return UsageOutcome(positional.recorded, True, answer)
-    # Records made before version 1 keep the contract's JSON (``flat_usage_json``).
-    flat = _decode_stored_usage(stored)
-    answer = CheckAnswer(**{name: getattr(flat, name) for name in _CHECK_FIELDS})
-    return UsageOutcome(flat.recorded, True, answer)
+        kept = _decode_positional(stored[1:])
+    else:  # made before version 1: the contract's JSON (``flat_usage_json``)
+        kept = _decode_stored_usage(stored)
+    answer = CheckAnswer(**{name: getattr(kept, name) for name in _CHECK_FIELDS})
+    return UsageOutcome(kept.recorded, True, answer)
 
 
 def flat_usage_json(outcome: UsageOutcome) -> bytes:
