@@ -20,7 +20,7 @@ from uvicorn.server import ServerState
 
 from allotment.api.hot import HotPath
 from allotment.api.metrics import REGISTRY
-from allotment.api.protocol import INLINE_BODY_LIMIT, InlineCheckProtocol, protocol_for
+from allotment.api.protocol import INLINE_BODY_LIMIT, InlineProtocol, protocol_for
 from tests.conftest import ADMIN_KEY, Api, define_catalog, new_customer
 
 
@@ -132,9 +132,9 @@ def test_the_server_runs_the_inline_protocol_only_around_the_bare_hot_path(api: 
     app = api.client.app
     assert isinstance(app, HotPath)
     served = protocol_for(app)
-    assert issubclass(served, InlineCheckProtocol)
+    assert issubclass(served, InlineProtocol)
     assert served.hot_path is app
-    assert not issubclass(protocol_for(object()), InlineCheckProtocol)
+    assert not issubclass(protocol_for(object()), InlineProtocol)
 
 
 def test_a_check_memory_answers_is_written_inline_as_the_application_answers_it(

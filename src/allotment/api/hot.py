@@ -7,9 +7,11 @@ a msgspec encode; Starlette's request objects, middleware stack and regex routin
 more than all of that, so these handlers sit in front of the application and answer their paths
 themselves. Authentication, scopes and the error table are the same as everywhere else.
 
-Under ``allotment serve`` most checks do not even reach these handlers: the HTTP protocol
-(``protocol.py``) offers each to :meth:`HotPath.answer_inline` first, which answers from memory
-with the same functions, and hands everything else here.
+Under ``allotment serve`` most of these requests do not even come as ASGI calls: the HTTP
+protocol (``protocol.py``) offers each check to :meth:`HotPath.answer_inline` first, which answers
+from memory with the same functions, and each usage report and debit to
+:meth:`HotPath.answer_write`, which runs the same handler on the body the protocol has read; it
+hands everything else here.
 
 They also do for themselves what wrappers do for the other routes, in the one scan of the
 headers they make anyway: the request id (``request_ids.py``), the request metrics, and the
@@ -20,6 +22,7 @@ the clock read included, where a Prometheus histogram would add 0.5 µs (``bench
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -65,6 +68,9 @@ from allotment.service.usage import UsageBehavior, UsageReport
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
 _DEBITS = re.compile(r"/v1/customers/([^/]+)/credits/([^/]+)/debits")
+# As the request line has it: no percent-escape or query, which the application's way decodes.
+_RAW_DEBITS = re.compile(rb"/v1/customers/([^/%?#]+)/credits/([^/%?#]+)/debits")
+Headers = tuple[tuple[bytes, bytes], ...]
 
 
 TAG = "Request path"
@@ -136,19 +142,19 @@ class _Call(NamedTuple):
 
     services: Services
     key: ApiKey
-    receive: Receive
+    read_body: Callable[[], Awaitable[bytes]]
     path_params: tuple[str, ...]
     checks: CheckFigures
 
     async def body(self) -> bytes:
         """Read only once the key is known to be allowed, so a refusal costs no upload."""
-        return await _read_body(self.receive, self.services.settings.max_body_bytes)
+        return await self.read_body()
 
 
 Handler = Callable[[_Call], Awaitable[bytes]]
 
 
-class _Route(NamedTuple):
+class Route(NamedTuple):
     name: str  # as the metrics name it (the endpoint's name for Starlette's routes)
     handler: Handler
     template: str  # as the access log names it
@@ -158,12 +164,10 @@ class HotPath:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self._app = app
         self._services = services
-        self._check = _Route("check", _check, "/v1/check")
-        self._exact: dict[str, _Route] = {
-            "/v1/check": self._check,
-            "/v1/usage": _Route("report_usage", _usage, "/v1/usage"),
-        }
-        self._debits = _Route(
+        self._check = Route("check", _check, "/v1/check")
+        self._usage = Route("report_usage", _usage, "/v1/usage")
+        self._exact: dict[str, Route] = {"/v1/check": self._check, "/v1/usage": self._usage}
+        self._debits = Route(
             "debit_credits", _debit, "/v1/customers/{customer}/credits/{currency}/debits"
         )
         self.checks = CheckFigures(Distribution())
@@ -190,28 +194,21 @@ class HotPath:
         scope: Scope,
         receive: Receive,
         send: Send,
-        route: _Route,
+        route: Route,
         params: tuple[str, ...],
     ) -> None:
         started = time.perf_counter()
-        handler = route.handler
+        method: str = scope["method"]
+        path: str = scope["path"]
         authorization, request_id, _ = _scan_headers(scope["headers"])
         REQUEST_ID.set(request_id)  # for log lines; never reset: each request is its own task
-        extra: tuple[tuple[bytes, bytes], ...] = ()  # headers an error answer carries
-        try:
-            call = await self._call(scope, receive, params, authorization)
-            status, payload = 200, await handler(call)
-        except _ClientGone:  # nobody reads an answer: the metrics and the access log note it
-            method, path = scope["method"], scope["path"]
+        limit = self._services.settings.max_body_bytes
+        read_body = functools.partial(_read_body, receive, limit)
+        answer = await self._outcome(route, method, path, params, authorization, read_body)
+        if answer is None:  # nobody reads an answer: the metrics and the access log note it
             self._answered(route, method, path, CLIENT_CLOSED_REQUEST, started, request_id)
             return
-        except AllotmentError as error:
-            status, payload = error_status_and_body(error)
-            extra = tuple((k.encode(), v.encode()) for k, v in error_headers(error).items())
-        except Exception:
-            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
-            status = 500
-            payload = error_body("internal_error", "Something went wrong on our side.")
+        status, payload, extra = answer
         await send(
             {
                 "type": "http.response.start",
@@ -225,7 +222,67 @@ class HotPath:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-        self._answered(route, scope["method"], scope["path"], status, started, request_id)
+        self._answered(route, method, path, status, started, request_id)
+
+    def write_route(self, url: bytes) -> tuple[Route, tuple[str, ...]] | None:
+        """The route and path parameters of a usage report's or a debit's request target, for
+        :meth:`answer_write`; None for anything else, and for a target the application's way
+        would have to decode."""
+        if url == b"/v1/usage":
+            return self._usage, ()
+        if url.endswith(b"/debits"):
+            match = _RAW_DEBITS.fullmatch(url)
+            if match is not None and url.isascii():
+                customer, currency = match.groups()
+                return self._debits, (customer.decode(), currency.decode())
+        return None
+
+    async def answer_write(
+        self,
+        route: Route,
+        params: tuple[str, ...],
+        url: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> tuple[int, bytes, bytes, Headers]:
+        """(status, answer, request id, extra headers) of a ``POST`` to a :meth:`write_route`
+        whose whole body the HTTP protocol (``protocol.py``) has read, answered as the ASGI
+        handler answers it, errors included, in a task of its own."""
+        started = time.perf_counter()
+        path = url.decode()
+        authorization, request_id, _ = _scan_headers(headers)
+        REQUEST_ID.set(request_id)  # for log lines; never reset: each request is its own task
+        limit = self._services.settings.max_body_bytes
+        read_body = functools.partial(_given_body, body, limit)
+        answer = await self._outcome(route, "POST", path, params, authorization, read_body)
+        assert answer is not None  # only reading a body from the client finds it gone
+        status, payload, extra = answer
+        self._answered(route, "POST", path, status, started, request_id)
+        return status, payload, request_id, extra
+
+    async def _outcome(
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        params: tuple[str, ...],
+        authorization: bytes | None,
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> tuple[int, bytes, Headers] | None:
+        """(status, answer, extra headers) of a request to ``route``, errors answered as the
+        error table says; None when the client went away before its body was read."""
+        try:
+            call = await self._call(method, path, params, authorization, read_body)
+            return 200, await route.handler(call), ()
+        except _ClientGone:
+            return None
+        except AllotmentError as error:
+            status, payload = error_status_and_body(error)
+            extra = tuple((k.encode(), v.encode()) for k, v in error_headers(error).items())
+            return status, payload, extra
+        except Exception:
+            log.exception("unexpected error answering %s %s", method, path)
+            return 500, error_body("internal_error", "Something went wrong on our side."), ()
 
     def answer_inline(
         self, headers: Sequence[tuple[bytes, bytes]], body: bytes
@@ -266,7 +323,7 @@ class HotPath:
         return request_id, payload
 
     def _answered(
-        self, route: _Route, method: str, path: str, status: int, started: float, request_id: bytes
+        self, route: Route, method: str, path: str, status: int, started: float, request_id: bytes
     ) -> None:
         """Count the answer, time it (unless nobody read it), and write its access-log line
         when sampled."""
@@ -284,14 +341,15 @@ class HotPath:
 
     async def _call(
         self,
-        scope: Scope,
-        receive: Receive,
+        method: str,
+        path: str,
         params: tuple[str, ...],
         authorization: bytes | None,
+        read_body: Callable[[], Awaitable[bytes]],
     ) -> _Call:
         services = self._services
-        if scope["method"] != "POST":
-            raise MethodNotAllowed(f"Use POST for {scope['path']}.", allow=["POST"])
+        if method != "POST":
+            raise MethodNotAllowed(f"Use POST for {path}.", allow=["POST"])
         secret = bearer_secret(None if authorization is None else authorization.decode("latin-1"))
         key = services.keys.authenticate_cached(secret)
         if key is None:
@@ -299,7 +357,7 @@ class HotPath:
         if key is None:
             raise Unauthenticated("Unknown or revoked API key.")
         act_as(key)
-        return _Call(services, key, receive, params, self.checks)
+        return _Call(services, key, read_body, params, self.checks)
 
 
 def _scan_headers(
@@ -382,6 +440,13 @@ async def _debit(call: _Call) -> bytes:
         enforce=body.enforce,
     )
     return write_json(await call.services.credits.debit(customer, currency, debit))
+
+
+async def _given_body(body: bytes, limit: int) -> bytes:
+    """A body the HTTP protocol read before the request reached its handler."""
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    return body
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -1,6 +1,6 @@
 """The HTTP/1.1 protocol ``allotment serve`` runs: uvicorn's httptools protocol with a bound on
-the size of a request's head, and checks that memory answers written back from the parser's
-callbacks.
+the size of a request's head, checks that memory answers written back from the parser's
+callbacks, and usage reports and debits answered without an ASGI request cycle.
 
 **The head's bound.** httptools (what uvicorn picks when it is installed, as it is here) has no
 limit of its own: it gathers a header's value however long it grows, and uvicorn's
@@ -19,6 +19,13 @@ written. Anything else (a cache miss, an error, a browser's request, a pipelined
 body, a connection whose writes are paused, a server shutting down) is handed to the
 application as if it had just arrived, so that there is one way to answer it: uvicorn's.
 
+**Writes answered inline.** A usage report or a debit waits for the store, so it needs a task;
+it does not need the rest of the cycle. Kept back as a check is, its whole body is given to
+:meth:`HotPath.answer_write` in a task the server drains on shutdown as it drains its own, and
+the answer is written as an inline check's is. Meanwhile the connection holds a stand-in for
+uvicorn's cycle (:class:`_WriteInFlight`), so a request pipelined behind it waits as it would
+behind any other, and a shutdown closes the connection once the answer is out.
+
 **One write per answer.** uvicorn writes an answer's head when the application sends
 ``http.response.start`` and its body with the next message: two system calls on the socket, and
 two segments on the wire, where a debit or a usage report has one short body. Writes made in one
@@ -29,16 +36,20 @@ latest when the step ends, so a streamed answer's head still leaves at once.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from allotment.api.errors import error_body
-from allotment.api.hot import HotPath
+from allotment.api.hot import Headers, HotPath, Route
 from allotment.api.request_ids import HEADER, new_request_id
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
+
+log = logging.getLogger(__name__)
 
 # The request line and headers together; nginx's default allows 4 lines of 8 KiB, Node's 16 KiB.
 MAX_HEAD_BYTES = 64 * 1024
@@ -207,8 +218,30 @@ _CHECK_PATH = b"/v1/check"
 _JSON_HEAD = b"content-type: application/json\r\ncontent-length: "
 
 
-class InlineCheckProtocol(BoundedHttpToolsProtocol):
-    """Answers from the parser's callbacks the checks that memory answers (module docstring).
+class _Unawaited:
+    """An event nobody waits on: uvicorn sets its cycle's event when the connection is lost."""
+
+    def set(self) -> None:
+        pass
+
+
+class _WriteInFlight:
+    """What uvicorn's protocol finds as its ``cycle`` while a write answered inline is in
+    flight: a response not yet complete, and whether the connection stays open after it (a
+    shutdown says it does not)."""
+
+    __slots__ = ("disconnected", "keep_alive", "response_complete")
+    message_event: ClassVar[_Unawaited] = _Unawaited()
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.disconnected = False
+
+
+class InlineProtocol(BoundedHttpToolsProtocol):
+    """Answers checks that memory answers from the parser's callbacks, and usage reports and
+    debits without an ASGI cycle (module docstring).
 
     Use :func:`protocol_for`, which gives the class the application's :class:`HotPath`."""
 
@@ -216,13 +249,14 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._inline: list[bytes] | None = None  # the body so far of a check kept back
+        self._inline: list[bytes] | None = None  # the body so far of a request kept back
         self._inline_size = 0
+        self._write: tuple[Route, tuple[str, ...]] | None = None  # None: the one kept is a check
 
     def on_headers_complete(self) -> None:
+        hot = self.hot_path
         if (
-            self.url == _CHECK_PATH
-            and self.hot_path is not None
+            hot is not None
             and self.parser.get_method() == b"POST"
             and not self.expect_100_continue
             and not self.parser.should_upgrade()
@@ -231,10 +265,14 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
             and not self.flow.write_paused
             and self._head_surely_fits()
         ):
-            self._in_head = False
-            self._inline = []
-            self._inline_size = 0
-            return
+            url = self.url
+            write = None if url == _CHECK_PATH else hot.write_route(url)
+            if write is not None or url == _CHECK_PATH:
+                self._in_head = False
+                self._inline = []
+                self._inline_size = 0
+                self._write = write
+                return
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -254,7 +292,11 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
             return
         self._inline = None
         assert self.hot_path is not None
-        answered = self.hot_path.answer_inline(self.headers, b"".join(inline))
+        body = b"".join(inline)
+        if self._write is not None:
+            self._start_write(self.hot_path, *self._write, body)
+            return
+        answered = self.hot_path.answer_inline(self.headers, body)
         if answered is None:
             self._inline = inline
             self._hand_over()
@@ -262,26 +304,77 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
             return
         request_id, payload = answered
         self._next_head()
-        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
-        content = [STATUS_LINE[200]]
-        for name, value in self.server_state.default_headers:
-            content.extend((name, b": ", value, b"\r\n"))
-        content.extend((_JSON_HEAD, b"%d\r\n" % len(payload), HEADER, b": ", request_id))
-        content.append(b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n")
-        content.append(payload)
-        # At once, but after what an earlier answer may still hold (the end of a stream).
-        self.coalescing.write_now(b"".join(content))
+        keep_alive = self._keeps_alive()
+        self._send(200, payload, request_id, (), keep_alive)
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
 
     def shutdown(self) -> None:
-        if self._inline is not None:  # a check still arriving is answered, then the door shut
+        if self._inline is not None:  # a request still arriving is answered, then the door shut
             self._hand_over()
-        super().shutdown()
+        super().shutdown()  # a write in flight: the connection closes once it is answered
+
+    def _keeps_alive(self) -> bool:
+        return self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+
+    def _start_write(
+        self, hot: HotPath, route: Route, params: tuple[str, ...], body: bytes
+    ) -> None:
+        in_flight = _WriteInFlight(self._keeps_alive())
+        self.cycle = in_flight  # type: ignore[assignment]
+        self._next_head()
+        answer = self._answer_write(hot, in_flight, route, params, self.url, self.headers, body)
+        task = self.loop.create_task(answer)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer_write(
+        self,
+        hot: HotPath,
+        in_flight: _WriteInFlight,
+        route: Route,
+        params: tuple[str, ...],
+        url: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        try:
+            status, payload, request_id, extra = await hot.answer_write(
+                route, params, url, headers, body
+            )
+        except asyncio.CancelledError:  # the drain on shutdown ran out of time
+            self.transport.close()
+            raise
+        except Exception:
+            # Never expected (errors are answers); the client must not wait for one.
+            log.exception("answering a write inline failed; closing its connection")
+            self.transport.close()
+            raise
+        if not self.transport.is_closing():
+            self._send(status, payload, request_id, extra, in_flight.keep_alive)
+            if not in_flight.keep_alive:
+                self.transport.close()
+        in_flight.response_complete = True
+        self.on_response_complete()
+
+    def _send(
+        self, status: int, payload: bytes, request_id: bytes, extra: Headers, keep_alive: bool
+    ) -> None:
+        """Write a JSON answer whole, with the headers uvicorn would have written."""
+        content = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            content.extend((name, b": ", value, b"\r\n"))
+        content.extend((_JSON_HEAD, b"%d\r\n" % len(payload), HEADER, b": ", request_id))
+        for name, value in extra:
+            content.extend((b"\r\n", name, b": ", value))
+        content.append(b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n")
+        content.append(payload)
+        # At once, but after what an earlier answer may still hold (the end of a stream).
+        self.coalescing.write_now(b"".join(content))
 
     def _hand_over(self) -> None:
-        """Give the check kept back to the application, as if its head had just ended."""
+        """Give the request kept back to the application, as if its head had just ended."""
         inline, self._inline = self._inline, None
         assert inline is not None
         super().on_headers_complete()
@@ -290,13 +383,13 @@ class InlineCheckProtocol(BoundedHttpToolsProtocol):
 
 
 def protocol_for(app: object) -> type[BoundedHttpToolsProtocol]:
-    """The protocol to serve ``app`` with: checks answered inline when ``app`` is the hot path
-    itself (not wrapped, as CORS wraps it)."""
+    """The protocol to serve ``app`` with: the request path answered inline when ``app`` is the
+    hot path itself (not wrapped, as CORS wraps it)."""
     if not isinstance(app, HotPath):
         return BoundedHttpToolsProtocol
     hot: HotPath = app
 
-    class Protocol(InlineCheckProtocol):
+    class Protocol(InlineProtocol):
         hot_path = hot
 
     return Protocol
