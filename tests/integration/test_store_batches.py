@@ -19,7 +19,7 @@ from allotment.domain.documents import add_document
 from allotment.domain.quantities import MICROS_PER_UNIT
 from allotment.service.catalog import CatalogKind
 from allotment.service.credits import DebitRequest, GrantRequest
-from allotment.service.ports import UnitOfWork
+from allotment.service.ports import StoredOutcome, UnitOfWork
 from allotment.storage.sqlite.store import SqliteStore
 
 
@@ -247,3 +247,63 @@ def test_a_batch_of_debits_on_one_grant_updates_it_once(services: Services) -> N
     updates = [s for s in statements if s.startswith("UPDATE credit_grants")]
     assert len(updates) == 1
     assert f"remaining = {79 * MICROS_PER_UNIT}" in updates[0]
+
+
+@pytest.mark.sqlite_file
+def test_idempotency_records_kept_for_the_commit_are_found_later_and_dropped_with_a_failed_job(
+    services: Services, tmp_path: Path
+) -> None:
+    """A batch writes the records whose keys it found absent when it commits: later jobs of the
+    batch find them, a failed job's goes with it (its key free for a later job), and a key saved
+    twice still fails the second job."""
+    runtime = services.runtime
+    release = threading.Event()
+    now = runtime.clock.now()
+    first, second = StoredOutcome("fp1", b"1"), StoredOutcome("fp2", b"2")
+
+    def claim(key: str, outcome: StoredOutcome, *, fail: bool = False) -> object:
+        def job(uow: UnitOfWork) -> StoredOutcome | None:
+            found = uow.outcomes.find("acme", "reservations", key)
+            if found is None:
+                uow.outcomes.save("acme", "reservations", key, outcome, now)
+            if fail:
+                raise _Failed
+            return found
+
+        return job
+
+    def save_again(uow: UnitOfWork) -> None:
+        uow.outcomes.save("acme", "reservations", "k1", second, now)
+
+    async def scenario() -> list[object]:
+        blocker = asyncio.ensure_future(runtime.store.run(lambda uow: release.wait(10)))
+        await asyncio.sleep(0.05)  # the store's thread is now inside the blocker's batch
+        jobs = [
+            asyncio.ensure_future(runtime.store.run(job))  # type: ignore[arg-type]
+            for job in (
+                claim("k1", first),
+                claim("k1", second),  # finds the first, kept for the commit
+                claim("k2", first, fail=True),
+                claim("k2", second),  # the failed job's record went with it
+                save_again,  # k1 is taken: this job fails, the batch goes on
+                claim("k3", first),
+            )
+        ]
+        await asyncio.sleep(0.05)  # all wait in the queue: they form the next batch
+        release.set()
+        await blocker
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+
+    assert outcomes[0] is None
+    assert outcomes[1] == first
+    assert isinstance(outcomes[2], _Failed)
+    assert outcomes[3] is None
+    assert isinstance(outcomes[4], sqlite3.IntegrityError)
+    assert outcomes[5] is None
+    with sqlite3.connect(tmp_path / "batches.db") as db:
+        rows = db.execute(
+            "SELECT key, fingerprint FROM idempotency_records WHERE customer = 'acme' ORDER BY key"
+        ).fetchall()
+    assert rows == [("k1", "fp1"), ("k2", "fp2"), ("k3", "fp1")]

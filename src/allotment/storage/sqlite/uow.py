@@ -11,9 +11,8 @@ so whatever a job reads stays as it read it until the job ends.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from allotment.domain.budgets import EntityPath
 from allotment.domain.changes import CHANGES, Change, LoggedChange
@@ -33,14 +32,14 @@ from allotment.storage.sqlite.reservations import SqliteReservations
 from allotment.storage.sqlite.usage import USAGE_SERIES, SqliteUsage
 
 
-@dataclass(frozen=True, slots=True)
-class JobMark:
+class JobMark(NamedTuple):
     """What a job may change outside SQLite's savepoint, as it was before the job."""
 
     effects: int
     scratch: dict[str, Any]
     pools: int
     counters: int
+    outcomes: int
 
 
 class SqliteUnitOfWork:
@@ -95,6 +94,7 @@ class SqliteUnitOfWork:
             dict(self.scratch),
             self.ledger.mark(),
             self._budget_counters.counters.mark(),
+            self.outcomes.mark(),
         )
 
     def undo(self, mark: JobMark) -> None:
@@ -102,6 +102,7 @@ class SqliteUnitOfWork:
         self.scratch = mark.scratch
         self.ledger.undo(mark.pools)
         self._budget_counters.counters.undo(mark.counters)
+        self.outcomes.undo(mark.outcomes)
 
     def before_commit(self) -> None:
         usage: list[tuple[Series, Window, int]] = []
@@ -111,6 +112,7 @@ class SqliteUnitOfWork:
         self.usage.write_counters(usage)
         self._budget_counters.write(budgets)
         self.ledger.write_grants()
+        self.outcomes.write()
         self._write_log()
 
     def _write_log(self) -> None:
