@@ -307,3 +307,77 @@ def test_idempotency_records_kept_for_the_commit_are_found_later_and_dropped_wit
             "SELECT key, fingerprint FROM idempotency_records WHERE customer = 'acme' ORDER BY key"
         ).fetchall()
     assert rows == [("k1", "fp1"), ("k2", "fp2"), ("k3", "fp1")]
+
+
+@pytest.mark.sqlite_file
+def test_a_batch_runs_its_jobs_under_one_savepoint_until_one_fails(
+    services: Services, tmp_path: Path
+) -> None:
+    """Jobs run together; a failure takes the batch back and runs it again job by job, and the
+    batches after it run job by job until one has no failure. Each job's change is logged once,
+    whichever way it ran."""
+    runtime = services.runtime
+    store = runtime.store
+    assert isinstance(store, SqliteStore)
+    statements: list[str] = []
+
+    def log_a_change(customer: str) -> object:
+        def job(uow: UnitOfWork) -> str:
+            uow.record(CustomerChanged(customer))
+            return customer
+
+        return job
+
+    def fail(uow: UnitOfWork) -> None:
+        uow.record(CustomerChanged("never"))
+        raise _Failed
+
+    async def batch(*jobs: object) -> tuple[list[object], list[str]]:
+        release = threading.Event()
+        blocker = asyncio.ensure_future(runtime.store.run(lambda uow: release.wait(10)))
+        await asyncio.sleep(0.05)  # the store's thread is now inside the blocker's batch
+        running = [asyncio.ensure_future(runtime.store.run(job)) for job in jobs]  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)  # all wait in the queue: they form the next batch
+        release.set()
+        await blocker
+        outcomes = await asyncio.gather(*running, return_exceptions=True)
+        savepoints = [s for s in statements if s.startswith(("SAVEPOINT", "ROLLBACK TO"))]
+        statements.clear()
+        return outcomes, savepoints
+
+    async def scenario() -> list[tuple[list[object], list[str]]]:
+        store._connection.set_trace_callback(statements.append)
+        try:
+            return [
+                await batch(log_a_change("a1"), log_a_change("a2")),
+                await batch(log_a_change("b1"), fail, log_a_change("b2")),
+                await batch(log_a_change("c1"), log_a_change("c2")),
+                await batch(log_a_change("d1"), log_a_change("d2")),
+            ]
+        finally:
+            store._connection.set_trace_callback(None)
+
+    together, failing, after_failure, together_again = asyncio.run(scenario())
+
+    # Each list begins with the blocker's batch, which runs as the batch before it left things.
+    assert together == (["a1", "a2"], ["SAVEPOINT batch", "SAVEPOINT batch"])
+    outcomes, savepoints = failing
+    assert outcomes[0] == "b1"
+    assert isinstance(outcomes[1], _Failed)
+    assert outcomes[2] == "b2"
+    assert savepoints == [
+        "SAVEPOINT batch",
+        "SAVEPOINT batch",
+        "ROLLBACK TO batch",
+        "SAVEPOINT job",
+        "SAVEPOINT job",
+        "ROLLBACK TO job",
+        "SAVEPOINT job",
+    ]
+    # The blocker's batch, the first after the failure, ran job by job; with no failure in it,
+    # the next ran together again.
+    assert after_failure == (["c1", "c2"], ["SAVEPOINT job", "SAVEPOINT batch"])
+    assert together_again == (["d1", "d2"], ["SAVEPOINT batch", "SAVEPOINT batch"])
+    with sqlite3.connect(tmp_path / "batches.db") as db:
+        logged = [row[0] for row in db.execute("SELECT customer FROM change_log ORDER BY seq")]
+    assert logged == ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2"]
