@@ -15,6 +15,7 @@ MIN_CHANGE_LOG_RETENTION = timedelta(hours=1)  # the change feed's contract
 # Idempotency keys of usage reports: API.md promises at least 7 days (other writes: forever).
 DEFAULT_USAGE_KEY_RETENTION = MIN_USAGE_KEY_RETENTION = timedelta(days=7)
 DEFAULT_STREAM_KEEPALIVE_SECONDS = 10.0
+DEFAULT_CACHE_CUSTOMERS = 100_000  # customers whose snapshot a process keeps in memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,11 @@ class Settings:
     stream_keepalive_seconds: float = DEFAULT_STREAM_KEEPALIVE_SECONDS
     cors_origins: tuple[str, ...] = ()  # browser origins the client routes answer; none: no CORS
     access_log_sample: float = 0.0  # the share of requests the access log writes a line for
+    cache_customers: int = DEFAULT_CACHE_CUSTOMERS
 
     def __post_init__(self) -> None:
+        if self.cache_customers < 1:
+            raise ValueError("the snapshot cache must hold at least one customer")
         if not 0 <= self.access_log_sample <= 1:
             raise ValueError("the access log's sample rate is a share from 0 to 1")
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
@@ -62,6 +66,11 @@ class Settings:
             if not (days.isascii() and days.isdigit() and len(days) <= 5):
                 raise ValueError("ALLOTMENT_USAGE_KEY_RETENTION_DAYS must be a whole number")
             values["usage_key_retention"] = timedelta(days=int(days))
+        if env.get("ALLOTMENT_CACHE_CUSTOMERS"):
+            customers = env["ALLOTMENT_CACHE_CUSTOMERS"]
+            if not (customers.isascii() and customers.isdigit() and len(customers) <= 9):
+                raise ValueError("ALLOTMENT_CACHE_CUSTOMERS must be a whole number")
+            values["cache_customers"] = int(customers)
         if env.get("ALLOTMENT_DATABASE_URL"):
             values["database_url"] = env["ALLOTMENT_DATABASE_URL"]
         if env.get("ALLOTMENT_DB"):

@@ -12,7 +12,7 @@ from allotment.api.services import Services
 from allotment.api.store_metrics import CheckFigures, ServiceCollector
 from allotment.config import Settings
 from allotment.service.stats import Distribution
-from tests.conftest import ON_MEMORY, Api, define_catalog, new_customer
+from tests.conftest import ON_MEMORY, Api, define_catalog, new_customer, open_api
 
 
 def scrape(api: Api) -> dict[str, float]:
@@ -133,3 +133,30 @@ def test_stream_readers_are_counted_and_closing_the_feed_ends_their_streams(
 
 async def _drain(stream: object) -> list[bytes]:
     return [chunk async for chunk in stream]  # type: ignore[attr-defined]
+
+
+def test_a_full_snapshot_cache_drops_the_least_recently_used_and_says_so(tmp_path: Path) -> None:
+    for api in open_api(tmp_path / "small.db", test_clock=True, cache_customers=2):
+        define_catalog(api)
+        for customer in ("acme", "globex", "initech"):
+            new_customer(api, customer, "team")
+        for customer in ("acme", "globex", "acme", "initech"):  # globex is the least recent
+            api.check(customer, "sso")
+        before = scrape(api)
+        api.check("acme", "sso")
+        api.check("initech", "sso")
+        api.check("globex", "sso")  # loaded again, and acme leaves
+        after = scrape(api)
+        assert after["allotment_snapshot_cache_capacity"] == 2
+        assert after["allotment_snapshot_cache_customers"] == 2
+        assert after["allotment_snapshot_cache_evictions_total"] >= 2
+        assert (
+            after["allotment_snapshot_cache_hits_total"]
+            - before["allotment_snapshot_cache_hits_total"]
+            == 2
+        )
+        assert (
+            after["allotment_snapshot_cache_misses_total"]
+            - before["allotment_snapshot_cache_misses_total"]
+            == 1
+        )

@@ -15,8 +15,10 @@ from allotment.service.entities import EntityService
 from allotment.service.entitlements import EntitlementService
 from allotment.service.feed import ChangeFeed
 from allotment.service.keys import KeyService
+from allotment.service.projector import CacheState
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
+from allotment.service.snapshots import SnapshotCache
 from allotment.service.usage import UsageService
 
 
@@ -40,7 +42,8 @@ class Services:
     def open(cls, settings: Settings) -> Services:
         store = open_store(settings)
         test_clock = TestClock() if settings.test_clock else None
-        runtime = Runtime(store=store, clock=test_clock or SystemClock())
+        cache = CacheState(snapshots=SnapshotCache(settings.cache_customers))
+        runtime = Runtime(store=store, clock=test_clock or SystemClock(), cache=cache)
         credits = CreditService(runtime)
         services = cls(
             settings=settings,

@@ -62,10 +62,21 @@ class ServiceCollector(Collector):
             "Checks that first loaded a snapshot or usage window, or ran in a store job.",
             checks.misses,
         )
+        snapshots = services.runtime.snapshots
         yield _gauge(
             "allotment_snapshot_cache_customers",
             "Customers whose snapshot (or absence) is cached.",
-            len(services.runtime.snapshots),
+            len(snapshots),
+        )
+        yield _gauge(
+            "allotment_snapshot_cache_capacity",
+            "Customers the snapshot cache holds at most (ALLOTMENT_CACHE_CUSTOMERS).",
+            snapshots.max_customers,
+        )
+        yield _counter(
+            "allotment_snapshot_cache_evictions",
+            "Customers dropped from the full snapshot cache, the least recently used first.",
+            snapshots.evictions,
         )
         yield _counter(
             "allotment_store_batches_committed",

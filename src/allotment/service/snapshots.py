@@ -198,15 +198,31 @@ class CustomerSnapshot:
 
 
 class SnapshotCache:
-    """Snapshots by customer id; ``None`` records a customer known not to exist."""
+    """Snapshots by customer id; ``None`` records a customer known not to exist.
+
+    At most ``max_customers`` of them: past that, the one least recently looked up or installed
+    leaves, one at a time (the others stay). The order is an ``OrderedDict``'s, whose single
+    operations are atomic under the interpreter lock: the event loop moves a customer to the
+    recent end as it looks it up while the store's thread installs and evicts."""
 
     def __init__(self, max_customers: int = DEFAULT_MAX_CUSTOMERS) -> None:
+        if max_customers < 1:
+            raise ValueError("the snapshot cache must hold at least one customer")
         self._snapshots: OrderedDict[str, CustomerSnapshot | None] = OrderedDict()
-        self._max_customers = max_customers
+        self.max_customers = max_customers
+        self.evictions = 0  # customers dropped to make room, for /metrics
 
     def lookup(self, customer_id: str) -> CustomerSnapshot | bool | None:
         """The snapshot, None for a known-missing customer, or False when nothing is cached."""
-        return self._snapshots.get(customer_id, False)
+        snapshots = self._snapshots
+        found = snapshots.get(customer_id, False)
+        if found is not False:
+            # Not contextlib.suppress: on every check, its context manager would cost more.
+            try:  # noqa: SIM105
+                snapshots.move_to_end(customer_id)
+            except KeyError:  # the store's thread dropped it since
+                pass
+        return found
 
     def __len__(self) -> int:
         return len(self._snapshots)
@@ -214,9 +230,12 @@ class SnapshotCache:
     # The methods below are called only by the projector, on the store's thread.
 
     def install(self, customer_id: str, snapshot: CustomerSnapshot | None) -> None:
-        self._snapshots[customer_id] = snapshot
-        while len(self._snapshots) > self._max_customers:
-            self._snapshots.popitem(last=False)
+        snapshots = self._snapshots
+        snapshots[customer_id] = snapshot
+        snapshots.move_to_end(customer_id)
+        while len(snapshots) > self.max_customers:
+            snapshots.popitem(last=False)
+            self.evictions += 1
 
     def invalidate(self, customer_id: str) -> None:
         self._snapshots.pop(customer_id, None)
