@@ -18,15 +18,15 @@ def open_store(settings: Settings) -> Store:
     from allotment.storage.sqlite import SqliteStore
 
     url = settings.database_url
-    if url is None:
+    if url is None or urlsplit(url).scheme.lower() == "sqlite":
         return SqliteStore(
-            settings.database_path, settings.change_log_retention, settings.usage_key_retention
+            settings.database_path if url is None else sqlite_path(url),
+            settings.change_log_retention,
+            settings.usage_key_retention,
+            cached_pools=settings.cache_pools,
+            cached_counters=settings.cache_counters,
         )
     scheme = urlsplit(url).scheme.lower()
-    if scheme == "sqlite":
-        return SqliteStore(
-            sqlite_path(url), settings.change_log_retention, settings.usage_key_retention
-        )
     if scheme == "memory":
         return memory_store(url, settings)
     if scheme in {"postgresql", "postgres"}:

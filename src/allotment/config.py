@@ -16,6 +16,8 @@ MIN_CHANGE_LOG_RETENTION = timedelta(hours=1)  # the change feed's contract
 DEFAULT_USAGE_KEY_RETENTION = MIN_USAGE_KEY_RETENTION = timedelta(days=7)
 DEFAULT_STREAM_KEEPALIVE_SECONDS = 10.0
 DEFAULT_CACHE_CUSTOMERS = 100_000  # customers whose snapshot a process keeps in memory
+DEFAULT_CACHE_POOLS = 100_000  # credit pools the SQLite store keeps between batches
+DEFAULT_CACHE_COUNTERS = 200_000  # series of window counters it keeps between batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +33,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # browser origins the client routes answer; none: no CORS
     access_log_sample: float = 0.0  # the share of requests the access log writes a line for
     cache_customers: int = DEFAULT_CACHE_CUSTOMERS
+    cache_pools: int = DEFAULT_CACHE_POOLS
+    cache_counters: int = DEFAULT_CACHE_COUNTERS
 
     def __post_init__(self) -> None:
-        if self.cache_customers < 1:
-            raise ValueError("the snapshot cache must hold at least one customer")
+        if min(self.cache_customers, self.cache_pools, self.cache_counters) < 1:
+            raise ValueError("a cache must hold at least one entry")
         if not 0 <= self.access_log_sample <= 1:
             raise ValueError("the access log's sample rate is a share from 0 to 1")
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
@@ -66,11 +70,12 @@ class Settings:
             if not (days.isascii() and days.isdigit() and len(days) <= 5):
                 raise ValueError("ALLOTMENT_USAGE_KEY_RETENTION_DAYS must be a whole number")
             values["usage_key_retention"] = timedelta(days=int(days))
-        if env.get("ALLOTMENT_CACHE_CUSTOMERS"):
-            customers = env["ALLOTMENT_CACHE_CUSTOMERS"]
-            if not (customers.isascii() and customers.isdigit() and len(customers) <= 9):
-                raise ValueError("ALLOTMENT_CACHE_CUSTOMERS must be a whole number")
-            values["cache_customers"] = int(customers)
+        for variable, setting in _CACHE_SIZES:
+            if env.get(variable):
+                size = env[variable]
+                if not (size.isascii() and size.isdigit() and len(size) <= 9):
+                    raise ValueError(f"{variable} must be a whole number")
+                values[setting] = int(size)
         if env.get("ALLOTMENT_DATABASE_URL"):
             values["database_url"] = env["ALLOTMENT_DATABASE_URL"]
         if env.get("ALLOTMENT_DB"):
@@ -79,6 +84,13 @@ class Settings:
             values["cors_origins"] = parse_origins(env["ALLOTMENT_CORS_ORIGINS"].split(","))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+_CACHE_SIZES = (
+    ("ALLOTMENT_CACHE_CUSTOMERS", "cache_customers"),
+    ("ALLOTMENT_CACHE_POOLS", "cache_pools"),
+    ("ALLOTMENT_CACHE_COUNTERS", "cache_counters"),
+)
 
 
 def parse_origins(origins: Iterable[str]) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from allotment.api.routes.stream import _Reader
@@ -160,3 +161,28 @@ def test_a_full_snapshot_cache_drops_the_least_recently_used_and_says_so(tmp_pat
             - before["allotment_snapshot_cache_misses_total"]
             == 1
         )
+
+
+@pytest.mark.sqlite_file
+def test_the_stores_caches_drop_the_least_recently_used_pool_and_stay_exact(
+    tmp_path: Path,
+) -> None:
+    for api in open_api(tmp_path / "pools.db", test_clock=True, cache_pools=2):
+        api.put("/v1/currencies/cr", {"name": "Credits"}, 201)
+        customers = ("acme", "globex", "initech")
+        for customer in customers:
+            api.put(f"/v1/customers/{customer}", {"name": customer}, 201)
+            grant = {"amount": 100, "category": "paid", "idempotency_key": "g"}
+            api.post(f"/v1/customers/{customer}/credits/cr/grants", grant, 201)
+        for round_ in range(2):
+            for customer in customers:  # each debit's pool pushes out the least recent
+                debit = {"amount": 1, "idempotency_key": f"d{round_}"}
+                answer = api.post(f"/v1/customers/{customer}/credits/cr/debits", debit, 200)
+                assert answer["balance"] == 99 - round_
+        samples = scrape(api)
+        pools = "{cache=credit_pools}"
+        assert samples[f"allotment_store_cache_capacity{pools}"] == 2
+        assert samples[f"allotment_store_cache_entries{pools}"] == 2
+        assert samples[f"allotment_store_cache_evictions_total{pools}"] >= 4
+        assert samples[f"allotment_store_cache_misses_total{pools}"] >= 3
+        assert "allotment_store_cache_capacity{cache=window_counters}" in samples

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from allotment.storage.sqlite.counter_cache import BatchCounters, CommittedCounters
+from allotment.storage.sqlite.lru import Committed
 
 TEAM = ("acme", "feature", "requests", "team")
 AGENT = ("acme", "feature", "requests", "agent")
@@ -15,7 +16,7 @@ LIMIT = 1_000
 
 
 def test_a_series_is_known_once_read_in_full_and_reads_fall_back_to_committed() -> None:
-    committed: CommittedCounters = {TEAM: {DAY_1: 5}}
+    committed: CommittedCounters = Committed([(TEAM, {DAY_1: 5})], capacity=10)
     batch = BatchCounters(committed, LIMIT)
     assert (batch.knows(TEAM), batch.knows(AGENT)) == (True, False)
     assert (batch.get(TEAM, DAY_1), batch.get(TEAM, DAY_2)) == (5, None)
@@ -26,7 +27,7 @@ def test_a_series_is_known_once_read_in_full_and_reads_fall_back_to_committed() 
 
 
 def test_add_reaches_every_window_holding_the_instant_and_marks_it_to_write() -> None:
-    batch = BatchCounters({TEAM: {DAY_1: 5, DAY_2: 1}}, LIMIT)
+    batch = BatchCounters(Committed([(TEAM, {DAY_1: 5, DAY_2: 1})], capacity=10), LIMIT)
     batch.put(TEAM, (50, 150), 3)  # an overlapping window of another anchor
     batch.add(TEAM, 120, 10)
     assert [batch.get(TEAM, w) for w in (DAY_1, DAY_2, (50, 150))] == [5, 11, 13]
@@ -36,7 +37,7 @@ def test_add_reaches_every_window_holding_the_instant_and_marks_it_to_write() ->
 
 
 def test_a_figure_past_the_limit_raises_and_changes_nothing() -> None:
-    batch = BatchCounters({TEAM: {DAY_1: 5, (50, 150): LIMIT - 1}}, LIMIT)
+    batch = BatchCounters(Committed([(TEAM, {DAY_1: 5, (50, 150): LIMIT - 1})], capacity=10), LIMIT)
     with pytest.raises(OverflowError):
         batch.add(TEAM, 60, 2)
     assert (batch.get(TEAM, DAY_1), batch.get(TEAM, (50, 150))) == (5, LIMIT - 1)
@@ -44,7 +45,7 @@ def test_a_figure_past_the_limit_raises_and_changes_nothing() -> None:
 
 
 def test_dropped_windows_read_as_unknown_and_leave_the_committed_figures_on_publish() -> None:
-    committed: CommittedCounters = {TEAM: {DAY_1: 5}}
+    committed: CommittedCounters = Committed([(TEAM, {DAY_1: 5})], capacity=10)
     batch = BatchCounters(committed, LIMIT)
     batch.drop_ended(TEAM, 100)
     batch.put(TEAM, DAY_2, 0)
@@ -56,7 +57,7 @@ def test_dropped_windows_read_as_unknown_and_leave_the_committed_figures_on_publ
 
 
 def test_undo_takes_back_a_failed_job_and_keeps_the_jobs_before_it() -> None:
-    committed: CommittedCounters = {TEAM: {DAY_1: 5}}
+    committed: CommittedCounters = Committed([(TEAM, {DAY_1: 5})], capacity=10)
     batch = BatchCounters(committed, LIMIT)
     batch.add(TEAM, 10, 1)  # job 1 succeeds
     mark = batch.mark()

@@ -10,7 +10,7 @@ beside the process's ``REGISTRY``, so tests that build many apps never mix their
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -23,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from allotment.api.services import Services
-from allotment.service.stats import Distribution
+from allotment.service.stats import CacheStats, Distribution
 
 
 @dataclass(slots=True)
@@ -96,6 +96,7 @@ class ServiceCollector(Collector):
             "Time of a store batch's COMMIT alone (with synchronous=FULL, mostly the fsync).",
             stats.commit_seconds,
         )
+        yield from _cache_metrics(stats.caches)
         yield _gauge(
             "allotment_store_queue_depth",
             "Jobs waiting for the store's thread when scraped.",
@@ -121,6 +122,37 @@ class ServiceCollector(Collector):
         yield _gauge(
             "allotment_stream_readers", "Open GET /v1/stream connections.", services.feed.readers
         )
+
+
+def _cache_metrics(caches: Mapping[str, CacheStats]) -> Iterator[Metric]:
+    """The store's caches beside its tables, each named by the label ``cache``."""
+    label = ["cache"]
+    size = GaugeMetricFamily(
+        "allotment_store_cache_entries", "Entries kept in memory beside the tables.", labels=label
+    )
+    capacity = GaugeMetricFamily(
+        "allotment_store_cache_capacity",
+        "Entries the cache holds at most (ALLOTMENT_CACHE_POOLS, ALLOTMENT_CACHE_COUNTERS).",
+        labels=label,
+    )
+    hits = CounterMetricFamily(
+        "allotment_store_cache_hits", "Lookups the cache answered.", labels=label
+    )
+    misses = CounterMetricFamily(
+        "allotment_store_cache_misses", "Lookups that read the tables.", labels=label
+    )
+    evictions = CounterMetricFamily(
+        "allotment_store_cache_evictions",
+        "Entries dropped to make room, the least recently used first.",
+        labels=label,
+    )
+    for name, cache in caches.items():
+        size.add_metric([name], cache.size)
+        capacity.add_metric([name], cache.capacity)
+        hits.add_metric([name], cache.hits)
+        misses.add_metric([name], cache.misses)
+        evictions.add_metric([name], cache.evictions)
+    yield from (size, capacity, hits, misses, evictions)
 
 
 def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:

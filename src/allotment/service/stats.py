@@ -67,6 +67,17 @@ class Distribution:
 
 
 @dataclass(slots=True)
+class CacheStats:
+    """One cache's figures, kept by the thread that uses it and read when scraped."""
+
+    capacity: int  # entries it holds at most
+    size: int = 0
+    hits: int = 0  # lookups it answered
+    misses: int = 0  # lookups that went to the database
+    evictions: int = 0  # entries dropped to make room, the least recently used first
+
+
+@dataclass(slots=True)
 class StoreStats:
     """What a store has committed, kept by its thread."""
 
@@ -76,3 +87,5 @@ class StoreStats:
     batch_seconds: Distribution = field(default_factory=Distribution)
     # The COMMIT statement alone: with synchronous=FULL, mostly the fsync.
     commit_seconds: Distribution = field(default_factory=Distribution)
+    # What an adapter keeps in memory beside its tables, by name (none on the memory adapter).
+    caches: dict[str, CacheStats] = field(default_factory=dict)

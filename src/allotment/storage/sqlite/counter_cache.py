@@ -8,12 +8,16 @@ through here too. Each batch works on a :class:`BatchCounters`: the committed fi
 batch's own changes, with a journal that takes back the changes of a job that failed. Reports
 change the figures in memory only; the batch writes each window it changed once, with its last
 figure, just before it commits (``dirty``), so the table is the exact projection at every
-commit. Publishing after the commit makes the batch's figures the committed ones.
+commit. Publishing after the commit makes the batch's figures the committed ones. At most
+``ALLOTMENT_CACHE_COUNTERS`` series stay committed: past that, those least recently used leave
+(``lru.py``), and are read in full again when next needed.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from allotment.storage.sqlite.lru import Committed
 
 Series = tuple[str, str, str, str]
 """(customer, kind, target, entity): the windows of one budget target of one entity, or of a
@@ -22,10 +26,10 @@ customer's usage of one feature (kind ``usage``, no entity)."""
 Window = tuple[int, int]
 """(period_start, period_end) in epoch microseconds, as in the table."""
 
-CommittedCounters = dict[Series, dict[Window, int]]
+CommittedCounters = Committed[Series, dict[Window, int]]
 """Every stored window of each series present: a series is here only once read in full."""
 
-MAX_CACHED_SERIES = 200_000
+DEFAULT_CACHED_SERIES = 200_000
 
 _ABSENT: Final = object()
 
@@ -39,10 +43,19 @@ class BatchCounters:
         self._changed: dict[Series, dict[Window, int | None]] = {}
         self._journal: list[tuple[Series, Window | None, object]] = []
         self.dirty: set[tuple[Series, Window]] = set()
+        self._used: list[Series] = []  # committed series the batch read
 
     def knows(self, series: Series) -> bool:
         """Whether every stored window of ``series`` is known here."""
-        return series in self._committed or series in self._changed
+        if series in self._changed:
+            return True
+        committed = self._committed
+        if series in committed:
+            committed.stats.hits += 1
+            self._used.append(series)
+            return True
+        committed.stats.misses += 1
+        return False
 
     def load(self, series: Series, windows: dict[Window, int]) -> None:
         """Record ``series`` as read in full from the table."""
@@ -115,20 +128,23 @@ class BatchCounters:
     def publish(self) -> None:
         """Make the batch's changes the committed figures (call once the batch committed)."""
         committed = self._committed
-        if len(committed) + len(self._changed) > MAX_CACHED_SERIES:
-            # Start afresh: every series is read in full from the table again when needed.
-            committed.clear()
-            self._changed.clear()
+        for series in self._used:
+            committed.used(series)
         for series, changes in self._changed.items():
-            windows = committed.setdefault(series, {})
+            windows = committed.get(series)
+            if windows is None:
+                windows = {}
+            committed.keep(series, windows)
             for window, used in changes.items():
                 if used is None:
                     windows.pop(window, None)
                 else:
                     windows[window] = used
+        committed.trim()
         self._changed.clear()
         self._journal.clear()
         self.dirty.clear()
+        self._used.clear()
 
     def _windows(self, series: Series) -> list[Window]:
         committed = self._committed.get(series)

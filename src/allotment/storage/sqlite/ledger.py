@@ -1,10 +1,11 @@
 """Credit pools: the pools the store keeps between batches, and the append-only ledger.
 
-The store keeps each pool as the last committed batch left it (``PoolCache``): the very
+The store keeps each pool as the last committed batch left it (``CommittedPools``): the very
 :class:`~allotment.domain.credits.Pool` the next job loads, which keeps its figures and orders
 in step as it changes. A debit therefore reads nothing back from SQLite and writes only what it
 touched, however many grants the pool holds; and a pool holds its live grants only
-(``Pool.stored`` lets the ended ones go; they stay in ``credit_grants`` and the ledger).
+(``Pool.stored`` lets the ended ones go; they stay in ``credit_grants`` and the ledger). At most
+``ALLOTMENT_CACHE_POOLS`` pools stay: past that, those least recently used leave (``lru.py``).
 
 A job that fails may have changed the pools it loaded: they are dropped from the batch and from
 the store, and read again from the tables (which the job's savepoint rolled back) by the next
@@ -34,6 +35,7 @@ from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.sqlite import grants as grant_rows
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
+from allotment.storage.sqlite.lru import Committed
 from allotment.storage.sqlite.rows import micros, page_rows, paged, path_of, path_text
 
 PoolKey = tuple[str, str]
@@ -52,7 +54,12 @@ class CachedPool:
 
 
 PoolCache = dict[PoolKey, CachedPool]
+"""(customer, currency) -> the pool as a batch loaded or saved it."""
+
+CommittedPools = Committed[PoolKey, CachedPool]
 """(customer, currency) -> the pool as the last batch that loaded or saved it left it."""
+
+DEFAULT_CACHED_POOLS = 100_000
 
 GrantFigures = tuple[int, int, int, int | None, str]
 """What a pool changes of a grant the table holds, as ``grants.UPDATE_FIGURES`` writes it:
@@ -120,7 +127,7 @@ class SqliteLedger:
     def __init__(
         self,
         db: sqlite3.Connection,
-        committed_pools: PoolCache,
+        committed_pools: CommittedPools,
         budget_counters: SqliteBudgetCounters,
     ) -> None:
         self._db = db
@@ -159,13 +166,18 @@ class SqliteLedger:
 
     def load_pool(self, customer_id: str, currency: str) -> Pool:
         key = (customer_id, currency)
-        cached = self.pools_in_batch.get(key) or self._committed_pools.get(key)
+        in_batch = self.pools_in_batch.get(key)
+        cached = in_batch or self._committed_pools.get(key)
         if cached is not None and cached.pool.pending and key not in self._in_job:
             # An earlier job changed it without storing it (and did not fail): not what the
             # tables hold, so read it again.
             cached = None
+        stats = self._committed_pools.stats
         if cached is None:
+            stats.misses += 1
             cached = self._read(customer_id, currency)
+        elif in_batch is None:
+            stats.hits += 1
         self._use(key, cached)
         return cached.pool
 

@@ -49,8 +49,9 @@ from allotment.storage.jobs import (
     settle,
 )
 from allotment.storage.migrate import sqlite_url, upgrade_to_latest
-from allotment.storage.sqlite.counter_cache import CommittedCounters
-from allotment.storage.sqlite.ledger import PoolCache
+from allotment.storage.sqlite.counter_cache import DEFAULT_CACHED_SERIES, CommittedCounters
+from allotment.storage.sqlite.ledger import DEFAULT_CACHED_POOLS, CommittedPools
+from allotment.storage.sqlite.lru import Committed
 from allotment.storage.sqlite.outcomes import SqliteOutcomes
 from allotment.storage.sqlite.uow import SqliteUnitOfWork
 
@@ -58,7 +59,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
-MAX_CACHED_POOLS = 100_000
 WRITE_LOCK_WAIT_SECONDS = 10.0
 WRITE_LOCK_RETRY_SECONDS = 0.0005
 
@@ -71,6 +71,9 @@ class SqliteStore:
         path: Path | str,
         log_retention: timedelta = DEFAULT_LOG_RETENTION,
         usage_key_retention: timedelta = DEFAULT_USAGE_KEY_RETENTION,
+        *,
+        cached_pools: int = DEFAULT_CACHED_POOLS,
+        cached_counters: int = DEFAULT_CACHED_SERIES,
     ) -> None:
         self.path = Path(path)
         self.log_retention = log_retention
@@ -89,12 +92,14 @@ class SqliteStore:
         self._last_prune = 0.0
         self._jobs = JobQueue()
         self._thread = threading.Thread(target=self._serve, name="allotment-sqlite", daemon=True)
-        self._committed_pools: PoolCache = {}
-        self._committed_counters: CommittedCounters = {}
+        self._committed_pools: CommittedPools = Committed(capacity=cached_pools)
+        self._committed_counters: CommittedCounters = Committed(capacity=cached_counters)
         (self._data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
         self._follow_failed = False
         self._jobs_failing = False  # the last batch had a failed job: run the next one apart
         self._stats = StoreStats()
+        self._stats.caches["credit_pools"] = self._committed_pools.stats
+        self._stats.caches["window_counters"] = self._committed_counters.stats
         self._thread.start()
 
     def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
@@ -260,9 +265,10 @@ class SqliteStore:
                 connection.execute("ROLLBACK")
             settle([(pending, None, commit_error) for pending in batch])
             return
-        if len(self._committed_pools) > MAX_CACHED_POOLS:
-            self._committed_pools.clear()
-        self._committed_pools.update(uow.after_commit())
+        pools = self._committed_pools
+        for key, cached in uow.after_commit().items():
+            pools.keep(key, cached)
+        pools.trim()
         stats = self._stats
         stats.batches += 1
         stats.jobs += len(batch)

@@ -23,10 +23,21 @@ from allotment.service.projector import Fill
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.budgets import SqliteBudgets, SqliteEntities
 from allotment.storage.sqlite.catalog import SqliteCatalog
-from allotment.storage.sqlite.counter_cache import CommittedCounters, Series, Window
+from allotment.storage.sqlite.counter_cache import (
+    DEFAULT_CACHED_SERIES,
+    CommittedCounters,
+    Series,
+    Window,
+)
 from allotment.storage.sqlite.customers import SqliteCustomers, SqliteHoldings
 from allotment.storage.sqlite.keys import SqliteKeys
-from allotment.storage.sqlite.ledger import PoolCache, SqliteLedger
+from allotment.storage.sqlite.ledger import (
+    DEFAULT_CACHED_POOLS,
+    CommittedPools,
+    PoolCache,
+    SqliteLedger,
+)
+from allotment.storage.sqlite.lru import Committed
 from allotment.storage.sqlite.outcomes import SqliteOutcomes
 from allotment.storage.sqlite.reservations import SqliteReservations
 from allotment.storage.sqlite.usage import USAGE_SERIES, SqliteUsage
@@ -46,7 +57,7 @@ class SqliteUnitOfWork:
     def __init__(
         self,
         db: sqlite3.Connection,
-        committed_pools: PoolCache | None = None,
+        committed_pools: CommittedPools | None = None,
         committed_counters: CommittedCounters | None = None,
     ) -> None:
         self._db = db
@@ -56,7 +67,10 @@ class SqliteUnitOfWork:
         self.published: list[Published] = []
         self.scratch: dict[str, Any] = {}
         self._budget_counters = SqliteBudgetCounters(
-            db, {} if committed_counters is None else committed_counters
+            db,
+            Committed(capacity=DEFAULT_CACHED_SERIES)
+            if committed_counters is None
+            else committed_counters,
         )
         self.catalog = SqliteCatalog(db)
         self.customers = SqliteCustomers(db)
@@ -64,7 +78,11 @@ class SqliteUnitOfWork:
         self.usage = SqliteUsage(db, self._budget_counters)
         self.outcomes = SqliteOutcomes(db)
         self.ledger = SqliteLedger(
-            db, {} if committed_pools is None else committed_pools, self._budget_counters
+            db,
+            Committed(capacity=DEFAULT_CACHED_POOLS)
+            if committed_pools is None
+            else committed_pools,
+            self._budget_counters,
         )
         self.entities = SqliteEntities(db)
         self.budgets = SqliteBudgets(db, self._budget_counters)
