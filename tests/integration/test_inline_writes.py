@@ -249,3 +249,31 @@ def test_a_client_gone_before_its_answer_leaves_the_write_done_and_nothing_writt
     )
     assert connection.answers() == []
     assert seeded.get("/v1/customers/acme/credits/cr")["balance"] == 95
+
+
+@pytest.mark.parametrize("path", [DEBITS, DEBITS + "?via=app"], ids=["inline", "application"])
+def test_a_slow_write_behind_an_inline_check_in_one_read_is_not_cut_by_the_keep_alive_timer(
+    seeded: Api, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The check answered inline arms uvicorn's keep-alive timer in the middle of the read; the
+    write after it must stop it, or the connection is closed before the write is answered."""
+    debit_now = CreditService.debit
+
+    async def slow_debit(self: CreditService, *args: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await debit_now(self, *args)
+
+    monkeypatch.setattr(CreditService, "debit", slow_debit)
+
+    async def run() -> Connection:
+        connection = Connection(seeded.client.app)
+        connection.protocol.timeout_keep_alive = 0.1
+        connection.protocol.data_received(request(CHECK) + request(debit("k1"), path=path))
+        await connection.settle()
+        return connection
+
+    connection = asyncio.run(run())
+    checked, debited = connection.answers()
+    assert (checked.status, debited.status) == (200, 200)
+    assert debited.json()["balance"] == 95
+    assert not connection.transport.closed

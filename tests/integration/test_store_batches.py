@@ -310,16 +310,17 @@ def test_idempotency_records_kept_for_the_commit_are_found_later_and_dropped_wit
 
 
 @pytest.mark.sqlite_file
-def test_a_batch_runs_its_jobs_under_one_savepoint_until_one_fails(
+def test_a_batch_runs_under_one_savepoint_and_again_job_by_job_only_when_a_job_wrote_then_failed(
     services: Services, tmp_path: Path
 ) -> None:
-    """Jobs run together; a failure takes the batch back and runs it again job by job, and the
-    batches after it run job by job until one has no failure. Each job's change is logged once,
-    whichever way it ran."""
+    """Jobs run together; one that fails before writing a row is undone in memory and the
+    batch goes on. One that fails after writing rows takes the batch back: it runs again job by
+    job, and so does the batch after it. Each job's change is logged once, whichever way."""
     runtime = services.runtime
     store = runtime.store
     assert isinstance(store, SqliteStore)
     statements: list[str] = []
+    now = runtime.clock.now()
 
     def log_a_change(customer: str) -> object:
         def job(uow: UnitOfWork) -> str:
@@ -330,6 +331,11 @@ def test_a_batch_runs_its_jobs_under_one_savepoint_until_one_fails(
 
     def fail(uow: UnitOfWork) -> None:
         uow.record(CustomerChanged("never"))
+        raise _Failed
+
+    def write_then_fail(uow: UnitOfWork) -> None:
+        uow.record(CustomerChanged("never"))
+        uow.outcomes.save("acme", "reservations", "k", StoredOutcome("fp", b"1"), now)
         raise _Failed
 
     async def batch(*jobs: object) -> tuple[list[object], list[str]]:
@@ -349,22 +355,24 @@ def test_a_batch_runs_its_jobs_under_one_savepoint_until_one_fails(
         store._connection.set_trace_callback(statements.append)
         try:
             return [
-                await batch(log_a_change("a1"), log_a_change("a2")),
-                await batch(log_a_change("b1"), fail, log_a_change("b2")),
+                await batch(log_a_change("a1"), fail, log_a_change("a2")),
+                await batch(log_a_change("b1"), write_then_fail, log_a_change("b2")),
                 await batch(log_a_change("c1"), log_a_change("c2")),
                 await batch(log_a_change("d1"), log_a_change("d2")),
             ]
         finally:
             store._connection.set_trace_callback(None)
 
-    together, failing, after_failure, together_again = asyncio.run(scenario())
+    failed_in_memory, failed_after_writing, after, together_again = asyncio.run(scenario())
 
     # Each list begins with the blocker's batch, which runs as the batch before it left things.
-    assert together == (["a1", "a2"], ["SAVEPOINT batch", "SAVEPOINT batch"])
-    outcomes, savepoints = failing
-    assert outcomes[0] == "b1"
+    outcomes, savepoints = failed_in_memory
+    assert (outcomes[0], outcomes[2]) == ("a1", "a2")
     assert isinstance(outcomes[1], _Failed)
-    assert outcomes[2] == "b2"
+    assert savepoints == ["SAVEPOINT batch", "SAVEPOINT batch"]  # nothing taken back, no rerun
+    outcomes, savepoints = failed_after_writing
+    assert (outcomes[0], outcomes[2]) == ("b1", "b2")
+    assert isinstance(outcomes[1], _Failed)
     assert savepoints == [
         "SAVEPOINT batch",
         "SAVEPOINT batch",
@@ -374,10 +382,73 @@ def test_a_batch_runs_its_jobs_under_one_savepoint_until_one_fails(
         "ROLLBACK TO job",
         "SAVEPOINT job",
     ]
-    # The blocker's batch, the first after the failure, ran job by job; with no failure in it,
-    # the next ran together again.
-    assert after_failure == (["c1", "c2"], ["SAVEPOINT job", "SAVEPOINT batch"])
+    # The blocker's batch, the first after that, ran job by job; nothing in it failed, so the
+    # next ran together again.
+    assert after == (["c1", "c2"], ["SAVEPOINT job", "SAVEPOINT batch"])
     assert together_again == (["d1", "d2"], ["SAVEPOINT batch", "SAVEPOINT batch"])
     with sqlite3.connect(tmp_path / "batches.db") as db:
         logged = [row[0] for row in db.execute("SELECT customer FROM change_log ORDER BY seq")]
+        records = db.execute("SELECT COUNT(*) FROM idempotency_records").fetchone()[0]
     assert logged == ["a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2"]
+    assert records == 0
+
+
+@pytest.mark.sqlite_file
+def test_a_batch_taken_back_whole_leaves_pools_and_grants_as_committed_before_it(
+    services: Services, tmp_path: Path
+) -> None:
+    """Jobs change the store's cached pools in place; when a job fails after writing rows and
+    the whole batch is taken back, the batch runs again from what was committed: each debit is
+    made once, in memory and in the tables."""
+    runtime = services.runtime
+    release = threading.Event()
+    now = runtime.clock.now()
+
+    def debit(units: int) -> object:
+        def job(uow: UnitOfWork) -> int:
+            pool = uow.ledger.load_pool("acme", "tokens")
+            pool.debit(units * MICROS_PER_UNIT, (), now)
+            uow.ledger.save_pool("acme", "tokens", pool)
+            return pool.balance
+
+        return job
+
+    def write_then_fail(uow: UnitOfWork) -> None:
+        debit(50)(uow)  # type: ignore[operator]
+        raise _Failed
+
+    async def scenario() -> list[object]:
+        await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
+        await services.customers.put_customer("acme", name="Acme", metadata=None, billing_id=None)
+        grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, "seed")
+        await services.credits.grant("acme", "tokens", grant)
+        nonlocal now
+        now = runtime.clock.now()
+        await runtime.store.run(debit(1))  # the pool is now in the store's cache
+        blocker = asyncio.ensure_future(runtime.store.run(lambda uow: release.wait(10)))
+        await asyncio.sleep(0.05)
+        jobs = [
+            asyncio.ensure_future(runtime.store.run(job))  # type: ignore[arg-type]
+            for job in (debit(10), write_then_fail, debit(5))
+        ]
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        outcomes.append(await runtime.store.run(debit(1)))  # from the cache again
+        return outcomes
+
+    outcomes = asyncio.run(scenario())
+
+    unit = MICROS_PER_UNIT
+    assert outcomes[0] == 89 * unit
+    assert isinstance(outcomes[1], _Failed)
+    assert outcomes[2] == 84 * unit
+    assert outcomes[3] == 83 * unit
+    with sqlite3.connect(tmp_path / "batches.db") as db:
+        (remaining,) = db.execute("SELECT remaining FROM credit_grants").fetchone()
+        debits = db.execute(
+            "SELECT COUNT(*), -SUM(amount) FROM ledger_entries WHERE type = 'debit'"
+        ).fetchone()
+    assert remaining == 83 * unit
+    assert debits == (4, 17 * unit)

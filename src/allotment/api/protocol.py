@@ -12,7 +12,7 @@ every request.
 and most are answered from memory in about 10 µs; uvicorn's ASGI request cycle around that (a
 scope, a cycle object and an event, a task and its scheduling, the middleware, two ``send``
 messages whose headers it validates one by one) cost more than the answer itself. So a
-``POST /v1/check`` on an idle connection is kept by :class:`InlineCheckProtocol` until its body
+``POST /v1/check`` on an idle connection is kept by :class:`InlineProtocol` until its body
 is complete and offered to :meth:`HotPath.answer_inline`; when memory answers it with 200, the
 answer is written at once from the parser's callback, with the headers uvicorn would have
 written. Anything else (a cache miss, an error, a browser's request, a pipelined one, a large
@@ -254,6 +254,10 @@ class InlineProtocol(BoundedHttpToolsProtocol):
         self._write: tuple[Route, tuple[str, ...]] | None = None  # None: the one kept is a check
 
     def on_headers_complete(self) -> None:
+        # A request arrived: the keep-alive timer goes, whichever way it is answered. uvicorn
+        # stops it as each read begins, but an answer written inline in the middle of a read
+        # (a check's) arms it again for the request after it in the same read.
+        self._unset_keepalive_if_required()
         hot = self.hot_path
         if (
             hot is not None

@@ -154,6 +154,12 @@ class SqliteLedger:
         del self._touched[mark:]
         self._grants.job_failed()
 
+    def abandon(self) -> None:
+        """The batch is given up: the pools it touched, which its jobs changed in place, leave
+        the store's cache and are read from the tables again."""
+        for key in self._touched:
+            self._committed_pools.pop(key, None)
+
     def write_grants(self) -> None:
         """Write the grants' figures the batch changed: before it commits, or anything reads
         ``credit_grants``."""

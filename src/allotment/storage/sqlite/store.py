@@ -7,10 +7,13 @@ callers. With ``synchronous=FULL`` in WAL mode the commit is on disk when it ret
 answered write survives a crash of the process, and one fsync serves every request of the batch
 (group commit).
 
-A failing job undoes only itself. Jobs hardly ever fail, so a batch first runs them all under
-one savepoint; when one fails, everything is taken back and the batch runs again with each job
-under a savepoint of its own, as do the batches after it while jobs keep failing. Two statements
-per job (``SAVEPOINT`` and ``RELEASE``) cost about as much as a debit's ledger row.
+A failing job undoes only itself. Two statements per job (``SAVEPOINT`` and ``RELEASE``) cost
+about as much as a debit's ledger row, and most failures (an unknown customer, a key reused with
+another body, a revoked key) come before a job writes any row. So a batch first runs its jobs
+under one savepoint, and a job that fails having changed no row (SQLite's ``total_changes``) is
+undone in memory alone. Only a job that fails after writing rows takes the whole batch back to
+that savepoint; the batch then runs again, in a fresh unit of work, with each job under a
+savepoint of its own, as does the batch after it.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ class SqliteStore:
         self._committed_counters: CommittedCounters = Committed(capacity=cached_counters)
         (self._data_version,) = self._connection.execute("PRAGMA data_version").fetchone()
         self._follow_failed = False
-        self._jobs_failing = False  # the last batch had a failed job: run the next one apart
+        # A job of the last batch failed after writing rows: run the next one job by job.
+        self._rows_failed = False
         self._stats = StoreStats()
         self._stats.caches["credit_pools"] = self._committed_pools.stats
         self._stats.caches["window_counters"] = self._committed_counters.stats
@@ -245,12 +249,13 @@ class SqliteStore:
             _begin_immediate(connection)
             if self._others_committed():
                 self._follow(uow)
-            together = None if self._jobs_failing else self._run_together(uow, batch)
+            together = None if self._rows_failed else self._run_together(uow, batch)
             if together is not None:
                 finished = together
             else:
+                uow.abandon()
+                uow = SqliteUnitOfWork(connection, self._committed_pools, self._committed_counters)
                 finished = self._run_apart(uow, batch)
-                self._jobs_failing = any(error is not None for _, _, error in finished)
             uow.before_commit()
             committing = time.perf_counter()
             connection.execute("COMMIT")
@@ -282,19 +287,26 @@ class SqliteStore:
         settle(finished)
 
     def _run_together(self, uow: SqliteUnitOfWork, batch: list[Pending]) -> list[Finished] | None:
-        """Run the jobs under one savepoint; None, and none of them done, if one failed."""
+        """Run the jobs under one savepoint, undoing in memory a failed job that changed no
+        row; None, with every job taken back, once a failed job had changed rows."""
         connection = self._connection
-        mark = uow.mark()  # the batch's jobs, taken back as one when one of them fails
         connection.execute("SAVEPOINT batch")
         finished: list[Finished] = []
-        try:
-            for pending in batch:
-                finished.append((pending, pending.job(uow), None))
-        except Exception:
-            connection.execute("ROLLBACK TO batch")
-            connection.execute("RELEASE batch")
-            uow.undo(mark)
-            return None
+        for pending in batch:
+            mark = uow.mark()
+            changes = connection.total_changes
+            try:
+                result = pending.job(uow)
+            except Exception as job_error:
+                if connection.total_changes != changes:
+                    connection.execute("ROLLBACK TO batch")
+                    connection.execute("RELEASE batch")
+                    self._rows_failed = True
+                    return None
+                uow.undo(mark)
+                finished.append((pending, None, job_error))
+            else:
+                finished.append((pending, result, None))
         connection.execute("RELEASE batch")
         return finished
 
@@ -303,12 +315,15 @@ class SqliteStore:
         itself."""
         connection = self._connection
         finished: list[Finished] = []
+        rows_failed = False
         for pending in batch:
             mark = uow.mark()
+            changes = connection.total_changes
             connection.execute("SAVEPOINT job")
             try:
                 result = pending.job(uow)
             except Exception as job_error:
+                rows_failed |= connection.total_changes != changes
                 connection.execute("ROLLBACK TO job")
                 connection.execute("RELEASE job")
                 uow.undo(mark)
@@ -316,6 +331,7 @@ class SqliteStore:
             else:
                 connection.execute("RELEASE job")
                 finished.append((pending, result, None))
+        self._rows_failed = rows_failed
         return finished
 
 

@@ -44,7 +44,7 @@ from allotment.storage.sqlite.usage import USAGE_SERIES, SqliteUsage
 
 
 class JobMark(NamedTuple):
-    """What a job may change outside SQLite's savepoint, as it was before the job."""
+    """What a job may change in memory, as it was before the job: taken back if it fails."""
 
     effects: int
     scratch: dict[str, Any]
@@ -114,6 +114,10 @@ class SqliteUnitOfWork:
             self._budget_counters.counters.mark(),
             self.outcomes.mark(),
         )
+
+    def abandon(self) -> None:
+        """The batch is given up (its transaction taken back): nothing it changed may stay."""
+        self.ledger.abandon()
 
     def undo(self, mark: JobMark) -> None:
         del self._effects[mark.effects :]
