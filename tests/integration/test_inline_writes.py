@@ -277,3 +277,16 @@ def test_a_slow_write_behind_an_inline_check_in_one_read_is_not_cut_by_the_keep_
     assert (checked.status, debited.status) == (200, 200)
     assert debited.json()["balance"] == 95
     assert not connection.transport.closed
+
+
+def test_a_write_that_cannot_be_answered_closes_its_connection_and_says_why(
+    seeded: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(self: HotPath, *args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(HotPath, "answer_write", broken)
+    connection = exchange(seeded.client.app, request(debit("x1"), path=DEBITS))
+    assert connection.answers() == []
+    assert connection.transport.closed
+    assert "answering a write inline failed" in caplog.text

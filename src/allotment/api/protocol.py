@@ -351,10 +351,11 @@ class InlineProtocol(BoundedHttpToolsProtocol):
             self.transport.close()
             raise
         except Exception:
-            # Never expected (errors are answers); the client must not wait for one.
+            # Never expected (errors are answers); the client must not wait for one. Logged
+            # here and not raised: nothing awaits this task to hear of it.
             log.exception("answering a write inline failed; closing its connection")
             self.transport.close()
-            raise
+            return
         if not self.transport.is_closing():
             self._send(status, payload, request_id, extra, in_flight.keep_alive)
             if not in_flight.keep_alive:
