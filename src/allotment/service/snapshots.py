@@ -211,6 +211,7 @@ class SnapshotCache:
         self._snapshots: OrderedDict[str, CustomerSnapshot | None] = OrderedDict()
         self.max_customers = max_customers
         self.evictions = 0  # customers dropped to make room, for /metrics
+        self.installs = 0  # snapshots (or absences) installed, for freezing (``api/memory.py``)
 
     def lookup(self, customer_id: str) -> CustomerSnapshot | bool | None:
         """The snapshot, None for a known-missing customer, or False when nothing is cached."""
@@ -233,6 +234,7 @@ class SnapshotCache:
         snapshots = self._snapshots
         snapshots[customer_id] = snapshot
         snapshots.move_to_end(customer_id)
+        self.installs += 1
         while len(snapshots) > self.max_customers:
             snapshots.popitem(last=False)
             self.evictions += 1
