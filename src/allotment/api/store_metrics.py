@@ -10,6 +10,7 @@ beside the process's ``REGISTRY``, so tests that build many apps never mix their
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -121,6 +122,11 @@ class ServiceCollector(Collector):
             )
         yield _gauge(
             "allotment_stream_readers", "Open GET /v1/stream connections.", services.feed.readers
+        )
+        yield _gauge(
+            "allotment_gc_frozen_objects",
+            "Objects frozen out of garbage collection as the caches grew (gc.freeze()).",
+            gc.get_freeze_count(),
         )
 
 
