@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,15 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 class _Failed(Exception):
     pass
+
+
+async def seed_pool(services: Services) -> datetime:
+    """Customer acme with a pool of 100 tokens in one grant; the instant after."""
+    await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
+    await services.customers.put_customer("acme", name="Acme", metadata=None, billing_id=None)
+    grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, "seed")
+    await services.credits.grant("acme", "tokens", grant)
+    return services.runtime.clock.now()
 
 
 @pytest.mark.sqlite_file
@@ -173,12 +183,8 @@ def test_grant_figures_written_once_per_batch_survive_a_job_that_read_them_and_f
         raise _Failed
 
     async def scenario() -> list[object]:
-        await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
-        await services.customers.put_customer("acme", name="Acme", metadata=None, billing_id=None)
-        grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, "seed")
-        await services.credits.grant("acme", "tokens", grant)
         nonlocal now
-        now = runtime.clock.now()
+        now = await seed_pool(services)
         blocker = asyncio.ensure_future(runtime.store.run(hold_the_thread))
         await asyncio.sleep(0.05)  # the store's thread is now inside the blocker's batch
         jobs = [
@@ -418,12 +424,8 @@ def test_a_batch_taken_back_whole_leaves_pools_and_grants_as_committed_before_it
         raise _Failed
 
     async def scenario() -> list[object]:
-        await services.catalog.put(CatalogKind.CURRENCY, "tokens", {"name": "Tokens"})
-        await services.customers.put_customer("acme", name="Acme", metadata=None, billing_id=None)
-        grant = GrantRequest(100 * MICROS_PER_UNIT, CreditCategory.PAID, "seed")
-        await services.credits.grant("acme", "tokens", grant)
         nonlocal now
-        now = runtime.clock.now()
+        now = await seed_pool(services)
         await runtime.store.run(debit(1))  # the pool is now in the store's cache
         blocker = asyncio.ensure_future(runtime.store.run(lambda uow: release.wait(10)))
         await asyncio.sleep(0.05)
