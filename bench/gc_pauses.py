@@ -1,22 +1,21 @@
-"""Garbage-collection pauses with many customers cached, with and without freezing what
-warm-up loaded.
+"""Garbage-collection pauses with many customers cached, with and without freezing what the
+caches hold.
 
-Every cached customer is a snapshot of some tens of Python objects (holdings, resolutions,
-usage windows, views). CPython's full collection walks every tracked object, so its pause grows
-with the cache: the scale issue measured about 1 s at 100,000 customers, and one such pause
-under load put a p99 at 715 ms. ``gc.freeze()`` moves every object tracked so far to a permanent
-generation that collections skip; ``allotment serve`` freezes what its caches hold as they grow
-(``api/memory.py``).
+Every cached customer is a snapshot of some tens of Python objects (holdings, resolutions, usage
+windows, views). CPython's full collection walks every tracked object, so its pause grows with the
+cache: the scale issue measured about 1 s at 100,000 customers, and one such pause under load put a
+p99 at 715 ms. ``gc.freeze()`` moves every object tracked so far to a permanent generation that
+collections skip; ``allotment serve`` freezes what its caches hold as they grow (``api/memory.py``).
 
-The script builds a service in this process on a fresh SQLite file, seeds one plan with a
-metered feature and ``--customers`` customers subscribed to it (through the services, 256 at a
-time), and checks each once so that its snapshot is cached: the warm-up. It then makes
-``--checks`` operations round-robin over every customer: nine in ten checks from memory, one in
-ten a check of a customer whose snapshot was just dropped, as the projector drops it after a
-write, so that it is loaded again (churn). A ``gc.callbacks`` hook times every collection. It
-runs twice, each in a fresh process: ``plain`` (CPython's collector as it is) and ``frozen``
-(the server's ``CacheFreezer`` running as in ``allotment serve``). It prints, per
-mode and phase, the collections of each generation, the pause percentiles and the largest.
+The script builds a service in this process on a fresh SQLite file, seeds one plan with a metered
+feature and ``--customers`` customers subscribed to it (through the services, 256 at a time), and
+checks each once so that its snapshot is cached: the warm-up. It then makes ``--checks`` operations
+round-robin over every customer: nine in ten checks from memory, one in ten a check of a customer
+whose snapshot was just dropped, as the projector drops it after a write, so that it is loaded again
+(churn). A ``gc.callbacks`` hook times every collection. It runs twice, each in a fresh process:
+``plain`` (``ALLOTMENT_GC_FREEZE`` off: CPython's collector as it is) and ``frozen``
+(``ALLOTMENT_GC_FREEZE`` on, as ``allotment serve`` runs by default). It prints, per mode and phase,
+the collections of each generation, the pause percentiles and the largest.
 
     uv run --locked python bench/gc_pauses.py --customers 100000
 
@@ -36,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from allotment.api.memory import CacheFreezer
 from allotment.api.services import Services
 from allotment.config import Settings
 from allotment.service.catalog import CatalogKind
@@ -110,25 +108,20 @@ async def churn(services: Services, customers: int, operations: int, reload_ever
 
 def measure(mode: str, customers: int, checks: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="allotment-gc-bench-") as tmp:
-        services = Services.open(Settings(database_path=Path(tmp) / "gc.db"))
+        settings = Settings(database_path=Path(tmp) / "gc.db", gc_freeze=mode == "frozen")
+        services = Services.open(settings)
         clock = PauseClock()
         gc.callbacks.append(clock)
         try:
 
             async def run() -> tuple[float, dict[int, list[float]], float]:
-                freezer = CacheFreezer(services.runtime.snapshots)
-                freezing = asyncio.create_task(freezer.run()) if mode == "frozen" else None
                 started = time.perf_counter()
                 await seed(services, customers)
                 seeded = time.perf_counter() - started
-                if freezer is not None and mode == "frozen":
-                    freezer.freeze_if_due()  # the server's next check would
                 warm = {g: list(p) for g, p in clock.pauses.items()}
                 for pauses in clock.pauses.values():
                     pauses.clear()
                 took = await churn(services, customers, checks, RELOAD_EVERY)
-                if freezing is not None:
-                    freezing.cancel()
                 return seeded, warm, took
 
             seeded, warm, took = asyncio.run(run())

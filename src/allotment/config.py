@@ -35,6 +35,7 @@ class Settings:
     cache_customers: int = DEFAULT_CACHE_CUSTOMERS
     cache_pools: int = DEFAULT_CACHE_POOLS
     cache_counters: int = DEFAULT_CACHE_COUNTERS
+    gc_freeze: bool = True  # freeze what the caches hold as they fill (``api/memory.py``)
 
     def __post_init__(self) -> None:
         if min(self.cache_customers, self.cache_pools, self.cache_counters) < 1:
@@ -60,6 +61,11 @@ class Settings:
             "admin_key": env.get("ALLOTMENT_ADMIN_KEY") or None,
             "test_clock": env.get("ALLOTMENT_TEST_CLOCK", "") in {"1", "true", "yes"},
         }
+        if env.get("ALLOTMENT_GC_FREEZE"):
+            freeze = env["ALLOTMENT_GC_FREEZE"].lower()
+            if freeze not in {"1", "true", "yes", "0", "false", "no"}:
+                raise ValueError("ALLOTMENT_GC_FREEZE must be 1, true, yes, 0, false or no")
+            values["gc_freeze"] = freeze in {"1", "true", "yes"}
         if env.get("ALLOTMENT_CHANGE_LOG_RETENTION_HOURS"):
             hours = env["ALLOTMENT_CHANGE_LOG_RETENTION_HOURS"]
             if not (hours.isascii() and hours.isdigit() and len(hours) <= 6):

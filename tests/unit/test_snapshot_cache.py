@@ -60,3 +60,11 @@ def test_the_size_is_configured_and_at_least_one() -> None:
             Settings.from_environment({"ALLOTMENT_CACHE_CUSTOMERS": value})
     with pytest.raises(ValueError, match="at least one"):
         SnapshotCache(max_customers=0)
+
+
+def test_freezing_is_on_unless_turned_off() -> None:
+    assert Settings().gc_freeze is True
+    for value, expected in (("0", False), ("no", False), ("TRUE", True), ("1", True)):
+        assert Settings.from_environment({"ALLOTMENT_GC_FREEZE": value}).gc_freeze is expected
+    with pytest.raises(ValueError, match="ALLOTMENT_GC_FREEZE"):
+        Settings.from_environment({"ALLOTMENT_GC_FREEZE": "sometimes"})

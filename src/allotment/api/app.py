@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,7 +17,6 @@ from allotment.api.cors import ClientCors
 from allotment.api.errors import MethodNotAllowed, error_body
 from allotment.api.hot import HotPath
 from allotment.api.http import error_response, raw_json_response
-from allotment.api.memory import CacheFreezer
 from allotment.api.metrics import RequestMetrics
 from allotment.api.openapi import serving
 from allotment.api.request_ids import RequestIds
@@ -75,13 +73,8 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Full collections that do not grow with the cache (``memory.py``).
-        freezing = asyncio.create_task(CacheFreezer(opened.runtime.snapshots).run())
-        try:
-            yield
-        finally:
-            freezing.cancel()
-            opened.close()
+        yield
+        opened.close()
 
     routes = [
         *operations.routes,

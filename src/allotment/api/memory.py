@@ -1,37 +1,37 @@
 """Garbage-collection pauses that do not grow with the cache.
 
-Every cached customer is a snapshot of some tens of Python objects, and CPython's collector
-walks the objects it tracks: at 100,000 customers a full collection during warm-up paused the
-process for 0.8 s (``bench/gc_pauses.py``). In steady state it is worse hidden: a snapshot
-loaded again after a write replaces one that is freed, the collector's count of new objects
-stays near zero, and the new objects pile up in the youngest generation until one collection
-walks them all at once. The snapshots live long and hold no reference cycles (one leaving the
-cache is freed by reference counting alone), so the collector has nothing to find among them.
+Every cached customer is a snapshot of some tens of Python objects, and CPython's collector walks
+the objects it tracks: at 100,000 customers a full collection during warm-up paused the process for
+0.8 s (``bench/gc_pauses.py``). In steady state it is worse hidden: a snapshot loaded again after a
+write replaces one that is freed, the collector's count of new objects stays near zero, and the new
+objects pile up in the youngest generation until one collection walks them all at once. The
+snapshots live long and hold no reference cycles (one leaving the cache is freed by reference
+counting alone), so the collector has nothing to find among them.
 
-``gc.freeze()`` moves every object tracked so far to a permanent generation that collections
-skip. The server freezes each time the snapshot cache has taken in 1,000 customers (or a
-hundredth of its size, if more) since the last freeze, checked twice a second, after collecting
-the young generations so that the garbage of the moment is not kept: each freeze walks about
-1,000 customers' worth of objects. What it cannot help: an object alive at a freeze that later
-becomes garbage inside a reference cycle is kept until the process ends (objects freed by
-reference counting, as snapshots are, are freed as usual). ``/metrics`` shows how many objects
-are frozen (``allotment_gc_frozen_objects``).
+``gc.freeze()`` moves every object tracked so far to a permanent generation that collections skip.
+The server freezes each time the snapshot cache has taken in 1,000 customers (or a hundredth of its
+size, if more) since the last freeze, looking after every batch the store hands over, after
+collecting the young generations so that the garbage of the moment is not kept: each freeze walks
+about 1,000 customers' worth of objects. What it cannot help: an object alive at a freeze that later
+becomes garbage inside a reference cycle is kept until the process ends (objects freed by reference
+counting, as snapshots are, are freed as usual). ``/metrics`` shows how many objects are frozen
+(``allotment_gc_frozen_objects``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
+from collections.abc import Sequence
 
+from allotment.service.ports import Published
 from allotment.service.snapshots import SnapshotCache
 
 log = logging.getLogger(__name__)
 
 FREEZE_SHARE = 0.01  # of the cache's size, taken in as new customers since the last freeze
 FREEZE_AT_LEAST = 1_000  # new customers: below this a freeze is not worth its collection
-FREEZE_CHECK_SECONDS = 0.5
 
 
 def freeze_cached() -> None:
@@ -67,8 +67,6 @@ class CacheFreezer:
         )
         return True
 
-    async def run(self, interval: float = FREEZE_CHECK_SECONDS) -> None:
-        """Check every ``interval`` seconds, until cancelled."""
-        while True:
-            await asyncio.sleep(interval)
-            self.freeze_if_due()
+    def after_batch(self, published: Sequence[Published]) -> None:
+        """The store's sink: look once the projector has installed what a batch loaded."""
+        self.freeze_if_due()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from allotment.api.memory import CacheFreezer
 from allotment.bootstrap import open_store
 from allotment.config import Settings
 from allotment.service.budgets import BudgetService
@@ -63,6 +64,8 @@ class Services:
 
         store.subscribe(runtime.project)
         store.subscribe(services.feed.publish)
+        if settings.gc_freeze:  # collections that do not grow with the cache (``memory.py``)
+            store.subscribe(CacheFreezer(runtime.snapshots).after_batch)
         services.catalog.load()
         services.keys.load(settings.admin_key)
         return services
