@@ -38,6 +38,7 @@ class Services:
     budgets: BudgetService
     test_clock: TestClock | None
     feed: ChangeFeed
+    freezer: CacheFreezer | None = None  # None when ``gc_freeze`` is off
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -65,7 +66,8 @@ class Services:
         store.subscribe(runtime.project)
         store.subscribe(services.feed.publish)
         if settings.gc_freeze:  # collections that do not grow with the cache (``memory.py``)
-            store.subscribe(CacheFreezer(runtime.snapshots).after_batch)
+            services.freezer = CacheFreezer(runtime.snapshots)
+            store.subscribe(services.freezer.after_batch)
         services.catalog.load()
         services.keys.load(settings.admin_key)
         return services

@@ -10,7 +10,6 @@ beside the process's ``REGISTRY``, so tests that build many apps never mix their
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -123,11 +122,12 @@ class ServiceCollector(Collector):
         yield _gauge(
             "allotment_stream_readers", "Open GET /v1/stream connections.", services.feed.readers
         )
-        yield _gauge(
-            "allotment_gc_frozen_objects",
-            "Objects frozen out of garbage collection as the caches grew (gc.freeze()).",
-            gc.get_freeze_count(),
-        )
+        if services.freezer is not None:
+            yield _counter(
+                "allotment_gc_freezes",
+                "Times the objects the caches hold were frozen out of garbage collection.",
+                services.freezer.freezes,
+            )
 
 
 def _cache_metrics(caches: Mapping[str, CacheStats]) -> Iterator[Metric]:
