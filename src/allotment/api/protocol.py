@@ -310,9 +310,7 @@ class InlineProtocol(BoundedHttpToolsProtocol):
         self._next_head()
         keep_alive = self._keeps_alive()
         self._send(200, payload, request_id, (), keep_alive)
-        if not keep_alive:
-            self.transport.close()
-        self.on_response_complete()
+        self._answered(keep_alive)
 
     def shutdown(self) -> None:
         if self._inline is not None:  # a request still arriving is answered, then the door shut
@@ -358,10 +356,8 @@ class InlineProtocol(BoundedHttpToolsProtocol):
             return
         if not self.transport.is_closing():
             self._send(status, payload, request_id, extra, in_flight.keep_alive)
-            if not in_flight.keep_alive:
-                self.transport.close()
         in_flight.response_complete = True
-        self.on_response_complete()
+        self._answered(in_flight.keep_alive)
 
     def _send(
         self, status: int, payload: bytes, request_id: bytes, extra: Headers, keep_alive: bool
@@ -377,6 +373,12 @@ class InlineProtocol(BoundedHttpToolsProtocol):
         content.append(payload)
         # At once, but after what an earlier answer may still hold (the end of a stream).
         self.coalescing.write_now(b"".join(content))
+
+    def _answered(self, keep_alive: bool) -> None:
+        """An answer was written (or its client is gone): close or start what waits behind it."""
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
 
     def _hand_over(self) -> None:
         """Give the request kept back to the application, as if its head had just ended."""
