@@ -324,7 +324,8 @@ def test_a_pool_figure_past_64_bits_is_refused(store: ContractStore) -> None:
 def test_instants_come_back_in_utc(store: ContractStore) -> None:
     elsewhere = at().astimezone(timezone(timedelta(hours=5)))
     run(store, lambda uow: uow.entities.save("acme", entity("team", created_at=elsewhere)))
-    loaded = run(store, lambda uow: uow.entities.load("acme"))["team"]
+    loaded = run(store, lambda uow: uow.entities.get("acme", "team"))
+    assert loaded is not None
     assert loaded.created_at == T0
     assert loaded.created_at.utcoffset() == timedelta(0)
 

@@ -11,6 +11,7 @@ import pytest
 from allotment.domain.budgets import BudgetKind
 from allotment.domain.catalog import Enforcement
 from allotment.domain.customers import Scope
+from allotment.domain.entities import MAX_ENTITY_DEPTH
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.reservations import ReservationStatus
 from allotment.service.ports import StoredOutcome, UnitOfWork
@@ -409,7 +410,7 @@ def test_a_reservation_update_ends_it_and_changes_nothing_else(store: ContractSt
 # ---------------------------------------------------------------- entities and budgets
 
 
-def test_entities_load_in_creation_order_and_update_in_place(store: ContractStore) -> None:
+def test_an_entity_is_read_by_id_and_updated_in_place(store: ContractStore) -> None:
     def save(uow: UnitOfWork) -> None:
         for found in (entity("org"), entity("team", "org"), entity("agent", "team")):
             uow.entities.save("acme", found)
@@ -418,10 +419,59 @@ def test_entities_load_in_creation_order_and_update_in_place(store: ContractStor
     run(store, save)
     moved = entity("team", None, kind="squad", name="Squad", created_at=at(3))
     run(store, lambda uow: uow.entities.save("acme", moved))
-    loaded = run(store, lambda uow: uow.entities.load("acme"))
-    assert list(loaded) == ["org", "team", "agent"]
-    assert loaded["team"] == replace(moved, created_at=T0)
-    assert run(store, lambda uow: uow.entities.load("nobody")) == {}
+    assert run(store, lambda uow: uow.entities.get("acme", "team")) == replace(moved, created_at=T0)
+    assert run(store, lambda uow: uow.entities.get("acme", "other")) is None
+    assert run(store, lambda uow: uow.entities.get("nobody", "team")) is None
+
+
+def test_a_path_is_the_entity_and_its_ancestors_nearest_first(store: ContractStore) -> None:
+    def save(uow: UnitOfWork) -> None:
+        for found in (entity("org"), entity("team", "org"), entity("agent", "team")):
+            uow.entities.save("acme", found)
+        uow.entities.save("umbrella", entity("team"))  # same ids, another customer
+        uow.entities.save("umbrella", entity("agent", "team"))
+
+    run(store, save)
+    path = run(store, lambda uow: uow.entities.path("acme", "agent"))
+    assert [(e.id, e.parent) for e in path] == [("agent", "team"), ("team", "org"), ("org", None)]
+    assert [e.id for e in run(store, lambda uow: uow.entities.path("umbrella", "agent"))] == [
+        "agent",
+        "team",
+    ]
+    assert run(store, lambda uow: uow.entities.path("acme", "nobody")) == []
+    # After a move, the stored tree answers the new path.
+    run(store, lambda uow: uow.entities.save("acme", entity("team")))
+    assert [e.id for e in run(store, lambda uow: uow.entities.path("acme", "agent"))] == [
+        "agent",
+        "team",
+    ]
+
+
+def test_children_and_height_read_below_an_entity(store: ContractStore) -> None:
+    def save(uow: UnitOfWork) -> None:
+        uow.entities.save("acme", entity("org"))
+        for name in ("b", "a", "c"):
+            uow.entities.save("acme", entity(name, "org"))
+        uow.entities.save("acme", entity("deep", "a"))
+        uow.entities.save("umbrella", entity("stranger", "org"))
+
+    run(store, save)
+    assert run(store, lambda uow: uow.entities.children("acme", "org")) == ["b", "a", "c"]
+    assert run(store, lambda uow: uow.entities.children("acme", "deep")) == []
+    assert run(store, lambda uow: uow.entities.height("acme", "org")) == 3
+    assert run(store, lambda uow: uow.entities.height("acme", "a")) == 2
+    assert run(store, lambda uow: uow.entities.height("acme", "deep")) == 1
+
+
+def test_height_is_counted_up_to_one_level_past_the_deepest_tree(store: ContractStore) -> None:
+    def save(uow: UnitOfWork) -> None:
+        uow.entities.save("acme", entity("e0"))
+        for n in range(1, MAX_ENTITY_DEPTH + 5):
+            uow.entities.save("acme", entity(f"e{n}", f"e{n - 1}"))
+
+    run(store, save)
+    assert run(store, lambda uow: uow.entities.height("acme", "e0")) == MAX_ENTITY_DEPTH + 1
+    assert len(run(store, lambda uow: uow.entities.path("acme", "e20"))) == MAX_ENTITY_DEPTH + 1
 
 
 def test_deleting_an_entity_deletes_its_budgets_only(store: ContractStore) -> None:
@@ -435,13 +485,19 @@ def test_deleting_an_entity_deletes_its_budgets_only(store: ContractStore) -> No
 
     run(store, save)
     run(store, lambda uow: uow.entities.delete("acme", "agent"))
-    assert list(run(store, lambda uow: uow.entities.load("acme"))) == ["team"]
-    assert [b.entity for b in run(store, lambda uow: uow.budgets.load("acme"))] == ["team"]
-    assert [b.entity for b in run(store, lambda uow: uow.budgets.load("umbrella"))] == ["agent"]
+    assert run(store, lambda uow: uow.entities.get("acme", "agent")) is None
+    assert run(store, lambda uow: uow.entities.children("acme", "team")) == []
+    both = ["team", "agent"]
+    assert [b.entity for b in run(store, lambda uow: uow.budgets.of_entities("acme", both))] == [
+        "team"
+    ]
+    assert [
+        b.entity for b in run(store, lambda uow: uow.budgets.of_entities("umbrella", both))
+    ] == ["agent"]
     run(store, lambda uow: uow.entities.delete("acme", "agent"))  # gone already: nothing
 
 
-def test_budgets_load_in_creation_order_and_an_update_changes_limit_reset_enforcement(
+def test_budgets_read_in_creation_order_and_an_update_changes_limit_reset_enforcement(
     store: ContractStore,
 ) -> None:
     def save(uow: UnitOfWork) -> None:
@@ -460,13 +516,22 @@ def test_budgets_load_in_creation_order_and_an_update_changes_limit_reset_enforc
         created_at=at(9),
     )
     run(store, lambda uow: uow.budgets.save("acme", changed))
-    loaded = run(store, lambda uow: uow.budgets.load("acme"))
+    loaded = run(store, lambda uow: uow.budgets.of_entities("acme", ["agent", "team"]))
     assert [(b.entity, b.target) for b in loaded] == [
         ("team", "calls"),
         ("agent", "credits"),
         ("team", "tokens"),
     ]
     assert loaded[0] == replace(changed, kind=BudgetKind.FEATURE, created_at=T0)
+    assert run(store, lambda uow: uow.budgets.get("acme", "team", "calls")) == loaded[0]
+    assert run(store, lambda uow: uow.budgets.get("acme", "agent", "calls")) is None
+    assert [
+        b.target for b in run(store, lambda uow: uow.budgets.of_entities("acme", ["team"]))
+    ] == [
+        "calls",
+        "tokens",
+    ]
+    assert run(store, lambda uow: uow.budgets.of_entities("acme", [])) == []
 
 
 def test_a_budget_is_deleted_once(store: ContractStore) -> None:
@@ -474,6 +539,6 @@ def test_a_budget_is_deleted_once(store: ContractStore) -> None:
     assert run(store, lambda uow: uow.budgets.delete("acme", "team", "calls")) is True
     assert run(store, lambda uow: uow.budgets.delete("acme", "team", "calls")) is False
     assert run(store, lambda uow: uow.budgets.delete("acme", "team", "tokens")) is False
-    assert run(store, lambda uow: uow.budgets.load("acme")) == []
-    run(store, lambda uow: uow.budgets.save("acme", budget("team")))  # made again: last
-    assert len(run(store, lambda uow: uow.budgets.load("acme"))) == 1
+    assert run(store, lambda uow: uow.budgets.of_entities("acme", ["team"])) == []
+    run(store, lambda uow: uow.budgets.save("acme", budget("team")))  # made again
+    assert len(run(store, lambda uow: uow.budgets.of_entities("acme", ["team"]))) == 1

@@ -183,8 +183,8 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
         catalog("addon", "more"),
         customer(),  # put
         customer(),  # subscription
-        customer(),  # entity
-        customer(),  # budget
+        customer(entity="team-a"),  # entity: only that entity changed
+        customer(entity="team-a"),  # its budget
         customer(),  # promotion
         customer(),  # override
         used("requests", 2),

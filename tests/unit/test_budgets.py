@@ -1,5 +1,5 @@
 """The pure budgets core: windows anchored at creation, the hard/soft decision of one budget,
-who a request counts for, which budgets apply and in what order, what live holds keep back,
+which budgets apply and in what order, what live holds keep back,
 the nearest exceeded budget, and the roll-up of consumption along entity paths.
 
 Amounts are micro-units (1 unit = 1_000_000); every expected figure is written out by hand.
@@ -19,13 +19,11 @@ from allotment.domain.budgets import (
     BudgetKind,
     Standing,
     budgets_on_path,
-    entity_path,
     first_exceeded,
     held_for,
     roll_up,
 )
 from allotment.domain.catalog import Enforcement
-from allotment.domain.entities import Entity
 from allotment.domain.periods import Period, ResetPeriod
 from allotment.domain.reservations import Reservation, ReservationStatus
 
@@ -84,20 +82,6 @@ def hold(
         committed_amount=None,
         entity_path=path,
     )
-
-
-def entity(entity_id: str, parent: str | None = None) -> Entity:
-    return Entity(entity_id, parent, None, None, T0)
-
-
-# dept ── team ── agent        ops ── bot
-TREE = {
-    "dept": entity("dept"),
-    "team": entity("team", "dept"),
-    "agent": entity("agent", "team"),
-    "ops": entity("ops"),
-    "bot": entity("bot", "ops"),
-}
 
 
 # ------------------------------------------------------------------ Budget.window
@@ -230,38 +214,6 @@ def test_the_window_of_a_standing_does_not_enter_the_decision() -> None:
     late = Standing(b, b.window(T0 + 5 * DAY), 100 * UNIT, 0)
     assert late.exceeded_by(1) is True
     assert late.exceeded_by(0) is False
-
-
-# ------------------------------------------------------------------ entity_path
-
-
-def test_no_entity_counts_for_nobody() -> None:
-    assert entity_path(TREE, None) == NO_PATH == ()
-
-
-@pytest.mark.parametrize(
-    ("entity_id", "path"),
-    [
-        ("dept", ("dept",)),
-        ("team", ("team", "dept")),
-        ("agent", ("agent", "team", "dept")),
-        ("bot", ("bot", "ops")),
-    ],
-)
-def test_a_path_is_the_entity_and_its_ancestors_nearest_first(
-    entity_id: str, path: tuple[str, ...]
-) -> None:
-    assert entity_path(TREE, entity_id) == path
-
-
-def test_the_path_follows_the_tree_it_is_given() -> None:
-    moved = {**TREE, "team": entity("team", "ops")}
-    assert entity_path(moved, "agent") == ("agent", "team", "ops")
-    assert entity_path(TREE, "agent") == ("agent", "team", "dept")
-
-
-def test_a_path_is_a_tuple() -> None:
-    assert isinstance(entity_path(TREE, "agent"), tuple)
 
 
 # ------------------------------------------------------------------ budgets_on_path
@@ -501,8 +453,8 @@ def test_negative_amounts_roll_up_too() -> None:
 
 
 def test_paths_recorded_before_and_after_a_move_each_keep_their_ancestors() -> None:
-    before = entity_path(TREE, "agent")
-    after = entity_path({**TREE, "team": entity("team", "ops")}, "agent")
+    before = ("agent", "team", "dept")
+    after = ("agent", "team", "ops")  # once the team moved under ops
     totals = roll_up([(before, 5 * UNIT), (after, 7 * UNIT)])
     assert totals == {
         "agent": 12 * UNIT,

@@ -1,16 +1,18 @@
-"""Answering the callers of a store's jobs: in job order, one wake-up per event loop."""
+"""A store's jobs: taken in batches, writes first and fills in their own lane; their callers
+answered in job order, one wake-up per event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import threading
 from typing import Any
 
 import pytest
 
 from allotment.service.ports import UnitOfWork
-from allotment.storage.jobs import Finished, Pending, settle
+from allotment.storage.jobs import Finished, JobQueue, Pending, settle
 
 
 def _job(uow: UnitOfWork) -> None:
@@ -72,3 +74,62 @@ def test_answers_for_a_closed_event_loop_are_dropped_without_failing_the_store()
 
     assert blocking.result(timeout=0) == 2
     assert not future.done()
+
+
+# ---------------------------------------------------------------- the two lanes
+
+
+def _queued(jobs: JobQueue, *lanes: str) -> dict[str, Pending]:
+    """Submit one job per lane name ("w1", "f1", ...), as callers do; by name."""
+    pending = {}
+    for name in lanes:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        pending[name] = Pending(_job, future, fill=name.startswith("f"))
+        jobs._submit(pending[name])
+    return pending
+
+
+def _names(batch: list[Pending] | None, pending: dict[str, Pending]) -> list[str]:
+    assert batch is not None
+    by_identity = {id(p): name for name, p in pending.items()}
+    return [by_identity[id(p)] for p in batch]
+
+
+def test_a_batch_takes_every_waiting_write_first_and_a_bounded_share_of_fills() -> None:
+    jobs = JobQueue()
+    pending = _queued(jobs, "f1", "f2", "w1", "f3", "f4", "w2", "f5")
+    assert _names(jobs.take(100, 2, timeout=0), pending) == ["w1", "w2", "f1", "f2"]
+    assert jobs.depth() == 3
+    pending |= _queued(jobs, "w3")
+    # The fills left behind keep their order, after the writes that came since.
+    assert _names(jobs.take(100, 2, timeout=0), pending) == ["w3", "f3", "f4"]
+    assert _names(jobs.take(100, 2, timeout=0), pending) == ["f5"]
+    with pytest.raises(queue.Empty):
+        jobs.take(100, 2, timeout=0.001)
+
+
+def test_a_batch_of_fills_alone_takes_its_share() -> None:
+    jobs = JobQueue()
+    pending = _queued(jobs, "f1", "f2", "f3", "f4")
+    assert _names(jobs.take(100, 3, timeout=0), pending) == ["f1", "f2", "f3"]
+    assert _names(jobs.take(100, 3, timeout=0), pending) == ["f4"]
+
+
+def test_fills_move_every_batch_however_many_writes_wait() -> None:
+    jobs = JobQueue()
+    pending = _queued(jobs, "f1", "f2", *(f"w{n}" for n in range(10)))
+    assert _names(jobs.take(4, 1, timeout=0), pending) == ["w0", "w1", "w2", "f1"]
+    assert _names(jobs.take(4, 1, timeout=0), pending) == ["w3", "w4", "w5", "f2"]
+    assert _names(jobs.take(4, 1, timeout=0), pending) == ["w6", "w7", "w8", "w9"]
+    assert jobs.depth() == 0
+
+
+def test_a_closed_queue_runs_the_fills_it_took_before_it_stops() -> None:
+    jobs = JobQueue()
+    pending = _queued(jobs, "f1", "f2", "f3")
+    jobs.close()
+    assert _names(jobs.take(100, 2, timeout=0), pending) == ["f1", "f2"]
+    assert _names(jobs.take(100, 2, timeout=0), pending) == ["f3"]
+    assert jobs.take(100, 2, timeout=0) is None
+    with pytest.raises(RuntimeError):
+        _queued(jobs, "w1")

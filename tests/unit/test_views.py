@@ -271,19 +271,14 @@ BUDGET_JSON = (
 
 
 def test_an_entity_answers_its_children_and_budgets() -> None:
-    entities = {
-        "dept": Entity("dept", None, "department", "R&D", NOW),
-        "team-a": Entity("team-a", "dept", None, None, NOW),
-        "agent": Entity("agent", "team-a", "agent", None, NOW),
-    }
-    entity = entities["team-a"]
-    head = b'{"id":"team-a","parent":"dept","kind":null,"name":null,"children":["agent"],'
+    entity = Entity("team-a", "dept", None, None, NOW)
+    head = b'{"id":"team-a","parent":"dept","kind":null,"name":null,"children":'
     tail = b'"created_at":"2026-11-24T10:00:00Z"'
-    assert _json(entity_view(entities, entity, [_figures()])) == (
-        head + b'"budgets":[' + BUDGET_JSON + b"]," + tail + b"}"
+    assert _json(entity_view(entity, ["agent", "bot"], [_figures()])) == (
+        head + b'["agent","bot"],"budgets":[' + BUDGET_JSON + b"]," + tail + b"}"
     )
-    assert _json(deleted_entity(entities, entity, [])) == (
-        head + b'"budgets":[],' + tail + b',"deleted":true}'
+    assert _json(deleted_entity(entity, [])) == (
+        head + b'[],"budgets":[],' + tail + b',"deleted":true}'
     )
 
 

@@ -18,7 +18,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from allotment.domain.catalog import Enforcement
-from allotment.domain.entities import Entity, path_to_root
 from allotment.domain.periods import Period, ResetPeriod, period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
@@ -67,11 +66,6 @@ class Standing:
         if requested is None:
             return committed >= self.budget.limit
         return committed + requested > self.budget.limit
-
-
-def entity_path(entities: Mapping[str, Entity], entity_id: str | None) -> EntityPath:
-    """Who a request for ``entity_id`` counts for: the entity and its ancestors, nearest first."""
-    return NO_PATH if entity_id is None else tuple(path_to_root(entities, entity_id))
 
 
 def budgets_on_path(

@@ -51,10 +51,12 @@ class CatalogChanged:
 
 @dataclass(frozen=True, slots=True)
 class CustomerChanged:
-    """The customer, what it holds (subscriptions, promotions, overrides), its entity tree or
-    its budgets changed: caches drop it and read it again."""
+    """The customer or what it holds (subscriptions, promotions, overrides) changed: caches
+    drop it and read it again. With ``entity``, only that entity (its place in the tree, its
+    fields or its budgets) changed: caches drop what they hold of that entity alone."""
 
     customer: str
+    entity: str | None = None
 
     kind = ChangeKind.CUSTOMER
 

@@ -2,11 +2,15 @@
 
 Usage and credit debits reported for an entity count for it, for every ancestor and for the
 customer; budgets (per entity and feature or currency) build on this tree.
+
+The rules here read only what a write touches: the entity's new ancestors (at most
+``MAX_ENTITY_DEPTH`` of them) and, for an entity that already has children, the height of its
+subtree. No rule reads the whole tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,39 +28,31 @@ class Entity:
     created_at: datetime
 
 
-def path_to_root(entities: Mapping[str, Entity], entity_id: str) -> list[str]:
-    """``entity_id`` and its ancestors, nearest first."""
-    path = [entity_id]
-    parent = entities[entity_id].parent
-    while parent is not None:
-        path.append(parent)
-        parent = entities[parent].parent
-    return path
+def check_placement(entity: Entity, ancestors: Sequence[Entity], height: int) -> None:
+    """Refuse an unknown parent, a cycle, or a tree deeper than MAX_ENTITY_DEPTH.
 
-
-def children_of(entities: Mapping[str, Entity], entity_id: str) -> list[str]:
-    return [e.id for e in entities.values() if e.parent == entity_id]
-
-
-def check_placement(entities: Mapping[str, Entity], entity: Entity) -> None:
-    """Refuse an unknown parent, a cycle, or a tree deeper than MAX_ENTITY_DEPTH."""
+    ``ancestors`` are the stored chain from ``entity.parent`` up to its root, nearest first
+    (empty for a root entity, or when the parent does not exist); ``height`` is the number of
+    levels in the entity's stored subtree, itself included (1 for a new entity or a leaf).
+    """
     if entity.parent is None:
-        placed = {**entities, entity.id: entity}
-    else:
-        if entity.parent not in entities and entity.parent != entity.id:
+        return
+    chain = [entity.id]
+    for ancestor in ancestors:
+        chain.append(ancestor.id)
+        if ancestor.id == entity.id:
             raise InvalidRequest(
-                f"parent: the customer has no entity {entity.parent!r}.", {"field": "parent"}
+                f"entity parents form a cycle: {' -> '.join(chain)}.", {"field": "parent"}
             )
-        placed = {**entities, entity.id: entity}
-        seen = [entity.id]
-        parent: str | None = entity.parent
-        while parent is not None:
-            if parent in seen:
-                chain = " -> ".join([*seen, parent])
-                raise InvalidRequest(f"entity parents form a cycle: {chain}.", {"field": "parent"})
-            seen.append(parent)
-            parent = placed[parent].parent
-    depth = len(path_to_root(placed, entity.id)) + _height(placed, entity.id) - 1
+    if entity.parent == entity.id:
+        raise InvalidRequest(
+            f"entity parents form a cycle: {entity.id} -> {entity.id}.", {"field": "parent"}
+        )
+    if not ancestors:
+        raise InvalidRequest(
+            f"parent: the customer has no entity {entity.parent!r}.", {"field": "parent"}
+        )
+    depth = 1 + len(ancestors) + height - 1
     if depth > MAX_ENTITY_DEPTH:
         raise InvalidRequest(
             f"entity {entity.id!r} would sit in a chain of {depth} entities; at most "
@@ -65,19 +61,9 @@ def check_placement(entities: Mapping[str, Entity], entity: Entity) -> None:
         )
 
 
-def check_removable(entities: Mapping[str, Entity], entity_id: str) -> None:
-    children = children_of(entities, entity_id)
+def check_removable(entity_id: str, children: Sequence[str]) -> None:
     if children:
         raise Conflict(
             f"entity {entity_id!r} has children ({', '.join(children)}); remove them first.",
-            {"children": children},
+            {"children": list(children)},
         )
-
-
-def _height(entities: Mapping[str, Entity], entity_id: str) -> int:
-    """Levels in the subtree of ``entity_id``, itself included."""
-    level, height = [entity_id], 0
-    while level:
-        height += 1
-        level = [e.id for e in entities.values() if e.parent in level]
-    return height

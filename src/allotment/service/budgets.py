@@ -19,6 +19,7 @@ from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 from allotment.domain.timefmt import whole_second
 from allotment.service.answers import BudgetFigures, PeriodView
+from allotment.service.entity_tree import BudgetSlot
 from allotment.service.entity_views import (
     DeletedBudget,
     EntityBudgetView,
@@ -27,7 +28,6 @@ from allotment.service.entity_views import (
 )
 from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import BudgetSlot
 
 
 def standings_in_job(
@@ -101,7 +101,7 @@ class BudgetService:
         def job(uow: UnitOfWork) -> tuple[EntityBudgetView, bool]:
             _entity_of(uow, customer_id, entity_id, writing=True)
             kind = _target_kind(runtime, uow, target)
-            existing = _find(uow.budgets.load(customer_id), entity_id, target)
+            existing = uow.budgets.get(customer_id, entity_id, target)
             now = runtime.clock.now()
             budget = Budget(
                 entity=entity_id,
@@ -114,7 +114,7 @@ class BudgetService:
                 created_at=existing.created_at if existing else whole_second(now),
             )
             uow.budgets.save(customer_id, budget)
-            runtime.customer_changed(uow, customer_id)
+            runtime.entity_changed(uow, customer_id, entity_id)
             holds = runtime.live_holds(uow, customer_id, now)
             (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
             return budget_view(figures), existing is None
@@ -126,21 +126,17 @@ class BudgetService:
 
         def job(uow: UnitOfWork) -> DeletedBudget:
             _entity_of(uow, customer_id, entity_id, writing=False)
-            budget = _find(uow.budgets.load(customer_id), entity_id, target)
+            budget = uow.budgets.get(customer_id, entity_id, target)
             if budget is None:
                 raise NotFound(f"entity {entity_id!r} has no budget on {target!r}.")
             now = runtime.clock.now()
             holds = runtime.live_holds(uow, customer_id, now)
             (figures,) = standings_in_job(uow, customer_id, [BudgetSlot(budget)], holds, now)
             uow.budgets.delete(customer_id, entity_id, target)
-            runtime.customer_changed(uow, customer_id)
+            runtime.entity_changed(uow, customer_id, entity_id)
             return deleted_budget(figures)
 
         return await runtime.run(job)
-
-
-def _find(budgets: Sequence[Budget], entity_id: str, target: str) -> Budget | None:
-    return next((b for b in budgets if b.entity == entity_id and b.target == target), None)
 
 
 def _entity_of(uow: UnitOfWork, customer_id: str, entity_id: str, *, writing: bool) -> None:
@@ -149,7 +145,7 @@ def _entity_of(uow: UnitOfWork, customer_id: str, entity_id: str, *, writing: bo
         raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
     if writing and customer.is_archived:
         raise Conflict(f"customer {customer_id!r} is archived.")
-    if entity_id not in uow.entities.load(customer_id):
+    if uow.entities.get(customer_id, entity_id) is None:
         raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
 
 

@@ -97,8 +97,10 @@ def _fields(change: Change) -> dict[str, Any]:
     match change:
         case CatalogChanged(object_kind, object_id, document):
             return {"object_kind": object_kind, "id": object_id, "document": document}
-        case CustomerChanged(customer):
+        case CustomerChanged(customer, None):
             return {"customer": customer}
+        case CustomerChanged(customer, entity):
+            return {"customer": customer, "entity": entity}
         case UsageRecorded(customer, feature, entity, amount, timestamp, path):
             return {
                 "customer": customer,
@@ -136,7 +138,7 @@ def _fields(change: Change) -> dict[str, Any]:
 
 _DECODERS: dict[ChangeKind, Callable[[dict[str, Any]], Change]] = {
     ChangeKind.CATALOG: lambda d: CatalogChanged(d["object_kind"], d["id"], d["document"]),
-    ChangeKind.CUSTOMER: lambda d: CustomerChanged(d["customer"]),
+    ChangeKind.CUSTOMER: lambda d: CustomerChanged(d["customer"], d.get("entity")),
     ChangeKind.USAGE: lambda d: UsageRecorded(
         d["customer"],
         d["feature"],

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import msgspec
 
-from allotment.domain.budgets import NO_PATH, EntityPath, entity_path
+from allotment.domain.budgets import NO_PATH, EntityPath
 from allotment.domain.catalog import Catalog, CreditCategory, Currency
 from allotment.domain.changes import CreditsChanged, Spend
 from allotment.domain.credits import (
@@ -47,6 +47,7 @@ from allotment.service.credit_views import (
     grant_view,
     ledger_entry_view,
 )
+from allotment.service.entity_tree import BudgetSlot, EntityAt
 from allotment.service.outcomes import (
     DEBIT_RECORD,
     GRANT_RECORD,
@@ -58,7 +59,7 @@ from allotment.service.outcomes import (
 from allotment.service.ports import LedgerRecord, Page, UnitOfWork
 from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import BudgetSlot, CustomerSnapshot, PoolFigures
+from allotment.service.snapshots import PoolFigures
 
 Outcome = TypeVar("Outcome")
 MAX_PRIORITY = 1_000_000
@@ -186,19 +187,19 @@ class CreditService:
                 runtime.catalog_in(uow).feature_for(request.feature, "feature")
             reason: DenialReason | None
             snapshot = runtime.snapshot_in(uow, customer)
-            if snapshot is not None and request.entity in snapshot.entities:
-                # Holds in their order: the budgets on the path, then the pool.
-                path = entity_path(snapshot.entities, request.entity)
-                uow.hold_budgets(customer, path)
+            found = None
+            if snapshot is not None and request.entity is not None:
+                found = runtime.entity_in(uow, snapshot, request.entity)
+                if found is not None:
+                    # Holds in their order: the budgets on the path, then the pool.
+                    uow.hold_budgets(customer, found.path)
             pool = self.settled_pool(uow, customer, currency, now)
             if snapshot is not None and snapshot.customer.is_archived:
                 reason = DenialReason.CUSTOMER_ARCHIVED
-            elif snapshot is not None and (
-                request.entity is not None and request.entity not in snapshot.entities
-            ):
+            elif snapshot is not None and request.entity is not None and found is None:
                 reason = DenialReason.ENTITY_NOT_FOUND
             else:
-                reason = self._debit(uow, snapshot, customer, currency, pool, request, now)
+                reason = self._debit(uow, found, customer, currency, pool, request, now)
             records = self.save(uow, customer, currency, pool, now)
             return DebitOutcome(
                 applied=reason is None,
@@ -221,7 +222,7 @@ class CreditService:
     def _debit(
         self,
         uow: UnitOfWork,
-        snapshot: CustomerSnapshot | None,
+        entity: EntityAt | None,
         customer: str,
         currency: str,
         pool: Pool,
@@ -234,8 +235,9 @@ class CreditService:
         live = runtime.live_holds(uow, customer, now)
         path: EntityPath = NO_PATH
         on_path: list[BudgetSlot] = []
-        if request.entity is not None and snapshot is not None:
-            path, on_path = snapshot.path_and_budgets(request.entity, None, currency)
+        if entity is not None:
+            along = entity.budgets(None, currency)
+            path, on_path = along.path, along.slots
         if request.enforce:
             budgets = standings_in_job(uow, customer, on_path, live, now)
             reason = decide_consumption(

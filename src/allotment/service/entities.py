@@ -1,4 +1,9 @@
-"""The tree of entities under each customer: create, move, read and remove."""
+"""The tree of entities under each customer: create, move, read and remove.
+
+Each operation reads what it touches: the entity, its new ancestors when it moves, the height
+of its subtree when it moves with children, its children's ids and its own budgets. None reads
+the customer's whole tree.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from allotment.domain.errors import Conflict, NotFound
 from allotment.domain.ids import require_client_id
 from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import standings_in_job
+from allotment.service.entity_tree import BudgetSlot
 from allotment.service.entity_views import (
     DeletedEntity,
     EntityView,
@@ -15,7 +21,6 @@ from allotment.service.entity_views import (
 )
 from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import BudgetSlot
 
 
 class EntityService:
@@ -40,16 +45,18 @@ class EntityService:
                 raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
             if customer.is_archived:
                 raise Conflict(f"customer {customer_id!r} is archived.")
-            entities = uow.entities.load(customer_id)
-            existing = entities.get(entity_id)
+            existing = uow.entities.get(customer_id, entity_id)
             now = runtime.clock.now()
             entity = Entity(entity_id, parent, kind, name, existing.created_at if existing else now)
-            check_placement(entities, entity)
+            if existing is None or existing.parent != parent:
+                ancestors = [] if parent is None else uow.entities.path(customer_id, parent)
+                height = 1 if existing is None else uow.entities.height(customer_id, entity_id)
+                check_placement(entity, ancestors, height)
             uow.entities.save(customer_id, entity)
-            runtime.customer_changed(uow, customer_id)
-            entities[entity_id] = entity
+            runtime.entity_changed(uow, customer_id, entity_id)
+            children = [] if existing is None else uow.entities.children(customer_id, entity_id)
             budgets = _budgets(runtime, uow, customer_id, entity_id)
-            return entity_view(entities, entity, budgets), existing is None
+            return entity_view(entity, children, budgets), existing is None
 
         return await runtime.run(job)
 
@@ -57,9 +64,9 @@ class EntityService:
         runtime = self._runtime
 
         def job(uow: UnitOfWork) -> EntityView:
-            entities, entity = _existing(uow, customer_id, entity_id)
-            budgets = _budgets(runtime, uow, customer_id, entity_id)
-            return entity_view(entities, entity, budgets)
+            entity = _existing(uow, customer_id, entity_id)
+            children = uow.entities.children(customer_id, entity_id)
+            return entity_view(entity, children, _budgets(runtime, uow, customer_id, entity_id))
 
         return await runtime.run(job)
 
@@ -67,34 +74,31 @@ class EntityService:
         runtime = self._runtime
 
         def job(uow: UnitOfWork) -> DeletedEntity:
-            entities, entity = _existing(uow, customer_id, entity_id)
-            check_removable(entities, entity_id)
+            entity = _existing(uow, customer_id, entity_id)
+            check_removable(entity_id, uow.entities.children(customer_id, entity_id))
             budgets = _budgets(runtime, uow, customer_id, entity_id)
             uow.entities.delete(customer_id, entity_id)
-            runtime.customer_changed(uow, customer_id)
-            return deleted_entity(entities, entity, budgets)
+            runtime.entity_changed(uow, customer_id, entity_id)
+            return deleted_entity(entity, budgets)
 
         return await runtime.run(job)
 
 
-def _existing(
-    uow: UnitOfWork, customer_id: str, entity_id: str
-) -> tuple[dict[str, Entity], Entity]:
-    """The customer's tree and the entity in it; 404 for an unknown customer or entity."""
+def _existing(uow: UnitOfWork, customer_id: str, entity_id: str) -> Entity:
+    """The entity; 404 for an unknown customer or entity."""
     if uow.customers.get(customer_id) is None:
         raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
-    entities = uow.entities.load(customer_id)
-    entity = entities.get(entity_id)
+    entity = uow.entities.get(customer_id, entity_id)
     if entity is None:
         raise NotFound(f"customer {customer_id!r} has no entity {entity_id!r}.")
-    return entities, entity
+    return entity
 
 
 def _budgets(
     runtime: Runtime, uow: UnitOfWork, customer_id: str, entity_id: str
 ) -> list[BudgetFigures]:
     """The entity's own budgets with where each stands now."""
-    own = [b for b in uow.budgets.load(customer_id) if b.entity == entity_id]
+    own = uow.budgets.of_entities(customer_id, [entity_id])
     now = runtime.clock.now()
     holds = runtime.live_holds(uow, customer_id, now)
     return standings_in_job(uow, customer_id, [BudgetSlot(b) for b in own], holds, now)

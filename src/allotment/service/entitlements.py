@@ -2,8 +2,9 @@
 
 A check reads the customer's snapshot, resolves the feature (cached until a holding starts or
 ends or the catalog changes) and reads the usage of the current window from the snapshot, and,
-with an entity, that of each budget window on its path. When something is not cached yet it asks
-the store to load it (every missing window in one job), then answers from memory again.
+with an entity, that of each budget window on its path. When something is not cached yet, one
+store job reads it all (the snapshot, the entity's path, the windows), answers, and fills the
+cache with what it read: the next check is answered from memory.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from allotment.domain.budgets import Budget, held_for
+from allotment.domain.budgets import held_for
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
 from allotment.domain.quantities import Micros
@@ -23,52 +24,41 @@ from allotment.service.answers import (
     CheckAnswer,
     CreditFigures,
     Entitlements,
-    PeriodView,
     answer_for,
     denied,
 )
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
+from allotment.service.entity_tree import BudgetSlot, EntityAt, NotLoaded
 from allotment.service.gate import admission_denial
 from allotment.service.ports import UnitOfWork
 from allotment.service.projector import BudgetWindowLoaded, WindowLoaded
 from allotment.service.runtime import Runtime
-from allotment.service.snapshots import (
-    BudgetSlot,
-    CustomerSnapshot,
-    budget_window_key,
-    window_key,
-)
-
-# A snapshot or window can be dropped by a concurrent write between loading it and reading it;
-# after this many loads the check is answered inside a store job instead, which cannot miss.
-MAX_CACHE_LOADS = 3
+from allotment.service.snapshots import CustomerSnapshot
 
 
 @dataclass(frozen=True, slots=True)
-class _MissingSnapshot:
-    customer: str
+class CacheMiss:
+    """What a check needs is not all in memory: the customer's snapshot, the entity's path, a
+    usage window, or a credit pool's figures (read and settled in the store)."""
+
+    missing: str
 
 
-@dataclass(frozen=True, slots=True)
-class _MissingWindows:
-    """Usage windows a check needs that the snapshot does not hold yet: the feature's (when
-    ``feature`` is set) and those of budgets on the entity's path. One job loads them all."""
-
-    customer: str
-    feature: str | None
-    window: PeriodView | None
-    budgets: list[tuple[Budget, PeriodView]]
-
-
-@dataclass(frozen=True, slots=True)
-class _NeedsStore:
-    """A credit-priced feature: its pool is read (and settled) inside a store job."""
-
-
-_Miss = _MissingSnapshot | _MissingWindows | _NeedsStore
-_Loadable = _MissingSnapshot | _MissingWindows
+_SNAPSHOT = CacheMiss("snapshot")
+_PATH = CacheMiss("entity path")
+_WINDOWS = CacheMiss("usage windows")
+_POOL = CacheMiss("credit pool")
 CreditLookup = Callable[[str], CreditFigures]
+EntityLookup = Callable[[CustomerSnapshot, str], EntityAt | NotLoaded | None]
+
+
+def _cached_entity(snapshot: CustomerSnapshot, entity: str) -> EntityAt | NotLoaded | None:
+    tree = snapshot.tree
+    nodes = tree.walk(entity)
+    if nodes is None or isinstance(nodes, NotLoaded):
+        return nodes
+    return EntityAt(nodes, tree)
 
 
 class EntitlementService:
@@ -79,29 +69,38 @@ class EntitlementService:
     async def check(
         self, customer_id: str, feature_id: str, entity: str | None, requested: Micros | None
     ) -> CheckAnswer:
-        for _ in range(MAX_CACHE_LOADS):
-            answer = self.check_cached(customer_id, feature_id, entity, requested)
-            if isinstance(answer, CheckAnswer):
-                return answer
-            if isinstance(answer, _NeedsStore):
-                break
-            await self._fill(answer)
+        answer = self.check_cached(customer_id, feature_id, entity, requested)
+        if isinstance(answer, CheckAnswer):
+            return answer
+        # One job reads whatever was missing, answers, and fills the cache with what it read,
+        # so that the next check of this customer, entity and feature is answered from memory.
+        # It waits behind writes (a fill): after a restart, thousands of these come at once.
         return await self._runtime.run(
-            lambda uow: self.check_in_job(uow, customer_id, feature_id, entity, requested)
+            lambda uow: self.check_in_job(uow, customer_id, feature_id, entity, requested),
+            fill=True,
         )
 
     def check_cached(
         self, customer_id: str, feature_id: str, entity: str | None, requested: Micros | None
-    ) -> CheckAnswer | _Miss:
-        """The answer from memory alone, or what must be loaded first."""
+    ) -> CheckAnswer | CacheMiss:
+        """The answer from memory alone, or what it lacks."""
         snapshot = self._runtime.snapshots.lookup(customer_id)
         if snapshot is False:
-            return _MissingSnapshot(customer_id)
+            return _SNAPSHOT
         assert not isinstance(snapshot, bool)
         catalog = self._runtime.catalog.current
         now = self._runtime.clock.now()
         return _evaluate(
-            catalog, snapshot, customer_id, feature_id, entity, requested, now, None, None
+            catalog,
+            snapshot,
+            customer_id,
+            feature_id,
+            entity,
+            requested,
+            now,
+            None,
+            None,
+            _cached_entity,
         )
 
     def check_in_job(
@@ -124,6 +123,7 @@ class EntitlementService:
             now,
             uow,
             self._credit_lookup(uow, customer_id, now),
+            self._entity_lookup(uow),
         )
         assert isinstance(answer, CheckAnswer)
         return answer
@@ -151,6 +151,7 @@ class EntitlementService:
                     now,
                     uow,
                     self._credit_lookup(uow, customer_id, now),
+                    self._entity_lookup(uow),
                 )
                 assert isinstance(answer, CheckAnswer)
                 answers.append(answer)
@@ -170,22 +171,17 @@ class EntitlementService:
 
         return figures
 
-    async def _fill(self, miss: _Loadable) -> None:
-        await self._runtime.run(lambda uow: self._load(uow, miss))
-
-    def _load(self, uow: UnitOfWork, miss: _Loadable) -> None:
+    def _entity_lookup(self, uow: UnitOfWork) -> EntityLookup:
+        """The entity as this job sees it, read once however many features ask."""
         runtime = self._runtime
-        if isinstance(miss, _MissingSnapshot):
-            runtime.load_snapshot(uow, miss.customer)
-            return
-        customer = miss.customer
-        if miss.feature is not None and miss.window is not None:
-            period = miss.window.period
-            used = uow.usage.window_usage(customer, miss.feature, period.start, period.end)
-            uow.fill(WindowLoaded(customer, window_key(miss.feature, miss.window), used))
-        for budget, view in miss.budgets:
-            spent = uow.budgets.usage(customer, budget, view.period.start, view.period.end)
-            uow.fill(BudgetWindowLoaded(customer, budget_window_key(budget, view), spent))
+        found: dict[str, EntityAt | None] = {}
+
+        def find(snapshot: CustomerSnapshot, entity: str) -> EntityAt | None:
+            if entity not in found:
+                found[entity] = runtime.entity_in(uow, snapshot, entity)
+            return found[entity]
+
+        return find
 
 
 def _evaluate(
@@ -198,16 +194,27 @@ def _evaluate(
     now: datetime,
     uow: UnitOfWork | None,
     credit_lookup: CreditLookup | None,
-) -> CheckAnswer | _Miss:
-    """The check decision. Usage comes from ``uow`` when given, else from the snapshot."""
+    find_entity: EntityLookup,
+) -> CheckAnswer | CacheMiss:
+    """The check decision. Usage comes from ``uow`` when given (and fills the cache), else from
+    the snapshot."""
     feature: Feature | None = catalog.features.get(feature_id)
     kind = feature.kind if feature else None
-    admission = admission_denial(snapshot, feature, entity)
+    admission = admission_denial(snapshot, feature)
     if admission is not None:
         known_kind = None if admission is DenialReason.FEATURE_NOT_FOUND else kind
         return denied(customer_id, feature_id, entity, admission, known_kind, requested)
     assert snapshot is not None
     assert feature is not None
+    found: EntityAt | None = None
+    if entity is not None:
+        looked_up = find_entity(snapshot, entity)
+        if isinstance(looked_up, NotLoaded):
+            return _PATH
+        if looked_up is None:
+            reason = DenialReason.ENTITY_NOT_FOUND
+            return denied(customer_id, feature_id, entity, reason, kind, requested)
+        found = looked_up
     derived = snapshot.derived_for(catalog, now)
     resolution = derived.resolution(snapshot.holdings, feature, now)
     offer = resolution.offer
@@ -221,22 +228,24 @@ def _evaluate(
     if isinstance(spec, MeteredSpec):
         window, key = derived.current_window(feature_id, offer.anchor, spec.reset, now)
         slots: list[BudgetSlot] = []
-        if entity is not None:
+        if found is not None:
             currency = spec.credit_cost.currency if spec.credit_cost is not None else None
-            _, slots = snapshot.path_and_budgets(entity, feature_id, currency)
+            slots = found.budgets(feature_id, currency).slots
         if uow is not None:
             period = window.period
             used = uow.usage.window_usage(customer_id, feature_id, period.start, period.end)
+            uow.fill(WindowLoaded(customer_id, key, used))
             live = uow.reservations.live(customer_id, now)
             reserved = reserved_usage(live, feature_id, now)
             budgets = standings_in_job(uow, customer_id, slots, live, now)
+            for slot, standing in zip(slots, budgets, strict=True):
+                spent = standing.standing.usage
+                uow.fill(BudgetWindowLoaded(customer_id, slot.window_at(now)[1], spent))
         else:
             cached = snapshot.windows.get(key)
-            cached_budgets, missing = _cached_budgets(snapshot, slots, now)
-            if cached is None or missing:
-                if cached is None:
-                    return _MissingWindows(customer_id, feature_id, window, missing)
-                return _MissingWindows(customer_id, None, None, missing)
+            cached_budgets = _cached_budgets(snapshot, slots, now)
+            if cached is None or cached_budgets is None:
+                return _WINDOWS
             budgets = cached_budgets
             used = cached
             if snapshot.holds:
@@ -251,7 +260,7 @@ def _evaluate(
             # they were saved, and no period's block has come due.
             figures = snapshot.pools.get(currency)
             if figures is None or not figures.holds_at(catalog, now):
-                return _NeedsStore()
+                return _POOL
             held = reserved_credits(snapshot.holds.values(), currency, now)
             credits = CreditFigures(currency, figures.balance - held, figures.overdraft_limit)
     return answer_for(
@@ -271,16 +280,15 @@ def _evaluate(
 
 def _cached_budgets(
     snapshot: CustomerSnapshot, slots: list[BudgetSlot], now: datetime
-) -> tuple[list[BudgetFigures], list[tuple[Budget, PeriodView]]]:
-    """Where each budget stands, from the snapshot, and the windows it does not hold yet."""
-    figures, missing = [], []
+) -> list[BudgetFigures] | None:
+    """Where each budget stands, from the snapshot; None when it lacks a window."""
+    figures = []
     holds = snapshot.holds
     for slot in slots:
         view, key = slot.window_at(now)
         usage = snapshot.budget_windows.get(key)
         if usage is None:
-            missing.append((slot.budget, view))
-            continue
+            return None
         held = held_for(slot.budget, holds.values(), now) if holds else 0
         figures.append(slot.figures(view, key, usage, held))
-    return figures, missing
+    return figures

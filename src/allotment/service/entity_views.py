@@ -3,7 +3,7 @@ it holds and where each stands now."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 from msgspec import Struct
@@ -11,7 +11,7 @@ from msgspec.structs import asdict
 
 from allotment.domain.budgets import BudgetKind
 from allotment.domain.catalog import Enforcement
-from allotment.domain.entities import Entity, children_of
+from allotment.domain.entities import Entity
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import to_json_number
 from allotment.domain.timefmt import format_instant
@@ -85,20 +85,19 @@ def deleted_budget(figures: BudgetFigures) -> DeletedBudget:
 
 
 def entity_view(
-    entities: Mapping[str, Entity], entity: Entity, budgets: Sequence[BudgetFigures]
+    entity: Entity, children: Sequence[str], budgets: Sequence[BudgetFigures]
 ) -> EntityView:
     return EntityView(
         id=entity.id,
         parent=entity.parent,
         kind=entity.kind,
         name=entity.name,
-        children=children_of(entities, entity.id),
+        children=list(children),
         budgets=[budget_view(figures) for figures in budgets],
         created_at=format_instant(entity.created_at),
     )
 
 
-def deleted_entity(
-    entities: Mapping[str, Entity], entity: Entity, budgets: Sequence[BudgetFigures]
-) -> DeletedEntity:
-    return DeletedEntity(**asdict(entity_view(entities, entity, budgets)), deleted=True)
+def deleted_entity(entity: Entity, budgets: Sequence[BudgetFigures]) -> DeletedEntity:
+    """A removed entity has no children: removing one that has any is refused."""
+    return DeletedEntity(**asdict(entity_view(entity, [], budgets)), deleted=True)

@@ -10,17 +10,17 @@ from allotment.service.snapshots import CustomerSnapshot
 
 
 def admission_denial(
-    snapshot: CustomerSnapshot | None, feature: Feature | None, entity: str | None
+    snapshot: CustomerSnapshot | None, feature: Feature | None
 ) -> DenialReason | None:
-    """The reason to deny before resolving anything, in the contract's order, or None."""
+    """The reason to deny before resolving anything, in the contract's order, or None. An
+    unknown entity comes next (``entity_not_found``): callers look the entity up themselves,
+    from the snapshot or the store (``Runtime.entity_in``)."""
     if snapshot is None:
         return DenialReason.CUSTOMER_NOT_FOUND
     if snapshot.customer.is_archived:
         return DenialReason.CUSTOMER_ARCHIVED
     if feature is None:
         return DenialReason.FEATURE_NOT_FOUND
-    if entity is not None and entity not in snapshot.entities:
-        return DenialReason.ENTITY_NOT_FOUND
     return None
 
 

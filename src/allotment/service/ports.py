@@ -190,7 +190,23 @@ class LedgerRepository(Protocol):
 
 
 class EntityRepository(Protocol):
-    def load(self, customer_id: str) -> dict[str, Entity]: ...
+    """A customer's tree, read a path or a level at a time: nothing reads the whole tree."""
+
+    def get(self, customer_id: str, entity_id: str) -> Entity | None: ...
+    def path(self, customer_id: str, entity_id: str) -> list[Entity]:
+        """The entity and its ancestors, nearest first (at most MAX_ENTITY_DEPTH of them);
+        empty when the customer has no such entity."""
+        ...
+
+    def children(self, customer_id: str, entity_id: str) -> list[str]:
+        """The ids of the entity's children, in creation order."""
+        ...
+
+    def height(self, customer_id: str, entity_id: str) -> int:
+        """Levels in the entity's subtree, itself included (1 for a leaf), counted up to
+        MAX_ENTITY_DEPTH + 1: what moving it under another parent must check."""
+        ...
+
     def save(self, customer_id: str, entity: Entity) -> None: ...
     def delete(self, customer_id: str, entity_id: str) -> None:
         """Remove the entity and its budgets; what was attributed to it stays in the truth."""
@@ -201,7 +217,11 @@ class BudgetRepository(Protocol):
     """Budgets, and their usage: a projection of the usage events (feature budgets) or the
     debit entries (currency budgets) whose entity path names the budget's entity."""
 
-    def load(self, customer_id: str) -> list[Budget]: ...
+    def get(self, customer_id: str, entity_id: str, target: str) -> Budget | None: ...
+    def of_entities(self, customer_id: str, entity_ids: Sequence[str]) -> list[Budget]:
+        """The budgets of these entities (a path), in creation order."""
+        ...
+
     def save(self, customer_id: str, budget: Budget) -> None: ...
     def delete(self, customer_id: str, entity_id: str, target: str) -> bool: ...
     def usage(
@@ -292,8 +312,10 @@ Published = LoggedChange | Fill
 
 
 class Store(Protocol):
-    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
-        """Run ``job`` in a transaction; the result, once that is durable."""
+    def run(self, job: Callable[[UnitOfWork], T], *, fill: bool = False) -> Awaitable[T]:
+        """Run ``job`` in a transaction; the result, once that is durable. A ``fill`` (a read
+        of what a cache lacks) may wait behind the writes that arrive after it, a bounded
+        number per batch, so that a flood of them never holds writes back."""
         ...
 
     def subscribe(self, sink: Callable[[Sequence[Published]], None]) -> None:

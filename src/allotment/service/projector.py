@@ -1,16 +1,18 @@
 """The projector: the one writer of cached state.
 
 Cached state is what answers checks without the store: the catalog, a snapshot per customer
-(holdings, usage windows, holds, pool figures, budget windows) and the authenticated API keys.
-:func:`apply` changes it, and nothing else does. It takes two sorts of effect:
+(holdings, usage windows, holds, pool figures, the entity nodes read, budget windows) and the
+authenticated API keys. :func:`apply` changes it, and nothing else does. It takes two sorts of
+effect:
 
 - a *change* (``domain/changes.py``), read from the change log: written by a job of this
   process and applied when that job's batch commits, or written by another process and applied
   when this one reads it from the log. Replaying the log through :func:`apply` from an empty
   state gives the state the live process holds, for the figures changes carry;
 - a *fill*, local to one process: what a job read from the store to answer a miss (a customer's
-  snapshot, a window's usage, a pool's figures, a key), installed after its batch commits so
-  that it lands after every change the read already includes and before every later one.
+  snapshot, a window's usage, an entity's path, a pool's figures, a key), installed after its
+  batch commits so that it lands after every change the read already includes and before
+  every later one.
 
 Effects are applied in commit order, one at a time, on the store's thread. Applying one costs
 what it touches: its customer's snapshot, the windows of its feature, the budgets on its path.
@@ -37,8 +39,8 @@ from allotment.domain.changes import (
 from allotment.domain.customers import ApiKey
 from allotment.domain.documents import add_document
 from allotment.domain.quantities import Micros
+from allotment.service.entity_tree import BudgetWindowKey, EntityNode
 from allotment.service.snapshots import (
-    BudgetWindowKey,
     CustomerSnapshot,
     PoolFigures,
     SnapshotCache,
@@ -86,6 +88,16 @@ class BudgetWindowLoaded:
 
 
 @dataclass(frozen=True, slots=True)
+class TreeLoaded:
+    """An entity's path as stored (itself and its ancestors, with their budgets); empty when
+    the entity does not exist."""
+
+    customer: str
+    entity: str
+    nodes: tuple[EntityNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PoolFiguresComputed:
     """A pool's figures, computed by a job that appended nothing to its ledger."""
 
@@ -116,6 +128,7 @@ Fill = (
     SnapshotLoaded
     | WindowLoaded
     | BudgetWindowLoaded
+    | TreeLoaded
     | PoolFiguresComputed
     | KeyFound
     | CatalogLoaded
@@ -139,8 +152,10 @@ def apply(state: CacheState, effect: Effect) -> None:
             snapshots.install_pool(customer, currency, figures)
             for spend in spends:
                 snapshots.add_spend(customer, currency, spend.entity_path, spend.at, spend.credits)
-        case CustomerChanged(customer):
+        case CustomerChanged(customer, None):
             snapshots.invalidate(customer)
+        case CustomerChanged(customer, str() as entity):
+            snapshots.forget_entity(customer, entity)
         case HoldPlaced(reservation):
             snapshots.add_hold(reservation.customer, reservation)
         case HoldEnded(customer, reservation_id):
@@ -157,6 +172,8 @@ def apply(state: CacheState, effect: Effect) -> None:
             snapshots.install(customer, snapshot)
         case WindowLoaded(customer, key, used):
             snapshots.install_window(customer, key, used)
+        case TreeLoaded(customer, entity, nodes):
+            snapshots.install_path(customer, entity, nodes)
         case BudgetWindowLoaded(customer, key, used):
             snapshots.install_budget_window(customer, key, used)
         case PoolFiguresComputed(customer, currency, figures):

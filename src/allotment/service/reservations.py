@@ -147,11 +147,16 @@ class ReservationService:
         feature = catalog.features.get(request.feature)
         require_metered(feature, "reservations are for")
         snapshot = runtime.snapshot_in(uow, request.customer)
-        admission = admission_denial(snapshot, feature, request.entity)
+        admission = admission_denial(snapshot, feature)
         if admission is not None:
             return admission, None
         assert snapshot is not None
         assert feature is not None
+        found = None
+        if request.entity is not None:
+            found = runtime.entity_in(uow, snapshot, request.entity)
+            if found is None:
+                return DenialReason.ENTITY_NOT_FOUND, None
         resolution = snapshot.resolution(catalog, feature, now)
         if resolution.offer is None:
             return resolution.denial, None
@@ -166,8 +171,9 @@ class ReservationService:
         cost = credit_cost(request.amount, price.per_unit) if price is not None else 0
         path: EntityPath = NO_PATH
         budgets: list[BudgetFigures] = []
-        if request.entity is not None:
-            path, on_path = snapshot.path_and_budgets(request.entity, feature.id, currency)
+        if found is not None:
+            along = found.budgets(feature.id, currency)
+            path, on_path = along.path, along.slots
             uow.hold_budgets(request.customer, path)
             budgets = standings_in_job(uow, request.customer, on_path, live, now)
         reason = decide_consumption(

@@ -14,18 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from allotment.domain.budgets import Budget
 from allotment.domain.catalog import Catalog
 from allotment.domain.changes import CatalogChanged, CustomerChanged, LoggedChange, UsageRecorded
 from allotment.domain.customers import ApiKey
 from allotment.domain.errors import Unauthenticated
 from allotment.domain.reservations import Reservation
+from allotment.service.entity_tree import EntityAt, EntityNode, NotLoaded, nodes_of
 from allotment.service.ports import Clock, Published, Store, UnitOfWork, UsageEvent
 from allotment.service.projector import (
     CacheState,
     CatalogState,
     Forget,
     SnapshotLoaded,
+    TreeLoaded,
     apply,
 )
 from allotment.service.snapshots import CustomerSnapshot, SnapshotCache
@@ -46,6 +47,7 @@ def act_as(key: ApiKey) -> None:
 _CATALOG = "catalog"
 _CHANGED_CUSTOMERS = "changed_customers"
 _CHANGED_HOLDS = "changed_holds"
+_CHANGED_TREES = "changed_trees"
 
 
 @dataclass(slots=True)
@@ -62,11 +64,12 @@ class Runtime:
         self.catalog = self.cache.catalog
         self.snapshots = self.cache.snapshots
 
-    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
-        """Run ``job`` in the store, on behalf of the request's key when there is one."""
+    def run(self, job: Callable[[UnitOfWork], T], *, fill: bool = False) -> Awaitable[T]:
+        """Run ``job`` in the store, on behalf of the request's key when there is one; a
+        ``fill`` goes in the store's lane for cold reads (``Store.run``)."""
         key = _ACTING_KEY.get()
         if key is None:
-            return self.store.run(job)
+            return self.store.run(job, fill=fill)
         keys = self.cache.keys
 
         def on_behalf(uow: UnitOfWork) -> T:
@@ -78,7 +81,7 @@ class Runtime:
                     raise Unauthenticated("Unknown or revoked API key.")
             return job(uow)
 
-        return self.store.run(on_behalf)
+        return self.store.run(on_behalf, fill=fill)
 
     def project(self, published: Sequence[Published]) -> None:
         """Apply what the store published to the cache: the store's sink, on its thread."""
@@ -107,6 +110,38 @@ class Runtime:
         """Log that the customer changed; later jobs of the batch read it from the store."""
         _mark(uow, _CHANGED_CUSTOMERS, customer_id)
         uow.record(CustomerChanged(customer_id))
+
+    def entity_changed(self, uow: UnitOfWork, customer_id: str, entity_id: str) -> None:
+        """Log that the entity, its place in the tree or its budgets changed; later jobs of the
+        batch read the customer's paths from the store."""
+        _mark(uow, _CHANGED_TREES, customer_id)
+        uow.record(CustomerChanged(customer_id, entity_id))
+
+    def entity_in(
+        self, uow: UnitOfWork, snapshot: CustomerSnapshot, entity_id: str
+    ) -> EntityAt | None:
+        """The entity as of this point of the batch (None: the customer has no such entity):
+        from the snapshot when it holds every node of its path, else read from the store, at a
+        cost of the path's depth."""
+        customer_id = snapshot.customer.id
+        if customer_id not in uow.scratch.get(_CHANGED_TREES, ()):
+            tree = snapshot.tree
+            cached = tree.walk(entity_id)
+            if cached is None:
+                return None
+            if not isinstance(cached, NotLoaded):
+                return EntityAt(cached, tree)
+        nodes = self.load_path(uow, customer_id, entity_id)
+        return EntityAt(nodes) if nodes else None
+
+    def load_path(self, uow: UnitOfWork, customer_id: str, entity_id: str) -> list[EntityNode]:
+        """Read the entity and its ancestors, with their budgets, from the store; the projector
+        installs them in the customer's snapshot when the batch commits."""
+        entities = uow.entities.path(customer_id, entity_id)
+        budgets = uow.budgets.of_entities(customer_id, [e.id for e in entities]) if entities else []
+        nodes = nodes_of(entities, budgets)
+        uow.fill(TreeLoaded(customer_id, entity_id, tuple(nodes)))
+        return nodes
 
     def snapshot_in(self, uow: UnitOfWork, customer_id: str) -> CustomerSnapshot | None:
         """The customer as of this point of the batch: cached if still exact, else loaded."""
@@ -137,16 +172,7 @@ class Runtime:
         if customer is not None:
             holdings = uow.holdings.load(customer_id, self.catalog_in(uow))
             live = uow.reservations.live(customer_id, self.clock.now())
-            budgets: dict[str, list[Budget]] = {}
-            for budget in uow.budgets.load(customer_id):
-                budgets.setdefault(budget.entity, []).append(budget)
-            snapshot = CustomerSnapshot(
-                customer,
-                holdings,
-                holds={r.id: r for r in live},
-                entities=uow.entities.load(customer_id),
-                budgets={entity: tuple(found) for entity, found in budgets.items()},
-            )
+            snapshot = CustomerSnapshot(customer, holdings, holds={r.id: r for r in live})
         # Applied in job order: a change made earlier in this batch drops the old snapshot
         # before this one, which already includes that change, is installed.
         uow.fill(SnapshotLoaded(customer_id, snapshot))

@@ -2,8 +2,9 @@
 
 A snapshot holds what resolution needs for one customer (the customer, its holdings) and what it
 has derived from them: resolutions, valid until the next instant a holding starts or ends, and
-usage per reset window. It also holds the entity tree, live holds, credit pool figures, the
-budgets with each entity's path to them (``BudgetSlot``), and usage per budget window. Only the
+usage per reset window. It also holds live holds, credit pool figures, the nodes of the entity
+tree that requests have read with their budgets (``entity_tree.py``), and usage per budget
+window. Only the
 projector installs, changes or drops snapshots, applying committed changes and fills in commit
 order, so a snapshot always equals some committed prefix of the truth and a check served from it
 never touches the database.
@@ -15,20 +16,13 @@ usage figures.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from allotment.domain.budgets import (
-    Budget,
-    BudgetKind,
-    EntityPath,
-    Standing,
-    budgets_on_path,
-    entity_path,
-)
+from allotment.domain.budgets import BudgetKind, EntityPath
 from allotment.domain.catalog import Catalog, Feature
 from allotment.domain.customers import Customer
-from allotment.domain.entities import Entity
 from allotment.domain.holdings import Holdings
 from allotment.domain.periods import ResetPeriod, period_containing
 from allotment.domain.projections import counts_in
@@ -36,23 +30,17 @@ from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 from allotment.domain.resolution import Resolution, resolve
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.answers import BudgetFigures, PeriodView
+from allotment.service.answers import PeriodView
+from allotment.service.entity_tree import BudgetWindowKey, EntityNode, EntityTree
 
 DEFAULT_MAX_CUSTOMERS = 100_000
 
 WindowKey = tuple[str, int, int | None]
 """(feature, window start, window end) with instants in epoch microseconds."""
 
-BudgetWindowKey = tuple[str, BudgetKind, str, int, int | None]
-"""(entity, kind, target, window start, window end) with instants in epoch microseconds."""
-
 
 def window_key(feature_id: str, window: PeriodView) -> WindowKey:
     return (feature_id, window.start_micros, window.end_micros)
-
-
-def budget_window_key(budget: Budget, window: PeriodView) -> BudgetWindowKey:
-    return (budget.entity, budget.kind, budget.target, window.start_micros, window.end_micros)
 
 
 @dataclass(slots=True)
@@ -101,41 +89,6 @@ class PoolFigures:
 
 
 @dataclass(slots=True)
-class BudgetSlot:
-    """A budget as checks read it from one snapshot: its current window and the figures of
-    the last check, reused while neither the window nor the usage has changed."""
-
-    budget: Budget
-    # Each attribute is replaced whole (never changed in part): threads may share a slot.
-    window: tuple[PeriodView, BudgetWindowKey] | None = None
-    last: tuple[Micros, Micros, BudgetWindowKey, BudgetFigures] | None = None
-
-    def window_at(self, now: datetime) -> tuple[PeriodView, BudgetWindowKey]:
-        current = self.window
-        if current is None or not current[0].period.contains(now):
-            view = PeriodView.of(self.budget.window(now))
-            current = (view, budget_window_key(self.budget, view))
-            self.window = current
-        return current
-
-    def figures(
-        self, view: PeriodView, key: BudgetWindowKey, usage: Micros, held: Micros
-    ) -> BudgetFigures:
-        last = self.last
-        if last is not None and last[0] == usage and last[1] == held and last[2] is key:
-            return last[3]
-        figures = BudgetFigures(Standing(self.budget, view.period, usage, held), view)
-        self.last = (usage, held, key, figures)
-        return figures
-
-
-@dataclass(frozen=True, slots=True)
-class _PathBudgets:
-    path: EntityPath
-    slots: list[BudgetSlot]
-
-
-@dataclass(slots=True)
 class CustomerSnapshot:
     customer: Customer
     holdings: Holdings
@@ -144,10 +97,10 @@ class CustomerSnapshot:
     # Reservations that were live when loaded or made since; ended ones are removed by the
     # projector, expired ones are skipped by the clock. Replaced as a whole, never changed.
     holds: dict[str, Reservation] = field(default_factory=dict)
-    entities: dict[str, Entity] = field(default_factory=dict)
     # Each credit pool's figures as the last job that saved it left them, for checks.
     pools: dict[str, PoolFigures] = field(default_factory=dict)
-    budgets: dict[str, tuple[Budget, ...]] = field(default_factory=dict)  # by entity
+    # The nodes of the entity tree that requests have read (``entity_tree.py``).
+    tree: EntityTree = field(default_factory=EntityTree)
     budget_windows: dict[BudgetWindowKey, Micros] = field(default_factory=dict)
     # The keys of ``windows`` by feature, and of ``budget_windows`` by (entity, kind, target):
     # a change touches the windows of its own feature and path, never all of them.
@@ -155,25 +108,6 @@ class CustomerSnapshot:
     budget_windows_of: dict[tuple[str, BudgetKind, str], list[BudgetWindowKey]] = field(
         default_factory=dict
     )
-    # Derived from the tree and the budgets, which never change inside one snapshot.
-    _paths: dict[tuple[str, str, str | None], _PathBudgets] = field(default_factory=dict)
-
-    def path_and_budgets(
-        self, entity: str, feature: str | None, currency: str | None
-    ) -> tuple[EntityPath, list[BudgetSlot]]:
-        """The entity's path and the budgets on it for ``feature`` and ``currency``."""
-        found = self._path_budgets(entity, feature, currency)
-        return found.path, found.slots
-
-    def _path_budgets(self, entity: str, feature: str | None, currency: str | None) -> _PathBudgets:
-        key = (entity, feature or "", currency)
-        found = self._paths.get(key)
-        if found is None:
-            path = entity_path(self.entities, entity)
-            budgets = budgets_on_path(self.budgets, path, feature, currency)
-            found = _PathBudgets(path, [BudgetSlot(budget) for budget in budgets])
-            self._paths[key] = found
-        return found
 
     def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
         """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.
@@ -287,6 +221,16 @@ class SnapshotCache:
         snapshot = self._snapshots.get(customer_id)
         if snapshot is not None:
             snapshot.pools[currency] = figures
+
+    def install_path(self, customer_id: str, entity: str, nodes: Sequence[EntityNode]) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            snapshot.tree.install(entity, nodes)
+
+    def forget_entity(self, customer_id: str, entity: str) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            snapshot.tree.forget(entity)
 
     def install_budget_window(self, customer_id: str, key: BudgetWindowKey, used: Micros) -> None:
         snapshot = self._snapshots.get(customer_id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from allotment.domain.budgets import NO_PATH, BudgetKind, EntityPath, entity_path
+from allotment.domain.budgets import NO_PATH, BudgetKind, EntityPath
 from allotment.domain.catalog import MeteredSpec
 from allotment.domain.credits import EntryContext
 from allotment.domain.decision import PoolStanding, credit_cost, decide_consumption
@@ -30,12 +30,12 @@ from allotment.service.answers import (
 )
 from allotment.service.budgets import after_consuming, standings_in_job
 from allotment.service.credits import CreditService
+from allotment.service.entity_tree import BudgetSlot
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.idempotency import fingerprint, once
 from allotment.service.outcomes import USAGE_RECORD, UsageOutcome
 from allotment.service.ports import USAGE_ROUTE, UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
-from allotment.service.snapshots import BudgetSlot
 
 ROUTE = USAGE_ROUTE
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # clocks of reporting clients run a little ahead
@@ -113,11 +113,14 @@ class UsageService:
 
         require_metered(feature, "usage is reported for")
         snapshot = runtime.snapshot_in(uow, customer)
-        admission = admission_denial(snapshot, feature, entity)
+        admission = admission_denial(snapshot, feature)
         if admission is not None:
             return refuse(admission)
         assert snapshot is not None
         assert feature is not None
+        found = None if entity is None else runtime.entity_in(uow, snapshot, entity)
+        if entity is not None and found is None:
+            return refuse(DenialReason.ENTITY_NOT_FOUND)
         uow.hold_usage(customer)
         timestamp = report.timestamp or now
         derived = snapshot.derived_for(catalog, now)
@@ -128,7 +131,7 @@ class UsageService:
             if report.enforce or report.behavior is UsageBehavior.SET:
                 return refuse(resolution.denial)
             # Usage that already happened is the truth even without an entitlement to it.
-            unentitled_path = entity_path(snapshot.entities, entity)
+            unentitled_path = NO_PATH if found is None else found.path
             uow.hold_budgets(customer, unentitled_path)
             self._append(uow, report, report.amount, timestamp, now, unentitled_path)
             return True, denied(
@@ -153,9 +156,10 @@ class UsageService:
         budgets: list[BudgetFigures] = []
         path: EntityPath = NO_PATH
         on_path: list[BudgetSlot] = []
-        if entity is not None:
+        if found is not None:
             currency = price.currency if price is not None else None
-            path, on_path = snapshot.path_and_budgets(entity, feature_id, currency)
+            along = found.budgets(feature_id, currency)
+            path, on_path = along.path, along.slots
             if report.enforce:
                 for slot in on_path:
                     if slot.budget.kind is BudgetKind.FEATURE:

@@ -7,6 +7,7 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,10 +38,12 @@ Sink = Callable[[Sequence[Published]], None]
 @dataclass(slots=True)
 class Pending:
     """A job and the future its caller waits on: an asyncio one, answered on the caller's event
-    loop, or a thread's one, for blocking callers."""
+    loop, or a thread's one, for blocking callers. A *fill* reads what a cache lacks (a cold
+    check) and may wait behind writes."""
 
     job: Callable[[UnitOfWork], Any]
     future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+    fill: bool = False
 
 
 Finished = tuple[Pending, Any, BaseException | None]
@@ -48,15 +51,26 @@ Finished = tuple[Pending, Any, BaseException | None]
 
 
 class JobQueue:
-    """Jobs waiting for a store's thread; ``None`` in the queue tells the thread to stop."""
+    """Jobs waiting for a store's thread, in two lanes: writes, and fills.
+
+    A batch holds at most a given number of fills and fills the rest of its room with writes;
+    what does not fit waits, in order, for the batches after it. So when a restart's warm-up
+    sends thousands of cold checks at once, a write that arrives meanwhile waits for one
+    batch's share of them, not for all, and the fills still move every batch, however many
+    writes wait.
+    ``None`` in the queue tells the thread to stop.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
+        # Taken from the queue but not run yet, in order; touched by the store's thread only.
+        self._writes: deque[Pending] = deque()
+        self._fills: deque[Pending] = deque()
         self.closed = False
 
-    async def run(self, job: Callable[[UnitOfWork], T]) -> T:
+    async def run(self, job: Callable[[UnitOfWork], T], *, fill: bool = False) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._submit(Pending(job, future))
+        self._submit(Pending(job, future, fill))
         return await future
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
@@ -64,26 +78,32 @@ class JobQueue:
         self._submit(Pending(job, future))
         return future.result()
 
-    def next(self, timeout: float) -> Pending | None:
-        """The next job; ``queue.Empty`` after ``timeout`` seconds; None once closed."""
-        return self._queue.get(timeout=timeout)
-
-    def waiting(self, most: int) -> list[Pending]:
-        """Up to ``most`` jobs already waiting, without blocking (a stop request stays queued)."""
-        taken: list[Pending] = []
-        while len(taken) < most:
+    def take(self, most: int, fills: int, timeout: float) -> list[Pending] | None:
+        """The next batch: up to ``most`` jobs, at most ``fills`` (at least 1) of them fills,
+        writes in the rest of the room. ``queue.Empty`` after ``timeout`` seconds with nothing
+        to run; None once closed and every job taken is run."""
+        writes, waiting = self._writes, self._fills
+        if not writes and not waiting:
+            first = self._queue.get(timeout=timeout)
+            if first is None:
+                return None
+            (waiting if first.fill else writes).append(first)
+        while len(writes) < most:
             try:
                 pending = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if pending is None:
+            if pending is None:  # stays queued: the thread stops once nothing else is left
                 self._queue.put(None)
                 break
-            taken.append(pending)
-        return taken
+            (waiting if pending.fill else writes).append(pending)
+        share = min(fills, len(waiting))
+        batch = [writes.popleft() for _ in range(min(len(writes), most - share))]
+        batch += [waiting.popleft() for _ in range(min(share, most - len(batch)))]
+        return batch
 
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._writes) + len(self._fills)
 
     def close(self) -> None:
         self.closed = True

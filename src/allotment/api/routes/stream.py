@@ -192,8 +192,10 @@ def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
                 "currency": currency,
                 "balance": to_json_number(balance),
             }
-        case CustomerChanged(customer):
+        case CustomerChanged(customer, None):
             return "customer.changed", {"customer": customer}
+        case CustomerChanged(customer, entity):
+            return "customer.changed", {"customer": customer, "entity": entity}
         case HoldPlaced(reservation):
             return "customer.changed", {
                 "customer": reservation.customer,

@@ -179,8 +179,12 @@ class MemoryBudgets:
         self._table = db.budgets
         self._figures = figures
 
-    def load(self, customer_id: str) -> list[Budget]:
-        return self._table.values(customer_id)
+    def get(self, customer_id: str, entity_id: str, target: str) -> Budget | None:
+        return self._table.get((customer_id, entity_id, target))
+
+    def of_entities(self, customer_id: str, entity_ids: Sequence[str]) -> list[Budget]:
+        wanted = set(entity_ids)
+        return [b for b in self._table.values(customer_id) if b.entity in wanted]
 
     def save(self, customer_id: str, budget: Budget) -> None:
         budget = stored(budget)

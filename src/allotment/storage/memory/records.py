@@ -14,7 +14,7 @@ import msgspec
 from allotment.domain.catalog import Catalog, Spec, spec_to_document
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.documents import catalog_from_documents, spec_from_document
-from allotment.domain.entities import Entity
+from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.reservations import Reservation
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
@@ -308,8 +308,26 @@ class MemoryEntities:
         self._db = db
         self._table = db.entities
 
-    def load(self, customer_id: str) -> dict[str, Entity]:
-        return {entity.id: entity for entity in self._table.values(customer_id)}
+    def get(self, customer_id: str, entity_id: str) -> Entity | None:
+        return self._table.get((customer_id, entity_id))
+
+    def path(self, customer_id: str, entity_id: str) -> list[Entity]:
+        path: list[Entity] = []
+        found = self._table.get((customer_id, entity_id))
+        while found is not None and len(path) <= MAX_ENTITY_DEPTH:
+            path.append(found)
+            found = None if found.parent is None else self._table.get((customer_id, found.parent))
+        return path
+
+    def children(self, customer_id: str, entity_id: str) -> list[str]:
+        return [e.id for e in self._table.values(customer_id) if e.parent == entity_id]
+
+    def height(self, customer_id: str, entity_id: str) -> int:
+        level, height = [entity_id], 0
+        while level and height <= MAX_ENTITY_DEPTH:
+            height += 1
+            level = [e.id for e in self._table.values(customer_id) if e.parent in level]
+        return height
 
     def save(self, customer_id: str, entity: Entity) -> None:
         entity = stored(entity)

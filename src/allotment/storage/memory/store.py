@@ -73,8 +73,8 @@ class MemoryStore:
         self._thread = threading.Thread(target=self._serve, name="allotment-memory", daemon=True)
         self._thread.start()
 
-    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
-        return self._jobs.run(job)
+    def run(self, job: Callable[[UnitOfWork], T], *, fill: bool = False) -> Awaitable[T]:
+        return self._jobs.run(job, fill=fill)
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
         return self._jobs.run_blocking(job)
@@ -125,13 +125,15 @@ class MemoryStore:
     def _serve(self) -> None:
         while True:
             try:
-                pending = self._jobs.next(timeout=FOLLOW_INTERVAL_SECONDS)
+                # Job by job, a write and a fill at a time when both wait.
+                batch = self._jobs.take(2, 1, timeout=FOLLOW_INTERVAL_SECONDS)
             except queue.Empty:
                 self._between_jobs()
                 continue
-            if pending is None:
+            if batch is None:
                 return
-            self._run(pending)
+            for pending in batch:
+                self._run(pending)
 
     def _between_jobs(self) -> None:
         try:

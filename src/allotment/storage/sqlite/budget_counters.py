@@ -2,6 +2,7 @@
 
 A feature budget's usage is the sum of the usage events whose entity path names the budget's
 entity; a currency budget's is the credits of the debit entries that do (``domain/projections``).
+``entity_consumption`` indexes both by entity (migration 0009), one row per entity on a path.
 The counters are that projection, per budget window: built from the truth the first time a
 window is read, then moved by every event and debit along the path. Figures change in memory
 (``counter_cache.py``); each window a batch changed is written once, just before it commits.
@@ -36,9 +37,18 @@ class SqliteBudgetCounters:
         path: EntityPath,
         instant: int,
         amount: Micros,
+        source: int,
     ) -> None:
         """Add ``amount`` to the counters of every budget window along ``path`` that holds
-        ``instant``; windows not projected yet are built from the truth when first read."""
+        ``instant``; windows not projected yet are built from the truth when first read.
+
+        ``source`` is the ``seq`` of the event or entry: each entity on the path gets a row of
+        ``entity_consumption``, the index that projecting a window reads."""
+        self._db.executemany(
+            "INSERT INTO entity_consumption (customer, kind, target, entity, at, source, amount)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(customer_id, kind.value, target, entity, instant, source, amount) for entity in path],
+        )
         counters = self.counters
         for entity in path:
             series = (customer_id, kind.value, target, entity)
@@ -73,23 +83,14 @@ class SqliteBudgetCounters:
         known = self.counters.get(series, window)
         if known is not None:
             return known
-        # First read of this window: project it from the truth, then keep it in step.
-        mark = f"/{entity}/"  # instr, not LIKE: ids are case-sensitive
+        # First read of this window: project it from the truth, then keep it in step. The
+        # rows read are this entity's consumption in the window, through the index.
         try:
-            if budget.kind is BudgetKind.FEATURE:
-                (used,) = self._db.execute(
-                    "SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE customer = ?"
-                    " AND feature = ? AND timestamp >= ? AND timestamp < ?"
-                    " AND instr(entity_path, ?) > 0",
-                    (customer_id, target, *window, mark),
-                ).fetchone()
-            else:
-                (used,) = self._db.execute(
-                    "SELECT COALESCE(-SUM(amount), 0) FROM ledger_entries WHERE customer = ?"
-                    " AND currency = ? AND at >= ? AND at < ? AND type = 'debit'"
-                    " AND instr(entity_path, ?) > 0",
-                    (customer_id, target, *window, mark),
-                ).fetchone()
+            (used,) = self._db.execute(
+                "SELECT COALESCE(SUM(amount), 0) FROM entity_consumption WHERE customer = ?"
+                " AND kind = ? AND target = ? AND entity = ? AND at >= ? AND at < ?",
+                (customer_id, kind, target, entity, *window),
+            ).fetchone()
         except sqlite3.OperationalError as error:  # SUM past 64 bits
             raise counter_overflow() from error
         # As for usage_counters: windows that ended before this one are projected again if

@@ -8,27 +8,70 @@ from datetime import datetime
 
 from allotment.domain.budgets import Budget, BudgetKind
 from allotment.domain.catalog import Enforcement
-from allotment.domain.entities import Entity
+from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.rows import NEVER_ENDS, window_end
 
+# An entity's ancestors, one indexed look-up per level. The bound on the levels only guards
+# against a corrupt table: a stored tree has no cycle and at most MAX_ENTITY_DEPTH levels.
+_PATH = f"""
+WITH RECURSIVE up (level, id, parent, kind, name, created_at) AS (
+    SELECT 0, id, parent, kind, name, created_at FROM entities WHERE customer = ?1 AND id = ?2
+    UNION ALL
+    SELECT up.level + 1, e.id, e.parent, e.kind, e.name, e.created_at
+    FROM up JOIN entities AS e ON e.customer = ?1 AND e.id = up.parent
+    WHERE up.level < {MAX_ENTITY_DEPTH}
+)
+SELECT id, parent, kind, name, created_at FROM up ORDER BY level
+"""
+
+# The levels below an entity, one level at a time through the (customer, parent) index; it
+# stops one level past the deepest a tree may have, which is all that moving it must know.
+_HEIGHT = f"""
+WITH RECURSIVE down (level, id) AS (
+    SELECT 1, ?2
+    UNION ALL
+    SELECT down.level + 1, e.id FROM down JOIN entities AS e
+    ON e.customer = ?1 AND e.parent = down.id
+    WHERE down.level <= {MAX_ENTITY_DEPTH}
+)
+SELECT MAX(level) FROM down
+"""
+
+
+def _entity(row: tuple[str, str | None, str | None, str | None, int]) -> Entity:
+    return Entity(row[0], row[1], row[2], row[3], from_epoch_micros(row[4]))
+
 
 class SqliteEntities:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def load(self, customer_id: str) -> dict[str, Entity]:
-        return {
-            row[0]: Entity(row[0], row[1], row[2], row[3], from_epoch_micros(row[4]))
+    def get(self, customer_id: str, entity_id: str) -> Entity | None:
+        row = self._db.execute(
+            "SELECT id, parent, kind, name, created_at FROM entities WHERE customer = ? AND id = ?",
+            (customer_id, entity_id),
+        ).fetchone()
+        return None if row is None else _entity(row)
+
+    def path(self, customer_id: str, entity_id: str) -> list[Entity]:
+        return [_entity(row) for row in self._db.execute(_PATH, (customer_id, entity_id))]
+
+    def children(self, customer_id: str, entity_id: str) -> list[str]:
+        return [
+            row[0]
             for row in self._db.execute(
-                "SELECT id, parent, kind, name, created_at FROM entities WHERE customer = ?"
-                " ORDER BY seq",
-                (customer_id,),
+                "SELECT id FROM entities WHERE customer = ? AND parent = ? ORDER BY seq",
+                (customer_id, entity_id),
             )
-        }
+        ]
+
+    def height(self, customer_id: str, entity_id: str) -> int:
+        (height,) = self._db.execute(_HEIGHT, (customer_id, entity_id)).fetchone()
+        return int(height)
 
     def save(self, customer_id: str, entity: Entity) -> None:
         self._db.execute(
@@ -51,26 +94,44 @@ class SqliteEntities:
         self._db.execute("DELETE FROM budgets WHERE customer = ? AND entity = ?", key)
 
 
+_BUDGET_COLUMNS = "entity, target, kind, limit_micros, reset, enforcement, created_at"
+
+
+def _budget(row: tuple[str, str, str, int, str, str, int]) -> Budget:
+    return Budget(
+        entity=row[0],
+        target=row[1],
+        kind=BudgetKind(row[2]),
+        limit=row[3],
+        reset=ResetPeriod(row[4]),
+        enforcement=Enforcement(row[5]),
+        created_at=from_epoch_micros(row[6]),
+    )
+
+
 class SqliteBudgets:
     def __init__(self, db: sqlite3.Connection, counters: SqliteBudgetCounters) -> None:
         self._db = db
         self._counters = counters
 
-    def load(self, customer_id: str) -> list[Budget]:
+    def get(self, customer_id: str, entity_id: str, target: str) -> Budget | None:
+        row = self._db.execute(
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = ? AND entity = ?"
+            " AND target = ?",
+            (customer_id, entity_id, target),
+        ).fetchone()
+        return None if row is None else _budget(row)
+
+    def of_entities(self, customer_id: str, entity_ids: Sequence[str]) -> list[Budget]:
+        if not entity_ids:
+            return []
+        marks = ", ".join("?" * len(entity_ids))
         return [
-            Budget(
-                entity=row[0],
-                target=row[1],
-                kind=BudgetKind(row[2]),
-                limit=row[3],
-                reset=ResetPeriod(row[4]),
-                enforcement=Enforcement(row[5]),
-                created_at=from_epoch_micros(row[6]),
-            )
+            _budget(row)
             for row in self._db.execute(
-                "SELECT entity, target, kind, limit_micros, reset, enforcement, created_at"
-                " FROM budgets WHERE customer = ? ORDER BY seq",
-                (customer_id,),
+                f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = ?"
+                f" AND entity IN ({marks}) ORDER BY seq",
+                (customer_id, *entity_ids),
             )
         ]
 

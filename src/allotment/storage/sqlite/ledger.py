@@ -278,6 +278,8 @@ class SqliteLedger:
                 path_text(entry.entity_path),
             ),
         )
+        seq = cursor.lastrowid
+        assert seq is not None
         spent = budget_spend(entry)
         if spent:
             self._budget_counters.count(
@@ -287,9 +289,8 @@ class SqliteLedger:
                 entry.entity_path,
                 to_epoch_micros(entry.at),
                 spent,
+                seq,
             )
-        seq = cursor.lastrowid
-        assert seq is not None
         return LedgerRecord(entry_id, seq, customer_id, currency, entry)
 
     def grant_exists(self, customer_id: str, currency: str, grant_id: str) -> bool:

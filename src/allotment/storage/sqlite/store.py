@@ -62,6 +62,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
+# Cold checks a batch takes besides every waiting write (``JobQueue``): a write waits for at
+# most this many of them, each a few hundred microseconds of reads.
+FILLS_PER_BATCH = 32
 WRITE_LOCK_WAIT_SECONDS = 10.0
 WRITE_LOCK_RETRY_SECONDS = 0.0005
 
@@ -106,8 +109,8 @@ class SqliteStore:
         self._stats.caches["window_counters"] = self._committed_counters.stats
         self._thread.start()
 
-    def run(self, job: Callable[[UnitOfWork], T]) -> Awaitable[T]:
-        return self._jobs.run(job)
+    def run(self, job: Callable[[UnitOfWork], T], *, fill: bool = False) -> Awaitable[T]:
+        return self._jobs.run(job, fill=fill)
 
     def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
         return self._jobs.run_blocking(job)
@@ -162,13 +165,15 @@ class SqliteStore:
     def _serve(self) -> None:
         while True:
             try:
-                first = self._jobs.next(timeout=FOLLOW_INTERVAL_SECONDS)
+                batch = self._jobs.take(
+                    MAX_JOBS_PER_BATCH, FILLS_PER_BATCH, timeout=FOLLOW_INTERVAL_SECONDS
+                )
             except queue.Empty:
                 self._between_batches()
                 continue
-            if first is None:
+            if batch is None:
                 return
-            self._run_batch([first, *self._jobs.waiting(MAX_JOBS_PER_BATCH - 1)])
+            self._run_batch(batch)
             if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
                 self._between_batches()  # under steady load the queue is never empty
 

@@ -1,0 +1,196 @@
+"""The part of a customer's entity tree that requests have read, kept in its snapshot.
+
+A snapshot does not hold the customer's whole tree: a customer may have ten thousand agents,
+and a request names one of them. A request for an entity reads its path (the entity and its
+ancestors, at most ``MAX_ENTITY_DEPTH`` rows) and the budgets on it from the store, and the
+projector installs those nodes (``TreeLoaded``). Later requests along any part of that path
+are answered from memory. A write to an entity or its budgets drops that one node, and the
+paths computed from the nodes (which a move changes for a whole subtree) are computed again,
+each when next read: the cost of a request stays the depth of its path.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from allotment.domain.budgets import Budget, BudgetKind, EntityPath, Standing, budgets_on_path
+from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
+from allotment.domain.quantities import Micros
+from allotment.service.answers import BudgetFigures, PeriodView
+
+# Entities known not to exist, kept per customer so that checks naming them do not each go to
+# the store; bounded, since the names come from requests.
+MAX_ABSENT_ENTITIES = 1_000
+
+BudgetWindowKey = tuple[str, BudgetKind, str, int, int | None]
+"""(entity, kind, target, window start, window end) with instants in epoch microseconds."""
+
+
+def budget_window_key(budget: Budget, window: PeriodView) -> BudgetWindowKey:
+    return (budget.entity, budget.kind, budget.target, window.start_micros, window.end_micros)
+
+
+class NotLoaded(enum.Enum):
+    """A node of the path is not in memory: the store must be asked."""
+
+    NOT_LOADED = enum.auto()
+
+
+NOT_LOADED = NotLoaded.NOT_LOADED
+
+
+@dataclass(frozen=True, slots=True)
+class EntityNode:
+    """An entity as stored, with its own budgets."""
+
+    entity: Entity
+    budgets: tuple[Budget, ...]
+
+
+def nodes_of(entities: Sequence[Entity], budgets: Iterable[Budget]) -> list[EntityNode]:
+    """The nodes of a path read from the store: its entities and their budgets."""
+    own: dict[str, list[Budget]] = {}
+    for budget in budgets:
+        own.setdefault(budget.entity, []).append(budget)
+    return [EntityNode(entity, tuple(own.get(entity.id, ()))) for entity in entities]
+
+
+@dataclass(slots=True)
+class BudgetSlot:
+    """A budget as checks read it from one snapshot: its current window and the figures of
+    the last check, reused while neither the window nor the usage has changed."""
+
+    budget: Budget
+    # Each attribute is replaced whole (never changed in part): threads may share a slot.
+    window: tuple[PeriodView, BudgetWindowKey] | None = None
+    last: tuple[Micros, Micros, BudgetWindowKey, BudgetFigures] | None = None
+
+    def window_at(self, now: datetime) -> tuple[PeriodView, BudgetWindowKey]:
+        current = self.window
+        if current is None or not current[0].period.contains(now):
+            view = PeriodView.of(self.budget.window(now))
+            current = (view, budget_window_key(self.budget, view))
+            self.window = current
+        return current
+
+    def figures(
+        self, view: PeriodView, key: BudgetWindowKey, usage: Micros, held: Micros
+    ) -> BudgetFigures:
+        last = self.last
+        if last is not None and last[0] == usage and last[1] == held and last[2] is key:
+            return last[3]
+        figures = BudgetFigures(Standing(self.budget, view.period, usage, held), view)
+        self.last = (usage, held, key, figures)
+        return figures
+
+
+@dataclass(frozen=True, slots=True)
+class PathBudgets:
+    """Who a request for an entity counts for (the entity, then its ancestors) and the budgets
+    along that path for its feature and currency, nearest first."""
+
+    path: EntityPath
+    slots: list[BudgetSlot]
+
+    @staticmethod
+    def of(nodes: Sequence[EntityNode], feature: str | None, currency: str | None) -> PathBudgets:
+        path = tuple(node.entity.id for node in nodes)
+        budgets: Mapping[str, Sequence[Budget]] = {
+            node.entity.id: node.budgets for node in nodes if node.budgets
+        }
+        found = budgets_on_path(budgets, path, feature, currency)
+        return PathBudgets(path, [BudgetSlot(budget) for budget in found])
+
+
+@dataclass(frozen=True, slots=True)
+class EntityAt:
+    """An entity that exists, as one request sees it: its path, and the budgets along it for
+    whichever feature and currency the request turns out to consume."""
+
+    nodes: Sequence[EntityNode]  # the entity, then its ancestors
+    tree: EntityTree | None = None  # the snapshot's, when the nodes came from it
+
+    @property
+    def path(self) -> EntityPath:
+        return tuple(node.entity.id for node in self.nodes)
+
+    def budgets(self, feature: str | None, currency: str | None) -> PathBudgets:
+        if self.tree is not None:
+            # The snapshot's slots keep each budget's window from one request to the next.
+            found = self.tree.lookup(self.nodes[0].entity.id, feature, currency)
+            if isinstance(found, PathBudgets):
+                return found
+        return PathBudgets.of(self.nodes, feature, currency)
+
+
+class EntityTree:
+    """The nodes of one customer's tree that requests have read, and what follows from them.
+
+    Written only by the projector, on the store's thread; read by checks on the event loop
+    too. Every write is one atomic dictionary or set operation, and the paths computed from the
+    nodes live in a dictionary that a write replaces whole: a reader takes that dictionary
+    before it reads any node, so a path it computed from nodes a write has since changed lands
+    in a dictionary nobody reads any more.
+    """
+
+    __slots__ = ("_absent", "_nodes", "_paths")
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, EntityNode] = {}
+        self._absent: set[str] = set()
+        self._paths: dict[tuple[str, str | None, str | None], PathBudgets] = {}
+
+    def walk(self, entity: str) -> list[EntityNode] | NotLoaded | None:
+        """The nodes from ``entity`` up to its root; None when it is known not to exist."""
+        if entity in self._absent:
+            return None
+        nodes = self._nodes
+        chain: list[EntityNode] = []
+        current: str | None = entity
+        while current is not None:
+            node = nodes.get(current)
+            if node is None or len(chain) == MAX_ENTITY_DEPTH:
+                return NOT_LOADED
+            chain.append(node)
+            current = node.entity.parent
+        return chain
+
+    def lookup(
+        self, entity: str, feature: str | None, currency: str | None
+    ) -> PathBudgets | NotLoaded | None:
+        """The entity's path and budgets; None when it is known not to exist."""
+        paths = self._paths  # first: see the class's docstring
+        key = (entity, feature, currency)
+        found = paths.get(key)
+        if found is not None:
+            return found
+        chain = self.walk(entity)
+        if chain is None or isinstance(chain, NotLoaded):
+            return chain
+        found = PathBudgets.of(chain, feature, currency)
+        paths[key] = found
+        return found
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    # Called by the projector only.
+
+    def install(self, entity: str, nodes: Sequence[EntityNode]) -> None:
+        """What the store held for ``entity``'s path (nothing: the entity does not exist)."""
+        if not nodes:
+            if len(self._absent) < MAX_ABSENT_ENTITIES:
+                self._absent.add(entity)
+            return
+        for node in nodes:
+            self._nodes[node.entity.id] = node
+
+    def forget(self, entity: str) -> None:
+        """The entity, its place or its budgets changed: its node goes, and every computed
+        path with it (a move changes the paths of its whole subtree)."""
+        self._nodes.pop(entity, None)
+        self._absent.discard(entity)
+        self._paths = {}
