@@ -20,13 +20,15 @@ from allotment.service.entity_tree import (
     EntityNode,
     EntityTree,
     PathBudgets,
+    nodes_of,
 )
 
 T0 = datetime(2026, 11, 24, 10, 30, tzinfo=UTC)
 
 
 def node(entity_id: str, parent: str | None = None, *budgets: Budget) -> EntityNode:
-    return EntityNode(Entity(entity_id, parent, None, None, T0), budgets)
+    (found,) = nodes_of([Entity(entity_id, parent, None, None, T0)], budgets)
+    return found
 
 
 def budget(entity: str, target: str, kind: BudgetKind = BudgetKind.FEATURE) -> Budget:
@@ -135,6 +137,17 @@ def test_a_chain_longer_than_a_tree_may_be_is_not_trusted() -> None:
     tree = loaded(chain)  # only a torn read could give this: the store refuses deeper trees
     assert tree.walk("e0") is NOT_LOADED
     assert tree.walk("e1") == chain[1:]
+
+
+def test_every_path_through_a_node_shares_its_budgets_slots() -> None:
+    """A budget's window is computed once per node, however many entities below it are read,
+    and whether the path came from the snapshot or straight from the store."""
+    tree = loaded([AGENT, TEAM, DEPT], [node("bot", "team"), TEAM, DEPT])
+    agent, bot = tree.lookup("agent", "calls", None), tree.lookup("bot", "calls", None)
+    assert isinstance(agent, PathBudgets)
+    assert isinstance(bot, PathBudgets)
+    assert agent.slots[0] is bot.slots[0] is TEAM.slots[0]
+    assert EntityAt([AGENT, TEAM, DEPT]).budgets("calls", None).slots[0] is TEAM.slots[0]
 
 
 def test_entity_at_without_a_tree_builds_its_budgets_from_its_nodes() -> None:

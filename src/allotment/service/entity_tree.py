@@ -42,22 +42,6 @@ class NotLoaded(enum.Enum):
 NOT_LOADED = NotLoaded.NOT_LOADED
 
 
-@dataclass(frozen=True, slots=True)
-class EntityNode:
-    """An entity as stored, with its own budgets."""
-
-    entity: Entity
-    budgets: tuple[Budget, ...]
-
-
-def nodes_of(entities: Sequence[Entity], budgets: Iterable[Budget]) -> list[EntityNode]:
-    """The nodes of a path read from the store: its entities and their budgets."""
-    own: dict[str, list[Budget]] = {}
-    for budget in budgets:
-        own.setdefault(budget.entity, []).append(budget)
-    return [EntityNode(entity, tuple(own.get(entity.id, ()))) for entity in entities]
-
-
 @dataclass(slots=True)
 class BudgetSlot:
     """A budget as checks read it from one snapshot: its current window and the figures of
@@ -88,6 +72,28 @@ class BudgetSlot:
 
 
 @dataclass(frozen=True, slots=True)
+class EntityNode:
+    """An entity as stored, with a slot for each of its own budgets: every path through the
+    node, whatever feature or currency it is read for, shares the slots, so each budget's
+    window is computed once while it lasts."""
+
+    entity: Entity
+    slots: tuple[BudgetSlot, ...]
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return tuple(slot.budget for slot in self.slots)
+
+
+def nodes_of(entities: Sequence[Entity], budgets: Iterable[Budget]) -> list[EntityNode]:
+    """The nodes of a path read from the store: its entities and their budgets."""
+    own: dict[str, list[BudgetSlot]] = {}
+    for budget in budgets:
+        own.setdefault(budget.entity, []).append(BudgetSlot(budget))
+    return [EntityNode(entity, tuple(own.get(entity.id, ()))) for entity in entities]
+
+
+@dataclass(frozen=True, slots=True)
 class PathBudgets:
     """Who a request for an entity counts for (the entity, then its ancestors) and the budgets
     along that path for its feature and currency, nearest first."""
@@ -98,11 +104,12 @@ class PathBudgets:
     @staticmethod
     def of(nodes: Sequence[EntityNode], feature: str | None, currency: str | None) -> PathBudgets:
         path = tuple(node.entity.id for node in nodes)
+        slots = {id(slot.budget): slot for node in nodes for slot in node.slots}
         budgets: Mapping[str, Sequence[Budget]] = {
-            node.entity.id: node.budgets for node in nodes if node.budgets
+            node.entity.id: node.budgets for node in nodes if node.slots
         }
         found = budgets_on_path(budgets, path, feature, currency)
-        return PathBudgets(path, [BudgetSlot(budget) for budget in found])
+        return PathBudgets(path, [slots[id(budget)] for budget in found])
 
 
 @dataclass(frozen=True, slots=True)
