@@ -20,6 +20,7 @@ from allotment.service.entity_tree import (
     EntityNode,
     EntityTree,
     PathBudgets,
+    located_in,
     nodes_of,
 )
 
@@ -78,8 +79,10 @@ def test_the_budgets_on_a_path_are_its_feature_and_currency_ones_nearest_first()
 def test_a_path_read_twice_is_the_same_object_so_its_slots_keep_their_windows() -> None:
     tree = loaded([AGENT, TEAM, DEPT])
     assert tree.lookup("agent", "calls", None) is tree.lookup("agent", "calls", None)
-    at = EntityAt(tree.walk("agent"), tree)  # type: ignore[arg-type]
+    at = located_in(tree, "agent")
+    assert isinstance(at, EntityAt)
     assert at.budgets("calls", None) is tree.lookup("agent", "calls", None)
+    assert at.path == ("agent", "team", "dept")
 
 
 def test_an_entity_never_read_or_a_path_with_a_node_missing_is_not_loaded() -> None:
@@ -127,7 +130,7 @@ def test_a_path_computed_while_a_write_lands_is_not_kept() -> None:
     tree = loaded([AGENT, TEAM, DEPT])
     stale_paths = tree._paths
     tree.forget("dept")
-    stale_paths[("agent", "calls", None)] = PathBudgets(("agent", "team", "dept"), [])
+    stale_paths[("agent", "calls", None)] = PathBudgets(("agent", "team", "dept"), [], [])
     assert tree.lookup("agent", "calls", None) is NOT_LOADED
 
 
@@ -147,10 +150,11 @@ def test_every_path_through_a_node_shares_its_budgets_slots() -> None:
     assert isinstance(agent, PathBudgets)
     assert isinstance(bot, PathBudgets)
     assert agent.slots[0] is bot.slots[0] is TEAM.slots[0]
-    assert EntityAt([AGENT, TEAM, DEPT]).budgets("calls", None).slots[0] is TEAM.slots[0]
+    from_store = EntityAt(PathBudgets.of([AGENT, TEAM, DEPT], None, None))
+    assert from_store.budgets("calls", None).slots[0] is TEAM.slots[0]
 
 
 def test_entity_at_without_a_tree_builds_its_budgets_from_its_nodes() -> None:
-    at = EntityAt([AGENT, TEAM, DEPT])
+    at = EntityAt(PathBudgets.of([AGENT, TEAM, DEPT], None, None))
     assert at.path == ("agent", "team", "dept")
     assert [s.budget.target for s in at.budgets(None, "credits").slots] == ["credits", "credits"]

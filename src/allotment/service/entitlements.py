@@ -29,7 +29,7 @@ from allotment.service.answers import (
 )
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
-from allotment.service.entity_tree import BudgetSlot, EntityAt, NotLoaded
+from allotment.service.entity_tree import BudgetSlot, EntityAt, NotLoaded, located_in
 from allotment.service.gate import admission_denial
 from allotment.service.ports import UnitOfWork
 from allotment.service.projector import BudgetWindowLoaded, WindowLoaded
@@ -54,11 +54,7 @@ EntityLookup = Callable[[CustomerSnapshot, str], EntityAt | NotLoaded | None]
 
 
 def _cached_entity(snapshot: CustomerSnapshot, entity: str) -> EntityAt | NotLoaded | None:
-    tree = snapshot.tree
-    nodes = tree.walk(entity)
-    if nodes is None or isinstance(nodes, NotLoaded):
-        return nodes
-    return EntityAt(nodes, tree)
+    return located_in(snapshot.tree, entity)
 
 
 class EntitlementService:

@@ -96,20 +96,24 @@ def nodes_of(entities: Sequence[Entity], budgets: Iterable[Budget]) -> list[Enti
 @dataclass(frozen=True, slots=True)
 class PathBudgets:
     """Who a request for an entity counts for (the entity, then its ancestors) and the budgets
-    along that path for its feature and currency, nearest first."""
+    along that path for its feature and currency, nearest first; with the nodes it was read
+    from."""
 
     path: EntityPath
     slots: list[BudgetSlot]
+    nodes: Sequence[EntityNode]
 
     @staticmethod
     def of(nodes: Sequence[EntityNode], feature: str | None, currency: str | None) -> PathBudgets:
         path = tuple(node.entity.id for node in nodes)
+        if feature is None and currency is None:
+            return PathBudgets(path, [], nodes)
         slots = {id(slot.budget): slot for node in nodes for slot in node.slots}
         budgets: Mapping[str, Sequence[Budget]] = {
             node.entity.id: node.budgets for node in nodes if node.slots
         }
         found = budgets_on_path(budgets, path, feature, currency)
-        return PathBudgets(path, [slots[id(budget)] for budget in found])
+        return PathBudgets(path, [slots[id(budget)] for budget in found], nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +121,30 @@ class EntityAt:
     """An entity that exists, as one request sees it: its path, and the budgets along it for
     whichever feature and currency the request turns out to consume."""
 
-    nodes: Sequence[EntityNode]  # the entity, then its ancestors
+    located: PathBudgets  # read for no feature and no currency: the path and its nodes
     tree: EntityTree | None = None  # the snapshot's, when the nodes came from it
 
     @property
     def path(self) -> EntityPath:
-        return tuple(node.entity.id for node in self.nodes)
+        return self.located.path
 
     def budgets(self, feature: str | None, currency: str | None) -> PathBudgets:
         if self.tree is not None:
-            # The snapshot's slots keep each budget's window from one request to the next.
-            found = self.tree.lookup(self.nodes[0].entity.id, feature, currency)
+            # The snapshot's paths are computed once, each with the nodes' own slots.
+            found = self.tree.lookup(self.located.path[0], feature, currency)
             if isinstance(found, PathBudgets):
                 return found
-        return PathBudgets.of(self.nodes, feature, currency)
+        # Read from the store, or a write on the store's thread dropped a node since (a check
+        # on the event loop): the nodes as they were read answer consistently.
+        return PathBudgets.of(self.located.nodes, feature, currency)
+
+
+def located_in(tree: EntityTree, entity: str) -> EntityAt | NotLoaded | None:
+    """The entity as the snapshot's tree holds it; None when it is known not to exist."""
+    found = tree.lookup(entity, None, None)
+    if found is None or isinstance(found, NotLoaded):
+        return found
+    return EntityAt(found, tree)
 
 
 class EntityTree:

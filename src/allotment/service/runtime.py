@@ -19,7 +19,14 @@ from allotment.domain.changes import CatalogChanged, CustomerChanged, LoggedChan
 from allotment.domain.customers import ApiKey
 from allotment.domain.errors import Unauthenticated
 from allotment.domain.reservations import Reservation
-from allotment.service.entity_tree import EntityAt, EntityNode, NotLoaded, nodes_of
+from allotment.service.entity_tree import (
+    EntityAt,
+    EntityNode,
+    NotLoaded,
+    PathBudgets,
+    located_in,
+    nodes_of,
+)
 from allotment.service.ports import Clock, Published, Store, UnitOfWork, UsageEvent
 from allotment.service.projector import (
     CacheState,
@@ -125,14 +132,11 @@ class Runtime:
         cost of the path's depth."""
         customer_id = snapshot.customer.id
         if customer_id not in uow.scratch.get(_CHANGED_TREES, ()):
-            tree = snapshot.tree
-            cached = tree.walk(entity_id)
-            if cached is None:
-                return None
+            cached = located_in(snapshot.tree, entity_id)
             if not isinstance(cached, NotLoaded):
-                return EntityAt(cached, tree)
+                return cached
         nodes = self.load_path(uow, customer_id, entity_id)
-        return EntityAt(nodes) if nodes else None
+        return EntityAt(PathBudgets.of(nodes, None, None)) if nodes else None
 
     def load_path(self, uow: UnitOfWork, customer_id: str, entity_id: str) -> list[EntityNode]:
         """Read the entity and its ancestors, with their budgets, from the store; the projector
