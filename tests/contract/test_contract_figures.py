@@ -267,6 +267,41 @@ def test_a_window_whose_total_would_pass_64_bits_is_refused(store: ContractStore
     assert window(store, at(), at(hours=1)) == HALF
 
 
+def test_a_budget_window_holds_the_events_of_its_instants_to_the_microsecond(
+    store: ContractStore,
+) -> None:
+    """Budget windows start and end on whole seconds; events fall anywhere between."""
+    run(
+        store,
+        lambda uow: append_usage(
+            uow,
+            event(1, at(seconds=-0.000001), path=PATH),
+            event(10, at(), path=PATH),
+            event(100, at(seconds=0.5), path=PATH),
+            event(1000, at(seconds=0.999999), path=("team",)),
+            event(10_000, at(seconds=1), path=PATH),
+        ),
+    )
+    assert spent(store, budget("team"), at(seconds=-1), at()) == 1
+    assert spent(store, budget("team"), at(), at(seconds=1)) == 1110
+    assert spent(store, budget("agent"), at(), at(seconds=1)) == 110
+    assert spent(store, budget("org"), at(seconds=1), at(seconds=2)) == 10_000
+
+
+@pytest.mark.parametrize("apart", [0, 3600], ids=["one second", "an hour apart"])
+def test_an_unread_budget_window_whose_total_would_pass_64_bits_is_refused(
+    store: ContractStore, apart: int
+) -> None:
+    run(
+        store,
+        lambda uow: append_usage(
+            uow, event(HALF, at(), path=("team",)), event(HALF, at(seconds=apart), path=("team",))
+        ),
+    )
+    with pytest.raises(InvalidRequest):
+        spent(store, budget("team"), at(), at(1))
+
+
 def test_a_report_that_would_take_a_read_window_past_64_bits_is_refused(
     store: ContractStore,
 ) -> None:

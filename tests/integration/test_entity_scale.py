@@ -308,8 +308,8 @@ def test_the_path_and_a_window_projection_use_their_indexes(
             row[3]
             for row in db.execute(
                 "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(amount), 0) FROM entity_consumption"
-                " WHERE customer = ? AND kind = ? AND target = ? AND entity = ? AND at >= ?"
-                " AND at < ?",
+                " WHERE customer = ? AND kind = ? AND target = ? AND entity = ? AND second >= ?"
+                " AND second < ?",
                 ("acme", "feature", FEATURE, "dept", 0, 1),
             )
         )

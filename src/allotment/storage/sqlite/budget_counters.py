@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from allotment.domain.budgets import Budget, BudgetKind, EntityPath
 from allotment.domain.projections import counter_overflow
@@ -23,11 +24,25 @@ from allotment.storage.sqlite.counter_cache import (
     Window,
 )
 
+Consumed = tuple[str, str, str, str, int, int]
+"""(customer, kind, target, entity, second, amount): one entity's share of an event or debit."""
+
+MICROS_PER_SECOND = 1_000_000
+
+
+class ConsumptionMark(NamedTuple):
+    rows: int
+    written: int
+
 
 class SqliteBudgetCounters:
     def __init__(self, db: sqlite3.Connection, committed: CommittedCounters) -> None:
         self._db = db
         self.counters = BatchCounters(committed, MAX_COUNTER)
+        # What the batch's jobs consumed along paths, in order; the rows from ``_written`` on
+        # are not in ``entity_consumption`` yet (``flush``).
+        self._consumed: list[Consumed] = []
+        self._written = 0
 
     def count(
         self,
@@ -37,27 +52,63 @@ class SqliteBudgetCounters:
         path: EntityPath,
         instant: int,
         amount: Micros,
-        source: int,
     ) -> None:
         """Add ``amount`` to the counters of every budget window along ``path`` that holds
         ``instant``; windows not projected yet are built from the truth when first read.
 
-        ``source`` is the ``seq`` of the event or entry: each entity on the path gets a row of
-        ``entity_consumption``, the index that projecting a window reads."""
-        self._db.executemany(
-            "INSERT INTO entity_consumption (customer, kind, target, entity, at, source, amount)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(customer_id, kind.value, target, entity, instant, source, amount) for entity in path],
-        )
+        Each entity on the path gets ``amount`` in ``entity_consumption``, the index that
+        projecting a window reads, at ``instant``'s whole second: summed in memory for the
+        batch, written once (``flush``)."""
+        second = instant - instant % MICROS_PER_SECOND
+        kind_value = kind.value
+        self._consumed += [
+            (customer_id, kind_value, target, entity, second, amount) for entity in path
+        ]
         counters = self.counters
         for entity in path:
-            series = (customer_id, kind.value, target, entity)
+            series = (customer_id, kind_value, target, entity)
             if not counters.knows(series):
                 self._load_series(series)
             try:
                 counters.add(series, instant, amount)
             except OverflowError as error:  # SQLite would turn the counter into a float
                 raise counter_overflow() from error
+
+    def flush(self) -> None:
+        """Write what the batch consumed since the last flush, one row per entity and second:
+        before the batch commits, and before a window is projected from the index."""
+        pending = self._consumed[self._written :]
+        if not pending:
+            return
+        sums: dict[tuple[str, str, str, str, int], int] = {}
+        for customer, kind, target, entity, second, amount in pending:
+            key = (customer, kind, target, entity, second)
+            sums[key] = sums.get(key, 0) + amount
+        rows: list[Consumed] = []
+        for key, total in sorted(sums.items()):
+            if -MAX_COUNTER - 1 <= total <= MAX_COUNTER:
+                rows.append((*key, total))
+            else:
+                # Past 64 bits: added one by one, SQLite makes the row a float, which
+                # projecting a window over it refuses, as it refuses a sum past 64 bits.
+                rows += [row for row in pending if row[:5] == key]
+        self._db.executemany(
+            "INSERT INTO entity_consumption (customer, kind, target, entity, second, amount)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, kind, target, entity, second)"
+            " DO UPDATE SET amount = amount + excluded.amount",
+            rows,
+        )
+        self._written = len(self._consumed)
+
+    def mark(self) -> ConsumptionMark:
+        return ConsumptionMark(len(self._consumed), self._written)
+
+    def undo(self, mark: ConsumptionMark) -> None:
+        """Take back what a failed job consumed. Rows it flushed were rolled back with it (a
+        savepoint of its own), and so were the earlier jobs' rows it flushed: they are pending
+        again."""
+        del self._consumed[mark.rows :]
+        self._written = min(self._written, mark.written)
 
     def _load_series(self, series: Series) -> None:
         rows = self._db.execute(
@@ -84,15 +135,19 @@ class SqliteBudgetCounters:
         if known is not None:
             return known
         # First read of this window: project it from the truth, then keep it in step. The
-        # rows read are this entity's consumption in the window, through the index.
+        # rows read are this entity's consumption in the window, a row per second, through
+        # the index; windows start and end on whole seconds (budgets are anchored at one).
+        self.flush()
         try:
             (used,) = self._db.execute(
                 "SELECT COALESCE(SUM(amount), 0) FROM entity_consumption WHERE customer = ?"
-                " AND kind = ? AND target = ? AND entity = ? AND at >= ? AND at < ?",
+                " AND kind = ? AND target = ? AND entity = ? AND second >= ? AND second < ?",
                 (customer_id, kind, target, entity, *window),
             ).fetchone()
         except sqlite3.OperationalError as error:  # SUM past 64 bits
             raise counter_overflow() from error
+        if not isinstance(used, int):  # a per-second sum went past 64 bits and became a float
+            raise counter_overflow()
         # As for usage_counters: windows that ended before this one are projected again if
         # ever read.
         self._db.execute(

@@ -289,7 +289,6 @@ class SqliteLedger:
                 entry.entity_path,
                 to_epoch_micros(entry.at),
                 spent,
-                seq,
             )
         return LedgerRecord(entry_id, seq, customer_id, currency, entry)
 

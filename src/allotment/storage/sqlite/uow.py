@@ -20,7 +20,7 @@ from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.changelog import encode_change
 from allotment.service.ports import Published
 from allotment.service.projector import Fill
-from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
+from allotment.storage.sqlite.budget_counters import ConsumptionMark, SqliteBudgetCounters
 from allotment.storage.sqlite.budgets import SqliteBudgets, SqliteEntities
 from allotment.storage.sqlite.catalog import SqliteCatalog
 from allotment.storage.sqlite.counter_cache import (
@@ -50,6 +50,7 @@ class JobMark(NamedTuple):
     scratch: dict[str, Any]
     pools: int
     counters: int
+    consumption: ConsumptionMark
     outcomes: int
 
 
@@ -112,6 +113,7 @@ class SqliteUnitOfWork:
             dict(self.scratch),
             self.ledger.mark(),
             self._budget_counters.counters.mark(),
+            self._budget_counters.mark(),
             self.outcomes.mark(),
         )
 
@@ -124,6 +126,7 @@ class SqliteUnitOfWork:
         self.scratch = mark.scratch
         self.ledger.undo(mark.pools)
         self._budget_counters.counters.undo(mark.counters)
+        self._budget_counters.undo(mark.consumption)
         self.outcomes.undo(mark.outcomes)
 
     def before_commit(self) -> None:
@@ -133,6 +136,7 @@ class SqliteUnitOfWork:
             (usage if changed[0][1] == USAGE_SERIES else budgets).append(changed)
         self.usage.write_counters(usage)
         self._budget_counters.write(budgets)
+        self._budget_counters.flush()
         self.ledger.write_grants()
         self.outcomes.write()
         self._write_log()

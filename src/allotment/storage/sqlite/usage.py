@@ -75,7 +75,7 @@ class SqliteUsage:
             self._counters.add(series, timestamp, event.amount)
         except OverflowError as error:  # SQLite would silently make the counter a float
             raise counter_overflow() from error
-        cursor = self._db.execute(
+        self._db.execute(
             "INSERT INTO usage_events (customer, feature, entity, amount, timestamp,"
             " recorded_at, idempotency_key, entity_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -97,7 +97,6 @@ class SqliteUsage:
                 event.entity_path,
                 timestamp,
                 event.amount,
-                _seq(cursor),
             )
 
     def write_counters(self, changed: Iterable[tuple[Series, Window, int]]) -> None:
@@ -117,9 +116,3 @@ class SqliteUsage:
                 (series[0], series[2]),
             ).fetchall()
             self._counters.load(series, {(start, end): used for start, end, used in rows})
-
-
-def _seq(cursor: sqlite3.Cursor) -> int:
-    seq = cursor.lastrowid
-    assert seq is not None
-    return seq

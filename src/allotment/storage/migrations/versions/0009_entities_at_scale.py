@@ -3,14 +3,16 @@
 ``entities_by_parent`` lets an entity's children (and the height of its subtree, which moving
 it must check) be read without reading the rest of the customer's tree.
 
-``entity_consumption`` holds, for every usage event and every debit entry recorded along an
-entity path, one row per entity on that path: the same projection of the truth as the
-``entity_path`` column of ``usage_events`` and ``ledger_entries``, kept in step by the
-transaction that appends them. Its key leads with the customer, the kind of budget
-(``feature`` or ``currency``), the target and the entity, then the instant, so that the usage
-of a budget window is a range of one entity's rows: projecting a window (the first read of a
-budget, or after its reset changed) reads what that entity consumed in it and nothing else.
-``source`` is the ``seq`` of the event or entry. This revision fills it from the truth.
+``entity_consumption`` holds, for every entity, what the usage events (``kind`` feature) and the
+debit entries (``kind`` currency) recorded along a path through it consumed, summed per whole
+second: the same projection of the truth as the ``entity_path`` column of ``usage_events`` and
+``ledger_entries``, kept in step by the transaction that appends them. Budget windows start and
+end on whole seconds (budgets are anchored at one), so per-second sums add up to any window
+exactly. Its key leads with the customer, the kind, the target and the entity, then the second
+(in epoch microseconds), so that the usage of a budget window is a range of one entity's rows:
+projecting a window (the first read of a budget, or after its reset changed) reads what that
+entity consumed in it and nothing else, and a busy entity adds one row per second, not one per
+event. This revision fills it from the truth.
 
 Revision ID: 0009
 Revises: 0008
@@ -27,6 +29,7 @@ branch_labels = None
 depends_on = None
 
 _CHUNK = 10_000
+_MICROS_PER_SECOND = 1_000_000
 
 
 def upgrade() -> None:
@@ -37,10 +40,9 @@ def upgrade() -> None:
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("target", sa.Text, nullable=False),
         sa.Column("entity", sa.Text, nullable=False),
-        sa.Column("at", sa.BigInteger, nullable=False),
-        sa.Column("source", sa.BigInteger, nullable=False),
+        sa.Column("second", sa.BigInteger, nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("customer", "kind", "target", "entity", "at", "source"),
+        sa.PrimaryKeyConstraint("customer", "kind", "target", "entity", "second"),
         sqlite_with_rowid=False,
     )
     bind = op.get_bind()
@@ -60,29 +62,35 @@ def upgrade() -> None:
 
 
 def _fill(bind: sa.Connection, select: str) -> None:
-    insert = sa.text(
-        "INSERT INTO entity_consumption (customer, kind, target, entity, at, source, amount)"
-        " VALUES (:customer, :kind, :target, :entity, :at, :source, :amount)"
+    upsert = sa.text(
+        "INSERT INTO entity_consumption (customer, kind, target, entity, second, amount)"
+        " VALUES (:customer, :kind, :target, :entity, :second, :amount)"
+        " ON CONFLICT (customer, kind, target, entity, second)"
+        " DO UPDATE SET amount = amount + excluded.amount"
     )
     after = 0
     while True:
         rows = bind.execute(sa.text(select), {"after": after, "limit": _CHUNK}).all()
         if not rows:
             return
+        sums: dict[tuple[str, str, str, str, int], int] = {}
+        for _, customer, kind, target, at, amount, path in rows:
+            second = at - at % _MICROS_PER_SECOND
+            for entity in path.strip("/").split("/"):
+                key = (customer, kind, target, entity, second)
+                sums[key] = sums.get(key, 0) + amount
         bind.execute(
-            insert,
+            upsert,
             [
                 {
                     "customer": customer,
                     "kind": kind,
                     "target": target,
                     "entity": entity,
-                    "at": at,
-                    "source": seq,
+                    "second": second,
                     "amount": amount,
                 }
-                for seq, customer, kind, target, at, amount, path in rows
-                for entity in path.strip("/").split("/")
+                for (customer, kind, target, entity, second), amount in sorted(sums.items())
             ],
         )
         after = rows[-1][0]
