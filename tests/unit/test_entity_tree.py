@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from allotment.domain.budgets import Budget, BudgetKind
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allotment.domain.budgets import Budget, BudgetKind, budgets_on_path
 from allotment.domain.catalog import Enforcement
 from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
 from allotment.domain.periods import ResetPeriod
@@ -154,7 +157,66 @@ def test_every_path_through_a_node_shares_its_budgets_slots() -> None:
     assert from_store.budgets("calls", None).slots[0] is TEAM.slots[0]
 
 
+def test_a_path_a_job_computed_is_kept_while_its_nodes_are_the_trees() -> None:
+    tree = loaded([AGENT, TEAM, DEPT])
+    computed = PathBudgets.of([AGENT, TEAM, DEPT], "calls", None)
+    tree.keep("agent", "calls", None, computed)
+    assert tree.lookup("agent", "calls", None) is computed
+    # Read before the team changed: its team node is no longer the tree's.
+    stale = PathBudgets.of([AGENT, node("team", "dept"), DEPT], "tokens", None)
+    tree.keep("agent", "tokens", None, stale)
+    assert tree.lookup("agent", "tokens", None) is not stale
+
+
+def test_an_entity_read_from_the_store_hands_each_path_it_computes_to_keep() -> None:
+    kept: list[tuple[str | None, str | None, PathBudgets]] = []
+    at = EntityAt(
+        PathBudgets.of([AGENT, TEAM, DEPT], None, None),
+        keep=lambda f, c, found: kept.append((f, c, found)),
+    )
+    found = at.budgets("calls", "credits")
+    assert kept == [("calls", "credits", found)]
+
+
 def test_entity_at_without_a_tree_builds_its_budgets_from_its_nodes() -> None:
     at = EntityAt(PathBudgets.of([AGENT, TEAM, DEPT], None, None))
     assert at.path == ("agent", "team", "dept")
     assert [s.budget.target for s in at.budgets(None, "credits").slots] == ["credits", "credits"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    owned=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["calls", "tokens", "cr", "gems"]), st.booleans()),
+            max_size=4,
+            unique_by=lambda pair: pair[0],
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    feature=st.sampled_from(["calls", "tokens", None]),
+    currency=st.sampled_from(["cr", "gems", None]),
+)
+def test_a_path_orders_its_budgets_as_the_domain_rule_does(
+    owned: list[list[tuple[str, bool]]], feature: str | None, currency: str | None
+) -> None:
+    """``PathBudgets.of`` picks the nodes' own slots in ``budgets_on_path``'s order."""
+    ids = [f"e{n}" for n in range(len(owned))]
+    nodes = [
+        node(
+            entity_id,
+            ids[n + 1] if n + 1 < len(ids) else None,
+            *(
+                budget(
+                    entity_id, target, BudgetKind.CURRENCY if is_currency else BudgetKind.FEATURE
+                )
+                for target, is_currency in owned[n]
+            ),
+        )
+        for n, entity_id in enumerate(ids)
+    ]
+    by_entity = {n.entity.id: n.budgets for n in nodes}
+    expected = budgets_on_path(by_entity, tuple(ids), feature, currency)
+    found = PathBudgets.of(nodes, feature, currency)
+    assert [slot.budget for slot in found.slots] == expected

@@ -68,6 +68,15 @@ class Standing:
         return committed + requested > self.budget.limit
 
 
+def budget_rank(budget: Budget, feature: str | None, currency: str | None) -> int | None:
+    """Whether a budget of an entity on a request's path applies to it, and in which place
+    among that entity's: its budget on the feature (0) before its budget on the currency (1).
+    None when it applies to neither (an entity has one budget per target at most)."""
+    if budget.kind is BudgetKind.FEATURE:
+        return 0 if budget.target == feature else None
+    return 1 if budget.target == currency else None
+
+
 def budgets_on_path(
     budgets: Mapping[str, Sequence[Budget]],
     path: EntityPath,
@@ -78,12 +87,12 @@ def budgets_on_path(
     entity its budget on the feature before its budget on the currency."""
     found = []
     for entity in path:
-        for budget in budgets.get(entity, ()):
-            if (budget.kind is BudgetKind.FEATURE and budget.target == feature) or (
-                budget.kind is BudgetKind.CURRENCY and budget.target == currency
-            ):
-                found.append(budget)
-    found.sort(key=lambda b: (path.index(b.entity), b.kind is BudgetKind.CURRENCY))
+        ranked = [
+            (rank, budget)
+            for budget in budgets.get(entity, ())
+            if (rank := budget_rank(budget, feature, currency)) is not None
+        ]
+        found += [budget for _, budget in sorted(ranked, key=lambda pair: pair[0])]
     return found
 
 

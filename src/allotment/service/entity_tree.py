@@ -12,11 +12,11 @@ each when next read: the cost of a request stays the depth of its path.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from allotment.domain.budgets import Budget, BudgetKind, EntityPath, Standing, budgets_on_path
+from allotment.domain.budgets import Budget, BudgetKind, EntityPath, Standing, budget_rank
 from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
 from allotment.domain.quantities import Micros
 from allotment.service.answers import BudgetFigures, PeriodView
@@ -106,14 +106,19 @@ class PathBudgets:
     @staticmethod
     def of(nodes: Sequence[EntityNode], feature: str | None, currency: str | None) -> PathBudgets:
         path = tuple(node.entity.id for node in nodes)
+        found: list[BudgetSlot] = []
         if feature is None and currency is None:
-            return PathBudgets(path, [], nodes)
-        slots = {id(slot.budget): slot for node in nodes for slot in node.slots}
-        budgets: Mapping[str, Sequence[Budget]] = {
-            node.entity.id: node.budgets for node in nodes if node.slots
-        }
-        found = budgets_on_path(budgets, path, feature, currency)
-        return PathBudgets(path, [slots[id(budget)] for budget in found], nodes)
+            return PathBudgets(path, found, nodes)
+        # ``budgets_on_path``'s order, on the nodes' own slots: nearest entity first, and
+        # for each its budget on the feature before its budget on the currency.
+        for node in nodes:
+            ranked: list[BudgetSlot | None] = [None, None]
+            for slot in node.slots:
+                rank = budget_rank(slot.budget, feature, currency)
+                if rank is not None:
+                    ranked[rank] = slot
+            found += [slot for slot in ranked if slot is not None]
+        return PathBudgets(path, found, nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,8 @@ class EntityAt:
 
     located: PathBudgets  # read for no feature and no currency: the path and its nodes
     tree: EntityTree | None = None  # the snapshot's, when the nodes came from it
+    # Read from the store: hands each path computed to the projector, to keep beside the nodes.
+    keep: Callable[[str | None, str | None, PathBudgets], None] | None = None
 
     @property
     def path(self) -> EntityPath:
@@ -136,7 +143,10 @@ class EntityAt:
                 return found
         # Read from the store, or a write on the store's thread dropped a node since (a check
         # on the event loop): the nodes as they were read answer consistently.
-        return PathBudgets.of(self.located.nodes, feature, currency)
+        found = PathBudgets.of(self.located.nodes, feature, currency)
+        if self.keep is not None:
+            self.keep(feature, currency, found)
+        return found
 
 
 def located_in(tree: EntityTree, entity: str) -> EntityAt | NotLoaded | None:
@@ -208,6 +218,14 @@ class EntityTree:
             return
         for node in nodes:
             self._nodes[node.entity.id] = node
+
+    def keep(
+        self, entity: str, feature: str | None, currency: str | None, found: PathBudgets
+    ) -> None:
+        """A path a job computed from the nodes it read: kept while they are the tree's."""
+        nodes = self._nodes
+        if all(nodes.get(node.entity.id) is node for node in found.nodes):
+            self._paths[(entity, feature, currency)] = found
 
     def forget(self, entity: str) -> None:
         """The entity, its place or its budgets changed: its node goes, and every computed

@@ -39,7 +39,7 @@ from allotment.domain.changes import (
 from allotment.domain.customers import ApiKey
 from allotment.domain.documents import add_document
 from allotment.domain.quantities import Micros
-from allotment.service.entity_tree import BudgetWindowKey, EntityNode
+from allotment.service.entity_tree import BudgetWindowKey, EntityNode, PathBudgets
 from allotment.service.snapshots import (
     CustomerSnapshot,
     PoolFigures,
@@ -98,6 +98,18 @@ class TreeLoaded:
 
 
 @dataclass(frozen=True, slots=True)
+class PathComputed:
+    """A path a job computed from the nodes it read (``TreeLoaded`` before it), for a feature
+    and a currency: kept beside the nodes while they are the tree's."""
+
+    customer: str
+    entity: str
+    feature: str | None
+    currency: str | None
+    found: PathBudgets
+
+
+@dataclass(frozen=True, slots=True)
 class PoolFiguresComputed:
     """A pool's figures, computed by a job that appended nothing to its ledger."""
 
@@ -129,6 +141,7 @@ Fill = (
     | WindowLoaded
     | BudgetWindowLoaded
     | TreeLoaded
+    | PathComputed
     | PoolFiguresComputed
     | KeyFound
     | CatalogLoaded
@@ -174,6 +187,8 @@ def apply(state: CacheState, effect: Effect) -> None:
             snapshots.install_window(customer, key, used)
         case TreeLoaded(customer, entity, nodes):
             snapshots.install_path(customer, entity, nodes)
+        case PathComputed(customer, entity, feature, currency, found):
+            snapshots.keep_path(customer, entity, feature, currency, found)
         case BudgetWindowLoaded(customer, key, used):
             snapshots.install_budget_window(customer, key, used)
         case PoolFiguresComputed(customer, currency, figures):

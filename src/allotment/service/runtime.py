@@ -32,6 +32,7 @@ from allotment.service.projector import (
     CacheState,
     CatalogState,
     Forget,
+    PathComputed,
     SnapshotLoaded,
     TreeLoaded,
     apply,
@@ -136,7 +137,15 @@ class Runtime:
             if not isinstance(cached, NotLoaded):
                 return cached
         nodes = self.load_path(uow, customer_id, entity_id)
-        return EntityAt(PathBudgets.of(nodes, None, None)) if nodes else None
+        if not nodes:
+            return None
+
+        def keep(feature: str | None, currency: str | None, found: PathBudgets) -> None:
+            uow.fill(PathComputed(customer_id, entity_id, feature, currency, found))
+
+        located = PathBudgets.of(nodes, None, None)
+        keep(None, None, located)
+        return EntityAt(located, keep=keep)
 
     def load_path(self, uow: UnitOfWork, customer_id: str, entity_id: str) -> list[EntityNode]:
         """Read the entity and its ancestors, with their budgets, from the store; the projector

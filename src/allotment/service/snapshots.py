@@ -31,7 +31,7 @@ from allotment.domain.reservations import Reservation
 from allotment.domain.resolution import Resolution, resolve
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.answers import PeriodView
-from allotment.service.entity_tree import BudgetWindowKey, EntityNode, EntityTree
+from allotment.service.entity_tree import BudgetWindowKey, EntityNode, EntityTree, PathBudgets
 
 DEFAULT_MAX_CUSTOMERS = 100_000
 
@@ -226,6 +226,18 @@ class SnapshotCache:
         snapshot = self._snapshots.get(customer_id)
         if snapshot is not None:
             snapshot.tree.install(entity, nodes)
+
+    def keep_path(
+        self,
+        customer_id: str,
+        entity: str,
+        feature: str | None,
+        currency: str | None,
+        found: PathBudgets,
+    ) -> None:
+        snapshot = self._snapshots.get(customer_id)
+        if snapshot is not None:
+            snapshot.tree.keep(entity, feature, currency, found)
 
     def forget_entity(self, customer_id: str, entity: str) -> None:
         snapshot = self._snapshots.get(customer_id)
