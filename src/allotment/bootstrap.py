@@ -25,6 +25,7 @@ def open_store(settings: Settings) -> Store:
             settings.usage_key_retention,
             cached_pools=settings.cache_pools,
             cached_counters=settings.cache_counters,
+            page_cache_mib=settings.sqlite_cache_mib,
         )
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":

@@ -18,6 +18,7 @@ DEFAULT_STREAM_KEEPALIVE_SECONDS = 10.0
 DEFAULT_CACHE_CUSTOMERS = 100_000  # customers whose snapshot a process keeps in memory
 DEFAULT_CACHE_POOLS = 100_000  # credit pools the SQLite store keeps between batches
 DEFAULT_CACHE_COUNTERS = 200_000  # series of window counters it keeps between batches
+DEFAULT_SQLITE_CACHE_MIB = 64  # SQLite's page cache, per connection (its own default: 2 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,14 @@ class Settings:
     cache_customers: int = DEFAULT_CACHE_CUSTOMERS
     cache_pools: int = DEFAULT_CACHE_POOLS
     cache_counters: int = DEFAULT_CACHE_COUNTERS
+    sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB
     gc_freeze: bool = True  # freeze what the caches hold as they fill (``api/memory.py``)
 
     def __post_init__(self) -> None:
         if min(self.cache_customers, self.cache_pools, self.cache_counters) < 1:
             raise ValueError("a cache must hold at least one entry")
+        if self.sqlite_cache_mib < 1:
+            raise ValueError("SQLite's page cache must hold at least 1 MiB")
         if not 0 <= self.access_log_sample <= 1:
             raise ValueError("the access log's sample rate is a share from 0 to 1")
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:
@@ -96,6 +100,7 @@ _CACHE_SIZES = (
     ("ALLOTMENT_CACHE_CUSTOMERS", "cache_customers"),
     ("ALLOTMENT_CACHE_POOLS", "cache_pools"),
     ("ALLOTMENT_CACHE_COUNTERS", "cache_counters"),
+    ("ALLOTMENT_SQLITE_CACHE_MIB", "sqlite_cache_mib"),
 )
 
 

@@ -12,7 +12,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from allotment.bootstrap import open_store
 from allotment.cli import main, serve
+from allotment.config import Settings
+from allotment.storage.sqlite.store import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -151,3 +154,18 @@ def test_a_usage_key_retention_under_a_week_or_not_a_number_is_refused(
     assert result.exit_code == 2, result.output
     assert "ALLOTMENT_USAGE_KEY_RETENTION_DAYS" in result.output
     assert not [call for call in served if "settings" in call]  # nothing was started
+
+
+def test_sqlites_page_cache_is_sized_by_setting(tmp_path: Path) -> None:
+    assert Settings().sqlite_cache_mib == 64
+    assert Settings.from_environment({"ALLOTMENT_SQLITE_CACHE_MIB": "16"}).sqlite_cache_mib == 16
+    for value in ("0", "-1", "lots", "1e3"):
+        with pytest.raises(ValueError, match=r"ALLOTMENT_SQLITE_CACHE_MIB|at least 1 MiB"):
+            Settings.from_environment({"ALLOTMENT_SQLITE_CACHE_MIB": value})
+    store = open_store(Settings(database_path=tmp_path / "db.sqlite", sqlite_cache_mib=16))
+    try:
+        assert isinstance(store, SqliteStore)
+        for connection in (store._connection, store._reader):
+            assert connection.execute("PRAGMA cache_size").fetchone() == (-16 * 1024,)
+    finally:
+        store.close()

@@ -62,6 +62,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
+DEFAULT_PAGE_CACHE_MIB = 64
 # Cold checks a batch takes besides every waiting write (``JobQueue``): a write waits for at
 # most this many of them, each a few hundred microseconds of reads.
 FILLS_PER_BATCH = 32
@@ -80,6 +81,7 @@ class SqliteStore:
         *,
         cached_pools: int = DEFAULT_CACHED_POOLS,
         cached_counters: int = DEFAULT_CACHED_SERIES,
+        page_cache_mib: int = DEFAULT_PAGE_CACHE_MIB,
     ) -> None:
         self.path = Path(path)
         self.log_retention = log_retention
@@ -87,8 +89,8 @@ class SqliteStore:
         upgrade_to_latest(sqlite_url(self.path))
         # The writer waits for the write lock itself (``_begin_immediate``); the reader lets
         # SQLite wait, which in WAL mode it hardly ever must.
-        self._connection = _connect(self.path, busy_timeout_ms=0)
-        self._reader = _connect(self.path, busy_timeout_ms=10_000)
+        self._connection = _connect(self.path, 0, page_cache_mib)
+        self._reader = _connect(self.path, 10_000, page_cache_mib)
         self._reader_lock = threading.Lock()
         self._sinks: list[Sink] = []
         (last,) = self._connection.execute(
@@ -362,11 +364,16 @@ def _begin_immediate(connection: sqlite3.Connection) -> None:
         time.sleep(WRITE_LOCK_RETRY_SECONDS)
 
 
-def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_ms: int, page_cache_mib: int) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    # SQLite's default of 2 MiB holds a few hundred pages: the indexes a busy service writes
+    # at many places (idempotency keys, budget windows, consumption per entity) outgrow it,
+    # and every page it drops is read back from the operating system. The cache fills as
+    # pages are read; a negative size is in KiB.
+    connection.execute(f"PRAGMA cache_size=-{int(page_cache_mib) * 1024}")
     return connection
 
 
