@@ -19,6 +19,7 @@ DEFAULT_CACHE_CUSTOMERS = 100_000  # customers whose snapshot a process keeps in
 DEFAULT_CACHE_POOLS = 100_000  # credit pools the SQLite store keeps between batches
 DEFAULT_CACHE_COUNTERS = 200_000  # series of window counters it keeps between batches
 DEFAULT_SQLITE_CACHE_MIB = 64  # SQLite's page cache, per connection (its own default: 2 MiB)
+MAX_SQLITE_CACHE_MIB = 1_048_576  # PRAGMA cache_size takes KiB in 32 bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,11 @@ class Settings:
     def __post_init__(self) -> None:
         if min(self.cache_customers, self.cache_pools, self.cache_counters) < 1:
             raise ValueError("a cache must hold at least one entry")
-        if self.sqlite_cache_mib < 1:
-            raise ValueError("SQLite's page cache must hold at least 1 MiB")
+        if not 1 <= self.sqlite_cache_mib <= MAX_SQLITE_CACHE_MIB:
+            raise ValueError(
+                f"SQLite's page cache must hold at least 1 MiB and at most {MAX_SQLITE_CACHE_MIB}"
+                " (ALLOTMENT_SQLITE_CACHE_MIB)"
+            )
         if not 0 <= self.access_log_sample <= 1:
             raise ValueError("the access log's sample rate is a share from 0 to 1")
         if self.change_log_retention < MIN_CHANGE_LOG_RETENTION:

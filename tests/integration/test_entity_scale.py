@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from functools import partialmethod
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from allotment.domain.catalog import Enforcement
 from allotment.domain.entities import Entity
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import MICROS_PER_UNIT
+from allotment.domain.timefmt import whole_second
+from allotment.service.answers import CheckAnswer
 from allotment.service.catalog import CatalogKind
 from allotment.service.customers import SubscriptionRequest
 from allotment.service.ports import UnitOfWork
@@ -83,7 +86,7 @@ def build(services: Services, customer: str, agents_per_team: int) -> None:
                 10**6 * UNIT,
                 ResetPeriod.MONTH,
                 Enforcement.HARD,
-                now,
+                whole_second(now),  # as the service anchors budgets
             )
             uow.budgets.save(customer, budget)
 
@@ -294,6 +297,7 @@ def test_an_unknown_entity_is_read_once_then_known_absent(
     assert counted.calls["entities.path"] == 1
 
 
+@pytest.mark.sqlite_file
 def test_the_path_and_a_window_projection_use_their_indexes(
     open_services: Callable[[], Services], database: Path
 ) -> None:
@@ -323,3 +327,93 @@ def test_the_path_and_a_window_projection_use_their_indexes(
             )
         )
         assert "entities_by_parent" in children, children
+
+
+def test_agents_checked_together_after_a_restart_are_all_cached(
+    open_services: Callable[[], Services], reads: Callable[[Services], PortReads]
+) -> None:
+    """Cold checks of one customer in one batch share the snapshot the first of them loaded,
+    so the paths and windows each of them read all stay in it."""
+    services = open_services()
+    build(services, "acme", 10)
+    services.close()
+    restarted = open_services()
+    agents = [f"team-{n % 2}-agent-{n // 2}" for n in range(12)]
+
+    async def together() -> list[Any]:
+        entitlements = restarted.entitlements
+        return await asyncio.gather(*(entitlements.check("acme", FEATURE, a, UNIT) for a in agents))
+
+    assert all(answer.has_access for answer in asyncio.run(together()))
+    counted = reads(restarted)
+    for agent in agents:
+        cached = restarted.entitlements.check_cached("acme", FEATURE, agent, UNIT)
+        assert isinstance(cached, CheckAnswer), (agent, cached)
+    assert counted.calls == {}
+
+
+def test_the_entitlements_list_reads_the_entitys_path_once(
+    open_services: Callable[[], Services], reads: Callable[[Services], PortReads]
+) -> None:
+    services = open_services()
+    build(services, "acme", SMALL)
+
+    async def more_features() -> None:
+        for name in ("tokens", "images"):
+            kind = {"name": name, "kind": "metered"}
+            await services.catalog.put(CatalogKind.FEATURE, name, kind)
+        plan = {
+            "product": "app",
+            "name": "Plan",
+            "entitlements": {f: {"limit": 10**9} for f in (FEATURE, "tokens", "images")},
+        }
+        await services.catalog.put(CatalogKind.PLAN, "plan", plan)
+
+    asyncio.run(more_features())
+    counted = reads(services)
+    listed = asyncio.run(services.entitlements.entitlements("acme", "team-0-agent-1"))
+    assert len(listed.entitlements) == 3
+    assert counted.calls["entities.path"] == counted.calls["budgets.of_entities"] == 1
+
+
+def test_moving_a_team_moves_the_checks_of_its_cached_agents(
+    open_services: Callable[[], Services],
+) -> None:
+    services = open_services()
+    build(services, "acme", SMALL)
+    agent = "team-0-agent-0"
+    assert [b.entity for b in check(services, "acme", agent).budgets] == [agent, "team-0", "dept"]
+    entities, budgets = services.entities, services.budgets
+
+    async def move() -> None:
+        await entities.put("acme", "ops", parent=None, kind=None, name=None)
+        await budgets.put(
+            "acme", "ops", FEATURE, limit=UNIT // 2, reset=ResetPeriod.DAY,
+            enforcement=Enforcement.HARD,
+        )  # fmt: skip
+        await entities.put("acme", "team-0", parent="ops", kind=None, name=None)
+
+    asyncio.run(move())
+    answer = check(services, "acme", agent)
+    assert [b.entity for b in answer.budgets] == [agent, "team-0", "ops"]
+    assert answer.access_denied_reason == "budget_exceeded"  # ops allows half a unit
+    # Removed and made again: the agent is gone, then back without its budget.
+    asyncio.run(entities.delete("acme", agent))
+    assert check(services, "acme", agent).access_denied_reason == "entity_not_found"
+    asyncio.run(entities.put("acme", agent, parent="team-1", kind=None, name=None))
+    assert [b.entity for b in check(services, "acme", agent).budgets] == ["team-1", "dept"]
+
+
+@pytest.mark.sqlite_file
+def test_a_budget_window_off_a_whole_second_is_refused(
+    open_services: Callable[[], Services],
+) -> None:
+    services = open_services()
+    build(services, "acme", SMALL)
+    now = services.runtime.clock.now()
+    off = Budget("dept", FEATURE, BudgetKind.FEATURE, UNIT, ResetPeriod.DAY, Enforcement.HARD, now)
+    start = whole_second(now) + timedelta(microseconds=1)
+    with pytest.raises(ValueError, match="whole seconds"):
+        services.runtime.store.run_blocking(
+            lambda uow: uow.budgets.usage("acme", off, start, start + timedelta(days=1))
+        )

@@ -159,7 +159,7 @@ def test_a_usage_key_retention_under_a_week_or_not_a_number_is_refused(
 def test_sqlites_page_cache_is_sized_by_setting(tmp_path: Path) -> None:
     assert Settings().sqlite_cache_mib == 64
     assert Settings.from_environment({"ALLOTMENT_SQLITE_CACHE_MIB": "16"}).sqlite_cache_mib == 16
-    for value in ("0", "-1", "lots", "1e3"):
+    for value in ("0", "-1", "lots", "1e3", "1048577"):
         with pytest.raises(ValueError, match=r"ALLOTMENT_SQLITE_CACHE_MIB|at least 1 MiB"):
             Settings.from_environment({"ALLOTMENT_SQLITE_CACHE_MIB": value})
     store = open_store(Settings(database_path=tmp_path / "db.sqlite", sqlite_cache_mib=16))

@@ -133,3 +133,8 @@ def test_a_closed_queue_runs_the_fills_it_took_before_it_stops() -> None:
     assert jobs.take(100, 2, timeout=0) is None
     with pytest.raises(RuntimeError):
         _queued(jobs, "w1")
+
+
+def test_a_batch_takes_at_least_one_fill() -> None:
+    with pytest.raises(ValueError, match="at least one fill"):
+        JobQueue().take(100, 0, timeout=0)

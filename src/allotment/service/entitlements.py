@@ -133,6 +133,7 @@ class EntitlementService:
             if snapshot is None:
                 raise NotFound(f"no customer {customer_id!r}.", {"customer": customer_id})
             catalog, now = runtime.catalog_in(uow), runtime.clock.now()
+            find_entity = self._entity_lookup(uow)
             answers = []
             for feature in catalog.features.values():
                 if snapshot.resolution(catalog, feature, now).offer is None:
@@ -147,7 +148,7 @@ class EntitlementService:
                     now,
                     uow,
                     self._credit_lookup(uow, customer_id, now),
-                    self._entity_lookup(uow),
+                    find_entity,
                 )
                 assert isinstance(answer, CheckAnswer)
                 answers.append(answer)

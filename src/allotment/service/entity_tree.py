@@ -160,25 +160,28 @@ def located_in(tree: EntityTree, entity: str) -> EntityAt | NotLoaded | None:
 class EntityTree:
     """The nodes of one customer's tree that requests have read, and what follows from them.
 
-    Written only by the projector, on the store's thread; read by checks on the event loop
-    too. Every write is one atomic dictionary or set operation, and the paths computed from the
-    nodes live in a dictionary that a write replaces whole: a reader takes that dictionary
-    before it reads any node, so a path it computed from nodes a write has since changed lands
-    in a dictionary nobody reads any more.
+    Its nodes are written only by the projector, on the store's thread; checks on the event
+    loop read them too, and add the paths they compute (derived, never truth). Every write is
+    one atomic dictionary or set operation, and the paths computed from the nodes live in a
+    dictionary that a write replaces whole: a reader takes that dictionary before it reads any
+    node, so a path it computed from nodes a write has since changed lands in a dictionary
+    nobody reads any more; and a walk during which a node was dropped is not used at all.
     """
 
-    __slots__ = ("_absent", "_nodes", "_paths")
+    __slots__ = ("_absent", "_forgotten", "_nodes", "_paths")
 
     def __init__(self) -> None:
         self._nodes: dict[str, EntityNode] = {}
         self._absent: set[str] = set()
         self._paths: dict[tuple[str, str | None, str | None], PathBudgets] = {}
+        # Nodes dropped so far: a walk that saw it move read nodes of two states.
+        self._forgotten = 0
 
     def walk(self, entity: str) -> list[EntityNode] | NotLoaded | None:
         """The nodes from ``entity`` up to its root; None when it is known not to exist."""
         if entity in self._absent:
             return None
-        nodes = self._nodes
+        nodes, forgotten = self._nodes, self._forgotten
         chain: list[EntityNode] = []
         current: str | None = entity
         while current is not None:
@@ -187,6 +190,8 @@ class EntityTree:
                 return NOT_LOADED
             chain.append(node)
             current = node.entity.parent
+        if self._forgotten != forgotten:  # a write landed meanwhile (checks on the event loop)
+            return NOT_LOADED
         return chain
 
     def lookup(
@@ -217,19 +222,30 @@ class EntityTree:
                 self._absent.add(entity)
             return
         for node in nodes:
-            self._nodes[node.entity.id] = node
+            # A node already here is current (any change drops it first, in commit order):
+            # it stays, with the slots and paths that share it.
+            self._nodes.setdefault(node.entity.id, node)
 
     def keep(
         self, entity: str, feature: str | None, currency: str | None, found: PathBudgets
     ) -> None:
-        """A path a job computed from the nodes it read: kept while they are the tree's."""
+        """A path a job computed from the nodes it read, kept while they are the tree's: as it
+        is when they are the same nodes, computed again from the tree's when they are equal
+        ones (installed by an earlier fill, with their own slots)."""
         nodes = self._nodes
-        if all(nodes.get(node.entity.id) is node for node in found.nodes):
+        kept = [nodes.get(node.entity.id) for node in found.nodes]
+        if all(mine is node for mine, node in zip(kept, found.nodes, strict=True)):
             self._paths[(entity, feature, currency)] = found
+        elif all(
+            mine is not None and mine.entity == node.entity and mine.budgets == node.budgets
+            for mine, node in zip(kept, found.nodes, strict=True)
+        ):
+            self.lookup(entity, feature, currency)
 
     def forget(self, entity: str) -> None:
         """The entity, its place or its budgets changed: its node goes, and every computed
         path with it (a move changes the paths of its whole subtree)."""
         self._nodes.pop(entity, None)
+        self._forgotten += 1
         self._absent.discard(entity)
         self._paths = {}

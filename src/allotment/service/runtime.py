@@ -56,6 +56,7 @@ _CATALOG = "catalog"
 _CHANGED_CUSTOMERS = "changed_customers"
 _CHANGED_HOLDS = "changed_holds"
 _CHANGED_TREES = "changed_trees"
+_LOADED_SNAPSHOTS = "loaded_snapshots"
 
 
 @dataclass(slots=True)
@@ -157,12 +158,17 @@ class Runtime:
         return nodes
 
     def snapshot_in(self, uow: UnitOfWork, customer_id: str) -> CustomerSnapshot | None:
-        """The customer as of this point of the batch: cached if still exact, else loaded."""
+        """The customer as of this point of the batch: cached if still exact, else loaded (once
+        per batch: the jobs after the one that loaded it share that snapshot, and the fills
+        they make go into it)."""
         if customer_id not in uow.scratch.get(_CHANGED_CUSTOMERS, ()):
             cached = self.snapshots.lookup(customer_id)
             if cached is not False:
                 assert not isinstance(cached, bool)
                 return cached
+            loaded: dict[str, CustomerSnapshot | None] = uow.scratch.get(_LOADED_SNAPSHOTS, {})
+            if customer_id in loaded:
+                return loaded[customer_id]
         return self.load_snapshot(uow, customer_id)
 
     def reservations_changed(self, uow: UnitOfWork, customer_id: str) -> None:
@@ -189,6 +195,10 @@ class Runtime:
         # Applied in job order: a change made earlier in this batch drops the old snapshot
         # before this one, which already includes that change, is installed.
         uow.fill(SnapshotLoaded(customer_id, snapshot))
+        if customer_id not in uow.scratch.get(_CHANGED_CUSTOMERS, ()):
+            # Replaced, not changed in place: a failed job restores the batch's scratch.
+            loaded = uow.scratch.get(_LOADED_SNAPSHOTS, {})
+            uow.scratch[_LOADED_SNAPSHOTS] = {**loaded, customer_id: snapshot}
         return snapshot
 
 

@@ -4,10 +4,9 @@ A snapshot holds what resolution needs for one customer (the customer, its holdi
 has derived from them: resolutions, valid until the next instant a holding starts or ends, and
 usage per reset window. It also holds live holds, credit pool figures, the nodes of the entity
 tree that requests have read with their budgets (``entity_tree.py``), and usage per budget
-window. Only the
-projector installs, changes or drops snapshots, applying committed changes and fills in commit
-order, so a snapshot always equals some committed prefix of the truth and a check served from it
-never touches the database.
+window. Only the projector installs, changes or drops snapshots, applying committed changes and
+fills in commit order, so a snapshot always equals some committed prefix of the truth and a
+check served from it never touches the database.
 
 Resolutions and periods are derived, not truth: the event loop may fill them in; it never writes
 usage figures.

@@ -82,12 +82,14 @@ class JobQueue:
         """The next batch: up to ``most`` jobs, at most ``fills`` (at least 1) of them fills,
         writes in the rest of the room. ``queue.Empty`` after ``timeout`` seconds with nothing
         to run; None once closed and every job taken is run."""
-        writes, waiting = self._writes, self._fills
-        if not writes and not waiting:
+        if fills < 1:
+            raise ValueError("a batch must take at least one fill, or fills would wait forever")
+        writes, fills_waiting = self._writes, self._fills
+        if not writes and not fills_waiting:
             first = self._queue.get(timeout=timeout)
             if first is None:
                 return None
-            (waiting if first.fill else writes).append(first)
+            (fills_waiting if first.fill else writes).append(first)
         while len(writes) < most:
             try:
                 pending = self._queue.get_nowait()
@@ -96,10 +98,10 @@ class JobQueue:
             if pending is None:  # stays queued: the thread stops once nothing else is left
                 self._queue.put(None)
                 break
-            (waiting if pending.fill else writes).append(pending)
-        share = min(fills, len(waiting))
+            (fills_waiting if pending.fill else writes).append(pending)
+        share = min(fills, len(fills_waiting))
         batch = [writes.popleft() for _ in range(min(len(writes), most - share))]
-        batch += [waiting.popleft() for _ in range(min(share, most - len(batch)))]
+        batch += [fills_waiting.popleft() for _ in range(min(share, most - len(batch)))]
         return batch
 
     def depth(self) -> int:

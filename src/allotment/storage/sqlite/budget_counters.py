@@ -2,7 +2,8 @@
 
 A feature budget's usage is the sum of the usage events whose entity path names the budget's
 entity; a currency budget's is the credits of the debit entries that do (``domain/projections``).
-``entity_consumption`` indexes both by entity (migration 0009), one row per entity on a path.
+``entity_consumption`` indexes both by entity (migration 0009): a row per entity on a path and
+whole second, summed.
 The counters are that projection, per budget window: built from the truth the first time a
 window is read, then moved by every event and debit along the path. Figures change in memory
 (``counter_cache.py``); each window a batch changed is written once, just before it commits.
@@ -23,6 +24,7 @@ from allotment.storage.sqlite.counter_cache import (
     Series,
     Window,
 )
+from allotment.storage.sqlite.rows import NEVER_ENDS
 
 Consumed = tuple[str, str, str, str, int, int]
 """(customer, kind, target, entity, second, amount): one entity's share of an event or debit."""
@@ -104,9 +106,10 @@ class SqliteBudgetCounters:
         return ConsumptionMark(len(self._consumed), self._written)
 
     def undo(self, mark: ConsumptionMark) -> None:
-        """Take back what a failed job consumed. Rows it flushed were rolled back with it (a
-        savepoint of its own), and so were the earlier jobs' rows it flushed: they are pending
-        again."""
+        """Take back what a failed job consumed. A job that failed after writing rows was rolled
+        back to its own savepoint (``_run_apart``), taking the earlier jobs' rows it flushed
+        with it: they are pending again. (When jobs run together, such a job sends the whole
+        batch back, and the unit of work is dropped.)"""
         del self._consumed[mark.rows :]
         self._written = min(self._written, mark.written)
 
@@ -137,6 +140,9 @@ class SqliteBudgetCounters:
         # First read of this window: project it from the truth, then keep it in step. The
         # rows read are this entity's consumption in the window, a row per second, through
         # the index; windows start and end on whole seconds (budgets are anchored at one).
+        start, end = window
+        if start % MICROS_PER_SECOND or (end != NEVER_ENDS and end % MICROS_PER_SECOND):
+            raise ValueError(f"budget windows start and end on whole seconds, not {window}")
         self.flush()
         try:
             (used,) = self._db.execute(
