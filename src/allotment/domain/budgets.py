@@ -12,15 +12,18 @@ budget never denies. Everything here is pure and takes ``now``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from allotment.domain.catalog import Enforcement
 from allotment.domain.periods import Period, ResetPeriod, period_containing
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
+
+T = TypeVar("T")
 
 EntityPath = tuple[str, ...]
 """An entity and its ancestors, nearest first; empty when a request names no entity."""
@@ -85,15 +88,30 @@ def budgets_on_path(
 ) -> list[Budget]:
     """The budgets that apply to a request along ``path``: nearest entity first, and for each
     entity its budget on the feature before its budget on the currency."""
-    found = []
-    for entity in path:
-        ranked = [
-            (rank, budget)
-            for budget in budgets.get(entity, ())
-            if (rank := budget_rank(budget, feature, currency)) is not None
-        ]
-        found += [budget for _, budget in sorted(ranked, key=lambda pair: pair[0])]
+    return pick_on_path((budgets.get(entity, ()) for entity in path), _itself, feature, currency)
+
+
+def pick_on_path(
+    levels: Iterable[Iterable[T]],
+    budget_of: Callable[[T], Budget],
+    feature: str | None,
+    currency: str | None,
+) -> list[T]:
+    """``budgets_on_path`` over anything that carries a budget (a cache's slots, say), given
+    the path's levels nearest first, each its entity's own."""
+    found: list[T] = []
+    for level in levels:
+        ranked: list[T | None] = [None, None]
+        for item in level:
+            rank = budget_rank(budget_of(item), feature, currency)
+            if rank is not None:
+                ranked[rank] = item
+        found += [item for item in ranked if item is not None]
     return found
+
+
+def _itself(budget: Budget) -> Budget:
+    return budget
 
 
 def held_for(budget: Budget, holds: Iterable[Reservation], now: datetime) -> Micros:

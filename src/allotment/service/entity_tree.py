@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from allotment.domain.budgets import Budget, BudgetKind, EntityPath, Standing, budget_rank
+from allotment.domain.budgets import Budget, BudgetKind, EntityPath, Standing, pick_on_path
 from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
 from allotment.domain.quantities import Micros
 from allotment.service.answers import BudgetFigures, PeriodView
@@ -93,6 +93,10 @@ def nodes_of(entities: Sequence[Entity], budgets: Iterable[Budget]) -> list[Enti
     return [EntityNode(entity, tuple(own.get(entity.id, ()))) for entity in entities]
 
 
+def _budget_of(slot: BudgetSlot) -> Budget:
+    return slot.budget
+
+
 @dataclass(frozen=True, slots=True)
 class PathBudgets:
     """Who a request for an entity counts for (the entity, then its ancestors) and the budgets
@@ -106,18 +110,9 @@ class PathBudgets:
     @staticmethod
     def of(nodes: Sequence[EntityNode], feature: str | None, currency: str | None) -> PathBudgets:
         path = tuple(node.entity.id for node in nodes)
-        found: list[BudgetSlot] = []
         if feature is None and currency is None:
-            return PathBudgets(path, found, nodes)
-        # ``budgets_on_path``'s order, on the nodes' own slots: nearest entity first, and
-        # for each its budget on the feature before its budget on the currency.
-        for node in nodes:
-            ranked: list[BudgetSlot | None] = [None, None]
-            for slot in node.slots:
-                rank = budget_rank(slot.budget, feature, currency)
-                if rank is not None:
-                    ranked[rank] = slot
-            found += [slot for slot in ranked if slot is not None]
+            return PathBudgets(path, [], nodes)
+        found = pick_on_path((node.slots for node in nodes), _budget_of, feature, currency)
         return PathBudgets(path, found, nodes)
 
 

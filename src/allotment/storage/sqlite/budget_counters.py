@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from allotment.domain.budgets import Budget, BudgetKind, EntityPath
 from allotment.domain.projections import counter_overflow
@@ -32,9 +31,8 @@ Consumed = tuple[str, str, str, str, int, int]
 MICROS_PER_SECOND = 1_000_000
 
 
-class ConsumptionMark(NamedTuple):
-    rows: int
-    written: int
+ConsumptionMark = tuple[int, int]
+"""(rows consumed, rows written) when a job started: a plain tuple, made for every job."""
 
 
 class SqliteBudgetCounters:
@@ -103,15 +101,16 @@ class SqliteBudgetCounters:
         self._written = len(self._consumed)
 
     def mark(self) -> ConsumptionMark:
-        return ConsumptionMark(len(self._consumed), self._written)
+        return (len(self._consumed), self._written)
 
     def undo(self, mark: ConsumptionMark) -> None:
         """Take back what a failed job consumed. A job that failed after writing rows was rolled
         back to its own savepoint (``_run_apart``), taking the earlier jobs' rows it flushed
         with it: they are pending again. (When jobs run together, such a job sends the whole
         batch back, and the unit of work is dropped.)"""
-        del self._consumed[mark.rows :]
-        self._written = min(self._written, mark.written)
+        rows, written = mark
+        del self._consumed[rows:]
+        self._written = min(self._written, written)
 
     def _load_series(self, series: Series) -> None:
         rows = self._db.execute(
