@@ -240,7 +240,7 @@ def test_an_override_is_replaced_keeping_its_creation_and_deleted_once(
 
 
 def test_an_outcome_is_found_under_its_customer_route_and_key(store: ContractStore) -> None:
-    outcome = StoredOutcome("fp", b'{"ok":true}')
+    outcome = StoredOutcome(b"fp", b'{"ok":true}')
     run(store, lambda uow: uow.outcomes.save("acme", "reservations", "k1", outcome, T0))
     assert run(store, lambda uow: uow.outcomes.find("acme", "reservations", "k1")) == outcome
     for other in (
@@ -254,7 +254,7 @@ def test_an_outcome_is_found_under_its_customer_route_and_key(store: ContractSto
 def test_a_second_outcome_under_one_key_fails_its_job_and_keeps_the_first(
     store: ContractStore,
 ) -> None:
-    first, second = StoredOutcome("fp1", b"1"), StoredOutcome("fp2", b"2")
+    first, second = StoredOutcome(b"fp1", b"1"), StoredOutcome(b"fp2", b"2")
     run(store, lambda uow: uow.outcomes.save("acme", "reservations", "k", first, T0))
     with pytest.raises(Exception):  # noqa: B017, PT011 - each adapter's own integrity error
         run(store, lambda uow: uow.outcomes.save("acme", "reservations", "k", second, at(1)))
@@ -264,7 +264,7 @@ def test_a_second_outcome_under_one_key_fails_its_job_and_keeps_the_first(
 def test_usage_records_are_pruned_oldest_first_and_every_other_route_kept(
     store: ContractStore,
 ) -> None:
-    outcome = StoredOutcome("fp", b"{}")
+    outcome = StoredOutcome(b"fp", b"{}")
     # Ahead of the wall clock: the stores prune usage records older than a week by it.
     base = datetime.now(UTC) + timedelta(days=30)
 

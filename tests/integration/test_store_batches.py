@@ -265,7 +265,7 @@ def test_idempotency_records_kept_for_the_commit_are_found_later_and_dropped_wit
     runtime = services.runtime
     release = threading.Event()
     now = runtime.clock.now()
-    first, second = StoredOutcome("fp1", b"1"), StoredOutcome("fp2", b"2")
+    first, second = StoredOutcome(b"fp1", b"1"), StoredOutcome(b"fp2", b"2")
 
     def claim(key: str, outcome: StoredOutcome, *, fail: bool = False) -> object:
         def job(uow: UnitOfWork) -> StoredOutcome | None:
@@ -312,7 +312,7 @@ def test_idempotency_records_kept_for_the_commit_are_found_later_and_dropped_wit
         rows = db.execute(
             "SELECT key, fingerprint FROM idempotency_records WHERE customer = 'acme' ORDER BY key"
         ).fetchall()
-    assert rows == [("k1", "fp1"), ("k2", "fp2"), ("k3", "fp1")]
+    assert rows == [("k1", b"fp1"), ("k2", b"fp2"), ("k3", b"fp1")]
 
 
 @pytest.mark.sqlite_file
@@ -341,7 +341,7 @@ def test_a_batch_runs_under_one_savepoint_and_again_job_by_job_only_when_a_job_w
 
     def write_then_fail(uow: UnitOfWork) -> None:
         uow.record(CustomerChanged("never"))
-        uow.outcomes.save("acme", "reservations", "k", StoredOutcome("fp", b"1"), now)
+        uow.outcomes.save("acme", "reservations", "k", StoredOutcome(b"fp", b"1"), now)
         raise _Failed
 
     async def batch(*jobs: object) -> tuple[list[object], list[str]]:

@@ -14,7 +14,7 @@ from allotment.service.ports import StoredOutcome, UnitOfWork
 from allotment.storage.memory import MemoryStore
 from allotment.storage.sqlite import SqliteStore
 
-OUTCOME = StoredOutcome("fp", b"{}")
+OUTCOME = StoredOutcome(b"fp", b"{}")
 
 
 def _save_aged(uow: UnitOfWork, now: datetime) -> None:

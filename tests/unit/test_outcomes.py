@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
-from allotment.domain.catalog import Enforcement, FeatureKind
+import msgspec
+import pytest
+
+from allotment.domain.catalog import CreditCategory, Enforcement, FeatureKind
+from allotment.domain.credits import GrantStatus
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.resolution import DenialReason, SourceType
 from allotment.service.answers import BudgetView, CheckAnswer, SourceView
 from allotment.service.outcomes import (
     DEBIT_RECORD,
+    DEBIT_RECORD_V1_FIELDS,
+    GRANT_RECORD,
+    GRANT_RECORD_V1_FIELDS,
+    RECORD_V1,
+    RESERVATION_RECORD,
+    RESERVATION_RECORD_V1_FIELDS,
     USAGE_RECORD,
-    USAGE_RECORD_V1,
     USAGE_RECORD_V1_FIELDS,
     DebitEntry,
     DebitOutcome,
+    GrantOutcome,
+    OutcomeRecord,
+    ReservationOutcome,
     UsageOutcome,
     flat_usage_json,
 )
@@ -89,7 +102,7 @@ def test_a_record_kept_in_the_wire_form_replays_with_exact_numbers() -> None:
 def test_a_usage_record_is_positional_and_a_third_of_the_contracts_json() -> None:
     first = UsageOutcome(True, False, FULL_ANSWER)
     stored = USAGE_RECORD.store(first)
-    assert stored.startswith(USAGE_RECORD_V1)
+    assert stored.startswith(RECORD_V1)
     assert USAGE_RECORD.replay(stored) == UsageOutcome(True, True, FULL_ANSWER)
     assert len(stored) * 2 < len(flat_usage_json(first))
 
@@ -104,3 +117,80 @@ def test_the_positional_layout_of_usage_records_is_the_one_records_hold() -> Non
     """Records already stored give each position a meaning: a change to ``CheckAnswer`` must
     come with a new record version (and this list kept for reading the old one)."""
     assert (*CheckAnswer.__struct_fields__, "recorded") == USAGE_RECORD_V1_FIELDS
+
+
+DEBIT = DebitOutcome(
+    applied=True,
+    replayed=False,
+    access_denied_reason=None,
+    balance=Decimal("12.50"),
+    entries=[DebitEntry("grant_1", Decimal("-0.000001")), DebitEntry(None, -(10**15))],
+)
+REFUSED_DEBIT = DebitOutcome(
+    applied=False,
+    replayed=False,
+    access_denied_reason=DenialReason.INSUFFICIENT_CREDITS,
+    balance=0,
+    entries=[],
+)
+GRANT = GrantOutcome(
+    id="grant_0123456789abcdef",
+    amount=Decimal("1000.000001"),
+    remaining=1000,
+    category=CreditCategory.PAID,
+    cost_basis=Decimal("0.01"),
+    priority=3,
+    effective_at="2026-12-01T00:00:00Z",
+    expires_at=None,
+    status=GrantStatus.ACTIVE,
+    reason="top-up \u00e9",
+    created_at="2026-12-01T00:00:00.000001Z",
+    voided_at=None,
+    replayed=False,
+)
+RESERVATION = ReservationOutcome(
+    id="res_1",
+    granted=True,
+    replayed=False,
+    access_denied_reason=None,
+    expires_at="2026-12-01T00:05:00Z",
+    customer="acme",
+    feature="tokens",
+    entity="agent-7",
+    amount=Decimal("2.5"),
+)
+CONTRACT_JSON = msgspec.json.Encoder(decimal_format="number").encode
+LEDGER_OUTCOMES: list[tuple[OutcomeRecord[Any], Any]] = [
+    (DEBIT_RECORD, DEBIT),
+    (DEBIT_RECORD, REFUSED_DEBIT),
+    (GRANT_RECORD, GRANT),
+    (RESERVATION_RECORD, RESERVATION),
+]
+
+
+@pytest.mark.parametrize(("record", "first"), LEDGER_OUTCOMES)
+def test_a_ledger_writes_record_is_positional_and_replays_exactly(
+    record: OutcomeRecord[Any], first: Any
+) -> None:
+    stored = record.store(first)
+    assert stored.startswith(RECORD_V1)
+    assert record.replay(stored) == msgspec.structs.replace(first, replayed=True)
+    contract_json = CONTRACT_JSON(first)
+    assert len(stored) * 3 < len(contract_json) * 2
+
+
+@pytest.mark.parametrize(("record", "first"), LEDGER_OUTCOMES)
+def test_a_ledger_writes_record_kept_as_the_contracts_json_still_replays(
+    record: OutcomeRecord[Any], first: Any
+) -> None:
+    """Records written before version 1 hold the answer's JSON, and are kept forever."""
+    contract_json = CONTRACT_JSON(first)
+    assert record.replay(contract_json) == msgspec.structs.replace(first, replayed=True)
+
+
+def test_the_positional_layouts_of_ledger_records_are_the_ones_records_hold() -> None:
+    """As for usage records: a change to one of these outcomes takes a new record version."""
+    assert DebitOutcome.__struct_fields__ == DEBIT_RECORD_V1_FIELDS
+    assert DebitEntry.__struct_fields__ == ("grant", "amount")
+    assert GrantOutcome.__struct_fields__ == GRANT_RECORD_V1_FIELDS
+    assert ReservationOutcome.__struct_fields__ == RESERVATION_RECORD_V1_FIELDS

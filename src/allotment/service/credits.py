@@ -341,7 +341,7 @@ class CreditService:
         customer: str,
         route: str,
         key: str,
-        payload: str,
+        payload: bytes,
         answer: Callable[[UnitOfWork, datetime], Outcome],
         record: OutcomeRecord[Outcome],
     ) -> Outcome:

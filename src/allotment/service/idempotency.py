@@ -17,15 +17,19 @@ import msgspec
 
 from allotment.domain.errors import IdempotencyConflict
 from allotment.service.outcomes import OutcomeRecord
-from allotment.service.ports import StoredOutcome, UnitOfWork
+from allotment.service.ports import FINGERPRINT_BYTES, StoredOutcome, UnitOfWork
 
 Outcome = TypeVar("Outcome")
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
-def fingerprint(*parts: object) -> str:
-    """What must match for a reuse of a key to be a replay rather than a conflict."""
-    return hashlib.sha256(_encode([str(part) for part in parts])).hexdigest()
+def fingerprint(*parts: object) -> bytes:
+    """What must match for a reuse of a key to be a replay rather than a conflict: the first
+    16 bytes of the SHA-256 of the payload's parts. A record keeps it for as long as its key,
+    forever for ledger writes, and 128 bits tell one payload from another as surely as 256
+    (records written as 64 hexadecimal characters are read as their first 16 bytes)."""
+    digest = hashlib.sha256(_encode([str(part) for part in parts])).digest()
+    return digest[:FINGERPRINT_BYTES]
 
 
 def once(
@@ -33,7 +37,7 @@ def once(
     customer: str,
     route: str,
     key: str,
-    payload: str,
+    payload: bytes,
     at: datetime,
     answer: Callable[[], Outcome],
     record: OutcomeRecord[Outcome],

@@ -142,16 +142,6 @@ class OutcomeRecord(Generic[Outcome]):
     replay: Callable[[bytes], Outcome]
 
 
-def struct_record(kind: type[Outcome]) -> OutcomeRecord[Outcome]:
-    """Kept as its JSON; read back with ``replayed`` set."""
-    decoder = msgspec.json.Decoder(kind, float_hook=Decimal)
-
-    def replay(stored: bytes) -> Outcome:
-        return msgspec.structs.replace(decoder.decode(stored), replayed=True)  # type: ignore[type-var]
-
-    return OutcomeRecord(_encode, replay)
-
-
 # Also how a usage report's idempotency record is read back.
 class UsageAnswer(CheckAnswer, frozen=True, kw_only=True):
     """``POST /v1/usage``: ``recorded`` and ``replayed``, then the check result after the write
@@ -166,17 +156,21 @@ _CHECK_FIELDS = CheckAnswer.__struct_fields__
 _decode_stored_usage = msgspec.json.Decoder(UsageAnswer, float_hook=Decimal).decode
 
 
+RECORD_V1 = b"\x01"
+"""The first byte of a record kept positionally: its outcome's fields in order, as MessagePack.
+The contract's JSON, which records written earlier hold (they start with ``{``), spends most of
+its bytes on field names, and every idempotent write keeps a record: usage reports for their
+retention, ledger writes and reservations forever. Each layout is pinned (the ``..._FIELDS``
+tuples, and a test): a change to an outcome's fields takes a new version, never a new meaning
+for the positions that records already hold."""
+
+
 class _PositionalUsage(CheckAnswer, frozen=True, kw_only=True, array_like=True):
-    """A usage report's record, version 1: the check result's fields by position, then
-    ``recorded``, as MessagePack after the byte ``USAGE_RECORD_V1``. Every report keeps one for
-    the retention, and the contract's JSON spent two thirds of it on field names. The layout is
-    pinned (``USAGE_RECORD_V1_FIELDS``, and a test): a change to ``CheckAnswer`` takes a new
-    version, never a new meaning for the positions that records already hold."""
+    """A usage report's record, version 1: the check result's fields, then ``recorded``."""
 
     recorded: bool = False
 
 
-USAGE_RECORD_V1 = b"\x01"
 USAGE_RECORD_V1_FIELDS = (
     *("customer", "feature", "entity", "has_access", "access_denied_reason", "kind"),
     *("is_unlimited", "value", "usage_limit", "current_usage", "reserved", "remaining"),
@@ -189,12 +183,12 @@ _decode_positional = msgspec.msgpack.Decoder(_PositionalUsage).decode
 
 def _store_usage(outcome: UsageOutcome) -> bytes:
     fields = (*msgspec.structs.astuple(outcome.answer), outcome.recorded)
-    return USAGE_RECORD_V1 + _encode_positional(fields)
+    return RECORD_V1 + _encode_positional(fields)
 
 
 def _replay_usage(stored: bytes) -> UsageOutcome:
     kept: _PositionalUsage | UsageAnswer
-    if stored[:1] == USAGE_RECORD_V1:
+    if stored[:1] == RECORD_V1:
         kept = _decode_positional(stored[1:])
     else:  # made before version 1: the contract's JSON (``flat_usage_json``)
         kept = _decode_stored_usage(stored)
@@ -213,6 +207,85 @@ def flat_usage_json(outcome: UsageOutcome) -> bytes:
 
 
 USAGE_RECORD: OutcomeRecord[UsageOutcome] = OutcomeRecord(_store_usage, _replay_usage)
-DEBIT_RECORD = struct_record(DebitOutcome)
-RESERVATION_RECORD = struct_record(ReservationOutcome)
-GRANT_RECORD = struct_record(GrantOutcome)
+
+
+class _PositionalEntry(msgspec.Struct, frozen=True, array_like=True):
+    grant: str | None
+    amount: Quantity
+
+
+class _PositionalDebit(msgspec.Struct, frozen=True, array_like=True):
+    """A debit's record, version 1: ``DebitOutcome``'s fields, each entry by position too."""
+
+    applied: bool
+    replayed: bool
+    access_denied_reason: DenialReason | None
+    balance: Quantity
+    entries: list[_PositionalEntry]
+
+
+DEBIT_RECORD_V1_FIELDS = ("applied", "replayed", "access_denied_reason", "balance", "entries")
+_decode_debit_json = msgspec.json.Decoder(DebitOutcome, float_hook=Decimal).decode
+_decode_debit = msgspec.msgpack.Decoder(_PositionalDebit).decode
+
+
+def _store_debit(outcome: DebitOutcome) -> bytes:
+    entries = [(entry.grant, entry.amount) for entry in outcome.entries]
+    fields = (*msgspec.structs.astuple(outcome)[:-1], entries)
+    return RECORD_V1 + _encode_positional(fields)
+
+
+def _replay_debit(stored: bytes) -> DebitOutcome:
+    if stored[:1] != RECORD_V1:  # made before version 1: the contract's JSON
+        return msgspec.structs.replace(_decode_debit_json(stored), replayed=True)
+    kept = _decode_debit(stored[1:])
+    return DebitOutcome(
+        applied=kept.applied,
+        replayed=True,
+        access_denied_reason=kept.access_denied_reason,
+        balance=kept.balance,
+        entries=[DebitEntry(entry.grant, entry.amount) for entry in kept.entries],
+    )
+
+
+class _PositionalGrant(GrantOutcome, frozen=True, kw_only=True, array_like=True):
+    """A grant's record, version 1: ``GrantOutcome``'s fields by position."""
+
+
+class _PositionalReservation(ReservationOutcome, frozen=True, kw_only=True, array_like=True):
+    """A reservation's record, version 1: ``ReservationOutcome``'s fields by position."""
+
+
+GRANT_RECORD_V1_FIELDS = (
+    *("id", "amount", "remaining", "category", "cost_basis", "priority", "effective_at"),
+    *("expires_at", "status", "reason", "created_at", "voided_at", "replayed"),
+)
+RESERVATION_RECORD_V1_FIELDS = (
+    *("id", "granted", "replayed", "access_denied_reason", "expires_at", "customer"),
+    *("feature", "entity", "amount"),
+)
+Flat = TypeVar("Flat", GrantOutcome, ReservationOutcome)
+
+
+def _flat_record(kind: type[Flat], positional: type[Flat]) -> OutcomeRecord[Flat]:
+    """The record of an outcome whose fields are all plain values: kept by position."""
+    decode_json = msgspec.json.Decoder(kind, float_hook=Decimal).decode
+    decode_positional = msgspec.msgpack.Decoder(positional).decode
+    names = kind.__struct_fields__
+
+    def store(outcome: Flat) -> bytes:
+        return RECORD_V1 + _encode_positional(msgspec.structs.astuple(outcome))
+
+    def replay(stored: bytes) -> Flat:
+        if stored[:1] != RECORD_V1:  # made before version 1: the contract's JSON
+            return msgspec.structs.replace(decode_json(stored), replayed=True)
+        kept = decode_positional(stored[1:])
+        fields = {name: getattr(kept, name) for name in names}
+        return kind(**{**fields, "replayed": True})
+
+    return OutcomeRecord(store, replay)
+
+
+DEBIT_RECORD: OutcomeRecord[DebitOutcome] = OutcomeRecord(_store_debit, _replay_debit)
+GRANT_RECORD = _flat_record(GrantOutcome, _PositionalGrant)
+RESERVATION_RECORD = _flat_record(ReservationOutcome, _PositionalReservation)

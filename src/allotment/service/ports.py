@@ -54,11 +54,15 @@ class UsageEvent:
     entity_path: EntityPath = NO_PATH  # who it counts for: the entity, then its ancestors
 
 
+FINGERPRINT_BYTES = 16
+
+
 @dataclass(frozen=True, slots=True)
 class StoredOutcome:
-    """The first outcome of an idempotent request, kept to answer its replays."""
+    """The first outcome of an idempotent request, kept to answer its replays; ``fingerprint``
+    is :func:`~allotment.service.idempotency.fingerprint` of its payload."""
 
-    fingerprint: str
+    fingerprint: bytes
     response: bytes
 
 

@@ -57,7 +57,7 @@ class UsageReport:
     behavior: UsageBehavior = UsageBehavior.DELTA
     timestamp: datetime | None = None
 
-    def fingerprint(self) -> str:
+    def fingerprint(self) -> bytes:
         timestamp = None if self.timestamp is None else to_epoch_micros(self.timestamp)
         return fingerprint(
             self.feature, self.entity, self.amount, self.enforce, self.behavior, timestamp

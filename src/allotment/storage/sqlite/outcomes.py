@@ -13,13 +13,21 @@ import sqlite3
 from datetime import datetime
 
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.ports import USAGE_ROUTE, StoredOutcome
+from allotment.service.ports import FINGERPRINT_BYTES, USAGE_ROUTE, StoredOutcome
 
 _INSERT = (
     "INSERT INTO idempotency_records (customer, route, key, fingerprint, response, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 RecordKey = tuple[str, str, str]  # (customer, route, key)
+
+
+def _fingerprint(kept: bytes | str) -> bytes:
+    """Records written before fingerprints were binary hold the whole SHA-256 as hexadecimal
+    text; its first 16 bytes are what :func:`~allotment.service.idempotency.fingerprint` is."""
+    if isinstance(kept, str):
+        return bytes.fromhex(kept)[:FINGERPRINT_BYTES]
+    return kept
 
 
 class SqliteOutcomes:
@@ -44,7 +52,7 @@ class SqliteOutcomes:
         if row is None:
             self._absent.add(primary)
             return None
-        return StoredOutcome(fingerprint=row[0], response=bytes(row[1]))
+        return StoredOutcome(fingerprint=_fingerprint(row[0]), response=bytes(row[1]))
 
     def save(
         self, customer_id: str, route: str, key: str, outcome: StoredOutcome, at: datetime
