@@ -51,7 +51,7 @@ CURRENCY = "credits"
 
 
 async def report_usage(
-    path: Path, reports: int, customers: int, concurrency: int, writes: str
+    path: Path, reports: int, customers: int, concurrency: int, writes: str = "usage"
 ) -> float:
     """Seed and write; the seconds the writes took."""
     services = Services.open(Settings(database_path=path))
