@@ -32,7 +32,8 @@ def open_store(settings: Settings) -> Store:
         return memory_store(url, settings)
     if scheme in {"postgresql", "postgres"}:
         raise UnsupportedDatabase(
-            "PostgreSQL is not supported yet; use sqlite:///PATH or --db PATH."
+            "serving from PostgreSQL is not supported yet (allotment migrate prepares its"
+            " schema); use sqlite:///PATH or --db PATH."
         )
     raise UnsupportedDatabase(
         f"unknown database URL scheme {scheme!r}: use sqlite:///PATH or memory:."

@@ -144,14 +144,65 @@ def demo(database: Path | None) -> None:
 
 
 @main.command()
-@click.option("--db", "database", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def migrate(database: Path | None) -> None:
-    """Bring the database schema to the newest version."""
-    from allotment.storage.migrate import sqlite_url, upgrade_to_latest
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"SQLite database file (default: $ALLOTMENT_DB or ./{DEFAULT_DATABASE}).",
+)
+@click.option(
+    "--database-url",
+    default=None,
+    help="sqlite:///PATH or postgresql://USER@HOST/NAME (default: $ALLOTMENT_DATABASE_URL,"
+    " else --db).",
+)
+def migrate(database: Path | None, database_url: str | None) -> None:
+    """Bring the database schema to the newest version (processes that migrate one database at
+    once take turns)."""
+    import sqlalchemy.exc
 
-    settings = Settings.from_environment(database_path=database)
-    upgrade_to_latest(sqlite_url(settings.database_path))
-    click.echo(f"{settings.database_path}: schema is current.")
+    from allotment.bootstrap import sqlite_path
+    from allotment.storage.migrate import is_postgresql, sqlite_url, upgrade_to_latest
+
+    try:
+        settings = Settings.from_environment(database_path=database, database_url=database_url)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    url = settings.database_url
+    if url is None:
+        url, where = sqlite_url(settings.database_path), str(settings.database_path)
+    elif is_postgresql(url):
+        where = _without_password(url)
+    elif url.lower().startswith("sqlite:"):
+        try:
+            url, where = sqlite_url(sqlite_path(url)), url
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+    else:
+        raise click.UsageError(
+            "migrate takes sqlite:///PATH or postgresql://USER@HOST/NAME (memory: has no schema)."
+        )
+    try:
+        upgrade_to_latest(url)
+    except sqlalchemy.exc.OperationalError as error:
+        raise click.ClickException(f"{where}: cannot migrate: {error.orig}") from error
+    click.echo(f"{where}: schema is current.")
+
+
+def _without_password(url: str) -> str:
+    """The URL to print: a password in it is replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    netloc = f"{parts.username or ''}:***@{host}{port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @main.command()

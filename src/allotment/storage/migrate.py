@@ -1,19 +1,31 @@
-"""Schema migrations, run with Alembic against SQLite (and, later, PostgreSQL)."""
+"""Schema migrations, run with Alembic against SQLite or PostgreSQL.
+
+One set of migrations serves both databases (``migrations/columns.py`` has the types that mean
+the same on both). On PostgreSQL a migration holds a transaction-scoped advisory lock
+(``MIGRATION_LOCK``) from before it reads the schema's version until it commits, so processes
+that migrate one database at once run one after the other: the first brings the schema up, the
+others find it current and change nothing.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
 
+MIGRATION_LOCK = 0x616C6C6F746D6E74  # "allotmnt": the advisory lock key migrations hold
+POSTGRESQL_SCHEMES = frozenset({"postgresql", "postgres"})
+
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIRECTORY))
-    config.set_main_option("sqlalchemy.url", database_url)
+    # Alembic reads the option through configparser, where "%" starts an interpolation.
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
     return config
 
 
@@ -24,3 +36,16 @@ def upgrade_to_latest(database_url: str) -> None:
 
 def sqlite_url(path: Path | str) -> str:
     return f"sqlite:///{Path(path).resolve()}" if str(path) != ":memory:" else "sqlite://"
+
+
+def is_postgresql(database_url: str) -> bool:
+    return urlsplit(database_url).scheme.lower().split("+")[0] in POSTGRESQL_SCHEMES
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The URL as SQLAlchemy needs it: ``postgresql://`` and ``postgres://`` (what libpq and
+    most hosting providers write) name the psycopg 3 driver; others are used as given."""
+    scheme, separator, rest = database_url.partition("://")
+    if separator and scheme.lower() in POSTGRESQL_SCHEMES:
+        return f"postgresql+psycopg://{rest}"
+    return database_url

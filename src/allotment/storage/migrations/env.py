@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+
+from allotment.storage.migrate import MIGRATION_LOCK
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
@@ -14,5 +16,9 @@ engine = create_engine(url)
 with engine.connect() as connection:
     context.configure(connection=connection, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends: a second migrating process waits here, then
+            # reads the version the first one committed (``storage/migrate.py``).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 engine.dispose()

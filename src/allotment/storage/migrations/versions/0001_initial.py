@@ -11,21 +11,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from allotment.storage.migrations.columns import sequence_column
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
 
-def _seq() -> sa.Column[int]:
-    # The creation order of rows: lists are oldest first and page by it.
-    return sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True)
-
-
 def upgrade() -> None:
     op.create_table(
         "catalog_objects",
-        _seq(),
+        sequence_column(),
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("id", sa.Text, nullable=False),
         sa.Column("document", sa.Text, nullable=False),
@@ -35,7 +32,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "customers",
-        _seq(),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("name", sa.Text),
         sa.Column("metadata", sa.Text, nullable=False),
@@ -46,7 +43,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "subscriptions",
-        _seq(),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("customer", sa.Text, nullable=False, index=True),
         sa.Column("product", sa.Text, nullable=False),
@@ -62,7 +59,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "promotions",
-        _seq(),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("customer", sa.Text, nullable=False, index=True),
         sa.Column("feature", sa.Text, nullable=False),
@@ -83,7 +80,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "usage_events",
-        _seq(),
+        sequence_column(),
         sa.Column("customer", sa.Text, nullable=False),
         sa.Column("feature", sa.Text, nullable=False),
         sa.Column("entity", sa.Text),
@@ -106,13 +103,16 @@ def upgrade() -> None:
         sa.Column("customer", sa.Text, primary_key=True),
         sa.Column("route", sa.Text, primary_key=True),
         sa.Column("key", sa.Text, primary_key=True),
-        sa.Column("fingerprint", sa.Text, nullable=False),
+        # The payload's fingerprint: 16 bytes (``service/idempotency.py``). SQLite databases
+        # made before it was binary declare TEXT here and hold the hexadecimal text of earlier
+        # records beside the bytes of later ones (SQLite keeps each value's own type).
+        sa.Column("fingerprint", sa.LargeBinary, nullable=False),
         sa.Column("response", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "api_keys",
-        _seq(),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("scope", sa.Text, nullable=False),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from allotment.storage.migrations.columns import sequence_column
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -21,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "credit_grants",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("customer", sa.Text, nullable=False),
         sa.Column("currency", sa.Text, nullable=False),
@@ -41,7 +43,7 @@ def upgrade() -> None:
     op.create_index("credit_grants_by_pool", "credit_grants", ["customer", "currency"])
     op.create_table(
         "ledger_entries",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("customer", sa.Text, nullable=False),
         sa.Column("currency", sa.Text, nullable=False),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from allotment.storage.migrations.columns import sequence_column
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -18,7 +20,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "reservations",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sequence_column(),
         sa.Column("id", sa.Text, nullable=False, unique=True),
         sa.Column("customer", sa.Text, nullable=False),
         sa.Column("feature", sa.Text, nullable=False),

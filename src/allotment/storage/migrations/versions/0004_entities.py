@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from allotment.storage.migrations.columns import sequence_column
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -18,7 +20,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "entities",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sequence_column(),
         sa.Column("customer", sa.Text, nullable=False),
         sa.Column("id", sa.Text, nullable=False),
         sa.Column("parent", sa.Text),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from allotment.storage.migrations.columns import on_sqlite, sequence_column
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -24,7 +26,7 @@ _ATTRIBUTED = ("usage_events", "ledger_entries", "reservations")
 def upgrade() -> None:
     op.create_table(
         "budgets",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sequence_column(),
         sa.Column("customer", sa.Text, nullable=False),
         sa.Column("entity", sa.Text, nullable=False),
         sa.Column("target", sa.Text, nullable=False),
@@ -46,7 +48,12 @@ def upgrade() -> None:
         sa.Column("period_end", sa.BigInteger, primary_key=True),
         sa.Column("used", sa.BigInteger, nullable=False),
         # SQLite turns an integer that passes 64 bits into a float: refuse the write instead.
-        sa.CheckConstraint("typeof(used) = 'integer'", name="budget_counters_used_is_integer"),
+        # (PostgreSQL refuses such a BIGINT itself.)
+        *(
+            [sa.CheckConstraint("typeof(used) = 'integer'", name="budget_counters_used_is_integer")]
+            if on_sqlite()
+            else []
+        ),
     )
     for table in _ATTRIBUTED:
         op.add_column(table, sa.Column("entity_path", sa.Text))

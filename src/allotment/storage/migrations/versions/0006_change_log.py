@@ -15,6 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from allotment.storage.migrations.columns import sequence_column
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -24,7 +26,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "change_log",
-        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sequence_column(),
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("customer", sa.Text),
         sa.Column("written_at", sa.BigInteger, nullable=False),

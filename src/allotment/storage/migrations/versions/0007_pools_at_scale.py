@@ -27,6 +27,8 @@ branch_labels = None
 depends_on = None
 
 _LIVE = "expired = 0 AND voided_at IS NULL AND (credited = 0 OR remaining > 0)"
+# The same condition where booleans are not integers.
+_LIVE_POSTGRESQL = "NOT expired AND voided_at IS NULL AND (NOT credited OR remaining > 0)"
 _REVENUE = ("deferred", "recognized", "breakage")
 
 
@@ -41,7 +43,7 @@ def upgrade() -> None:
         "credit_grants",
         ["customer", "currency"],
         sqlite_where=sa.text(_LIVE),
-        postgresql_where=sa.text(_LIVE),
+        postgresql_where=sa.text(_LIVE_POSTGRESQL),
     )
 
 

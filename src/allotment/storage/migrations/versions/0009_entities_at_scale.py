@@ -66,7 +66,7 @@ def _fill(bind: sa.Connection, select: str) -> None:
         "INSERT INTO entity_consumption (customer, kind, target, entity, second, amount)"
         " VALUES (:customer, :kind, :target, :entity, :second, :amount)"
         " ON CONFLICT (customer, kind, target, entity, second)"
-        " DO UPDATE SET amount = amount + excluded.amount"
+        " DO UPDATE SET amount = entity_consumption.amount + excluded.amount"
     )
     after = 0
     while True:

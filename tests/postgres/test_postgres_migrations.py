@@ -1,0 +1,121 @@
+"""The one set of migrations on PostgreSQL: the schema, its types, a round trip, and processes
+that migrate one database at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from allotment.storage.migrate import alembic_config, sqlalchemy_url, upgrade_to_latest
+
+TABLES_WITH_SEQ = {
+    "catalog_objects",
+    "customers",
+    "subscriptions",
+    "promotions",
+    "usage_events",
+    "api_keys",
+    "credit_grants",
+    "ledger_entries",
+    "reservations",
+    "entities",
+    "budgets",
+    "change_log",
+}
+
+
+def _head() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def _version(url: str) -> list[str]:
+    with psycopg.connect(url) as db:
+        return [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+
+
+def _column_types(url: str) -> dict[tuple[str, str], str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'public'"
+        ).fetchall()
+    return {(table, column): kind for table, column, kind in rows}
+
+
+def test_a_fresh_database_migrates_to_the_newest_schema_with_64_bit_sequences(
+    postgres_url: str,
+) -> None:
+    upgrade_to_latest(postgres_url)
+    assert _version(postgres_url) == [_head()]
+    types = _column_types(postgres_url)
+    tables = {table for table, _ in types}
+    assert tables >= TABLES_WITH_SEQ
+    assert "entity_consumption" in tables
+    sequenced = {table for table, column in types if column == "seq"}
+    assert sequenced == TABLES_WITH_SEQ
+    for table in sequenced:
+        assert types[(table, "seq")] == "bigint", table
+    # Instants and quantities are 64-bit too; fingerprints are bytes, as the store writes them.
+    assert types[("usage_events", "timestamp")] == "bigint"
+    assert types[("usage_events", "amount")] == "bigint"
+    assert types[("idempotency_records", "fingerprint")] == "bytea"
+    assert types[("credit_grants", "expired")] == "boolean"
+    with psycopg.connect(postgres_url) as db:
+        (live,) = db.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'credit_grants_live'"
+        ).fetchone() or ("",)
+    assert "WHERE ((NOT expired) AND (voided_at IS NULL)" in live
+
+
+def test_migrating_again_changes_nothing_and_the_migrations_go_down_and_up(
+    postgres_url: str,
+) -> None:
+    upgrade_to_latest(postgres_url)
+    upgrade_to_latest(postgres_url)
+    config = alembic_config(postgres_url)
+    command.downgrade(config, "base")
+    with psycopg.connect(postgres_url) as db:
+        left = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    assert left == [("alembic_version",)]
+    command.upgrade(config, "head")
+    assert _version(postgres_url) == [_head()]
+
+
+def test_processes_that_migrate_one_database_at_once_take_turns(postgres_url: str) -> None:
+    """Without the migration lock, the second process creates a table the first one made and
+    fails; with it, each waits its turn and finds the schema current."""
+    migrate = [sys.executable, "-m", "allotment", "migrate", "--database-url", postgres_url]
+    processes = [
+        subprocess.Popen(migrate, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = [(process.wait(timeout=120), *process.communicate()) for process in processes]
+    for returncode, out, err in outcomes:
+        assert returncode == 0, err
+        assert out.strip().endswith("schema is current.")
+    assert _version(postgres_url) == [_head()]
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        (
+            "postgres://u:p@h:5433/db?sslmode=require",
+            "postgresql+psycopg://u:p@h:5433/db?sslmode=require",
+        ),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+    ],
+)
+def test_postgresql_urls_name_the_psycopg_driver(given: str, used: str) -> None:
+    assert sqlalchemy_url(given) == used

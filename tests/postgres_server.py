@@ -1,0 +1,124 @@
+"""A PostgreSQL server for the tests that need one, on loopback, started once per test run.
+
+``ALLOTMENT_TEST_POSTGRES_URL`` names a running server to use instead (a URL whose user may
+create databases, e.g. ``postgresql://allotment@127.0.0.1:5432/postgres``). Otherwise the
+server's programs (``initdb`` and ``pg_ctl``, from Debian's ``postgresql`` package: on ``PATH``
+or under ``/usr/lib/postgresql/*/bin``) start a throwaway cluster in a temporary directory,
+listening on 127.0.0.1 and a free port, with durability off (these tests do not test
+PostgreSQL's own). Without them a test that needs PostgreSQL fails and says how to get it: it
+never skips. Each test gets a database of its own, dropped after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import psycopg
+import pytest
+
+URL_VARIABLE = "ALLOTMENT_TEST_POSTGRES_URL"
+USER = "allotment"
+_names = count()
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    url: str  # of its maintenance database, as a user that may create databases
+
+    def database_url(self, name: str) -> str:
+        base, _, _ = self.url.rpartition("/")
+        return f"{base}/{name}"
+
+    @contextlib.contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        name = f"allotment_test_{os.getpid()}_{next(_names)}"
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.database_url(name)
+        finally:
+            with psycopg.connect(self.url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _program(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        pytest.fail(
+            f"PostgreSQL's {name} is not installed: install Debian's postgresql package"
+            f" (apt-get install postgresql) or set {URL_VARIABLE} to a running server.",
+            pytrace=False,
+        )
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its programs as the postgres user then."""
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[PostgresServer]:
+    initdb, pg_ctl = _program("initdb"), _program("pg_ctl")
+    directory = Path(tempfile.mkdtemp(prefix="allotment-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    data = directory / "data"
+    port = _free_port()
+    initialize = [initdb, "-D", str(data), "-A", "trust", "-U", USER, "-E", "UTF8", "--no-sync"]
+    options = (
+        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    )
+    start = [pg_ctl, "-D", str(data), "-l", str(directory / "log"), "-o", options, "-w", "start"]
+    try:
+        for command in ([*initialize, "--locale=C.UTF-8"], start):
+            subprocess.run(_as_server_user(command), check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as error:
+        log = directory / "log"
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.fail(
+            f"could not start PostgreSQL: {error.cmd[0]}: {error.stderr or error.stdout}"
+            + (log.read_text() if log.exists() else ""),
+            pytrace=False,
+        )
+    try:
+        yield PostgresServer(f"postgresql://{USER}@127.0.0.1:{port}/postgres")
+    finally:
+        subprocess.run(
+            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    given = os.environ.get(URL_VARIABLE)
+    if given:
+        yield PostgresServer(given)
+        return
+    with throwaway_server() as server:
+        yield server
