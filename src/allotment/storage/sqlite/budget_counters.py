@@ -17,13 +17,13 @@ from collections.abc import Iterable
 from allotment.domain.budgets import Budget, BudgetKind, EntityPath
 from allotment.domain.projections import counter_overflow
 from allotment.domain.quantities import MAX_COUNTER, Micros
+from allotment.storage.rows import NEVER_ENDS
 from allotment.storage.sqlite.counter_cache import (
     BatchCounters,
     CommittedCounters,
     Series,
     Window,
 )
-from allotment.storage.sqlite.rows import NEVER_ENDS
 
 Consumed = tuple[str, str, str, str, int, int]
 """(customer, kind, target, entity, second, amount): one entity's share of an event or debit."""

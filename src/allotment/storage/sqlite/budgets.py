@@ -12,8 +12,8 @@ from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.storage.rows import NEVER_ENDS, window_end
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
-from allotment.storage.sqlite.rows import NEVER_ENDS, window_end
 
 # An entity's ancestors, one indexed look-up per level. The bound on the levels only guards
 # against a corrupt table: a stored tree has no cycle and at most MAX_ENTITY_DEPTH levels.

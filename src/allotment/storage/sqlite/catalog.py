@@ -8,7 +8,7 @@ from datetime import datetime
 from allotment.domain.catalog import Catalog
 from allotment.domain.documents import catalog_from_documents
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.storage.sqlite.rows import decode_document
+from allotment.storage.rows import decode_document
 
 # Catalog objects load in dependency order: features and currencies before what uses them.
 _CATALOG_LOAD_ORDER = ("feature", "currency", "product", "plan", "addon")

@@ -13,15 +13,8 @@ from allotment.domain.documents import spec_from_document
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
 from allotment.domain.timefmt import from_epoch_micros
 from allotment.service.ports import Page
-from allotment.storage.sqlite.rows import (
-    decode_document,
-    encode,
-    instant,
-    micros,
-    page_rows,
-    paged,
-    spec_json,
-)
+from allotment.storage.rows import decode_document, encode, instant, micros, paged, spec_json
+from allotment.storage.sqlite.rows import page_rows
 
 
 class SqliteCustomers:

@@ -17,7 +17,7 @@ from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import Grant, GrantStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import Page
-from allotment.storage.sqlite.rows import instant, micros, paged
+from allotment.storage.rows import instant, micros, paged
 
 COLUMNS = (
     "id, amount, category, cost_basis, priority, effective_at, expires_at, created_at,"

@@ -8,7 +8,8 @@ from typing import Any
 from allotment.domain.customers import ApiKey, Scope
 from allotment.domain.timefmt import from_epoch_micros
 from allotment.service.ports import Page
-from allotment.storage.sqlite.rows import instant, micros, page_rows, paged
+from allotment.storage.rows import instant, micros, paged
+from allotment.storage.sqlite.rows import page_rows
 
 
 class SqliteKeys:

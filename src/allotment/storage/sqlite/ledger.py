@@ -33,10 +33,11 @@ from allotment.domain.projections import budget_spend
 from allotment.domain.quantities import MAX_COUNTER
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
+from allotment.storage.rows import micros, paged, path_of, path_text
 from allotment.storage.sqlite import grants as grant_rows
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.lru import Committed
-from allotment.storage.sqlite.rows import micros, page_rows, paged, path_of, path_text
+from allotment.storage.sqlite.rows import page_rows
 
 PoolKey = tuple[str, str]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
-from allotment.storage.sqlite.rows import instant, micros, path_of, path_text
+from allotment.storage.rows import instant, micros, path_of, path_text
 
 
 class SqliteReservations:

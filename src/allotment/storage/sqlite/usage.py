@@ -16,9 +16,9 @@ from allotment.domain.projections import counter_overflow
 from allotment.domain.quantities import Micros
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import UsageEvent
+from allotment.storage.rows import path_text, window_end
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.counter_cache import Series, Window
-from allotment.storage.sqlite.rows import path_text, window_end
 
 USAGE_SERIES = "usage"
 """The kind of a customer's own window counters in the counter cache; budget kinds differ."""
