@@ -2,12 +2,16 @@
 
 ``ALLOTMENT_TEST_DATABASE=memory`` runs the tests on the memory adapter instead: every store a
 test opens on a file opens on the in-memory database named after that file (``memory://PATH``),
-so stores opened on one file share it and a store opened again finds what was written. Tests
-marked ``sqlite_file`` read or write the SQLite file itself and are skipped then.
+so stores opened on one file share it and a store opened again finds what was written.
+``ALLOTMENT_TEST_DATABASE=postgres`` does the same with a PostgreSQL database per file, made on
+the test run's server (``tests/postgres_server.py``) when the test first opens it and dropped
+after the test. Tests marked ``sqlite_file`` read or write the SQLite file itself and are
+skipped in both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,26 +27,35 @@ from allotment.api.app import create_app
 from allotment.config import Settings
 from allotment.service.ports import Store
 from tests.openapi_kit import conformance
+from tests.postgres_server import PostgresServer, postgres_server
 
 ADMIN_KEY = "test-admin-key"
 
 TEST_DATABASE = os.environ.get("ALLOTMENT_TEST_DATABASE", "sqlite")
-if TEST_DATABASE not in {"sqlite", "memory"}:
-    raise pytest.UsageError("ALLOTMENT_TEST_DATABASE is sqlite (the default) or memory")
+if TEST_DATABASE not in {"sqlite", "memory", "postgres"}:
+    raise pytest.UsageError("ALLOTMENT_TEST_DATABASE is sqlite (the default), memory or postgres")
 ON_MEMORY = TEST_DATABASE == "memory"
+ON_POSTGRES = TEST_DATABASE == "postgres"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if not ON_MEMORY:
+    if TEST_DATABASE == "sqlite":
         return
-    skip = pytest.mark.skip(reason="reads the SQLite file itself (ALLOTMENT_TEST_DATABASE=memory)")
+    skip = pytest.mark.skip(
+        reason=f"reads the SQLite file itself (ALLOTMENT_TEST_DATABASE={TEST_DATABASE})"
+    )
     for item in items:
         if item.get_closest_marker("sqlite_file") is not None:
             item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
-def _database_under_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _database_under_test(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    if ON_POSTGRES:
+        yield from _on_postgres(monkeypatch, request.getfixturevalue("postgres"))
+        return
     if not ON_MEMORY:
         yield
         return
@@ -60,6 +73,26 @@ def _database_under_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(allotment.api.services, "open_store", open_in_memory)
     yield
     forget_shared_databases()
+
+
+def _on_postgres(monkeypatch: pytest.MonkeyPatch, server: PostgresServer) -> Iterator[None]:
+    """Stores opened on a file open on a database of the server made for that file."""
+    open_store = allotment.bootstrap.open_store
+    databases: dict[Path, str] = {}
+    with contextlib.ExitStack() as made:
+
+        def open_on_postgres(settings: Settings) -> Store:
+            if settings.database_url is None:
+                path = settings.database_path.resolve()
+                if path not in databases:
+                    database = server.fresh_database(migrated=True)
+                    databases[path] = made.enter_context(database)
+                settings = replace(settings, database_url=databases[path])
+            return open_store(settings)
+
+        monkeypatch.setattr(allotment.bootstrap, "open_store", open_on_postgres)
+        monkeypatch.setattr(allotment.api.services, "open_store", open_on_postgres)
+        yield
 
 
 class Api:
@@ -209,3 +242,25 @@ def new_customer(api: Api, customer: str, plan: str | None = None, **subscriptio
     if plan is None:
         return None
     return api.post(f"/v1/customers/{customer}/subscriptions", {"plan": plan, **subscription}, 201)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The test run's PostgreSQL server (``tests/postgres_server.py``), started when first
+    needed."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on it, dropped after the test."""
+    with postgres.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new database at the newest schema, dropped after the test."""
+    with postgres.fresh_database(migrated=True) as url:
+        yield url

@@ -31,12 +31,11 @@ def open_store(settings: Settings) -> Store:
     if scheme == "memory":
         return memory_store(url, settings)
     if scheme in {"postgresql", "postgres"}:
-        raise UnsupportedDatabase(
-            "serving from PostgreSQL is not supported yet (allotment migrate prepares its"
-            " schema); use sqlite:///PATH or --db PATH."
-        )
+        from allotment.storage.postgres import PostgresStore
+
+        return PostgresStore(url, settings.change_log_retention, settings.usage_key_retention)
     raise UnsupportedDatabase(
-        f"unknown database URL scheme {scheme!r}: use sqlite:///PATH or memory:."
+        f"unknown database URL scheme {scheme!r}: use sqlite:///PATH, postgresql://... or memory:."
     )
 
 

@@ -12,18 +12,23 @@ import pytest
 import allotment.bootstrap
 from allotment.config import Settings
 from allotment.storage.memory import forget_shared_databases
-from tests.contract.kit import ADAPTERS, ContractStore
+from tests.contract.kit import ADAPTER_NAMES, ADAPTERS, POSTGRES, ContractStore
 
 
-@pytest.fixture(params=sorted(ADAPTERS))
+@pytest.fixture(params=ADAPTER_NAMES)
 def adapter(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
 
 
 @pytest.fixture
-def open_store(adapter: str, tmp_path: Path) -> Iterator[Callable[[], ContractStore]]:
-    url = ADAPTERS[adapter](tmp_path)
+def open_store(
+    adapter: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], ContractStore]]:
+    if adapter == POSTGRES:
+        url: str = request.getfixturevalue("migrated_postgres_url")
+    else:
+        url = ADAPTERS[adapter](tmp_path)
     opened: list[ContractStore] = []
 
     def open_one() -> ContractStore:

@@ -31,6 +31,10 @@ ADAPTERS: dict[str, Callable[[Path], str]] = {
     "memory": lambda directory: f"memory://{directory}/contract?strict_holds=1",
     "sqlite": lambda directory: f"sqlite:///{directory}/contract.db",
 }
+POSTGRES = "postgres"
+"""An adapter on a server rather than a file: each test gets a fresh database on the test
+run's PostgreSQL server (the ``postgres_url`` fixture, ``tests/postgres_server.py``)."""
+ADAPTER_NAMES = sorted([*ADAPTERS, POSTGRES])
 
 
 class ContractStore(Store, Protocol):

@@ -26,6 +26,7 @@ TABLES_WITH_SEQ = {
     "entities",
     "budgets",
     "change_log",
+    "change_log_head",  # its seq is the newest revision given (migration 0010)
 }
 
 
@@ -67,6 +68,9 @@ def test_a_fresh_database_migrates_to_the_newest_schema_with_64_bit_sequences(
     assert types[("usage_events", "amount")] == "bigint"
     assert types[("idempotency_records", "fingerprint")] == "bytea"
     assert types[("credit_grants", "expired")] == "boolean"
+    assert types[("entity_consumption", "amount")] == "numeric"  # a second's sum may pass 64 bits
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT id, seq FROM change_log_head").fetchall() == [(1, 0)]
     with psycopg.connect(postgres_url) as db:
         (live,) = db.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'credit_grants_live'"
@@ -119,3 +123,20 @@ def test_processes_that_migrate_one_database_at_once_take_turns(postgres_url: st
 )
 def test_postgresql_urls_name_the_psycopg_driver(given: str, used: str) -> None:
     assert sqlalchemy_url(given) == used
+
+
+def test_the_change_logs_head_starts_at_the_newest_revision_of_a_database_with_history(
+    postgres_url: str,
+) -> None:
+    config = alembic_config(postgres_url)
+    command.upgrade(config, "0009")
+    with psycopg.connect(postgres_url) as db:
+        for seq in (1, 2, 7):
+            db.execute(
+                "INSERT INTO change_log (seq, kind, customer, written_at, payload)"
+                " VALUES (%s, 'customer.changed', 'acme', 0, '{}')",
+                (seq,),
+            )
+    command.upgrade(config, "head")
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT seq FROM change_log_head").fetchall() == [(7,)]

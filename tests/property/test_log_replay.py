@@ -37,8 +37,6 @@ from allotment.service.projector import CacheState, apply
 from allotment.service.reservations import ReservationRequest
 from allotment.service.snapshots import CustomerSnapshot
 from allotment.service.usage import UsageReport
-from allotment.storage.memory import MemoryStore
-from allotment.storage.sqlite.store import SqliteStore
 
 CUSTOMERS = ("acme", "umbrella")
 UNIT = MICROS_PER_UNIT
@@ -169,9 +167,7 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _followed(services: Services) -> int:
-    store = services.runtime.store
-    assert isinstance(store, SqliteStore | MemoryStore)
-    return store.last_seq
+    return services.runtime.store.last_seq
 
 
 def _snapshots(services: Services) -> dict[str, CustomerSnapshot]:

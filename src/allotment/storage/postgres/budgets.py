@@ -1,0 +1,183 @@
+"""Entities and budgets on PostgreSQL.
+
+As on SQLite (``storage/sqlite/budgets.py``), save for the SQL: the recursive queries name
+their parameters (PostgreSQL has no numbered ``?1``), a path's entities are read with ``= ANY``,
+and a budget's usage is read from its counter row by ``PostgresBudgetCounters``, which keeps no
+figure between statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from allotment.domain.budgets import Budget, BudgetKind
+from allotment.domain.catalog import Enforcement
+from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
+from allotment.domain.periods import ResetPeriod
+from allotment.domain.quantities import Micros
+from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.storage.postgres.budget_counters import PostgresBudgetCounters
+from allotment.storage.postgres.db import Db
+from allotment.storage.rows import NEVER_ENDS, window_end
+
+# An entity's ancestors, one indexed look-up per level. The bound on the levels only guards
+# against a corrupt table: a stored tree has no cycle and at most MAX_ENTITY_DEPTH levels.
+_PATH = f"""
+WITH RECURSIVE up (level, id, parent, kind, name, created_at) AS (
+    SELECT 0, id, parent, kind, name, created_at FROM entities
+    WHERE customer = %(customer)s AND id = %(entity)s
+    UNION ALL
+    SELECT up.level + 1, e.id, e.parent, e.kind, e.name, e.created_at
+    FROM up JOIN entities AS e ON e.customer = %(customer)s AND e.id = up.parent
+    WHERE up.level < {MAX_ENTITY_DEPTH}
+)
+SELECT id, parent, kind, name, created_at FROM up ORDER BY level
+"""
+
+# The levels below an entity, one level at a time through the (customer, parent) index; it
+# stops one level past the deepest a tree may have, which is all that moving it must know.
+# (The id is cast so that the recursive term's column has the table's type from the start.)
+_HEIGHT = f"""
+WITH RECURSIVE down (level, id) AS (
+    SELECT 1, %(entity)s::text
+    UNION ALL
+    SELECT down.level + 1, e.id FROM down JOIN entities AS e
+    ON e.customer = %(customer)s AND e.parent = down.id
+    WHERE down.level <= {MAX_ENTITY_DEPTH}
+)
+SELECT MAX(level) FROM down
+"""
+
+
+def _entity(row: tuple[Any, ...]) -> Entity:
+    return Entity(row[0], row[1], row[2], row[3], from_epoch_micros(row[4]))
+
+
+class PostgresEntities:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    def get(self, customer_id: str, entity_id: str) -> Entity | None:
+        row = self._db.execute(
+            "SELECT id, parent, kind, name, created_at FROM entities"
+            " WHERE customer = %s AND id = %s",
+            (customer_id, entity_id),
+        ).fetchone()
+        return None if row is None else _entity(row)
+
+    def path(self, customer_id: str, entity_id: str) -> list[Entity]:
+        rows = self._db.execute(_PATH, {"customer": customer_id, "entity": entity_id}).fetchall()
+        return [_entity(row) for row in rows]
+
+    def children(self, customer_id: str, entity_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT id FROM entities WHERE customer = %s AND parent = %s ORDER BY seq",
+            (customer_id, entity_id),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def height(self, customer_id: str, entity_id: str) -> int:
+        (height,) = self._db.execute(
+            _HEIGHT, {"customer": customer_id, "entity": entity_id}
+        ).fetchone() or (1,)
+        return int(height)
+
+    def save(self, customer_id: str, entity: Entity) -> None:
+        self._db.execute(
+            "INSERT INTO entities (customer, id, parent, kind, name, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (customer, id) DO UPDATE SET"
+            " parent = excluded.parent, kind = excluded.kind, name = excluded.name",
+            (
+                customer_id,
+                entity.id,
+                entity.parent,
+                entity.kind,
+                entity.name,
+                to_epoch_micros(entity.created_at),
+            ),
+        )
+
+    def delete(self, customer_id: str, entity_id: str) -> None:
+        key = (customer_id, entity_id)
+        self._db.execute("DELETE FROM entities WHERE customer = %s AND id = %s", key)
+        self._db.execute("DELETE FROM budgets WHERE customer = %s AND entity = %s", key)
+
+
+_BUDGET_COLUMNS = "entity, target, kind, limit_micros, reset, enforcement, created_at"
+
+
+def _budget(row: tuple[Any, ...]) -> Budget:
+    return Budget(
+        entity=row[0],
+        target=row[1],
+        kind=BudgetKind(row[2]),
+        limit=row[3],
+        reset=ResetPeriod(row[4]),
+        enforcement=Enforcement(row[5]),
+        created_at=from_epoch_micros(row[6]),
+    )
+
+
+class PostgresBudgets:
+    def __init__(self, db: Db, counters: PostgresBudgetCounters) -> None:
+        self._db = db
+        self._counters = counters
+
+    def get(self, customer_id: str, entity_id: str, target: str) -> Budget | None:
+        row = self._db.execute(
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = %s AND entity = %s"
+            " AND target = %s",
+            (customer_id, entity_id, target),
+        ).fetchone()
+        return None if row is None else _budget(row)
+
+    def of_entities(self, customer_id: str, entity_ids: Sequence[str]) -> list[Budget]:
+        if not entity_ids:
+            return []
+        rows = self._db.execute(
+            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = %s"
+            " AND entity = ANY(%s) ORDER BY seq",
+            (customer_id, list(entity_ids)),
+        ).fetchall()
+        return [_budget(row) for row in rows]
+
+    def save(self, customer_id: str, budget: Budget) -> None:
+        self._db.execute(
+            "INSERT INTO budgets (customer, entity, target, kind, limit_micros, reset,"
+            " enforcement, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (customer, entity, target) DO UPDATE SET"
+            " limit_micros = excluded.limit_micros, reset = excluded.reset,"
+            " enforcement = excluded.enforcement",
+            (
+                customer_id,
+                budget.entity,
+                budget.target,
+                budget.kind.value,
+                budget.limit,
+                budget.reset.value,
+                budget.enforcement.value,
+                to_epoch_micros(budget.created_at),
+            ),
+        )
+
+    def delete(self, customer_id: str, entity_id: str, target: str) -> bool:
+        deleted = self._db.execute(
+            "DELETE FROM budgets WHERE customer = %s AND entity = %s AND target = %s",
+            (customer_id, entity_id, target),
+        ).rowcount
+        return deleted > 0
+
+    def usages(
+        self, customer_id: str, windows: Sequence[tuple[Budget, int, int | None]]
+    ) -> list[Micros]:
+        return [
+            self._counters.usage(customer_id, budget, (start, NEVER_ENDS if end is None else end))
+            for budget, start, end in windows
+        ]
+
+    def usage(
+        self, customer_id: str, budget: Budget, start: datetime, end: datetime | None
+    ) -> Micros:
+        return self._counters.usage(customer_id, budget, (to_epoch_micros(start), window_end(end)))

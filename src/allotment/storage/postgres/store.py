@@ -1,0 +1,276 @@
+"""The PostgreSQL store: one connection and one thread per process, batched commits.
+
+Each process runs its jobs as the SQLite store does: a thread takes every job waiting, runs them
+one after another inside one transaction, each under a savepoint of its own (a failing job
+undoes only itself), commits once, and only then hands the batch's changes and fills to the
+projector and answers the callers. What differs is that other processes commit beside it:
+
+- **Holds are locks** (``uow.py``), released when the batch commits. A job that meets a
+  deadlock, a serialization failure or a unique violation (another process wrote the same key
+  first) is rolled back to its savepoint and run again, up to ``JOB_ATTEMPTS`` times, never
+  answered as an error for that alone.
+- **Revisions** come from ``change_log_head`` as the batch's last statement (migration 0010),
+  so they are gap-free and in commit order across processes. Before handing its own changes
+  over, the store hands over every revision below its first that it has not handed over yet:
+  those committed just before it, by others.
+- **Following**: between batches, every ``FOLLOW_INTERVAL_SECONDS``, and as a batch begins, the
+  store reads ``change_log_head`` and hands over what others committed past its last revision.
+
+Nothing is cached between batches but what the projector keeps: pools and counters are read
+from their rows by every job that needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+
+from allotment.domain.changes import LoggedChange
+from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.service.changelog import decode_change
+from allotment.service.ports import Published, UnitOfWork
+from allotment.service.stats import StoreStats
+from allotment.storage.jobs import (
+    DEFAULT_LOG_RETENTION,
+    DEFAULT_USAGE_KEY_RETENTION,
+    FOLLOW_INTERVAL_SECONDS,
+    PRUNE_BACKLOG_PAUSE_SECONDS,
+    PRUNE_CHUNK,
+    PRUNE_INTERVAL_SECONDS,
+    USAGE_KEY_PRUNE_CHUNK,
+    Finished,
+    JobQueue,
+    Pending,
+    Sink,
+    follow_log,
+    hand_over_to,
+    settle,
+)
+from allotment.storage.migrate import upgrade_to_latest
+from allotment.storage.postgres.catalog import PostgresCatalog
+from allotment.storage.postgres.db import Db
+from allotment.storage.postgres.outcomes import PostgresOutcomes
+from allotment.storage.postgres.uow import PostgresUnitOfWork
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+MAX_JOBS_PER_BATCH = 512
+FILLS_PER_BATCH = 32
+JOB_ATTEMPTS = 5
+# Failures that say "this transaction met another one", not "this job is wrong". A unique
+# violation is one too: two processes that both found no idempotency record for a key (or no
+# customer, key or object of an id) and both wrote one; the loser waited for the winner's
+# commit, and its job, run again, finds what the winner wrote (a replay, an update).
+RETRIED = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
+
+
+class PostgresStore:
+    """A :class:`~allotment.service.ports.Store` on one PostgreSQL database."""
+
+    def __init__(
+        self,
+        url: str,
+        log_retention: timedelta = DEFAULT_LOG_RETENTION,
+        usage_key_retention: timedelta = DEFAULT_USAGE_KEY_RETENTION,
+    ) -> None:
+        self.url = url
+        self.log_retention = log_retention
+        self.usage_key_retention = usage_key_retention
+        upgrade_to_latest(url)
+        self._connection: Db = psycopg.connect(url, autocommit=True)
+        self._reader: Db = psycopg.connect(url, autocommit=True)
+        self._reader_lock = threading.Lock()
+        self._sinks: list[Sink] = []
+        self._last_seq = self._head()  # the newest revision handed to the sinks
+        self._last_prune = 0.0
+        self._jobs = JobQueue()
+        self._stats = StoreStats()
+        self._thread = threading.Thread(target=self._serve, name="allotment-postgres", daemon=True)
+        self._thread.start()
+
+    def run(self, job: Callable[[UnitOfWork], T], *, fill: bool = False) -> Awaitable[T]:
+        return self._jobs.run(job, fill=fill)
+
+    def run_blocking(self, job: Callable[[UnitOfWork], T]) -> T:
+        return self._jobs.run_blocking(job)
+
+    def subscribe(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    async def read_log(self, after: int, limit: int) -> list[LoggedChange]:
+        return await asyncio.to_thread(self._read_log, after, limit)
+
+    async def log_bounds(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self._log_bounds)
+
+    def _read_log(self, after: int, limit: int) -> list[LoggedChange]:
+        with self._reader_lock:
+            return _logged(self._reader, after, limit)
+
+    def _log_bounds(self) -> tuple[int, int]:
+        with self._reader_lock:
+            row = self._reader.execute(
+                "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM change_log"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def stats(self) -> StoreStats:
+        return self._stats
+
+    def queue_depth(self) -> int:
+        return self._jobs.depth()
+
+    def close(self) -> None:
+        if not self._jobs.closed:
+            self._jobs.close()
+            self._thread.join()
+            self._connection.close()
+            self._reader.close()
+
+    # ------------------------------------------------------------------ the store's thread
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                batch = self._jobs.take(
+                    MAX_JOBS_PER_BATCH, FILLS_PER_BATCH, timeout=FOLLOW_INTERVAL_SECONDS
+                )
+            except queue.Empty:
+                self._between_batches()
+                continue
+            if batch is None:
+                return
+            self._run_batch(batch)
+            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+                self._between_batches()  # under steady load the queue is never empty
+
+    def _between_batches(self) -> None:
+        try:
+            self._follow()
+            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+                self._prune()
+        except Exception:
+            log.exception("following the change log failed; trying again")
+
+    def _head(self) -> int:
+        row = self._connection.execute("SELECT seq FROM change_log_head WHERE id = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _follow(self, below: int | None = None) -> None:
+        """Hand over what others committed past the last revision handed over (below
+        ``below``, the batch's own first revision, when given)."""
+        if below is None and self._head() <= self._last_seq:
+            return
+        connection = self._connection
+
+        def read(after: int, limit: int) -> list[LoggedChange]:
+            return _logged(connection, after, limit, below)
+
+        self._last_seq = follow_log(
+            self._last_seq, read, PostgresCatalog(connection).load, self._hand_over
+        )
+
+    def _hand_over(self, published: Sequence[Published]) -> None:
+        hand_over_to(self._sinks, published)
+
+    def _prune(self) -> None:
+        """As the SQLite store prunes: a chunk of the log and of the usage reports' idempotency
+        records past their retention, in one short transaction."""
+        self._last_prune = time.monotonic()
+        now = datetime.now(UTC)
+        connection = self._connection
+        with connection.transaction():
+            connection.execute(
+                "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
+                " AND seq <= (SELECT MIN(seq) FROM change_log) + %s AND written_at < %s",
+                (PRUNE_CHUNK, to_epoch_micros(now - self.log_retention)),
+            )
+            records = PostgresOutcomes(connection).prune_usage(
+                now - self.usage_key_retention, USAGE_KEY_PRUNE_CHUNK
+            )
+        if records == USAGE_KEY_PRUNE_CHUNK:
+            self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
+
+    def _run_batch(self, batch: list[Pending]) -> None:
+        connection = self._connection
+        uow = PostgresUnitOfWork(connection)
+        finished: list[Finished] = []
+        try:
+            self._follow()
+            began = time.perf_counter()
+            connection.execute("BEGIN")
+            finished = [self._run_job(uow, pending) for pending in batch]
+            uow.before_commit()
+            committing = time.perf_counter()
+            connection.execute("COMMIT")
+            committed = time.perf_counter()
+        except Exception as commit_error:
+            # Not durable: nobody may see its results, and nothing of it is handed over.
+            log.exception("a storage batch failed to commit")
+            if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                connection.execute("ROLLBACK")
+            settle([(pending, None, commit_error) for pending in batch])
+            return
+        stats = self._stats
+        stats.batches += 1
+        stats.jobs += len(batch)
+        stats.batch_seconds.observe(committed - began)
+        stats.commit_seconds.observe(committed - committing)
+        first = uow.first_revision
+        if first is not None:
+            if first > self._last_seq + 1:
+                self._follow(below=first)  # others' commits just before this one
+            for item in reversed(uow.published):
+                if isinstance(item, LoggedChange):
+                    self._last_seq = item.seq
+                    break
+        self._hand_over(uow.published)
+        settle(finished)
+
+    def _run_job(self, uow: PostgresUnitOfWork, pending: Pending) -> Finished:
+        """Run one job under a savepoint of its own; again when it only met another
+        transaction (a deadlock, a serialization failure)."""
+        connection = self._connection
+        for attempt in range(1, JOB_ATTEMPTS + 1):
+            mark = uow.mark()
+            connection.execute("SAVEPOINT job")
+            try:
+                result: Any = pending.job(uow)
+            except Exception as job_error:
+                connection.execute("ROLLBACK TO SAVEPOINT job")
+                connection.execute("RELEASE SAVEPOINT job")
+                uow.undo(mark)
+                if isinstance(job_error, RETRIED) and attempt < JOB_ATTEMPTS:
+                    continue
+                return (pending, None, job_error)
+            connection.execute("RELEASE SAVEPOINT job")
+            return (pending, result, None)
+        raise AssertionError("unreachable: the last attempt returns")
+
+
+def _logged(connection: Db, after: int, limit: int, below: int | None = None) -> list[LoggedChange]:
+    rows = connection.execute(
+        "SELECT seq, written_at, kind, payload FROM change_log WHERE seq > %s AND seq < %s"
+        " ORDER BY seq LIMIT %s",
+        (after, 2**63 - 1 if below is None else below, limit),
+    ).fetchall()
+    return [
+        LoggedChange(seq, from_epoch_micros(written_at), decode_change(kind, payload))
+        for seq, written_at, kind, payload in rows
+    ]
