@@ -95,7 +95,9 @@ def _as_server_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def throwaway_server() -> Iterator[PostgresServer]:
+def throwaway_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A cluster in a temporary directory, stopped and removed after; ``durable`` keeps
+    PostgreSQL's own durability settings (benchmarks), which tests turn off."""
     initdb, pg_ctl = _program("initdb"), _program("pg_ctl")
     directory = Path(tempfile.mkdtemp(prefix="allotment-postgres-"))
     if os.geteuid() == 0:
@@ -103,10 +105,9 @@ def throwaway_server() -> Iterator[PostgresServer]:
     data = directory / "data"
     port = _free_port()
     initialize = [initdb, "-D", str(data), "-A", "trust", "-U", USER, "-E", "UTF8", "--no-sync"]
-    options = (
-        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-        " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
+    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     start = [pg_ctl, "-D", str(data), "-l", str(directory / "log"), "-o", options, "-w", "start"]
     try:
         for command in ([*initialize, "--locale=C.UTF-8"], start):

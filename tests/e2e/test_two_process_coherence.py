@@ -1,4 +1,5 @@
-"""Two ``allotment serve`` processes on one SQLite file answer from the same truth.
+"""Two ``allotment serve`` processes on one database (a SQLite file; a PostgreSQL database)
+answer from the same truth.
 
 Every write made through A shows in B's answers, B having made no write to learn of it, and
 every limit holds across the two. Each assertion polls B until the expected answer (within a
@@ -9,14 +10,18 @@ the benchmark measures: these machines are shared and noisy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.e2e.conftest import Server, free_port, log_head, open_stream
+from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -25,27 +30,49 @@ LAGS: dict[str, float] = {}
 
 
 class Pair:
-    def __init__(self, a: Server, b: Server) -> None:
+    def __init__(self, a: Server, b: Server, database_url: str | None) -> None:
         self.a, self.b = a, b
         self.client_a, self.client_b = a.client(), b.client()
+        self.database_url = database_url
+
+    def log_head(self) -> int:
+        """The newest revision in the change log, read from the database itself."""
+        if self.database_url is None:
+            return log_head(self.a.database)
+        with psycopg.connect(self.database_url) as db:
+            row = db.execute("SELECT COALESCE(MAX(seq), 0) FROM change_log").fetchone()
+        assert row is not None
+        return int(row[0])
 
     def close(self) -> None:
         self.client_a.close()
         self.client_b.close()
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Pair]:
     database = tmp_path_factory.mktemp("coherence") / "shared.db"
-    a = Server(database=database, port=free_port())
-    b = Server(database=database, port=free_port())
-    a.start()  # migrates the file before the second process opens it
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgres":
+            server: PostgresServer = request.getfixturevalue("postgres")
+            url = stack.enter_context(server.fresh_database())
+        yield from _pair(database, url)
+
+
+def _pair(database: Path, url: str | None) -> Iterator[Pair]:
+    where = () if url is None else ("--database-url", url)
+    a = Server(database=database, port=free_port(), args=where)
+    b = Server(database=database, port=free_port(), args=where)
+    a.start()  # migrates the database before the second process opens it
     try:
         b.start()
         try:
             with a.client() as client:
                 seed(client)
-            made = Pair(a, b)
+            made = Pair(a, b, url)
             yield made
             made.close()
         finally:
@@ -306,7 +333,7 @@ def test_an_idle_process_stays_current(pair: Pair) -> None:
     a, b = pair.client_a, pair.client_b
     customer(a, "idle")
     eventually("idle: subscription", lambda: check(b, "idle"), lambda c: c["has_access"])
-    head = log_head(pair.a.database)
+    head = pair.log_head()
     with (
         open_stream(pair.a.url, last_event_id=head) as on_a,
         open_stream(pair.b.url, last_event_id=head) as on_b,
@@ -333,7 +360,7 @@ def test_a_hard_limit_holds_across_processes(pair: Pair) -> None:
     a, b = pair.client_a, pair.client_b
     customer(a, "hard", plan="capped")
     eventually("hard: subscription", lambda: check(b, "hard"), lambda c: c["has_access"])
-    head = log_head(pair.a.database)
+    head = pair.log_head()
 
     async def fire(server: Server, keys: range) -> list[dict[str, Any]]:
         async with server.async_client(16) as client:

@@ -61,7 +61,7 @@ class PostgresBudgetCounters:
                     windows,
                 )
 
-        counting(write)
+        counting(self._db, write)
 
     def usage(self, customer_id: str, budget: Budget, window: Window) -> Micros:
         """The budget's usage in ``window``: its counter, or projected from the index once."""
@@ -108,4 +108,4 @@ class PostgresBudgetCounters:
             )
             return int(used)
 
-        return counting(project)
+        return counting(self._db, project)

@@ -19,7 +19,7 @@ from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 from allotment.storage.postgres.budget_counters import PostgresBudgetCounters
-from allotment.storage.postgres.db import Db
+from allotment.storage.postgres.db import Db, changed_rows
 from allotment.storage.rows import NEVER_ENDS, window_end
 
 # An entity's ancestors, one indexed look-up per level. The bound on the levels only guards
@@ -163,10 +163,11 @@ class PostgresBudgets:
         )
 
     def delete(self, customer_id: str, entity_id: str, target: str) -> bool:
-        deleted = self._db.execute(
+        deleted = changed_rows(
+            self._db,
             "DELETE FROM budgets WHERE customer = %s AND entity = %s AND target = %s",
             (customer_id, entity_id, target),
-        ).rowcount
+        )
         return deleted > 0
 
     def usages(

@@ -18,7 +18,7 @@ from allotment.domain.documents import spec_from_document
 from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
 from allotment.domain.timefmt import from_epoch_micros
 from allotment.service.ports import Page
-from allotment.storage.postgres.db import Db, page
+from allotment.storage.postgres.db import Db, changed_rows, page
 from allotment.storage.rows import decode_document, encode, instant, micros, spec_json
 
 
@@ -184,10 +184,11 @@ class PostgresHoldings:
         )
 
     def delete_override(self, customer_id: str, feature_id: str) -> bool:
-        deleted = self._db.execute(
+        deleted = changed_rows(
+            self._db,
             "DELETE FROM overrides WHERE customer = %s AND feature = %s",
             (customer_id, feature_id),
-        ).rowcount
+        )
         return deleted > 0
 
 

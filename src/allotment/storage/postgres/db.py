@@ -38,6 +38,14 @@ def page(
     return paged(rows, limit, build)
 
 
+def changed_rows(db: Db, query: str, params: tuple[Any, ...]) -> int:
+    """How many rows the statement changed. Waited for: in pipeline mode (``store.py``) a
+    statement's count is known only once its answer came."""
+    with db.pipeline():
+        cursor = db.execute(query, params)
+    return cursor.rowcount
+
+
 def hold(db: Db, kind: str, *names: str) -> None:
     """Take the transaction-scoped advisory lock of ``kind`` and ``names`` (``usage`` and a
     customer, ``budgets`` and a customer and an entity, ``pool`` and a customer and a currency):
@@ -46,9 +54,13 @@ def hold(db: Db, kind: str, *names: str) -> None:
     db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("/".join((kind, *names)),))
 
 
-def counting(run: Callable[[], _R]) -> _R:
-    """``run()``, with a figure past 64 bits refused as a counter overflow, as on SQLite."""
+def counting(db: Db, run: Callable[[], _R]) -> _R:
+    """``run()``, with a figure past 64 bits refused as a counter overflow, as on SQLite.
+
+    Its statements are waited for before this returns (a nested pipeline syncs as it ends), so
+    that an overflow they meet is raised here, not by a later statement's wait."""
     try:
-        return run()
+        with db.pipeline():
+            return run()
     except errors.NumericValueOutOfRange as error:
         raise counter_overflow() from error

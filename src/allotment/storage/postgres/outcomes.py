@@ -13,7 +13,7 @@ from datetime import datetime
 
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import USAGE_ROUTE, StoredOutcome
-from allotment.storage.postgres.db import Db
+from allotment.storage.postgres.db import Db, changed_rows
 
 
 class PostgresOutcomes:
@@ -44,10 +44,10 @@ class PostgresOutcomes:
         # The route is written into the statement, not bound: the planner uses the partial index
         # ``idempotency_records_usage_age`` (migration 0008) only for a query whose condition
         # implies the index's, which a parameter does not in a generic plan.
-        cursor = self._db.execute(
+        return changed_rows(
+            self._db,
             "DELETE FROM idempotency_records WHERE (customer, route, key) IN"
             " (SELECT customer, route, key FROM idempotency_records"
             f" WHERE route = '{USAGE_ROUTE}' AND created_at < %s ORDER BY created_at LIMIT %s)",
             (to_epoch_micros(before), limit),
         )
-        return cursor.rowcount

@@ -214,11 +214,14 @@ class PostgresStore:
         try:
             self._follow()
             began = time.perf_counter()
-            connection.execute("BEGIN")
-            finished = [self._run_job(uow, pending) for pending in batch]
-            uow.before_commit()
-            committing = time.perf_counter()
-            connection.execute("COMMIT")
+            # In pipeline mode a statement whose result nobody reads is sent without waiting
+            # for its answer; a read, and the end of every job, wait for all before them.
+            with connection.pipeline() as pipeline:
+                connection.execute("BEGIN")
+                finished = [self._run_job(uow, pending, pipeline) for pending in batch]
+                uow.before_commit()
+                committing = time.perf_counter()
+                connection.execute("COMMIT")
             committed = time.perf_counter()
         except Exception as commit_error:
             # Not durable: nobody may see its results, and nothing of it is handed over.
@@ -243,23 +246,31 @@ class PostgresStore:
         self._hand_over(uow.published)
         settle(finished)
 
-    def _run_job(self, uow: PostgresUnitOfWork, pending: Pending) -> Finished:
+    def _run_job(
+        self, uow: PostgresUnitOfWork, pending: Pending, pipeline: psycopg.Pipeline
+    ) -> Finished:
         """Run one job under a savepoint of its own; again when it only met another
-        transaction (a deadlock, a serialization failure)."""
+        transaction (a deadlock, a serialization failure, a unique violation).
+
+        The job's last statements may still be on their way when it returns: the pipeline's
+        sync waits for them, so that an error any of them met is the job's, raised here."""
         connection = self._connection
         for attempt in range(1, JOB_ATTEMPTS + 1):
             mark = uow.mark()
             connection.execute("SAVEPOINT job")
             try:
                 result: Any = pending.job(uow)
+                connection.execute("RELEASE SAVEPOINT job")
+                pipeline.sync()
             except Exception as job_error:
+                # The savepoint stands: a statement after a failed one is not run.
                 connection.execute("ROLLBACK TO SAVEPOINT job")
                 connection.execute("RELEASE SAVEPOINT job")
+                pipeline.sync()
                 uow.undo(mark)
                 if isinstance(job_error, RETRIED) and attempt < JOB_ATTEMPTS:
                     continue
                 return (pending, None, job_error)
-            connection.execute("RELEASE SAVEPOINT job")
             return (pending, result, None)
         raise AssertionError("unreachable: the last attempt returns")
 

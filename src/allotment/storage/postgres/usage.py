@@ -71,7 +71,7 @@ class PostgresUsage:
             )
             return int(used)
 
-        return counting(project)
+        return counting(self._db, project)
 
     def append(self, event: UsageEvent) -> None:
         timestamp = to_epoch_micros(event.timestamp)
@@ -92,11 +92,12 @@ class PostgresUsage:
         # Every projected window that holds the event moves with it; those not projected yet
         # are built from the events when first read.
         counting(
+            self._db,
             lambda: self._db.execute(
                 "UPDATE usage_counters SET used = used + %s WHERE customer = %s"
                 " AND feature = %s AND period_start <= %s AND %s < period_end",
                 (event.amount, event.customer, event.feature, timestamp, timestamp),
-            )
+            ),
         )
         if event.entity_path:
             self._counters.count(
