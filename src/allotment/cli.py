@@ -86,6 +86,15 @@ def main() -> None:
     show_envvar=True,
     help="Seconds requests in flight may take to finish once SIGTERM or SIGINT arrives.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=256),
+    envvar="ALLOTMENT_WORKERS",
+    show_envvar=True,
+    help="Processes answering on the one port, acting as one service through the database.",
+)
 def serve(
     database: Path | None,
     database_url: str | None,
@@ -97,10 +106,15 @@ def serve(
     log_format: str,
     access_log_sample: float,
     shutdown_timeout: int,
+    workers: int,
 ) -> None:
     """Serve the HTTP API (every option may also be set in the environment: docs/operations.md)."""
+    import sys
+
     from allotment.api.logs import configure_logging
+    from allotment.api.server import STARTUP_FAILURE
     from allotment.api.server import serve as serve_api
+    from allotment.api.workers import WorkerSetup, serve_workers
     from allotment.bootstrap import UnsupportedDatabase, open_store
 
     configure_logging(log_level, log_format, access_log_sample)
@@ -113,21 +127,50 @@ def serve(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from error
+    if workers > 1:
+        _refuse_for_workers(settings)
     try:
-        open_store(settings).close()  # refuse a database this build cannot open, at once
+        # Refuses a database this build cannot open, at once, and brings its schema to the
+        # newest version before any worker starts.
+        open_store(settings).close()
     except UnsupportedDatabase as error:
         raise click.UsageError(str(error)) from error
     # Through the log, so that with --log-format json every line on stderr is JSON.
     log = logging.getLogger("allotment.serve")
     if demo:
         _load_demo(settings, announce=False, progress=log.info)
-    where = settings.database_url or settings.database_path
+    url = settings.database_url
+    where = settings.database_path if url is None else _without_password(url)
     log.info("Allotment on http://%s:%d (database %s)", host, port, where)
     if settings.admin_key is None:
         log.warning("No ALLOTMENT_ADMIN_KEY is set: create keys with `allotment demo` or set it.")
-    serve_api(
-        settings, host=host, port=port, log_level=log_level, shutdown_timeout=shutdown_timeout
-    )
+    if workers == 1:
+        serve_api(
+            settings, host=host, port=port, log_level=log_level, shutdown_timeout=shutdown_timeout
+        )
+        return
+    setup = WorkerSetup(settings, log_level, log_format, access_log_sample, shutdown_timeout)
+    try:
+        status = serve_workers(setup, host=host, port=port, workers=workers)
+    except OSError as error:  # the port: in use, or not ours to take
+        log.error("cannot listen on %s:%d: %s", host, port, error)
+        sys.exit(STARTUP_FAILURE)
+    sys.exit(status)
+
+
+def _refuse_for_workers(settings: Settings) -> None:
+    """What --workers cannot share between its processes."""
+    url = settings.database_url
+    if url is not None and url.lower().startswith("memory:"):
+        raise click.UsageError(
+            "--workers needs a database the processes share: a memory: database lives in one"
+            " process (use --db PATH or a postgresql:// URL)."
+        )
+    if settings.test_clock:
+        raise click.UsageError(
+            "--workers cannot run with ALLOTMENT_TEST_CLOCK: each process would have a test"
+            " clock of its own (use --workers 1)."
+        )
 
 
 @main.command()

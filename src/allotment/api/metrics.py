@@ -15,6 +15,7 @@ from prometheus_client import (
     Counter,
     GCCollector,
     Histogram,
+    Info,
     PlatformCollector,
     ProcessCollector,
 )
@@ -40,6 +41,12 @@ REQUEST_SECONDS = Histogram(
     ["route"],
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+WORKER = Info(
+    "allotment_worker",
+    "Which worker of `serve --workers N` answered this scrape (its index and process id); absent"
+    " from a lone server.",
+    registry=REGISTRY,
 )
 DECISIONS = Counter(
     "allotment_decisions",

@@ -42,6 +42,27 @@ def serve(
     settings: Settings, *, host: str, port: int, log_level: str, shutdown_timeout: int
 ) -> None:
     """Serve the API until a signal stops it, as ``uvicorn.run`` would, with the drain above."""
+    _serve(settings, None, host=host, port=port, log_level=log_level, timeout=shutdown_timeout)
+
+
+def serve_on(
+    settings: Settings, listener: socket.socket, *, log_level: str, shutdown_timeout: int
+) -> None:
+    """The same on a socket already listening: a worker of ``serve --workers N``
+    (``workers.py``)."""
+    host, port = listener.getsockname()[:2]
+    _serve(settings, listener, host=host, port=port, log_level=log_level, timeout=shutdown_timeout)
+
+
+def _serve(
+    settings: Settings,
+    listener: socket.socket | None,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    timeout: int,
+) -> None:
     services = Services.open(settings)
     app = create_app(settings, services)
     config = uvicorn.Config(
@@ -54,11 +75,11 @@ def serve(
         lifespan="on",
         # httptools, with a limit on request heads, answering checks from memory inline
         http=protocol_for(app),
-        timeout_graceful_shutdown=shutdown_timeout,
+        timeout_graceful_shutdown=timeout,
     )
     server = DrainingServer(config, services.feed.close)
     # uvicorn raises the SIGINT it handled again once it has stopped.
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=None if listener is None else [listener])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
