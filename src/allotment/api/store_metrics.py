@@ -97,6 +97,22 @@ class ServiceCollector(Collector):
             stats.commit_seconds,
         )
         yield from _cache_metrics(stats.caches)
+        retried = CounterMetricFamily(
+            "allotment_store_jobs_retried",
+            "Jobs run again after meeting another process's transaction, by what they met"
+            " (PostgreSQL: DeadlockDetected, SerializationFailure, UniqueViolation,"
+            " LockNotAvailable).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(stats.retries.items()):
+            retried.add_metric([reason], count)
+        yield retried
+        yield _counter(
+            "allotment_store_batches_cut",
+            "Store batches committed early, so that a job would not wait for a hold while the"
+            " batch held others (PostgreSQL).",
+            stats.batches_cut,
+        )
         yield _gauge(
             "allotment_store_queue_depth",
             "Jobs waiting for the store's thread when scraped.",

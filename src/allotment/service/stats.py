@@ -89,3 +89,8 @@ class StoreStats:
     commit_seconds: Distribution = field(default_factory=Distribution)
     # What an adapter keeps in memory beside its tables, by name (none on the memory adapter).
     caches: dict[str, CacheStats] = field(default_factory=dict)
+    # Where other processes write beside this one (PostgreSQL): jobs run again after meeting
+    # another transaction, by what they met, and batches committed early so that a job would
+    # not wait for a hold while the batch held others.
+    retries: dict[str, int] = field(default_factory=dict)
+    batches_cut: int = 0

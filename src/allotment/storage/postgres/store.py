@@ -5,10 +5,13 @@ one after another inside one transaction, each under a savepoint of its own (a f
 undoes only itself), commits once, and only then hands the batch's changes and fills to the
 projector and answers the callers. What differs is that other processes commit beside it:
 
-- **Holds are locks** (``uow.py``), released when the batch commits. A job that meets a
-  deadlock, a serialization failure or a unique violation (another process wrote the same key
-  first) is rolled back to its savepoint and run again, up to ``JOB_ATTEMPTS`` times, never
-  answered as an error for that alone.
+- **Holds are locks** (``uow.py``), released when the batch commits. Only a batch's first job
+  waits for one as long as it takes; a later job that would wait longer than
+  ``HOLD_WAIT_IN_BATCH`` ends the batch early and starts the next (``_run_transaction``), so
+  batches of two processes never wait on each other in a cycle. A job that meets a deadlock,
+  a serialization failure or a unique violation (another process wrote the same key first) is
+  rolled back to its savepoint and run again, up to ``JOB_ATTEMPTS`` times, never answered as
+  an error for that alone.
 - **Revisions** come from ``change_log_head`` as the batch's last statement (migration 0010),
   so they are gap-free and in commit order across processes. Before handing its own changes
   over, the store hands over every revision below its first that it has not handed over yet:
@@ -23,6 +26,7 @@ from their rows by every job that needs them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -71,7 +75,14 @@ JOB_ATTEMPTS = 5
 # violation is one too: two processes that both found no idempotency record for a key (or no
 # customer, key or object of an id) and both wrote one; the loser waited for the winner's
 # commit, and its job, run again, finds what the winner wrote (a replay, an update).
-RETRIED = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
+RETRIED = (
+    errors.DeadlockDetected,
+    errors.SerializationFailure,
+    errors.UniqueViolation,
+    errors.LockNotAvailable,  # a first job past a lock_timeout the server sets
+)
+# How long a job other than its transaction's first may wait for a hold (``_run_transaction``).
+HOLD_WAIT_IN_BATCH = "20ms"
 
 
 class PostgresStore:
@@ -208,9 +219,22 @@ class PostgresStore:
             self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
 
     def _run_batch(self, batch: list[Pending]) -> None:
+        while batch:
+            batch = self._run_transaction(batch)
+
+    def _run_transaction(self, batch: list[Pending]) -> list[Pending]:
+        """Run jobs of ``batch`` in one transaction and commit; the jobs left for the next.
+
+        Only the first job may wait for a hold as long as it takes: it holds nothing else yet,
+        and takes its own in the port's order. A later one waits at most ``HOLD_WAIT_IN_BATCH``
+        (``lock_timeout``), because the batch holds what the jobs before it took, in no order:
+        another process's batch may be waiting for those. Past it, the job is taken back, the
+        jobs before it commit (releasing their holds), and it starts the next transaction, as
+        its first job. So no two batches ever wait on each other for long, and none deadlocks."""
         connection = self._connection
         uow = PostgresUnitOfWork(connection)
         finished: list[Finished] = []
+        left: list[Pending] = []
         try:
             self._follow()
             began = time.perf_counter()
@@ -218,7 +242,15 @@ class PostgresStore:
             # for its answer; a read, and the end of every job, wait for all before them.
             with connection.pipeline() as pipeline:
                 connection.execute("BEGIN")
-                finished = [self._run_job(uow, pending, pipeline) for pending in batch]
+                for index, pending in enumerate(batch):
+                    if index == 1:
+                        connection.execute(f"SET LOCAL lock_timeout = '{HOLD_WAIT_IN_BATCH}'")
+                    done = self._run_job(uow, pending, pipeline, first=index == 0)
+                    if done is None:
+                        left = batch[index:]
+                        self._stats.batches_cut += 1
+                        break
+                    finished.append(done)
                 uow.before_commit()
                 committing = time.perf_counter()
                 connection.execute("COMMIT")
@@ -229,10 +261,10 @@ class PostgresStore:
             if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 connection.execute("ROLLBACK")
             settle([(pending, None, commit_error) for pending in batch])
-            return
+            return []
         stats = self._stats
         stats.batches += 1
-        stats.jobs += len(batch)
+        stats.jobs += len(finished)
         stats.batch_seconds.observe(committed - began)
         stats.commit_seconds.observe(committed - committing)
         first = uow.first_revision
@@ -245,12 +277,14 @@ class PostgresStore:
                     break
         self._hand_over(uow.published)
         settle(finished)
+        return left
 
     def _run_job(
-        self, uow: PostgresUnitOfWork, pending: Pending, pipeline: psycopg.Pipeline
-    ) -> Finished:
+        self, uow: PostgresUnitOfWork, pending: Pending, pipeline: psycopg.Pipeline, first: bool
+    ) -> Finished | None:
         """Run one job under a savepoint of its own; again when it only met another
-        transaction (a deadlock, a serialization failure, a unique violation).
+        transaction (a deadlock, a serialization failure, a unique violation); None when it
+        is not its transaction's first job and would have waited longer for a hold.
 
         The job's last statements may still be on their way when it returns: the pipeline's
         sync waits for them, so that an error any of them met is the job's, raised here."""
@@ -263,12 +297,20 @@ class PostgresStore:
                 connection.execute("RELEASE SAVEPOINT job")
                 pipeline.sync()
             except Exception as job_error:
+                # A statement that failed before a sync leaves the pipeline aborted up to the
+                # next one: end that stretch first (what it raises is the job's error again).
+                with contextlib.suppress(psycopg.Error):
+                    pipeline.sync()
                 # The savepoint stands: a statement after a failed one is not run.
                 connection.execute("ROLLBACK TO SAVEPOINT job")
                 connection.execute("RELEASE SAVEPOINT job")
                 pipeline.sync()
                 uow.undo(mark)
+                if isinstance(job_error, errors.LockNotAvailable) and not first:
+                    return None
                 if isinstance(job_error, RETRIED) and attempt < JOB_ATTEMPTS:
+                    reason = type(job_error).__name__
+                    self._stats.retries[reason] = self._stats.retries.get(reason, 0) + 1
                     continue
                 return (pending, None, job_error)
             return (pending, result, None)
