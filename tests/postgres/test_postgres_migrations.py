@@ -140,3 +140,36 @@ def test_the_change_logs_head_starts_at_the_newest_revision_of_a_database_with_h
     command.upgrade(config, "head")
     with psycopg.connect(postgres_url) as db:
         assert db.execute("SELECT seq FROM change_log_head").fetchall() == [(7,)]
+
+
+# Shared by every customer (copied to each node once distributed), or the one global log.
+NOT_CUSTOMER_OWNED = {
+    "alembic_version",
+    "catalog_objects",
+    "api_keys",
+    "change_log",
+    "change_log_head",
+}
+
+
+def test_every_customer_owned_table_is_keyed_by_its_customer_first(postgres_url: str) -> None:
+    """What a distributed PostgreSQL needs to spread the tables by customer: the customer in
+    the primary key and in every unique key (``customers`` is keyed by its own id)."""
+    upgrade_to_latest(postgres_url)
+    with psycopg.connect(postgres_url) as db:
+        keys = db.execute(
+            "SELECT c.conrelid::regclass::text, c.conname,"
+            " (SELECT array_agg(a.attname ORDER BY k.ordinality)"
+            "  FROM unnest(c.conkey) WITH ORDINALITY AS k(attnum, ordinality)"
+            "  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum)"
+            " FROM pg_constraint c WHERE c.contype IN ('p', 'u')"
+            " AND c.connamespace = 'public'::regnamespace"
+        ).fetchall()
+    checked = set()
+    for table, name, columns in keys:
+        if table in NOT_CUSTOMER_OWNED:
+            continue
+        owner = "id" if table == "customers" else "customer"
+        assert columns[0] == owner, (table, name, columns)
+        checked.add(table)
+    assert len(checked) == 15  # every table but those shared or global

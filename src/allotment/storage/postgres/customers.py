@@ -111,7 +111,7 @@ class PostgresHoldings:
         self._db.execute(
             f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET addons = excluded.addons,"
+            " ON CONFLICT (customer, id) DO UPDATE SET addons = excluded.addons,"
             " ends_at = excluded.ends_at, canceled_at = excluded.canceled_at",
             (
                 subscription.id,
@@ -155,7 +155,7 @@ class PostgresHoldings:
         self._db.execute(
             f"INSERT INTO promotions ({_PROMOTION_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at",
+            " ON CONFLICT (customer, id) DO UPDATE SET revoked_at = excluded.revoked_at",
             (
                 promotion.id,
                 promotion.customer,

@@ -126,7 +126,7 @@ def save(db: Db, customer_id: str, currency: str, grants: Iterable[Grant]) -> No
         cursor.executemany(
             f"INSERT INTO credit_grants (customer, currency, {COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining,"
+            " ON CONFLICT (customer, id) DO UPDATE SET remaining = excluded.remaining,"
             " credited = excluded.credited, expired = excluded.expired,"
             " voided_at = excluded.voided_at",
             rows,

@@ -19,7 +19,7 @@ class PostgresReservations:
         self._db.execute(
             f"INSERT INTO reservations ({_RESERVATION_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at,"
+            " ON CONFLICT (customer, id) DO UPDATE SET ended_at = excluded.ended_at,"
             " ended_as = excluded.ended_as, committed_amount = excluded.committed_amount",
             (
                 reservation.id,
