@@ -16,9 +16,11 @@ each process awaits ``--writes`` writes, ``--concurrency`` in flight: enforced u
   write of both meets on that customer's locks and rows.
 
 Reported per row: writes per second over all processes, p50 and p99 of one write's latency,
-and the CPU of this machine per write (every process's, PostgreSQL's server processes included:
-the whole machine's busy time from ``/proc/stat``). After each row the writes are counted in
-the database (events or ledger entries) and must be exactly the writes made.
+the CPU of this machine per write (every process's, PostgreSQL's server processes included:
+the whole machine's busy time from ``/proc/stat``), and writes per commit (the stores'
+transactions: a hot customer's writes share their process's commits). After each row the
+writes are counted in the database (events or ledger entries) and must be exactly the writes
+made.
 
     uv run python bench/postgres_throughput.py [--writes 5000] [--concurrency 64]
         [--customers 100] [--kind usage|debits] [--server-url postgresql://...]
@@ -62,6 +64,7 @@ class Measured:
     writes: int
     seconds: float
     latencies: list[float]
+    commits: int  # the store's transactions committed while measuring
 
 
 def settings_for(database: str) -> Settings:
@@ -123,9 +126,12 @@ async def write(
                         raise SystemExit(f"debit {index} was not applied")
                 latencies.append(time.perf_counter() - began)
 
+        stats = services.runtime.store.stats
+        batches = stats.batches
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return Measured(writes, time.perf_counter() - started, latencies)
+        seconds = time.perf_counter() - started
+        return Measured(writes, seconds, latencies, stats.batches - batches)
     finally:
         services.close()
 
@@ -242,8 +248,16 @@ def main() -> int:
             seconds = max(result.seconds for result in results)
             latencies = sorted(value for result in results for value in result.latencies)
             p99 = latencies[int(0.99 * (len(latencies) - 1))]
+            commits = sum(result.commits for result in results)
             rows.append(
-                (name, made / seconds, statistics.median(latencies), p99, busy / made * 1e6)
+                (
+                    name,
+                    made / seconds,
+                    statistics.median(latencies),
+                    p99,
+                    busy / made * 1e6,
+                    made / max(commits, 1),
+                )
             )
             print(f"{name}: {made / seconds:,.0f}/s", file=sys.stderr)
     baseline = rows[0][1]
@@ -254,12 +268,15 @@ def main() -> int:
         f"{args.writes:,} {what} per process, {args.concurrency} in flight per process, "
         f"{args.customers} customers\n"
     )
-    print("| database | writes/s | of SQLite's | p50 | p99 | machine CPU per write |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, rate, p50, p99, cpu in rows:
+    print(
+        "| database | writes/s | of SQLite's | p50 | p99 | machine CPU per write |"
+        " writes per commit |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, rate, p50, p99, cpu, per_commit in rows:
         print(
             f"| {name} | {rate:,.0f} | {rate / baseline:.2f} | {p50 * 1e3:.1f} ms | "
-            f"{p99 * 1e3:.1f} ms | {cpu:,.0f} µs |"
+            f"{p99 * 1e3:.1f} ms | {cpu:,.0f} µs | {per_commit:.1f} |"
         )
     return 0
 
