@@ -1,19 +1,24 @@
 """Schema migrations, run with Alembic against SQLite or PostgreSQL.
 
 One set of migrations serves both databases (``migrations/columns.py`` has the types that mean
-the same on both). On PostgreSQL a migration holds a transaction-scoped advisory lock
-(``MIGRATION_LOCK``) from before it reads the schema's version until it commits, so processes
-that migrate one database at once run one after the other: the first brings the schema up, the
-others find it current and change nothing.
+the same on both). Processes that migrate one database at once run one after the other: the
+first brings the schema up, the others find it current and change nothing. On PostgreSQL a
+migration holds a transaction-scoped advisory lock (``MIGRATION_LOCK``) from before it reads the
+schema's version until it commits; on SQLite an exclusive ``flock`` on the database file
+itself (SQLite's own locks are ``fcntl`` byte ranges, which it does not touch).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIRECTORY = Path(__file__).parent / "migrations"
 
@@ -31,7 +36,24 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_latest(database_url: str) -> None:
     """Bring the schema at ``database_url`` to the newest revision; a no-op when it is there."""
-    command.upgrade(alembic_config(database_url), "head")
+    with _one_migration_at_a_time(database_url):
+        command.upgrade(alembic_config(database_url), "head")
+
+
+@contextlib.contextmanager
+def _one_migration_at_a_time(database_url: str) -> Iterator[None]:
+    """On a SQLite file, hold its exclusive ``flock`` while migrating (PostgreSQL takes its own
+    lock in ``migrations/env.py``)."""
+    url = make_url(sqlalchemy_url(database_url))
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        yield
+        return
+    with open(url.database, "ab") as database:  # makes the file if it is new, as SQLite would
+        fcntl.flock(database, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(database, fcntl.LOCK_UN)
 
 
 def sqlite_url(path: Path | str) -> str:

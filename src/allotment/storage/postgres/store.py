@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg_pool import ConnectionPool
 
 from allotment.domain.changes import LoggedChange
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
@@ -69,6 +70,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
+READER_CONNECTIONS = 4
 FILLS_PER_BATCH = 32
 JOB_ATTEMPTS = 5
 # Failures that say "this transaction met another one", not "this job is wrong". A unique
@@ -99,8 +101,16 @@ class PostgresStore:
         self.usage_key_retention = usage_key_retention
         upgrade_to_latest(url)
         self._connection: Db = psycopg.connect(url, autocommit=True)
-        self._reader: Db = psycopg.connect(url, autocommit=True)
-        self._reader_lock = threading.Lock()
+        # Readers of the log (``GET /v1/stream``, ``/readyz``) beside the writer: a few pooled
+        # connections, so that readers never wait behind the store's batches or each other.
+        self._readers: ConnectionPool[Db] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=READER_CONNECTIONS,
+            kwargs={"autocommit": True},
+            name="allotment-log-readers",
+            open=True,
+        )
         self._sinks: list[Sink] = []
         self._last_seq = self._head()  # the newest revision handed to the sinks
         self._last_prune = 0.0
@@ -125,12 +135,12 @@ class PostgresStore:
         return await asyncio.to_thread(self._log_bounds)
 
     def _read_log(self, after: int, limit: int) -> list[LoggedChange]:
-        with self._reader_lock:
-            return _logged(self._reader, after, limit)
+        with self._readers.connection() as reader:
+            return _logged(reader, after, limit)
 
     def _log_bounds(self) -> tuple[int, int]:
-        with self._reader_lock:
-            row = self._reader.execute(
+        with self._readers.connection() as reader:
+            row = reader.execute(
                 "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM change_log"
             ).fetchone()
         assert row is not None
@@ -152,7 +162,7 @@ class PostgresStore:
             self._jobs.close()
             self._thread.join()
             self._connection.close()
-            self._reader.close()
+            self._readers.close()
 
     # ------------------------------------------------------------------ the store's thread
 
