@@ -586,6 +586,7 @@ def run(args: argparse.Namespace) -> Outcome:
             print(f"keeping {workdir} (shared.db, A.log, B.log)", file=sys.stderr)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOTMENT_")}
         env["ALLOTMENT_ADMIN_KEY"] = ADMIN_KEY
+        env.update(args.server_env)
         database = workdir / "shared.db"
         where = ["--db", str(database)]
         if args.database_url is not None:
@@ -754,6 +755,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--database-url",
         help="an empty PostgreSQL database both servers run on (default: a SQLite file)",
     )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for both servers (repeatable), e.g."
+        " ALLOTMENT_POSTGRES_PREPARED_STATEMENTS=0 behind PgBouncer",
+    )
     parser.add_argument("--samples", type=int, default=300, help="samples per measurement")
     parser.add_argument(
         "--sample-timeout",
@@ -781,6 +790,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep the temporary directory (the database and both servers' logs) and say where",
     )
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.server_env):
+        parser.error("--server-env takes NAME=VALUE")
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
     if args.load != "none" and not Path(args.wrk).exists():
         parser.error(f"wrk not found at {args.wrk} (Debian: apt-get install wrk)")
     if args.load_connections < 1:

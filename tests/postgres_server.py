@@ -15,9 +15,11 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
@@ -128,6 +130,52 @@ def throwaway_server(*, durable: bool = False) -> Iterator[PostgresServer]:
             capture_output=True,
             check=False,
         )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def transaction_pooler(server: PostgresServer) -> Iterator[str]:
+    """PgBouncer (Debian's ``pgbouncer`` package) in transaction mode in front of ``server``, on
+    loopback: the URL of its listener, which takes a database name like the server's."""
+    pgbouncer = shutil.which("pgbouncer") or shutil.which("/usr/sbin/pgbouncer")
+    if pgbouncer is None:
+        pytest.fail(
+            "PgBouncer is not installed: install Debian's pgbouncer package"
+            " (apt-get install pgbouncer).",
+            pytrace=False,
+        )
+    target = psycopg.conninfo.conninfo_to_dict(server.url)
+    directory = Path(tempfile.mkdtemp(prefix="allotment-pgbouncer-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+    port = _free_port()
+    (directory / "users.txt").write_text(f'"{target.get("user", USER)}" ""\n')
+    (directory / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={target.get('host', '127.0.0.1')} port={target.get('port', 5432)}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {directory}\n"
+        f"auth_type = trust\nauth_file = {directory / 'users.txt'}\n"
+        "pool_mode = transaction\nmax_client_conn = 200\ndefault_pool_size = 20\n"
+        f"logfile = {directory / 'pgbouncer.log'}\npidfile = {directory / 'pgbouncer.pid'}\n"
+    )
+    if os.geteuid() == 0:
+        for item in directory.iterdir():
+            shutil.chown(item, "postgres")
+    config = str(directory / "pgbouncer.ini")
+    try:
+        subprocess.run(
+            _as_server_user([pgbouncer, "-d", config]), check=True, capture_output=True, text=True
+        )
+        for _ in range(100):  # it listens a moment after it forks
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.05)
+        yield f"postgresql://{target.get('user', USER)}@127.0.0.1:{port}"
+    finally:
+        pid = directory / "pgbouncer.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid.read_text()), signal.SIGTERM)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -33,7 +33,12 @@ def open_store(settings: Settings) -> Store:
     if scheme in {"postgresql", "postgres"}:
         from allotment.storage.postgres import PostgresStore
 
-        return PostgresStore(url, settings.change_log_retention, settings.usage_key_retention)
+        return PostgresStore(
+            url,
+            settings.change_log_retention,
+            settings.usage_key_retention,
+            prepared_statements=settings.postgres_prepared_statements,
+        )
     raise UnsupportedDatabase(
         f"unknown database URL scheme {scheme!r}: use sqlite:///PATH, postgresql://... or memory:."
     )

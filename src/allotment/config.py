@@ -39,6 +39,9 @@ class Settings:
     cache_counters: int = DEFAULT_CACHE_COUNTERS
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB
     gc_freeze: bool = True  # freeze what the caches hold as they fill (``api/memory.py``)
+    # PostgreSQL: let psycopg prepare statements it runs often; off behind a pooler in
+    # transaction mode that cannot keep them (PgBouncer before 1.21).
+    postgres_prepared_statements: bool = True
 
     def __post_init__(self) -> None:
         if min(self.cache_customers, self.cache_pools, self.cache_counters) < 1:
@@ -69,11 +72,12 @@ class Settings:
             "admin_key": env.get("ALLOTMENT_ADMIN_KEY") or None,
             "test_clock": env.get("ALLOTMENT_TEST_CLOCK", "") in {"1", "true", "yes"},
         }
-        if env.get("ALLOTMENT_GC_FREEZE"):
-            freeze = env["ALLOTMENT_GC_FREEZE"].lower()
-            if freeze not in {"1", "true", "yes", "0", "false", "no"}:
-                raise ValueError("ALLOTMENT_GC_FREEZE must be 1, true, yes, 0, false or no")
-            values["gc_freeze"] = freeze in {"1", "true", "yes"}
+        for variable, setting in _SWITCHES:
+            if env.get(variable):
+                switch = env[variable].lower()
+                if switch not in {"1", "true", "yes", "0", "false", "no"}:
+                    raise ValueError(f"{variable} must be 1, true, yes, 0, false or no")
+                values[setting] = switch in {"1", "true", "yes"}
         if env.get("ALLOTMENT_CHANGE_LOG_RETENTION_HOURS"):
             hours = env["ALLOTMENT_CHANGE_LOG_RETENTION_HOURS"]
             if not (hours.isascii() and hours.isdigit() and len(hours) <= 6):
@@ -100,6 +104,10 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+_SWITCHES = (
+    ("ALLOTMENT_GC_FREEZE", "gc_freeze"),
+    ("ALLOTMENT_POSTGRES_PREPARED_STATEMENTS", "postgres_prepared_statements"),
+)
 _CACHE_SIZES = (
     ("ALLOTMENT_CACHE_CUSTOMERS", "cache_customers"),
     ("ALLOTMENT_CACHE_POOLS", "cache_pools"),

@@ -20,6 +20,7 @@ from allotment.service.catalog import CatalogKind
 from allotment.service.credits import DebitRequest, GrantRequest
 from allotment.service.customers import SubscriptionRequest
 from allotment.service.usage import UsageReport
+from tests.postgres_server import PostgresServer, transaction_pooler
 
 T = TypeVar("T")
 UNIT = MICROS_PER_UNIT
@@ -212,3 +213,47 @@ def test_one_key_at_two_processes_at_once_has_one_outcome(migrated_postgres_url:
         assert all(recorded for recorded, _ in outcomes)
         assert [replayed for _, replayed in outcomes].count(False) == 1
     assert rows(url, "SELECT COUNT(*), SUM(amount) FROM usage_events") == [(LIMIT, LIMIT * UNIT)]
+
+
+def test_two_processes_behind_pgbouncer_in_transaction_mode_hold_the_limit_and_follow(
+    postgres: PostgresServer, migrated_postgres_url: str
+) -> None:
+    """Through a pooler that gives each transaction whichever server connection is free: the
+    holds (transaction-scoped), the batches and the following of the log all keep working,
+    with prepared statements off (PgBouncer before 1.21 cannot keep them)."""
+    database = migrated_postgres_url.rpartition("/")[2]
+    with transaction_pooler(postgres) as pooler:
+        url = f"{pooler}/{database}"
+
+        async def scenario() -> tuple[list[bool], int]:
+            settings = Settings(database_url=url, postgres_prepared_statements=False)
+            first, second = Services.open(settings), Services.open(settings)
+            try:
+                both = (first, second)
+                await seed(first)
+
+                async def report(services: Services, customer: str, n: int) -> bool:
+                    outcome = await services.usage.report(
+                        UsageReport(customer, "calls", UNIT, f"u{n}", enforce=True)
+                    )
+                    return outcome.recorded
+
+                raced = await at_the_edge(both, report, LIMIT - 1, 4)
+                # What the first wrote, the second shows without writing: it followed the log.
+                for _ in range(500):
+                    answer = await second.entitlements.check(CUSTOMERS[0], "calls", None, None)
+                    if answer.current_usage == LIMIT:  # in units, as the API answers
+                        break
+                    await asyncio.sleep(0.01)
+                return raced, answer.current_usage
+            finally:
+                first.close()
+                second.close()
+
+        raced, seen = asyncio.run(scenario())
+    assert raced.count(True) == len(CUSTOMERS)
+    assert seen == LIMIT
+    by_customer = dict(
+        rows(migrated_postgres_url, "SELECT customer, SUM(amount) FROM usage_events GROUP BY 1")
+    )
+    assert by_customer == dict.fromkeys(CUSTOMERS, LIMIT * UNIT)

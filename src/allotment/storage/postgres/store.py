@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
 READER_CONNECTIONS = 4
+PREPARE_THRESHOLD = 5  # psycopg's own default
 FILLS_PER_BATCH = 32
 JOB_ATTEMPTS = 5
 # Failures that say "this transaction met another one", not "this job is wrong". A unique
@@ -95,19 +96,26 @@ class PostgresStore:
         url: str,
         log_retention: timedelta = DEFAULT_LOG_RETENTION,
         usage_key_retention: timedelta = DEFAULT_USAGE_KEY_RETENTION,
+        *,
+        prepared_statements: bool = True,
     ) -> None:
         self.url = url
         self.log_retention = log_retention
         self.usage_key_retention = usage_key_retention
         upgrade_to_latest(url)
-        self._connection: Db = psycopg.connect(url, autocommit=True)
+        # psycopg prepares a statement it has run five times; a pooler in transaction mode
+        # that cannot keep prepared statements (PgBouncer before 1.21) needs that off.
+        prepare_threshold = PREPARE_THRESHOLD if prepared_statements else None
+        self._connection: Db = psycopg.connect(
+            url, autocommit=True, prepare_threshold=prepare_threshold
+        )
         # Readers of the log (``GET /v1/stream``, ``/readyz``) beside the writer: a few pooled
         # connections, so that readers never wait behind the store's batches or each other.
         self._readers: ConnectionPool[Db] = ConnectionPool(
             url,
             min_size=1,
             max_size=READER_CONNECTIONS,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "prepare_threshold": prepare_threshold},
             name="allotment-log-readers",
             open=True,
         )
