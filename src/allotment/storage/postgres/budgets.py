@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from allotment.domain.budgets import Budget, BudgetKind
-from allotment.domain.catalog import Enforcement
+from allotment.domain.budgets import Budget
 from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
-from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
-from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.storage.postgres.budget_counters import PostgresBudgetCounters
 from allotment.storage.postgres.db import Db, changed_rows
+from allotment.storage.records import (
+    BUDGET_COLUMNS,
+    ENTITY_COLUMNS,
+    budget_of,
+    budget_row,
+    entity_of,
+    entity_row,
+)
 from allotment.storage.rows import NEVER_ENDS, window_end
 
 # An entity's ancestors, one indexed look-up per level. The bound on the levels only guards
@@ -51,25 +56,20 @@ SELECT MAX(level) FROM down
 """
 
 
-def _entity(row: tuple[Any, ...]) -> Entity:
-    return Entity(row[0], row[1], row[2], row[3], from_epoch_micros(row[4]))
-
-
 class PostgresEntities:
     def __init__(self, db: Db) -> None:
         self._db = db
 
     def get(self, customer_id: str, entity_id: str) -> Entity | None:
         row = self._db.execute(
-            "SELECT id, parent, kind, name, created_at FROM entities"
-            " WHERE customer = %s AND id = %s",
+            f"SELECT {ENTITY_COLUMNS} FROM entities WHERE customer = %s AND id = %s",
             (customer_id, entity_id),
         ).fetchone()
-        return None if row is None else _entity(row)
+        return None if row is None else entity_of(row)
 
     def path(self, customer_id: str, entity_id: str) -> list[Entity]:
         rows = self._db.execute(_PATH, {"customer": customer_id, "entity": entity_id}).fetchall()
-        return [_entity(row) for row in rows]
+        return [entity_of(row) for row in rows]
 
     def children(self, customer_id: str, entity_id: str) -> list[str]:
         rows = self._db.execute(
@@ -86,38 +86,16 @@ class PostgresEntities:
 
     def save(self, customer_id: str, entity: Entity) -> None:
         self._db.execute(
-            "INSERT INTO entities (customer, id, parent, kind, name, created_at)"
+            f"INSERT INTO entities (customer, {ENTITY_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (customer, id) DO UPDATE SET"
             " parent = excluded.parent, kind = excluded.kind, name = excluded.name",
-            (
-                customer_id,
-                entity.id,
-                entity.parent,
-                entity.kind,
-                entity.name,
-                to_epoch_micros(entity.created_at),
-            ),
+            entity_row(customer_id, entity),
         )
 
     def delete(self, customer_id: str, entity_id: str) -> None:
         key = (customer_id, entity_id)
         self._db.execute("DELETE FROM entities WHERE customer = %s AND id = %s", key)
         self._db.execute("DELETE FROM budgets WHERE customer = %s AND entity = %s", key)
-
-
-_BUDGET_COLUMNS = "entity, target, kind, limit_micros, reset, enforcement, created_at"
-
-
-def _budget(row: tuple[Any, ...]) -> Budget:
-    return Budget(
-        entity=row[0],
-        target=row[1],
-        kind=BudgetKind(row[2]),
-        limit=row[3],
-        reset=ResetPeriod(row[4]),
-        enforcement=Enforcement(row[5]),
-        created_at=from_epoch_micros(row[6]),
-    )
 
 
 class PostgresBudgets:
@@ -127,39 +105,30 @@ class PostgresBudgets:
 
     def get(self, customer_id: str, entity_id: str, target: str) -> Budget | None:
         row = self._db.execute(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = %s AND entity = %s"
+            f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE customer = %s AND entity = %s"
             " AND target = %s",
             (customer_id, entity_id, target),
         ).fetchone()
-        return None if row is None else _budget(row)
+        return None if row is None else budget_of(row)
 
     def of_entities(self, customer_id: str, entity_ids: Sequence[str]) -> list[Budget]:
         if not entity_ids:
             return []
         rows = self._db.execute(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = %s"
+            f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE customer = %s"
             " AND entity = ANY(%s) ORDER BY seq",
             (customer_id, list(entity_ids)),
         ).fetchall()
-        return [_budget(row) for row in rows]
+        return [budget_of(row) for row in rows]
 
     def save(self, customer_id: str, budget: Budget) -> None:
         self._db.execute(
-            "INSERT INTO budgets (customer, entity, target, kind, limit_micros, reset,"
-            " enforcement, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO budgets (customer, {BUDGET_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (customer, entity, target) DO UPDATE SET"
             " limit_micros = excluded.limit_micros, reset = excluded.reset,"
             " enforcement = excluded.enforcement",
-            (
-                customer_id,
-                budget.entity,
-                budget.target,
-                budget.kind.value,
-                budget.limit,
-                budget.reset.value,
-                budget.enforcement.value,
-                to_epoch_micros(budget.created_at),
-            ),
+            budget_row(customer_id, budget),
         )
 
     def delete(self, customer_id: str, entity_id: str, target: str) -> bool:

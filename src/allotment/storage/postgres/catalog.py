@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from allotment.domain.catalog import Catalog
-from allotment.domain.documents import catalog_from_documents
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.storage.postgres.db import Db
-from allotment.storage.rows import decode_document
+from allotment.storage.records import catalog_of
 
 
 class PostgresCatalog:
@@ -22,9 +21,7 @@ class PostgresCatalog:
 
     def load(self) -> Catalog:
         rows = self._db.execute("SELECT kind, id, document FROM catalog_objects ORDER BY seq")
-        return catalog_from_documents(
-            (kind, object_id, decode_document(document)) for kind, object_id, document in rows
-        )
+        return catalog_of(rows)
 
     def save_object(self, kind: str, object_id: str, document: bytes, at: datetime) -> bool:
         text, when = document.decode(), to_epoch_micros(at)

@@ -8,18 +8,25 @@ database's collation.
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
 from allotment.domain.catalog import Catalog
 from allotment.domain.customers import Customer
-from allotment.domain.documents import spec_from_document
-from allotment.domain.holdings import AddonQuantity, Holdings, Override, Promotion, Subscription
-from allotment.domain.timefmt import from_epoch_micros
+from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.service.ports import Page
 from allotment.storage.postgres.db import Db, changed_rows, page
-from allotment.storage.rows import decode_document, encode, instant, micros, spec_json
+from allotment.storage.records import (
+    CUSTOMER_COLUMNS,
+    OVERRIDE_COLUMNS,
+    PROMOTION_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
+    customer_of,
+    customer_row,
+    override_of,
+    override_row,
+    promotion_of,
+    promotion_row,
+    subscription_of,
+    subscription_row,
+)
 
 
 class PostgresCustomers:
@@ -28,37 +35,29 @@ class PostgresCustomers:
 
     def get(self, customer_id: str) -> Customer | None:
         row = self._db.execute(
-            f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = %s", (customer_id,)
+            f"SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = %s", (customer_id,)
         ).fetchone()
-        return None if row is None else _customer(row)
+        return None if row is None else customer_of(row)
 
     def save(self, customer: Customer) -> None:
         # An update keeps the customer's creation (and its seq: its place in the list).
         self._db.execute(
-            f"INSERT INTO customers ({_CUSTOMER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
             " metadata = excluded.metadata, billing_id = excluded.billing_id,"
             " updated_at = excluded.updated_at, archived_at = excluded.archived_at",
-            (
-                customer.id,
-                customer.name,
-                encode(dict(customer.metadata)).decode(),
-                customer.billing_id,
-                micros(customer.created_at),
-                micros(customer.updated_at),
-                micros(customer.archived_at),
-            ),
+            customer_row(customer),
         )
 
     def list(self, after: str | None, limit: int) -> Page[Customer]:
         return page(
             self._db,
-            f"SELECT seq, {_CUSTOMER_COLUMNS} FROM customers",
+            f"SELECT seq, {CUSTOMER_COLUMNS} FROM customers",
             "",
             (),
             after,
             limit,
-            lambda row: _customer(row[1:]),
+            lambda row: customer_of(row[1:]),
         )
 
 
@@ -68,65 +67,45 @@ class PostgresHoldings:
 
     def load(self, customer_id: str, catalog: Catalog) -> Holdings:
         subscriptions = [
-            _subscription(row)
+            subscription_of(row)
             for row in self._db.execute(
-                f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = %s"
+                f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = %s"
                 " ORDER BY seq",
                 (customer_id,),
             )
         ]
         promotions = [
-            _promotion(row, catalog)
+            promotion_of(row, catalog)
             for row in self._db.execute(
-                f"SELECT {_PROMOTION_COLUMNS} FROM promotions WHERE customer = %s"
+                f"SELECT {PROMOTION_COLUMNS} FROM promotions WHERE customer = %s"
                 " AND revoked_at IS NULL ORDER BY seq",
                 (customer_id,),
             )
         ]
-        overrides = {}
-        for feature_id, spec, created_at, updated_at in self._db.execute(
-            "SELECT feature, spec, created_at, updated_at FROM overrides WHERE customer = %s"
-            ' ORDER BY feature COLLATE "C"',
-            (customer_id,),
-        ):
-            feature = catalog.features[feature_id]
-            overrides[feature_id] = Override(
-                customer=customer_id,
-                feature=feature_id,
-                spec=spec_from_document(feature, decode_document(spec)),
-                created_at=from_epoch_micros(created_at),
-                updated_at=from_epoch_micros(updated_at),
+        overrides = {
+            row[0]: override_of(customer_id, row, catalog)
+            for row in self._db.execute(
+                f"SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE customer = %s"
+                ' ORDER BY feature COLLATE "C"',
+                (customer_id,),
             )
+        }
         return Holdings(subscriptions, promotions, overrides)
 
     def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription | None:
         row = self._db.execute(
-            f"SELECT {_SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = %s AND id = %s",
+            f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE customer = %s AND id = %s",
             (customer_id, subscription_id),
         ).fetchone()
-        return None if row is None else _subscription(row)
+        return None if row is None else subscription_of(row)
 
     def save_subscription(self, subscription: Subscription) -> None:
-        addons = encode([{"id": a.id, "quantity": a.quantity} for a in subscription.addons])
         self._db.execute(
-            f"INSERT INTO subscriptions ({_SUBSCRIPTION_COLUMNS})"
+            f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (customer, id) DO UPDATE SET addons = excluded.addons,"
             " ends_at = excluded.ends_at, canceled_at = excluded.canceled_at",
-            (
-                subscription.id,
-                subscription.customer,
-                subscription.product,
-                subscription.plan,
-                addons.decode(),
-                bool(subscription.is_trial),
-                micros(subscription.starts_at),
-                micros(subscription.trial_ends_at),
-                micros(subscription.ends_at),
-                micros(subscription.canceled_at),
-                micros(subscription.anchor_at),
-                micros(subscription.created_at),
-            ),
+            subscription_row(subscription),
         )
 
     def list_subscriptions(
@@ -134,53 +113,37 @@ class PostgresHoldings:
     ) -> Page[Subscription]:
         return page(
             self._db,
-            f"SELECT seq, {_SUBSCRIPTION_COLUMNS} FROM subscriptions",
+            f"SELECT seq, {SUBSCRIPTION_COLUMNS} FROM subscriptions",
             "customer = %s",
             (customer_id,),
             after,
             limit,
-            lambda row: _subscription(row[1:]),
+            lambda row: subscription_of(row[1:]),
         )
 
     def get_promotion(
         self, customer_id: str, promotion_id: str, catalog: Catalog
     ) -> Promotion | None:
         row = self._db.execute(
-            f"SELECT {_PROMOTION_COLUMNS} FROM promotions WHERE customer = %s AND id = %s",
+            f"SELECT {PROMOTION_COLUMNS} FROM promotions WHERE customer = %s AND id = %s",
             (customer_id, promotion_id),
         ).fetchone()
-        return None if row is None else _promotion(row, catalog)
+        return None if row is None else promotion_of(row, catalog)
 
     def save_promotion(self, promotion: Promotion) -> None:
         self._db.execute(
-            f"INSERT INTO promotions ({_PROMOTION_COLUMNS})"
+            f"INSERT INTO promotions ({PROMOTION_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (customer, id) DO UPDATE SET revoked_at = excluded.revoked_at",
-            (
-                promotion.id,
-                promotion.customer,
-                promotion.feature,
-                spec_json(promotion.spec),
-                micros(promotion.starts_at),
-                micros(promotion.ends_at),
-                promotion.reason,
-                micros(promotion.revoked_at),
-                micros(promotion.created_at),
-            ),
+            promotion_row(promotion),
         )
 
     def save_override(self, override: Override) -> None:
         self._db.execute(
-            "INSERT INTO overrides (customer, feature, spec, created_at, updated_at)"
+            f"INSERT INTO overrides (customer, {OVERRIDE_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (customer, feature) DO UPDATE"
             " SET spec = excluded.spec, updated_at = excluded.updated_at",
-            (
-                override.customer,
-                override.feature,
-                spec_json(override.spec),
-                micros(override.created_at),
-                micros(override.updated_at),
-            ),
+            override_row(override),
         )
 
     def delete_override(self, customer_id: str, feature_id: str) -> bool:
@@ -190,59 +153,3 @@ class PostgresHoldings:
             (customer_id, feature_id),
         )
         return deleted > 0
-
-
-_CUSTOMER_COLUMNS = "id, name, metadata, billing_id, created_at, updated_at, archived_at"
-_SUBSCRIPTION_COLUMNS = (
-    "id, customer, product, plan, addons, is_trial, starts_at, trial_ends_at, ends_at,"
-    " canceled_at, anchor_at, created_at"
-)
-_PROMOTION_COLUMNS = (
-    "id, customer, feature, spec, starts_at, ends_at, reason, revoked_at, created_at"
-)
-
-
-def _customer(row: tuple[Any, ...]) -> Customer:
-    return Customer(
-        id=row[0],
-        name=row[1],
-        metadata=msgspec.json.decode(row[2]),
-        billing_id=row[3],
-        created_at=instant(row[4]),
-        updated_at=instant(row[5]),
-        archived_at=instant(row[6]),
-    )
-
-
-def _subscription(row: tuple[Any, ...]) -> Subscription:
-    return Subscription(
-        id=row[0],
-        customer=row[1],
-        product=row[2],
-        plan=row[3],
-        addons=tuple(
-            AddonQuantity(id=a["id"], quantity=a["quantity"]) for a in msgspec.json.decode(row[4])
-        ),
-        is_trial=row[5],
-        starts_at=from_epoch_micros(row[6]),
-        trial_ends_at=instant(row[7]),
-        ends_at=instant(row[8]),
-        canceled_at=instant(row[9]),
-        anchor_at=from_epoch_micros(row[10]),
-        created_at=from_epoch_micros(row[11]),
-    )
-
-
-def _promotion(row: tuple[Any, ...], catalog: Catalog) -> Promotion:
-    feature = catalog.features[row[2]]
-    return Promotion(
-        id=row[0],
-        customer=row[1],
-        feature=row[2],
-        spec=spec_from_document(feature, decode_document(row[3])),
-        starts_at=from_epoch_micros(row[4]),
-        ends_at=instant(row[5]),
-        reason=row[6],
-        revoked_at=instant(row[7]),
-        created_at=from_epoch_micros(row[8]),
-    )

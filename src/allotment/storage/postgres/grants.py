@@ -11,19 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import Grant, GrantStatus
-from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import Page
 from allotment.storage.postgres.db import Db
-from allotment.storage.rows import instant, micros, paged
-
-COLUMNS = (
-    "id, amount, category, cost_basis, priority, effective_at, expires_at, created_at,"
-    " remaining, credited, expired, voided_at, reason"
-)
+from allotment.storage.records import GRANT_COLUMNS as COLUMNS
+from allotment.storage.records import grant_of, grant_row
+from allotment.storage.rows import paged
 
 LIVE = "NOT expired AND voided_at IS NULL AND (NOT credited OR remaining > 0)"
 """Not ended (``Grant.ended``): the condition of the partial index, as migration 0007 writes it
@@ -100,26 +95,7 @@ def page(
 
 def save(db: Db, customer_id: str, currency: str, grants: Iterable[Grant]) -> None:
     """Insert new grants and store the figures and state of the others (what a pool changes)."""
-    rows = [
-        (
-            customer_id,
-            currency,
-            grant.id,
-            grant.amount,
-            grant.category.value,
-            grant.cost_basis,
-            grant.priority,
-            to_epoch_micros(grant.effective_at),
-            micros(grant.expires_at),
-            to_epoch_micros(grant.created_at),
-            grant.remaining,
-            grant.credited,
-            grant.expired,
-            micros(grant.voided_at),
-            grant.reason,
-        )
-        for grant in grants
-    ]
+    rows = [grant_row(customer_id, currency, grant) for grant in grants]
     if not rows:
         return
     with db.cursor() as cursor:
@@ -131,21 +107,3 @@ def save(db: Db, customer_id: str, currency: str, grants: Iterable[Grant]) -> No
             " voided_at = excluded.voided_at",
             rows,
         )
-
-
-def grant_of(row: tuple[Any, ...]) -> Grant:
-    return Grant(
-        id=row[0],
-        amount=row[1],
-        category=CreditCategory(row[2]),
-        cost_basis=row[3],
-        priority=row[4],
-        effective_at=from_epoch_micros(row[5]),
-        expires_at=instant(row[6]),
-        created_at=from_epoch_micros(row[7]),
-        remaining=row[8],
-        credited=bool(row[9]),
-        expired=bool(row[10]),
-        voided_at=instant(row[11]),
-        reason=row[12],
-    )

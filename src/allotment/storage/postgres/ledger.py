@@ -10,26 +10,26 @@ the currency budget counters at once, in the job's own transaction.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from allotment.domain.budgets import BudgetKind
-from allotment.domain.credits import Entry, EntryType, Grant, GrantStatus, Pool, RevenueTotals
+from allotment.domain.credits import Entry, Grant, GrantStatus, Pool
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
 from allotment.domain.projections import budget_spend
 from allotment.domain.quantities import MAX_COUNTER
-from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.postgres import grants as grant_rows
 from allotment.storage.postgres.budget_counters import PostgresBudgetCounters
 from allotment.storage.postgres.db import Db, page
-from allotment.storage.rows import path_of, path_text
-
-PoolRow = tuple[int, str, str, str]
-"""A pool's row as stored: overdraft, then deferred, recognized and breakage revenue (text)."""
-
-_ENTRY_COLUMNS = (
-    "id, type, grant_id, amount, balance_after, idempotency_key, entity, feature, at, entity_path"
+from allotment.storage.records import (
+    ENTRY_COLUMNS,
+    POOL_COLUMNS,
+    PoolRow,
+    entry_row,
+    ledger_record_of,
+    pool_of,
+    pool_row,
 )
 
 
@@ -41,15 +41,10 @@ class PostgresLedger:
     def load_pool(self, customer_id: str, currency: str) -> Pool:
         live = grant_rows.load_live(self._db, customer_id, currency)
         row = self._db.execute(
-            "SELECT overdraft, deferred, recognized, breakage FROM credit_pools"
-            " WHERE customer = %s AND currency = %s",
+            f"SELECT {POOL_COLUMNS} FROM credit_pools WHERE customer = %s AND currency = %s",
             (customer_id, currency),
         ).fetchone()
-        if row is None:
-            return Pool(grants=live)
-        # Revenue is stored as the text of exact integers: they pass 64 bits.
-        revenue = RevenueTotals(int(row[1]), int(row[2]), int(row[3]))
-        return Pool(grants=live, overdraft=int(row[0]), revenue=revenue)
+        return Pool(grants=live) if row is None else pool_of(live, row)
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
         changed = pool.changed_grants()
@@ -62,7 +57,7 @@ class PostgresLedger:
             )
         records = self._append(customer_id, currency, pool.entries)
         grant_rows.save(self._db, customer_id, currency, changed)
-        self._save_row(customer_id, currency, _row_of(pool), replace=bool(pool.entries))
+        self._save_row(customer_id, currency, pool_row(pool), replace=bool(pool.entries))
         for record in records:
             entry = record.entry
             spent = budget_spend(entry)
@@ -84,20 +79,7 @@ class PostgresLedger:
             return []
         ids = [new_id("led") for _ in entries]
         rows = [
-            (
-                entry_id,
-                customer_id,
-                currency,
-                entry.type.value,
-                entry.grant,
-                entry.amount,
-                entry.balance_after,
-                entry.idempotency_key,
-                entry.entity,
-                entry.feature,
-                to_epoch_micros(entry.at),
-                path_text(entry.entity_path),
-            )
+            entry_row(customer_id, currency, entry_id, entry)
             for entry_id, entry in zip(ids, entries, strict=True)
         ]
         seqs: list[int] = []
@@ -105,8 +87,7 @@ class PostgresLedger:
             # One statement per entry, run in order: each result holds its own row's seq, and
             # seqs increase in the order the pool wrote its entries.
             cursor.executemany(
-                "INSERT INTO ledger_entries (id, customer, currency, type, grant_id, amount,"
-                " balance_after, idempotency_key, entity, feature, at, entity_path)"
+                f"INSERT INTO ledger_entries (customer, currency, {ENTRY_COLUMNS})"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq",
                 rows,
                 returning=True,
@@ -131,9 +112,8 @@ class PostgresLedger:
             else "DO NOTHING"
         )
         self._db.execute(
-            "INSERT INTO credit_pools (customer, currency, overdraft, deferred, recognized,"
-            " breakage) VALUES (%s, %s, %s, %s, %s, %s)"
-            f" ON CONFLICT (customer, currency) {on_conflict}",
+            f"INSERT INTO credit_pools (customer, currency, {POOL_COLUMNS})"
+            f" VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (customer, currency) {on_conflict}",
             (customer_id, currency, *row),
         )
 
@@ -157,31 +137,12 @@ class PostgresLedger:
     def list_entries(
         self, customer_id: str, currency: str, after: str | None, limit: int
     ) -> Page[LedgerRecord]:
-        def record(row: tuple[Any, ...]) -> LedgerRecord:
-            entry = Entry(
-                type=EntryType(row[2]),
-                grant=row[3],
-                amount=row[4],
-                balance_after=row[5],
-                at=from_epoch_micros(row[9]),
-                idempotency_key=row[6],
-                entity=row[7],
-                feature=row[8],
-                entity_path=path_of(row[10]),
-            )
-            return LedgerRecord(row[1], row[0], customer_id, currency, entry)
-
         return page(
             self._db,
-            f"SELECT seq, {_ENTRY_COLUMNS} FROM ledger_entries",
+            f"SELECT seq, {ENTRY_COLUMNS} FROM ledger_entries",
             "customer = %s AND currency = %s",
             (customer_id, currency),
             after,
             limit,
-            record,
+            lambda row: ledger_record_of(customer_id, currency, row),
         )
-
-
-def _row_of(pool: Pool) -> PoolRow:
-    revenue = pool.revenue
-    return (pool.overdraft, str(revenue.deferred), str(revenue.recognized), str(revenue.breakage))

@@ -16,7 +16,8 @@ from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import UsageEvent
 from allotment.storage.postgres.budget_counters import PostgresBudgetCounters
 from allotment.storage.postgres.db import Db, counting, hold
-from allotment.storage.rows import path_text, window_end
+from allotment.storage.records import USAGE_EVENT_COLUMNS, usage_event_row
+from allotment.storage.rows import window_end
 
 
 class PostgresUsage:
@@ -76,18 +77,9 @@ class PostgresUsage:
     def append(self, event: UsageEvent) -> None:
         timestamp = to_epoch_micros(event.timestamp)
         self._db.execute(
-            "INSERT INTO usage_events (customer, feature, entity, amount, timestamp,"
-            " recorded_at, idempotency_key, entity_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                event.customer,
-                event.feature,
-                event.entity,
-                event.amount,
-                timestamp,
-                to_epoch_micros(event.recorded_at),
-                event.idempotency_key,
-                path_text(event.entity_path),
-            ),
+            f"INSERT INTO usage_events ({USAGE_EVENT_COLUMNS})"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            usage_event_row(event),
         )
         # Every projected window that holds the event moves with it; those not projected yet
         # are built from the events when first read.

@@ -6,12 +6,18 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from allotment.domain.budgets import Budget, BudgetKind
-from allotment.domain.catalog import Enforcement
+from allotment.domain.budgets import Budget
 from allotment.domain.entities import MAX_ENTITY_DEPTH, Entity
-from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros
-from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
+from allotment.storage.records import (
+    BUDGET_COLUMNS,
+    ENTITY_COLUMNS,
+    budget_of,
+    budget_row,
+    entity_of,
+    entity_row,
+)
 from allotment.storage.rows import NEVER_ENDS, window_end
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 
@@ -42,23 +48,19 @@ SELECT MAX(level) FROM down
 """
 
 
-def _entity(row: tuple[str, str | None, str | None, str | None, int]) -> Entity:
-    return Entity(row[0], row[1], row[2], row[3], from_epoch_micros(row[4]))
-
-
 class SqliteEntities:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
     def get(self, customer_id: str, entity_id: str) -> Entity | None:
         row = self._db.execute(
-            "SELECT id, parent, kind, name, created_at FROM entities WHERE customer = ? AND id = ?",
+            f"SELECT {ENTITY_COLUMNS} FROM entities WHERE customer = ? AND id = ?",
             (customer_id, entity_id),
         ).fetchone()
-        return None if row is None else _entity(row)
+        return None if row is None else entity_of(row)
 
     def path(self, customer_id: str, entity_id: str) -> list[Entity]:
-        return [_entity(row) for row in self._db.execute(_PATH, (customer_id, entity_id))]
+        return [entity_of(row) for row in self._db.execute(_PATH, (customer_id, entity_id))]
 
     def children(self, customer_id: str, entity_id: str) -> list[str]:
         return [
@@ -75,38 +77,16 @@ class SqliteEntities:
 
     def save(self, customer_id: str, entity: Entity) -> None:
         self._db.execute(
-            "INSERT INTO entities (customer, id, parent, kind, name, created_at)"
+            f"INSERT INTO entities (customer, {ENTITY_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, id) DO UPDATE SET"
             " parent = excluded.parent, kind = excluded.kind, name = excluded.name",
-            (
-                customer_id,
-                entity.id,
-                entity.parent,
-                entity.kind,
-                entity.name,
-                to_epoch_micros(entity.created_at),
-            ),
+            entity_row(customer_id, entity),
         )
 
     def delete(self, customer_id: str, entity_id: str) -> None:
         key = (customer_id, entity_id)
         self._db.execute("DELETE FROM entities WHERE customer = ? AND id = ?", key)
         self._db.execute("DELETE FROM budgets WHERE customer = ? AND entity = ?", key)
-
-
-_BUDGET_COLUMNS = "entity, target, kind, limit_micros, reset, enforcement, created_at"
-
-
-def _budget(row: tuple[str, str, str, int, str, str, int]) -> Budget:
-    return Budget(
-        entity=row[0],
-        target=row[1],
-        kind=BudgetKind(row[2]),
-        limit=row[3],
-        reset=ResetPeriod(row[4]),
-        enforcement=Enforcement(row[5]),
-        created_at=from_epoch_micros(row[6]),
-    )
 
 
 class SqliteBudgets:
@@ -116,20 +96,20 @@ class SqliteBudgets:
 
     def get(self, customer_id: str, entity_id: str, target: str) -> Budget | None:
         row = self._db.execute(
-            f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = ? AND entity = ?"
+            f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE customer = ? AND entity = ?"
             " AND target = ?",
             (customer_id, entity_id, target),
         ).fetchone()
-        return None if row is None else _budget(row)
+        return None if row is None else budget_of(row)
 
     def of_entities(self, customer_id: str, entity_ids: Sequence[str]) -> list[Budget]:
         if not entity_ids:
             return []
         marks = ", ".join("?" * len(entity_ids))
         return [
-            _budget(row)
+            budget_of(row)
             for row in self._db.execute(
-                f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE customer = ?"
+                f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE customer = ?"
                 f" AND entity IN ({marks}) ORDER BY seq",
                 (customer_id, *entity_ids),
             )
@@ -137,21 +117,11 @@ class SqliteBudgets:
 
     def save(self, customer_id: str, budget: Budget) -> None:
         self._db.execute(
-            "INSERT INTO budgets (customer, entity, target, kind, limit_micros, reset,"
-            " enforcement, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO budgets (customer, {BUDGET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (customer, entity, target) DO UPDATE SET"
             " limit_micros = excluded.limit_micros, reset = excluded.reset,"
             " enforcement = excluded.enforcement",
-            (
-                customer_id,
-                budget.entity,
-                budget.target,
-                budget.kind.value,
-                budget.limit,
-                budget.reset.value,
-                budget.enforcement.value,
-                to_epoch_micros(budget.created_at),
-            ),
+            budget_row(customer_id, budget),
         )
 
     def delete(self, customer_id: str, entity_id: str, target: str) -> bool:

@@ -6,9 +6,8 @@ import sqlite3
 from datetime import datetime
 
 from allotment.domain.catalog import Catalog
-from allotment.domain.documents import catalog_from_documents
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.storage.rows import decode_document
+from allotment.storage.records import catalog_of
 
 # Catalog objects load in dependency order: features and currencies before what uses them.
 _CATALOG_LOAD_ORDER = ("feature", "currency", "product", "plan", "addon")
@@ -20,9 +19,7 @@ class SqliteCatalog:
 
     def load(self) -> Catalog:
         rows = self._db.execute("SELECT kind, id, document FROM catalog_objects ORDER BY seq")
-        return catalog_from_documents(
-            (kind, object_id, decode_document(document)) for kind, object_id, document in rows
-        )
+        return catalog_of(rows)
 
     def save_object(self, kind: str, object_id: str, document: bytes, at: datetime) -> bool:
         updated = self._db.execute(

@@ -11,18 +11,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from allotment.domain.catalog import CreditCategory
 from allotment.domain.credits import Grant, GrantStatus
-from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import Page
-from allotment.storage.rows import instant, micros, paged
-
-COLUMNS = (
-    "id, amount, category, cost_basis, priority, effective_at, expires_at, created_at,"
-    " remaining, credited, expired, voided_at, reason"
-)
+from allotment.storage.records import GRANT_COLUMNS as COLUMNS
+from allotment.storage.records import grant_of, grant_row
+from allotment.storage.rows import paged
 
 LIVE = "expired = 0 AND voided_at IS NULL AND (credited = 0 OR remaining > 0)"
 """Not ended (``Grant.ended``): the condition of the partial index, as it is written there."""
@@ -108,42 +103,5 @@ def save(db: sqlite3.Connection, customer_id: str, currency: str, grants: Iterab
         " ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining,"
         " credited = excluded.credited, expired = excluded.expired,"
         " voided_at = excluded.voided_at",
-        [
-            (
-                customer_id,
-                currency,
-                grant.id,
-                grant.amount,
-                grant.category.value,
-                grant.cost_basis,
-                grant.priority,
-                to_epoch_micros(grant.effective_at),
-                micros(grant.expires_at),
-                to_epoch_micros(grant.created_at),
-                grant.remaining,
-                grant.credited,
-                grant.expired,
-                micros(grant.voided_at),
-                grant.reason,
-            )
-            for grant in grants
-        ],
-    )
-
-
-def grant_of(row: tuple[Any, ...]) -> Grant:
-    return Grant(
-        id=row[0],
-        amount=row[1],
-        category=CreditCategory(row[2]),
-        cost_basis=row[3],
-        priority=row[4],
-        effective_at=from_epoch_micros(row[5]),
-        expires_at=instant(row[6]),
-        created_at=from_epoch_micros(row[7]),
-        remaining=row[8],
-        credited=bool(row[9]),
-        expired=bool(row[10]),
-        voided_at=instant(row[11]),
-        reason=row[12],
+        [grant_row(customer_id, currency, grant) for grant in grants],
     )

@@ -23,27 +23,31 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from allotment.domain.budgets import BudgetKind
-from allotment.domain.credits import Entry, EntryType, Grant, GrantStatus, Pool, RevenueTotals
+from allotment.domain.credits import Entry, Grant, GrantStatus, Pool
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
 from allotment.domain.projections import budget_spend
 from allotment.domain.quantities import MAX_COUNTER
-from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
-from allotment.storage.rows import micros, paged, path_of, path_text
+from allotment.storage.records import (
+    ENTRY_COLUMNS,
+    POOL_COLUMNS,
+    PoolRow,
+    entry_row,
+    ledger_record_of,
+    pool_of,
+    pool_row,
+)
+from allotment.storage.rows import micros, paged
 from allotment.storage.sqlite import grants as grant_rows
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.lru import Committed
 from allotment.storage.sqlite.rows import page_rows
 
 PoolKey = tuple[str, str]
-
-
-PoolRow = tuple[int, str, str, str]
-"""A pool's row as stored: overdraft, then deferred, recognized and breakage revenue (text)."""
 
 
 @dataclass(slots=True)
@@ -192,16 +196,13 @@ class SqliteLedger:
         self.write_grants()
         live = grant_rows.load_live(self._db, customer_id, currency)
         row = self._db.execute(
-            "SELECT overdraft, deferred, recognized, breakage FROM credit_pools"
-            " WHERE customer = ? AND currency = ?",
+            f"SELECT {POOL_COLUMNS} FROM credit_pools WHERE customer = ? AND currency = ?",
             (customer_id, currency),
         ).fetchone()
         if row is None:
             return CachedPool(Pool(grants=live), None, set(live))
-        # Revenue is stored as the text of exact integers: they pass 64 bits.
-        revenue = RevenueTotals(int(row[1]), int(row[2]), int(row[3]))
-        pool = Pool(grants=live, overdraft=int(row[0]), revenue=revenue)
-        return CachedPool(pool, _row_of(pool), set(live))
+        pool = pool_of(live, row)
+        return CachedPool(pool, pool_row(pool), set(live))
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
         changed = pool.changed_grants()
@@ -225,7 +226,7 @@ class SqliteLedger:
                 new_grants.append(grant)
         if new_grants:
             grant_rows.save(self._db, customer_id, currency, new_grants)
-        row = _row_of(pool)
+        row = pool_row(pool)
         if cached is None or cached.row is None:
             self._save_row(customer_id, currency, row, replace=bool(pool.entries))
         elif row != cached.row:
@@ -253,31 +254,17 @@ class SqliteLedger:
             else "DO NOTHING"
         )
         self._db.execute(
-            "INSERT INTO credit_pools (customer, currency, overdraft, deferred, recognized,"
-            f" breakage) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, currency) {on_conflict}",
+            f"INSERT INTO credit_pools (customer, currency, {POOL_COLUMNS})"
+            f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer, currency) {on_conflict}",
             (customer_id, currency, *row),
         )
 
     def _append(self, customer_id: str, currency: str, entry: Entry) -> LedgerRecord:
         entry_id = new_id("led")
         cursor = self._db.execute(
-            "INSERT INTO ledger_entries (id, customer, currency, type, grant_id, amount,"
-            " balance_after, idempotency_key, entity, feature, at, entity_path)"
+            f"INSERT INTO ledger_entries (customer, currency, {ENTRY_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry_id,
-                customer_id,
-                currency,
-                entry.type.value,
-                entry.grant,
-                entry.amount,
-                entry.balance_after,
-                entry.idempotency_key,
-                entry.entity,
-                entry.feature,
-                to_epoch_micros(entry.at),
-                path_text(entry.entity_path),
-            ),
+            entry_row(customer_id, currency, entry_id, entry),
         )
         seq = cursor.lastrowid
         assert seq is not None
@@ -317,31 +304,10 @@ class SqliteLedger:
     ) -> Page[LedgerRecord]:
         rows = page_rows(
             self._db,
-            "SELECT seq, id, type, grant_id, amount, balance_after, idempotency_key, entity,"
-            " feature, at, entity_path FROM ledger_entries",
+            f"SELECT seq, {ENTRY_COLUMNS} FROM ledger_entries",
             "customer = ? AND currency = ?",
             (customer_id, currency),
             after,
             limit,
         )
-
-        def record(row: tuple[Any, ...]) -> LedgerRecord:
-            entry = Entry(
-                type=EntryType(row[2]),
-                grant=row[3],
-                amount=row[4],
-                balance_after=row[5],
-                at=from_epoch_micros(row[9]),
-                idempotency_key=row[6],
-                entity=row[7],
-                feature=row[8],
-                entity_path=path_of(row[10]),
-            )
-            return LedgerRecord(row[1], row[0], customer_id, currency, entry)
-
-        return paged(rows, limit, record)
-
-
-def _row_of(pool: Pool) -> PoolRow:
-    revenue = pool.revenue
-    return (pool.overdraft, str(revenue.deferred), str(revenue.recognized), str(revenue.breakage))
+        return paged(rows, limit, lambda row: ledger_record_of(customer_id, currency, row))

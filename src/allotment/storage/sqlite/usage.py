@@ -16,7 +16,8 @@ from allotment.domain.projections import counter_overflow
 from allotment.domain.quantities import Micros
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import UsageEvent
-from allotment.storage.rows import path_text, window_end
+from allotment.storage.records import USAGE_EVENT_COLUMNS, usage_event_row
+from allotment.storage.rows import window_end
 from allotment.storage.sqlite.budget_counters import SqliteBudgetCounters
 from allotment.storage.sqlite.counter_cache import Series, Window
 
@@ -76,18 +77,8 @@ class SqliteUsage:
         except OverflowError as error:  # SQLite would silently make the counter a float
             raise counter_overflow() from error
         self._db.execute(
-            "INSERT INTO usage_events (customer, feature, entity, amount, timestamp,"
-            " recorded_at, idempotency_key, entity_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.customer,
-                event.feature,
-                event.entity,
-                event.amount,
-                timestamp,
-                to_epoch_micros(event.recorded_at),
-                event.idempotency_key,
-                path_text(event.entity_path),
-            ),
+            f"INSERT INTO usage_events ({USAGE_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            usage_event_row(event),
         )
         if event.entity_path:
             self._budget_counters.count(
