@@ -107,6 +107,31 @@ class JobQueue:
     def depth(self) -> int:
         return self._queue.qsize() + len(self._writes) + len(self._fills)
 
+    def serve(
+        self,
+        run_batch: Callable[[list[Pending]], None],
+        between_batches: Callable[[], None],
+        upkeep_due: Callable[[], bool],
+        *,
+        most: int,
+        fills: int,
+    ) -> None:
+        """A store thread's life: run batches of at most ``most`` jobs (``fills`` of them fills,
+        ``take``) until closed; between batches, whenever the queue stays empty for
+        ``FOLLOW_INTERVAL_SECONDS``, and after a batch when ``upkeep_due()`` (under steady load
+        the queue is never empty), call ``between_batches`` (following the log, pruning)."""
+        while True:
+            try:
+                batch = self.take(most, fills, timeout=FOLLOW_INTERVAL_SECONDS)
+            except queue.Empty:
+                between_batches()
+                continue
+            if batch is None:
+                return
+            run_batch(batch)
+            if upkeep_due():
+                between_batches()
+
     def close(self) -> None:
         self.closed = True
         self._queue.put(None)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,7 +46,6 @@ from allotment.service.stats import StoreStats
 from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
     DEFAULT_USAGE_KEY_RETENTION,
-    FOLLOW_INTERVAL_SECONDS,
     PRUNE_BACKLOG_PAUSE_SECONDS,
     PRUNE_CHUNK,
     PRUNE_INTERVAL_SECONDS,
@@ -175,24 +173,21 @@ class PostgresStore:
     # ------------------------------------------------------------------ the store's thread
 
     def _serve(self) -> None:
-        while True:
-            try:
-                batch = self._jobs.take(
-                    MAX_JOBS_PER_BATCH, FILLS_PER_BATCH, timeout=FOLLOW_INTERVAL_SECONDS
-                )
-            except queue.Empty:
-                self._between_batches()
-                continue
-            if batch is None:
-                return
-            self._run_batch(batch)
-            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
-                self._between_batches()  # under steady load the queue is never empty
+        self._jobs.serve(
+            self._run_batch,
+            self._between_batches,
+            self._prune_due,
+            most=MAX_JOBS_PER_BATCH,
+            fills=FILLS_PER_BATCH,
+        )
+
+    def _prune_due(self) -> bool:
+        return time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS
 
     def _between_batches(self) -> None:
         try:
             self._follow()
-            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+            if self._prune_due():
                 self._prune()
         except Exception:
             log.exception("following the change log failed; trying again")

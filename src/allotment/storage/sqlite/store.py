@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -38,7 +37,6 @@ from allotment.service.stats import StoreStats
 from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
     DEFAULT_USAGE_KEY_RETENTION,
-    FOLLOW_INTERVAL_SECONDS,
     PRUNE_BACKLOG_PAUSE_SECONDS,
     PRUNE_CHUNK,
     PRUNE_INTERVAL_SECONDS,
@@ -165,19 +163,16 @@ class SqliteStore:
             self._reader.close()
 
     def _serve(self) -> None:
-        while True:
-            try:
-                batch = self._jobs.take(
-                    MAX_JOBS_PER_BATCH, FILLS_PER_BATCH, timeout=FOLLOW_INTERVAL_SECONDS
-                )
-            except queue.Empty:
-                self._between_batches()
-                continue
-            if batch is None:
-                return
-            self._run_batch(batch)
-            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
-                self._between_batches()  # under steady load the queue is never empty
+        self._jobs.serve(
+            self._run_batch,
+            self._between_batches,
+            self._prune_due,
+            most=MAX_JOBS_PER_BATCH,
+            fills=FILLS_PER_BATCH,
+        )
+
+    def _prune_due(self) -> bool:
+        return time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS
 
     def _between_batches(self) -> None:
         try:
@@ -188,7 +183,7 @@ class SqliteStore:
                     self._follow(SqliteUnitOfWork(connection))
                 finally:
                     connection.execute("COMMIT")
-            if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
+            if self._prune_due():
                 self._prune()
         except Exception:
             log.exception("following the change log failed; trying again")
