@@ -8,7 +8,7 @@ memory adapter computes the same figures from the truth on every read; the contr
 from __future__ import annotations
 
 from allotment.domain.budgets import EntityPath
-from allotment.domain.credits import Entry, EntryType
+from allotment.domain.credits import Entry, EntryType, Grant, Pool
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.quantities import MAX_COUNTER, Micros
 
@@ -23,6 +23,18 @@ def require_within_counter(value: int) -> None:
     """Refuse a figure a 64-bit counter cannot hold (SQLite would silently make it a float)."""
     if not -MAX_COUNTER <= value <= MAX_COUNTER:
         raise counter_overflow()
+
+
+def require_pool_within_counter(pool: Pool, changed: list[Grant]) -> None:
+    """Refuse to store a pool whose overdraft, a new entry's balance or a changed grant passes
+    what a 64-bit column holds: every adapter stores them as such."""
+    figures = [pool.overdraft, *(e.balance_after for e in pool.entries)]
+    figures += [g.remaining for g in changed]
+    if any(abs(figure) > MAX_COUNTER for figure in figures):
+        raise InvalidRequest(
+            "a credit pool's balance, overdraft or grant may not pass 9.2 x 10^12 credits;"
+            " this request would."
+        )
 
 
 def counts_in(start: int, end: int | None, instant: int) -> bool:

@@ -399,13 +399,14 @@ USAGE_EVENT_COLUMNS = (
 )
 
 
-def usage_event_row(event: UsageEvent) -> Row:
+def usage_event_row(event: UsageEvent, timestamp: int) -> Row:
+    """``timestamp`` is the event's, in epoch micros: the caller has it already."""
     return (
         event.customer,
         event.feature,
         event.entity,
         event.amount,
-        to_epoch_micros(event.timestamp),
+        timestamp,
         to_epoch_micros(event.recorded_at),
         event.idempotency_key,
         path_text(event.entity_path),

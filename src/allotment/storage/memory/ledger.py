@@ -13,9 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from allotment.domain.credits import Entry, EntryType, Grant, GrantStatus, Pool
-from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
-from allotment.domain.quantities import MAX_COUNTER
+from allotment.domain.projections import require_pool_within_counter
 from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.memory.database import GrantRow, MemoryDatabase, page
 from allotment.storage.memory.figures import Figures
@@ -47,13 +46,7 @@ class MemoryLedger:
         if pool.entries:
             self._require_holds(customer_id, currency, pool.entries)
         changed = pool.changed_grants()
-        figures = [pool.overdraft, *(e.balance_after for e in pool.entries)]
-        figures += [g.remaining for g in changed]
-        if any(abs(figure) > MAX_COUNTER for figure in figures):
-            raise InvalidRequest(
-                "a credit pool's balance, overdraft or grant may not pass 9.2 x 10^12 credits;"
-                " this request would."
-            )
+        require_pool_within_counter(pool, changed)
         db, key = self._db, (customer_id, currency)
         for grant in changed:
             self._save_grant(customer_id, currency, stored(grant))

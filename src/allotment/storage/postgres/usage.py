@@ -79,7 +79,7 @@ class PostgresUsage:
         self._db.execute(
             f"INSERT INTO usage_events ({USAGE_EVENT_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            usage_event_row(event),
+            usage_event_row(event, timestamp),
         )
         # Every projected window that holds the event moves with it; those not projected yet
         # are built from the events when first read.

@@ -26,10 +26,8 @@ from datetime import datetime
 
 from allotment.domain.budgets import BudgetKind
 from allotment.domain.credits import Entry, Grant, GrantStatus, Pool
-from allotment.domain.errors import InvalidRequest
 from allotment.domain.identifiers import new_id
-from allotment.domain.projections import budget_spend
-from allotment.domain.quantities import MAX_COUNTER
+from allotment.domain.projections import budget_spend, require_pool_within_counter
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import LedgerRecord, Page
 from allotment.storage.records import (
@@ -206,13 +204,7 @@ class SqliteLedger:
 
     def save_pool(self, customer_id: str, currency: str, pool: Pool) -> list[LedgerRecord]:
         changed = pool.changed_grants()
-        figures = [pool.overdraft, *(e.balance_after for e in pool.entries)]
-        figures += [g.remaining for g in changed]
-        if any(abs(figure) > MAX_COUNTER for figure in figures):
-            raise InvalidRequest(
-                "a credit pool's balance, overdraft or grant may not pass 9.2 x 10^12 credits;"
-                " this request would."
-            )
+        require_pool_within_counter(pool, changed)
         key = (customer_id, currency)
         cached = self.pools_in_batch.get(key)
         if cached is None or cached.pool is not pool:

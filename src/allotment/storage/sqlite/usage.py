@@ -78,7 +78,7 @@ class SqliteUsage:
             raise counter_overflow() from error
         self._db.execute(
             f"INSERT INTO usage_events ({USAGE_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            usage_event_row(event),
+            usage_event_row(event, timestamp),
         )
         if event.entity_path:
             self._budget_counters.count(
