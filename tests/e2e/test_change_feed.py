@@ -153,10 +153,17 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
 
     def used(feature: str, amount: Any, entity: str | None = None) -> tuple[str, Any]:
         fields = {"feature": feature, "entity": entity, "amount": amount, "timestamp": now}
-        return "usage.recorded", {"customer": "acme", **fields}
+        path = [] if entity is None else [entity]
+        return "usage.recorded", {"customer": "acme", **fields, "entity_path": path}
 
-    def credits(balance: Any) -> tuple[str, Any]:
-        return "credits.changed", {"customer": "acme", "currency": "credits", "balance": balance}
+    def credits(balance: Any, *spent: Any) -> tuple[str, Any]:
+        return "credits.changed", {
+            "customer": "acme",
+            "currency": "credits",
+            "balance": balance,
+            "overdraft_limit": 0,
+            "spends": [{"entity_path": [], "credits": amount} for amount in spent],
+        }
 
     def hold(reservation: dict[str, Any], amount: int) -> tuple[str, Any]:
         return customer(
@@ -190,7 +197,7 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
         used("requests", 2),
         used("requests", 1.5, "team-a"),
         credits(10),  # grant
-        credits(7),  # debit
+        credits(7),  # debit (no entity: no spends)
         used("tokens", 2),  # a credit-priced usage: the usage, then its debit
         credits(6),
         hold(held, 1),

@@ -99,6 +99,36 @@ class Entitlements(msgspec.Struct, frozen=True):
     entitlements: list[CheckAnswer]
 
 
+class PoolState(msgspec.Struct, frozen=True):
+    """A credit pool as a local cache follows it: ``available`` is ``balance - held``, and a
+    ``credits.changed`` event carries the pool's next ``balance``."""
+
+    currency: str
+    balance: Quantity
+    held: Quantity  # what live reservations hold in the pool
+    overdraft_limit: Number  # null: a soft pool, without a bound
+
+
+class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/customers/{id}/state``: what a local cache (the SDK's, the sidecar's) needs to
+    answer this customer's checks itself, read as one state of the change log.
+
+    ``answers`` holds a check result, without a request, for every feature of the catalog;
+    ``revision`` is the change log's revision they are exact at: a cache applies the change
+    feed's events after it, and none before. Null when the service could not read them as one
+    revision (the cache then answers with them once and reads again). ``valid_until`` is the
+    next instant a time rule changes an answer by itself (a holding starts or ends, a grant
+    enters or leaves a pool, a reservation expires); the reset windows' ends are in the
+    answers."""
+
+    customer: str
+    entity: str | None
+    revision: int | None
+    valid_until: InstantText | None
+    answers: list[CheckAnswer]
+    pools: list[PoolState]
+
+
 @dataclass(frozen=True, slots=True)
 class PeriodView:
     """A reset window with what answers and caches need of it, computed once per window."""

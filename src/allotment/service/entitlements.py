@@ -16,14 +16,17 @@ from datetime import datetime
 from allotment.domain.budgets import held_for
 from allotment.domain.catalog import Catalog, Feature, MeteredSpec
 from allotment.domain.errors import NotFound
-from allotment.domain.quantities import Micros
+from allotment.domain.quantities import Micros, to_json_number
 from allotment.domain.reservations import reserved_credits, reserved_usage
 from allotment.domain.resolution import DenialReason
+from allotment.domain.timefmt import format_instant
 from allotment.service.answers import (
     BudgetFigures,
     CheckAnswer,
     CreditFigures,
+    CustomerState,
     Entitlements,
+    PoolState,
     answer_for,
     denied,
 )
@@ -49,6 +52,10 @@ _SNAPSHOT = CacheMiss("snapshot")
 _PATH = CacheMiss("entity path")
 _WINDOWS = CacheMiss("usage windows")
 _POOL = CacheMiss("credit pool")
+_MOVING = CacheMiss("a change being applied")
+# Reading a state from memory after warming it rarely misses twice; past this, the answer is
+# read in a job, without a revision.
+_STATE_ATTEMPTS = 3
 CreditLookup = Callable[[str], CreditFigures]
 EntityLookup = Callable[[CustomerSnapshot, str], EntityAt | NotLoaded | None]
 
@@ -155,6 +162,100 @@ class EntitlementService:
             return Entitlements(customer_id, answers)
 
         return await runtime.run(job)
+
+    async def state(self, customer_id: str, entity: str | None) -> CustomerState:
+        """Every feature's answer and the pools they draw on, exact at one revision of the log
+        (``CustomerState``): read from memory, after one job has filled what was missing."""
+        runtime = self._runtime
+        for _ in range(_STATE_ATTEMPTS):
+            found = self.state_cached(customer_id, entity)
+            if isinstance(found, CustomerState):
+                return found
+            warmed = await runtime.run(
+                lambda uow: self.state_in_job(uow, customer_id, entity), fill=True
+            )
+        return warmed
+
+    def state_cached(self, customer_id: str, entity: str | None) -> CustomerState | CacheMiss:
+        """The state from memory alone, with the revision it is exact at, or what it lacks.
+
+        The projector applies effects on the store's thread while this reads on the event
+        loop's: the effect counters around the reads say whether one was applied meanwhile."""
+        cache = self._runtime.cache
+        ended, revision = cache.ended, cache.revision
+        if cache.begun != ended:
+            return _MOVING
+        snapshot = self._runtime.snapshots.lookup(customer_id)
+        if snapshot is False:
+            return _SNAPSHOT
+        assert not isinstance(snapshot, bool)
+        catalog = self._runtime.catalog.current
+        now = self._runtime.clock.now()
+        answers = []
+        for feature in catalog.features.values():
+            answer = _evaluate(
+                catalog, snapshot, customer_id, feature.id, entity, None, now, None, None,
+                _cached_entity,
+            )  # fmt: skip
+            if isinstance(answer, CacheMiss):
+                return answer
+            answers.append(answer)
+        pools: list[PoolState] = []
+        valid_until = None
+        if snapshot is not None:
+            valid_until = snapshot.derived_for(catalog, now).valid_until
+            for currency in _currencies(answers):
+                figures = snapshot.pools[currency]  # present: the answers read it
+                held = reserved_credits(snapshot.holds.values(), currency, now)
+                pools.append(_pool_state(currency, figures.balance, held, figures.overdraft_limit))
+                valid_until = _earliest(valid_until, figures.valid_until)
+            for hold in snapshot.holds.values():
+                if hold.holds(now):
+                    valid_until = _earliest(valid_until, hold.expires_at)
+        if cache.begun != ended or cache.ended != ended:
+            return _MOVING
+        until = None if valid_until is None else format_instant(valid_until)
+        return CustomerState(
+            customer=customer_id,
+            entity=entity,
+            revision=revision,
+            valid_until=until,
+            answers=answers,
+            pools=pools,
+        )
+
+    def state_in_job(self, uow: UnitOfWork, customer_id: str, entity: str | None) -> CustomerState:
+        """The state read in a job, filling the cache: exact, but at no one revision."""
+        runtime = self._runtime
+        snapshot = runtime.snapshot_in(uow, customer_id)
+        catalog, now = runtime.catalog_in(uow), runtime.clock.now()
+        pools: dict[str, PoolState] = {}
+
+        def credit_lookup(currency: str) -> CreditFigures:
+            pool = self._credits.settled_pool(uow, customer_id, currency, now)
+            self._credits.save(uow, customer_id, currency, pool, now)
+            limit = self._credits.overdraft_limit(uow, customer_id, currency, now)
+            held = reserved_credits(runtime.live_holds(uow, customer_id, now), currency, now)
+            pools[currency] = _pool_state(currency, pool.balance, held, limit)
+            return CreditFigures(currency, pool.available(held), limit)
+
+        find_entity = self._entity_lookup(uow)
+        answers = []
+        for feature in catalog.features.values():
+            answer = _evaluate(
+                catalog, snapshot, customer_id, feature.id, entity, None, now, uow,
+                credit_lookup, find_entity,
+            )  # fmt: skip
+            assert isinstance(answer, CheckAnswer)
+            answers.append(answer)
+        return CustomerState(
+            customer=customer_id,
+            entity=entity,
+            revision=None,
+            valid_until=None,
+            answers=answers,
+            pools=[pools[currency] for currency in _currencies(answers)],
+        )
 
     def _credit_lookup(self, uow: UnitOfWork, customer: str, now: datetime) -> CreditLookup:
         credits, runtime = self._credits, self._runtime
@@ -289,3 +390,21 @@ def _cached_budgets(
         held = held_for(slot.budget, holds.values(), now) if holds else 0
         figures.append(slot.figures(view, key, usage, held))
     return figures
+
+
+def _currencies(answers: list[CheckAnswer]) -> list[str]:
+    """The currencies the answers' features are priced in, each once, in order."""
+    return list(dict.fromkeys(a.credits["currency"] for a in answers if a.credits is not None))
+
+
+def _pool_state(
+    currency: str, balance: Micros, held: Micros, overdraft_limit: Micros | None
+) -> PoolState:
+    limit = None if overdraft_limit is None else to_json_number(overdraft_limit)
+    return PoolState(currency, to_json_number(balance), to_json_number(held), limit)
+
+
+def _earliest(first: datetime | None, second: datetime | None) -> datetime | None:
+    if first is None:
+        return second
+    return first if second is None else min(first, second)

@@ -62,6 +62,12 @@ class CacheState:
     catalog: CatalogState = field(default_factory=CatalogState)
     snapshots: SnapshotCache = field(default_factory=SnapshotCache)
     keys: dict[str, ApiKey] = field(default_factory=dict)  # live keys by SHA-256 digest
+    # The last revision of the log applied, and a count of effects begun and ended: a reader on
+    # another thread that sees ``begun == ended`` before and after its reads, unchanged, read
+    # exactly the state after ``revision`` (``Runtime.project`` keeps them).
+    revision: int = 0
+    begun: int = 0
+    ended: int = 0
 
 
 # ---------------------------------------------------------------- fills

@@ -96,13 +96,22 @@ class Runtime:
         """Apply what the store published to the cache: the store's sink, on its thread."""
         cache = self.cache
         for item in published:
+            cache.begun += 1
             try:
-                apply(cache, item.change if isinstance(item, LoggedChange) else item)
+                if isinstance(item, LoggedChange):
+                    apply(cache, item.change)
+                    cache.revision = item.seq
+                else:
+                    apply(cache, item)
             except Exception:
                 # Never expected (each change applied in order to the state it was made on):
                 # drop what is cached per customer rather than keep a wrong figure.
                 log.exception("applying %r failed: dropping cached snapshots and keys", item)
                 apply(cache, Forget())
+                if isinstance(item, LoggedChange):
+                    cache.revision = item.seq
+            finally:
+                cache.ended += 1
 
     def catalog_in(self, uow: UnitOfWork) -> Catalog:
         """The catalog as the jobs before this one in the batch left it."""

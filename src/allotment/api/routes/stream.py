@@ -178,19 +178,30 @@ def _event(entry: LoggedChange, customer: str | None) -> bytes:
 def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
     """The contract's event kind and payload for ``change``; None when clients get no event."""
     match change:
-        case UsageRecorded(customer, feature, entity, amount, timestamp, _):
+        case UsageRecorded(customer, feature, entity, amount, timestamp, path):
             return "usage.recorded", {
                 "customer": customer,
                 "feature": feature,
                 "entity": entity,
                 "amount": to_json_number(amount),
                 "timestamp": format_instant(timestamp),
+                "entity_path": list(path),
             }
-        case CreditsChanged(customer, currency, balance, _, _, _):
+        case CreditsChanged(customer, currency, balance, overdraft_limit, _, spends):
             return "credits.changed", {
                 "customer": customer,
                 "currency": currency,
                 "balance": to_json_number(balance),
+                "overdraft_limit": None
+                if overdraft_limit is None
+                else to_json_number(overdraft_limit),
+                "spends": [
+                    {
+                        "entity_path": list(spend.entity_path),
+                        "credits": to_json_number(spend.credits),
+                    }
+                    for spend in spends
+                ],
             }
         case CustomerChanged(customer, None):
             return "customer.changed", {"customer": customer}
@@ -235,9 +246,11 @@ routes = [
             "`event` its kind (`catalog.changed`, `customer.changed`, `usage.recorded`, "
             "`credits.changed`, or `reset`: drop everything cached) and `data` a JSON object "
             "with `seq` and, except for catalog changes, `customer`; `usage.recorded` adds "
-            "`feature`, `entity`, `amount` and `timestamp`, `credits.changed` `currency` and "
-            "`balance`. A comment line keeps an idle stream open. A client key must name its "
-            "own customer with `?customer=`.",
+            "`feature`, `entity`, `amount`, `timestamp` and `entity_path` (the entity and "
+            "its ancestors, nearest first, for budgets), `credits.changed` `currency`, "
+            "`balance`, `overdraft_limit` and `spends` (each debit's `entity_path` and "
+            "`credits`, for currency budgets). A comment line keeps an idle stream open. A "
+            "client key must name its own customer with `?customer=`.",
         ),
     ),
 ]
