@@ -119,11 +119,12 @@ class CustomerState(msgspec.Struct, frozen=True, kw_only=True):
     revision (the cache then answers with them once and reads again). ``valid_until`` is the
     next instant a time rule changes an answer by itself (a holding starts or ends, a grant
     enters or leaves a pool, a reservation expires); the reset windows' ends are in the
-    answers."""
+    answers. ``now`` is the service's clock as it read them."""
 
     customer: str
     entity: str | None
     revision: int | None
+    now: InstantText
     valid_until: InstantText | None
     answers: list[CheckAnswer]
     pools: list[PoolState]

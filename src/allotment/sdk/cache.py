@@ -1,0 +1,335 @@
+"""The SDK's cache: customers' entries (``local.py``) kept in step with the change feed.
+
+One lock orders everything that changes the cache: the feed's thread applying a message, a
+caller installing a state it read, a report made or answered. Answers built from an entry are
+kept per (customer, feature, entity, requested) for at most a second, and dropped as soon as
+anything about their customer changes, so a repeated check is one dictionary look-up
+(:meth:`LocalCache.hot`) without taking the lock.
+
+A state read from the service is exact at its ``revision``; the feed may be behind or ahead of
+it. Events up to the revision are skipped for the entry (the state counts them); the ones past
+it that the feed already handed over are replayed from the recent ones kept here, and an entry
+is cached only when those reach back far enough.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from allotment.domain.quantities import MICROS_PER_UNIT
+from allotment.sdk.feed import Message
+from allotment.sdk.local import Entry, Pending, instant_micros, micros_of
+from allotment.sdk.results import CheckResult
+from allotment.service.answers import CheckAnswer, CustomerState
+
+HOT_SECONDS = 1.0  # how long a built answer is reused before its age is worked out again
+EntryKey = tuple[str, str | None]
+HotKey = tuple[str, str, str | None, Hashable]
+
+_decode_data = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal).decode
+
+
+@dataclass(frozen=True, slots=True)
+class _Recent:
+    seq: int
+    customer: str | None
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Held:
+    """An entry, when it was read (this process's clock) and the service's clock then."""
+
+    entry: Entry
+    loaded_at: float  # time.time() when the state arrived
+    clock_offset: float  # the service's clock minus this one, in seconds, when it was read
+
+    def service_now(self, wall: float) -> int:
+        return int((wall + self.clock_offset) * MICROS_PER_UNIT)
+
+    def expired(self, wall: float) -> bool:
+        until = self.entry.valid_until
+        return until is not None and self.service_now(wall) >= until
+
+
+@dataclass(slots=True)
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    resets: int = 0
+
+
+@dataclass(slots=True)
+class _Hot:
+    result: CheckResult
+    until: float  # time.monotonic()
+
+
+@dataclass
+class LocalCache:
+    max_entries: int = 10_000
+    recent_size: int = 10_000
+    filtered: bool = False  # the feed is narrowed to one customer: revisions have gaps
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+        self._entries: OrderedDict[EntryKey, Held] = OrderedDict()
+        self._by_customer: dict[str, set[EntryKey]] = {}
+        self._pending: dict[str, list[Pending]] = {}
+        self._delivered: set[str] = set()  # idempotency keys the service recorded
+        self._recent: deque[_Recent] = deque(maxlen=self.recent_size)
+        self._hot: dict[HotKey, _Hot] = {}
+        self._hot_keys: dict[str, list[HotKey]] = {}
+        self.last_seq: int | None = None
+        self.heard_at = 0.0  # time.time() of the feed's last line while it was in step
+
+    # ------------------------------------------------------------ reading
+
+    def hot(self, key: HotKey) -> CheckResult | None:
+        """A built answer still fresh for ``key``: no lock, one look-up."""
+        found = self._hot.get(key)
+        if found is not None and found.until > time.monotonic():
+            return found.result
+        return None
+
+    def held(self, customer: str, entity: str | None) -> Held | None:
+        with self.lock:
+            held = self._entries.get((customer, entity))
+            if held is not None:
+                self._entries.move_to_end((customer, entity))
+            return held
+
+    def pending(self, customer: str) -> list[Pending]:
+        return self._pending.get(customer, [])
+
+    def age(self, held: Held, wall: float) -> float:
+        return max(0.0, wall - max(held.loaded_at, self.heard_at))
+
+    def keep_hot(self, key: HotKey, result: CheckResult, until: float) -> None:
+        """Keep an answer built under :attr:`lock` from the entry as it still is."""
+        self._hot[key] = _Hot(result, until)
+        self._hot_keys.setdefault(key[0], []).append(key)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self) -> list[tuple[EntryKey, Held]]:
+        with self.lock:
+            return list(self._entries.items())
+
+    # ------------------------------------------------------------ installing
+
+    def install(self, state: CustomerState, sent_at: float, received_at: float) -> Held:
+        """The state as an entry, cached when it can be kept in step exactly."""
+        service_now = instant_micros(state.now) / MICROS_PER_UNIT
+        midpoint = (sent_at + received_at) / 2
+        held = Held(Entry.of(state), received_at, service_now - midpoint)
+        with self.lock:
+            self.stats.loads += 1
+            if not self._catch_up(held.entry):
+                return held
+            key = (state.customer, state.entity)
+            self._drop_hot(state.customer)
+            self._entries[key] = held
+            self._entries.move_to_end(key)
+            self._by_customer.setdefault(state.customer, set()).add(key)
+            while len(self._entries) > self.max_entries:
+                old_key, _ = self._entries.popitem(last=False)
+                self._forget_key(old_key)
+            return held
+
+    def _catch_up(self, entry: Entry) -> bool:
+        """Replay the recent events past the entry's revision; False when it cannot be kept."""
+        revision = entry.revision
+        if revision is None:
+            return False
+        last = self.last_seq
+        if last is None or last <= revision:
+            return True  # the feed has handed over nothing the state lacks
+        if not self._recent or self._recent[0].seq > revision + 1:
+            return False  # some of what it lacks is no longer kept here
+        for recent in self._recent:
+            if recent.seq <= revision or recent.customer not in (entry.customer, None):
+                continue
+            if not _apply_to(entry, recent):
+                return False
+        return True
+
+    # ------------------------------------------------------------ own reports
+
+    def add_pending(self, customer: str, report: Pending) -> None:
+        with self.lock:
+            self._pending.setdefault(customer, []).append(report)
+            self._drop_hot(customer)
+
+    def answered(self, customer: str, idempotency_key: str, recorded: bool) -> None:
+        """The service answered a report: one it did not record (refused, or a replay of one
+        already counted) stops counting; a recorded one counts until the feed shows it."""
+        with self.lock:
+            if recorded:
+                self._delivered.add(idempotency_key)
+                return
+            self._remove_pending(customer, lambda p: p.idempotency_key == idempotency_key)
+
+    def _remove_pending(self, customer: str, matches: Any) -> None:
+        reports = self._pending.get(customer)
+        if not reports:
+            return
+        for index, report in enumerate(reports):
+            if matches(report):
+                del reports[index]
+                self._delivered.discard(report.idempotency_key)
+                self._drop_hot(customer)
+                break
+        if not reports:
+            del self._pending[customer]
+
+    # ------------------------------------------------------------ the feed
+
+    def heard(self) -> None:
+        self.heard_at = time.time()
+
+    def apply(self, message: Message) -> None:
+        """One message of the change feed, in order."""
+        with self.lock:
+            seq = message.seq
+            if message.event == "reset":
+                self._reset()
+                self.stats.resets += 1
+                self.last_seq = seq
+                return
+            if seq is not None and self.last_seq is not None:
+                if seq <= self.last_seq:
+                    return  # already applied (a resumed stream repeats nothing, but be sure)
+                if seq != self.last_seq + 1 and not self.filtered:
+                    self.stats.gaps += 1
+                    self._reset()
+            if message.event is not None and seq is not None:
+                data = _decode_data(message.data) if message.data else {}
+                recent = _Recent(seq, data.get("customer"), message.event, data)
+                self._recent.append(recent)
+                self._apply(recent)
+            if seq is not None:
+                self.last_seq = seq
+
+    def _apply(self, recent: _Recent) -> None:
+        customer = recent.customer
+        if recent.kind == "catalog.changed" or customer is None:
+            self._clear_entries()
+            return
+        if recent.kind == "usage.recorded":
+            data = recent.data
+            amount = micros_of(data["amount"])
+            self._remove_pending(
+                customer,
+                lambda p: (
+                    p.feature == data["feature"]
+                    and p.entity == data.get("entity")
+                    and p.amount == amount
+                ),
+            )
+        for key in list(self._by_customer.get(customer, ())):
+            held = self._entries[key]
+            if not _apply_to(held.entry, recent):
+                self._forget_key(key)
+                del self._entries[key]
+                self.stats.dropped += 1
+        self._drop_hot(customer)
+
+    def _reset(self) -> None:
+        """The feed cannot be followed one change at a time: drop every entry, and the reports
+        the service recorded (what the feed would have shown of them is lost)."""
+        self._clear_entries()
+        self._recent.clear()
+        for customer in list(self._pending):
+            delivered = self._delivered
+            self._pending[customer] = [
+                p for p in self._pending[customer] if p.idempotency_key not in delivered
+            ]
+            if not self._pending[customer]:
+                del self._pending[customer]
+        self._delivered.clear()
+
+    def _clear_entries(self) -> None:
+        self._entries.clear()
+        self._by_customer.clear()
+        self._hot.clear()
+        self._hot_keys.clear()
+
+    def clear(self) -> None:
+        """Drop everything cached, reports included (after a fork: the parent's threads may
+        have been midway through a change)."""
+        with self.lock:
+            self._clear_entries()
+            self._recent.clear()
+            self._pending.clear()
+            self._delivered.clear()
+            self.last_seq = None
+            self.heard_at = 0.0
+
+    def after_fork(self) -> None:
+        self.lock = threading.RLock()
+        self.clear()
+
+    def _forget_key(self, key: EntryKey) -> None:
+        keys = self._by_customer.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_customer[key[0]]
+        self._drop_hot(key[0])
+
+    def _drop_hot(self, customer: str) -> None:
+        for key in self._hot_keys.pop(customer, ()):
+            self._hot.pop(key, None)
+
+
+def _apply_to(entry: Entry, recent: _Recent) -> bool:
+    """Apply one change to one entry of its customer; False when the entry must be read
+    again (it changed in a way only the service can work out)."""
+    data = recent.data
+    if recent.kind == "usage.recorded":
+        at = instant_micros(data["timestamp"])
+        path = data.get("entity_path") or ()
+        return entry.add_usage(recent.seq, data["feature"], path, micros_of(data["amount"]), at)
+    if recent.kind == "credits.changed":
+        limit = data.get("overdraft_limit")
+        spends = [
+            (spend["entity_path"], micros_of(spend["credits"])) for spend in data.get("spends", ())
+        ]
+        entry.set_pool(
+            recent.seq,
+            data["currency"],
+            micros_of(data["balance"]),
+            None if limit is None else micros_of(limit),
+            spends,
+        )
+        return True
+    if entry.revision is not None and recent.seq <= entry.revision:
+        return True
+    if recent.kind == "customer.changed":
+        # An entity's own change (its place, its budgets) leaves the answers without an entity
+        # as they were; anything else about the customer is the service's to work out.
+        own_change = data.get("entity") is not None and data.get("reservation") is None
+        return own_change and entry.entity is None
+    return False
+
+
+def answer_of(answer: CheckAnswer, age: float | None, fallback: bool = False) -> CheckResult:
+    """The SDK's result for an answer: every field, and the age of its data."""
+    fields = msgspec.structs.asdict(answer)
+    fields["is_fallback"] = fallback or answer.is_fallback
+    return CheckResult(**fields, data_age=age)

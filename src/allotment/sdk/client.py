@@ -1,0 +1,820 @@
+"""``Client``: the service's API from Python, with checks answered in process.
+
+Checks are answered from a local cache of each customer's state (``local.py``, ``cache.py``),
+kept current by one stream of the change feed per client, with a poll as the safety net.
+Usage reports go to a durable local buffer first and are delivered in the background
+(``buffer.py``). Nothing in here blocks on the network at construction, ``check`` never raises
+for a transport problem, and every background thread is a daemon that ``close`` ends within its
+timeout. A client made before ``os.fork`` works in the child: the child gets its own
+connections, stream and buffer connection the first time it uses the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import httpx
+import msgspec
+
+from allotment.domain.decision import credit_cost
+from allotment.domain.quantities import MICROS_PER_UNIT, Micros, parse_quantity
+from allotment.domain.resolution import DenialReason
+from allotment.sdk.buffer import Answer, BufferedReport, UsageBuffer, UsageDelivery
+from allotment.sdk.cache import HOT_SECONDS, Held, LocalCache, answer_of
+from allotment.sdk.errors import ApiError, ServiceUnavailable
+from allotment.sdk.fallback import Fallback, FallbackValue
+from allotment.sdk.feed import FeedFollower, FeedState, StreamRefused
+from allotment.sdk.local import Pending, micros_of
+from allotment.sdk.results import CheckResult, Page, UsageReport, UsageResult
+from allotment.service.answers import CustomerState, Entitlements
+from allotment.service.catalog_views import (
+    AddonView,
+    CurrencyView,
+    FeatureView,
+    PlanView,
+    ProductView,
+)
+from allotment.service.credit_views import GrantView, LedgerEntryView, PoolBalance, Revenue
+from allotment.service.customer_views import CustomerView, SubscriptionView
+from allotment.service.key_views import ApiKeyView, CreatedApiKey
+from allotment.service.outcomes import (
+    DebitOutcome,
+    GrantOutcome,
+    ReservationOutcome,
+    ReservationView,
+)
+
+log = logging.getLogger("allotment.sdk")
+
+T = TypeVar("T")
+QuantityIn = int | Decimal | str
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+_UNSET: Any = object()
+_STREAM_READ_TIMEOUT = 45.0  # three of the service's 15-second keep-alives
+
+
+class OfflinePolicy(StrEnum):
+    """What an enforced usage report does while the service is unreachable.
+
+    ``deny``: refuse it. ``cache``: allow it when the cached state shows room for it (the
+    decision a check with ``requested`` makes), else refuse. ``allow``: allow it. An allowed
+    report is buffered as ``enforce: false`` (the work it describes went ahead) and delivered
+    later; the service then records it past any limit."""
+
+    DENY = "deny"
+    CACHE = "cache"
+    ALLOW = "allow"
+
+
+class Client:
+    """The Allotment API for one service and one API key.
+
+    ``fallback`` answers checks of what the cache never saw while the service is unreachable
+    (``Fallback``; by default, denied). ``buffer_path`` is the SQLite file usage waits in until
+    delivered (None: in memory, lost with the process). ``max_staleness`` (seconds) bounds the
+    age of any cached answer: older data is read again, and while it cannot be, the fallback
+    answers. ``offline`` sets an ``OfflinePolicy`` per feature for enforced reports (``"*"``:
+    the default, ``cache``). ``customer`` names the one customer of a ``client`` key (its
+    stream is narrowed to it). ``follow=False`` does without the change feed (answers are then
+    current to ``poll_interval``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        fallback: Fallback | Mapping[str, FallbackValue] | bool | None = None,
+        buffer_path: str | os.PathLike[str] | None = None,
+        max_staleness: float = 600.0,
+        timeout: float = 5.0,
+        poll_interval: float = 30.0,
+        offline: Mapping[str, OfflinePolicy | str] | None = None,
+        customer: str | None = None,
+        follow: bool = True,
+        max_cached: int = 10_000,
+        max_buffered: int = 100_000,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.fallback = Fallback.of(fallback)
+        self.max_staleness = max_staleness
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        policies = {k: OfflinePolicy(v) for k, v in (offline or {}).items()}
+        self._offline_default = policies.pop("*", OfflinePolicy.CACHE)
+        self._offline = policies
+        self._stream_customer = customer
+        self._follow = follow
+        self._transport = transport
+        self.cache = LocalCache(max_entries=max_cached, filtered=customer is not None)
+        self.buffer = UsageBuffer(
+            None if buffer_path is None else os.fspath(buffer_path), max_reports=max_buffered
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._http = self._new_http()
+        self._stream_http = self._new_http(read=_STREAM_READ_TIMEOUT)
+        self.feed = FeedFollower(self._open_stream, self.cache.apply, heard=self.cache.heard)
+        self.delivery = UsageDelivery(self.buffer, self._post_usage, on_answer=self._delivered)
+        self._poller: threading.Thread | None = None
+        self._poll_stop = threading.Event()
+        self._unreachable_until = 0.0  # time.monotonic(): loads wait until then after a failure
+        self.fallbacks = 0
+        self.upstream_errors = 0
+        self._running_in: int | None = None
+        _CLIENTS.add(self)
+        self._ensure_running()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _ensure_running(self) -> None:
+        """Start the background threads in this process (again, after a fork)."""
+        if self._running_in == _fork_generation[0] or self._closed:
+            return
+        with self._lock:
+            if self._running_in == _fork_generation[0] or self._closed:
+                return
+            if self._follow:
+                self.feed.start()
+            self.delivery.start()
+            self._poll_stop = threading.Event()
+            self._poller = threading.Thread(
+                target=self._poll_loop, name="allotment-poll", daemon=True
+            )
+            self._poller.start()
+            self._running_in = _fork_generation[0]
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's threads are gone and its sockets and SQLite
+        handle are not ours to use. Fresh ones are made on first use."""
+        self._lock = threading.Lock()
+        self._http = self._new_http()
+        self._stream_http = self._new_http(read=_STREAM_READ_TIMEOUT)
+        self.cache.after_fork()
+        self.buffer.after_fork()
+        self.delivery.after_fork()
+        self.feed.after_fork()
+        self._poller = None
+        self._running_in = None
+
+    def wait_until_ready(self, timeout: float) -> bool:
+        """Wait until the change feed is live (checks are then kept current); False when
+        ``timeout`` seconds passed first."""
+        self._ensure_running()
+        if not self._follow:
+            return True
+        return self.feed.wait_live(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every background thread and close every connection, within ``timeout``
+        seconds whatever the network does. Idempotent; reports still in a file buffer stay
+        there for the next client on that file."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + max(0.0, timeout)
+        _CLIENTS.discard(self)
+        self._poll_stop.set()
+        steps = [
+            lambda: self.feed.stop(_left(deadline) / 2),
+            lambda: self.delivery.stop(_left(deadline) / 2),
+            lambda: _join(self._poller, _left(deadline)),
+            lambda: _close_soon(self._http, _left(deadline)),
+            lambda: _close_soon(self._stream_http, _left(deadline)),
+            self.buffer.close,
+        ]
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("closing the client: one part failed; closing the rest")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ check
+
+    def check(
+        self,
+        customer: str,
+        feature: str,
+        *,
+        entity: str | None = None,
+        requested: QuantityIn | None = None,
+        fallback: FallbackValue | None = None,
+    ) -> CheckResult:
+        """May ``customer`` use ``feature`` (``requested`` more of it)? Answered from the
+        cache; never raises for a transport problem (see ``Client``)."""
+        hot = self.cache.hot((customer, feature, entity, requested))
+        if hot is not None:
+            self.cache.stats.hits += 1
+            return hot
+        return self._check(customer, feature, entity, requested, fallback)
+
+    def _check(
+        self,
+        customer: str,
+        feature: str,
+        entity: str | None,
+        requested: QuantityIn | None,
+        fallback: FallbackValue | None,
+    ) -> CheckResult:
+        self._ensure_running()
+        amount = None if requested is None else _micros(requested, "requested")
+        cache = self.cache
+        cache.stats.misses += 1
+        wall = time.time()
+        held = cache.held(customer, entity)
+        if held is None or held.expired(wall) or cache.age(held, wall) > self.max_staleness:
+            fresh = self._load(customer, entity)
+            if fresh is not None:
+                held = fresh
+            elif held is None or cache.age(held, wall) > self.max_staleness:
+                self.fallbacks += 1
+                return self.fallback.answer(customer, feature, entity, requested, fallback)
+        assert held is not None
+        with cache.lock:
+            answer = held.entry.answer(feature, amount, cache.pending(customer))
+            age = cache.age(held, time.time())
+            result = answer_of(answer, age)
+            if cache.held(customer, entity) is held:
+                until = time.monotonic() + min(HOT_SECONDS, self.max_staleness - age)
+                cache.keep_hot((customer, feature, entity, requested), result, until)
+        return result
+
+    def _load(self, customer: str, entity: str | None) -> Held | None:
+        """Read the customer's state and cache it; None when the service cannot answer (then
+        loads wait a second before trying again, so an outage costs each check nothing)."""
+        if time.monotonic() < self._unreachable_until:
+            return None
+        params = {"entity": entity} if entity is not None else None
+        sent = time.time()
+        try:
+            state = self._call(
+                "GET", f"/v1/customers/{customer}/state", CustomerState, params=params
+            )
+        except (ServiceUnavailable, ApiError) as error:
+            self.upstream_errors += 1
+            if isinstance(error, ApiError) and error.status not in (401, 403):
+                raise
+            self._unreachable_until = time.monotonic() + 1.0
+            log.warning("could not read %s's state (%s): answering without it", customer, error)
+            return None
+        self._unreachable_until = 0.0
+        return self.cache.install(state, sent, time.time())
+
+    def entitlements(self, customer: str, *, entity: str | None = None) -> Entitlements:
+        """``GET /v1/customers/{id}/entitlements``, answered from the cache: a check result
+        for every feature some source grants the customer. ``ApiError`` (404) for an unknown
+        customer; ``ServiceUnavailable`` when the service is unreachable and the customer is
+        not cached."""
+        self._ensure_running()
+        cache = self.cache
+        wall = time.time()
+        held = cache.held(customer, entity)
+        if held is None or held.expired(wall) or cache.age(held, wall) > self.max_staleness:
+            held = self._load(customer, entity) or held
+        if held is None or cache.age(held, time.time()) > self.max_staleness:
+            raise ServiceUnavailable(f"{customer}'s entitlements: the service is unreachable")
+        with cache.lock:
+            entry = held.entry
+            answers = list(entry.answers.values())
+            if answers and all(
+                a.access_denied_reason is DenialReason.CUSTOMER_NOT_FOUND for a in answers
+            ):
+                raise ApiError(404, "not_found", f"no customer {customer!r}.", {})
+            pending = cache.pending(customer)
+            age = cache.age(held, time.time())
+            granted = [
+                answer_of(entry.answer(a.feature, None, pending), age)
+                for a in answers
+                if a.source is not None
+            ]
+        return Entitlements(customer, list(granted))
+
+    # ------------------------------------------------------------ usage
+
+    def report_usage(
+        self,
+        customer: str,
+        feature: str,
+        amount: QuantityIn,
+        *,
+        entity: str | None = None,
+        idempotency_key: str | None = None,
+        enforce: bool = False,
+        behavior: Literal["delta", "set"] = "delta",
+        timestamp: datetime | str | None = None,
+    ) -> UsageReport:
+        """Report usage. Without ``enforce`` it is written to the local buffer (durable when
+        this returns; ``BufferFull`` when the buffer holds its bound) and delivered in the
+        background with its idempotency key and exact payload; cached checks count it at
+        once. With ``enforce`` the service decides, atomically; while it is unreachable the
+        feature's ``OfflinePolicy`` does (``UsageReport.decided_offline``)."""
+        self._ensure_running()
+        key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
+        micros = _micros(amount, "amount", allow_negative=behavior == "set")
+        body: dict[str, Any] = {
+            "customer": customer,
+            "feature": feature,
+            "amount": _number(amount),
+            "idempotency_key": key,
+        }
+        if entity is not None:
+            body["entity"] = entity
+        if behavior != "delta":
+            body["behavior"] = behavior
+        if timestamp is not None:
+            body["timestamp"] = timestamp if isinstance(timestamp, str) else timestamp.isoformat()
+        if not enforce:
+            return self._buffer(customer, feature, entity, micros, key, body, behavior)
+        try:
+            result = self._call("POST", "/v1/usage", UsageResult, body={**body, "enforce": True})
+        except ServiceUnavailable:
+            return self._offline_report(customer, feature, entity, micros, key, body, behavior)
+        return UsageReport(
+            idempotency_key=key,
+            recorded=result.recorded,
+            buffered=False,
+            access_denied_reason=result.access_denied_reason,
+            result=result,
+        )
+
+    def _buffer(
+        self,
+        customer: str,
+        feature: str,
+        entity: str | None,
+        micros: Micros,
+        key: str,
+        body: dict[str, Any],
+        behavior: str,
+    ) -> UsageReport:
+        self.buffer.append(key, _encode(body))
+        if behavior == "delta":
+            credits = self._credits_of(customer, feature, entity, micros)
+            self.cache.add_pending(customer, Pending(key, feature, entity, micros, credits))
+        self.delivery.wake()
+        return UsageReport(idempotency_key=key, recorded=True, buffered=True)
+
+    def _credits_of(self, customer: str, feature: str, entity: str | None, micros: Micros) -> int:
+        """What a report costs in credits by the cached state (0 when not priced or unknown)."""
+        held = self.cache.held(customer, entity) or self.cache.held(customer, None)
+        if held is None:
+            return 0
+        answer = held.entry.answers.get(feature)
+        if answer is None or answer.credits is None:
+            return 0
+        return credit_cost(micros, micros_of(answer.credits["cost"]))
+
+    def _offline_report(
+        self,
+        customer: str,
+        feature: str,
+        entity: str | None,
+        micros: Micros,
+        key: str,
+        body: dict[str, Any],
+        behavior: str,
+    ) -> UsageReport:
+        policy = self._offline.get(feature, self._offline_default)
+        reason: DenialReason | None = None
+        if policy is OfflinePolicy.CACHE:
+            check = self.check(customer, feature, entity=entity, requested=_number_text(micros))
+            if check.is_fallback or not check.has_access:
+                reason = check.access_denied_reason or DenialReason.USAGE_LIMIT_EXCEEDED
+        elif policy is OfflinePolicy.DENY:
+            reason = DenialReason.USAGE_LIMIT_EXCEEDED
+        if reason is not None:
+            return UsageReport(
+                idempotency_key=key,
+                recorded=False,
+                buffered=False,
+                decided_offline=True,
+                access_denied_reason=reason,
+            )
+        report = self._buffer(customer, feature, entity, micros, key, body, behavior)
+        return msgspec.structs.replace(report, decided_offline=True)
+
+    def _post_usage(self, body: bytes) -> Answer:
+        """The delivery thread's post: one buffered report, as it was written."""
+        response = self._http.post(
+            "/v1/usage", content=body, headers={"content-type": "application/json"}
+        )
+        retry = response.headers.get("retry-after")
+        retry_after = float(retry) if retry is not None and retry.isdigit() else None
+        return Answer(response.status_code, response.content, retry_after)
+
+    def _delivered(self, report: BufferedReport, answer: Answer) -> None:
+        try:
+            sent = msgspec.json.decode(report.body)
+            customer = sent["customer"]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            return
+        recorded = False
+        if 200 <= answer.status < 300:
+            try:
+                got = msgspec.json.decode(answer.body)
+                recorded = bool(got.get("recorded")) and not got.get("replayed")
+            except msgspec.DecodeError:
+                recorded = False
+        self.cache.answered(customer, report.idempotency_key, recorded)
+
+    # ------------------------------------------------------------ reservations
+
+    def reserve(
+        self,
+        customer: str,
+        feature: str,
+        amount: QuantityIn,
+        *,
+        entity: str | None = None,
+        ttl_seconds: int = 60,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """``POST /v1/reservations``. Usable as a context manager: the block sets
+        ``reservation.used``; on leaving it that amount is committed (all of it when the
+        block set nothing), and on an exception the reservation is released."""
+        body: dict[str, Any] = {
+            "customer": customer,
+            "feature": feature,
+            "amount": _number(amount),
+            "ttl_seconds": ttl_seconds,
+            "idempotency_key": idempotency_key or f"sdk-{uuid.uuid4().hex}",
+        }
+        if entity is not None:
+            body["entity"] = entity
+        outcome = self._call("POST", "/v1/reservations", ReservationOutcome, body=body)
+        return Reservation(self, outcome)
+
+    def commit_reservation(self, reservation_id: str, amount: QuantityIn) -> ReservationView:
+        return self._call(
+            "POST",
+            f"/v1/reservations/{reservation_id}/commit",
+            ReservationView,
+            body={"amount": _number(amount)},
+        )
+
+    def release_reservation(self, reservation_id: str) -> ReservationView:
+        return self._call(
+            "POST", f"/v1/reservations/{reservation_id}/release", ReservationView, body={}
+        )
+
+    # ------------------------------------------------------------ credits
+
+    def grant_credits(
+        self,
+        customer: str,
+        currency: str,
+        amount: QuantityIn,
+        *,
+        category: Literal["paid", "promotional"],
+        idempotency_key: str,
+        cost_basis: QuantityIn | None = None,
+        priority: int | None = None,
+        effective_at: str | None = None,
+        expires_at: str | None = None,
+        reason: str | None = None,
+    ) -> GrantOutcome:
+        body = _without_none(
+            amount=_number(amount),
+            category=category,
+            idempotency_key=idempotency_key,
+            cost_basis=None if cost_basis is None else _number(cost_basis),
+            priority=priority,
+            effective_at=effective_at,
+            expires_at=expires_at,
+            reason=reason,
+        )
+        path = f"/v1/customers/{customer}/credits/{currency}/grants"
+        return self._call("POST", path, GrantOutcome, body=body)
+
+    def void_grant(self, customer: str, currency: str, grant: str) -> GrantView:
+        path = f"/v1/customers/{customer}/credits/{currency}/grants/{grant}/void"
+        return self._call("POST", path, GrantView, body={})
+
+    def debit_credits(
+        self,
+        customer: str,
+        currency: str,
+        amount: QuantityIn,
+        *,
+        idempotency_key: str,
+        entity: str | None = None,
+        feature: str | None = None,
+        enforce: bool = True,
+    ) -> DebitOutcome:
+        body = _without_none(
+            amount=_number(amount),
+            idempotency_key=idempotency_key,
+            entity=entity,
+            feature=feature,
+            enforce=enforce,
+        )
+        path = f"/v1/customers/{customer}/credits/{currency}/debits"
+        return self._call("POST", path, DebitOutcome, body=body)
+
+    def credit_pool(self, customer: str, currency: str) -> PoolBalance:
+        return self._call("GET", f"/v1/customers/{customer}/credits/{currency}", PoolBalance)
+
+    def credit_ledger(
+        self, customer: str, currency: str, *, after: str | None = None, limit: int | None = None
+    ) -> Page[LedgerEntryView]:
+        path = f"/v1/customers/{customer}/credits/{currency}/ledger"
+        params = _without_none(after=after, limit=limit)
+        return self._call("GET", path, Page[LedgerEntryView], params=params)
+
+    def credit_grants(
+        self, customer: str, currency: str, *, after: str | None = None, limit: int | None = None
+    ) -> Page[GrantView]:
+        path = f"/v1/customers/{customer}/credits/{currency}/grants"
+        params = _without_none(after=after, limit=limit)
+        return self._call("GET", path, Page[GrantView], params=params)
+
+    def credit_revenue(self, customer: str, currency: str) -> Revenue:
+        return self._call("GET", f"/v1/customers/{customer}/credits/{currency}/revenue", Revenue)
+
+    # ------------------------------------------------------------ catalog (admin)
+
+    def put_feature(self, feature: str, definition: Mapping[str, Any]) -> FeatureView:
+        return self._call("PUT", f"/v1/features/{feature}", FeatureView, body=definition)
+
+    def put_currency(self, currency: str, definition: Mapping[str, Any]) -> CurrencyView:
+        return self._call("PUT", f"/v1/currencies/{currency}", CurrencyView, body=definition)
+
+    def put_product(self, product: str, definition: Mapping[str, Any]) -> ProductView:
+        return self._call("PUT", f"/v1/products/{product}", ProductView, body=definition)
+
+    def put_plan(self, plan: str, definition: Mapping[str, Any]) -> PlanView:
+        return self._call("PUT", f"/v1/plans/{plan}", PlanView, body=definition)
+
+    def put_addon(self, addon: str, definition: Mapping[str, Any]) -> AddonView:
+        return self._call("PUT", f"/v1/addons/{addon}", AddonView, body=definition)
+
+    def features(self) -> Page[FeatureView]:
+        return self._call("GET", "/v1/features", Page[FeatureView])
+
+    def plans(self) -> Page[PlanView]:
+        return self._call("GET", "/v1/plans", Page[PlanView])
+
+    # ------------------------------------------------------------ customers (admin)
+
+    def put_customer(self, customer: str, definition: Mapping[str, Any]) -> CustomerView:
+        return self._call("PUT", f"/v1/customers/{customer}", CustomerView, body=definition)
+
+    def get_customer(self, customer: str) -> CustomerView:
+        return self._call("GET", f"/v1/customers/{customer}", CustomerView)
+
+    def archive_customer(self, customer: str) -> CustomerView:
+        return self._call("DELETE", f"/v1/customers/{customer}", CustomerView)
+
+    def subscribe(self, customer: str, plan: str, **fields: Any) -> SubscriptionView:
+        body = {"plan": plan, **fields}
+        path = f"/v1/customers/{customer}/subscriptions"
+        return self._call("POST", path, SubscriptionView, body=body)
+
+    def subscriptions(self, customer: str) -> Page[SubscriptionView]:
+        path = f"/v1/customers/{customer}/subscriptions"
+        return self._call("GET", path, Page[SubscriptionView])
+
+    def update_subscription(
+        self, customer: str, subscription: str, **fields: Any
+    ) -> SubscriptionView:
+        path = f"/v1/customers/{customer}/subscriptions/{subscription}"
+        return self._call("PATCH", path, SubscriptionView, body=fields)
+
+    def cancel_subscription(self, customer: str, subscription: str) -> SubscriptionView:
+        path = f"/v1/customers/{customer}/subscriptions/{subscription}"
+        return self._call("DELETE", path, SubscriptionView)
+
+    # ------------------------------------------------------------ API keys (admin)
+
+    def create_api_key(
+        self, name: str, scope: Literal["admin", "server", "client"], customer: str | None = None
+    ) -> CreatedApiKey:
+        body = _without_none(name=name, scope=scope, customer=customer)
+        return self._call("POST", "/v1/api-keys", CreatedApiKey, body=body)
+
+    def api_keys(self) -> Page[ApiKeyView]:
+        return self._call("GET", "/v1/api-keys", Page[ApiKeyView])
+
+    def revoke_api_key(self, key_id: str) -> ApiKeyView:
+        return self._call("DELETE", f"/v1/api-keys/{key_id}", ApiKeyView)
+
+    # ------------------------------------------------------------ HTTP
+
+    def _new_http(self, read: float | None = None) -> httpx.Client:
+        timeout = httpx.Timeout(self.timeout, read=read if read is not None else self.timeout)
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"authorization": f"Bearer {self._api_key}", "user-agent": _USER_AGENT},
+            timeout=timeout,
+            transport=self._transport,
+        )
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        answer: type[T],
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> T:
+        """One request; the answer decoded as ``answer``, or the contract's error raised."""
+        content = None if body is None else _encode(body)
+        headers = None if content is None else {"content-type": "application/json"}
+        try:
+            response = self._http.request(
+                method, path, content=content, params=params, headers=headers
+            )
+        except httpx.TransportError as error:
+            raise ServiceUnavailable(f"{method} {path}: {error}") from error
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise ServiceUnavailable(f"{method} {path}: {status} {response.text[:200]}")
+        if status >= 400:
+            raise _api_error(response)
+        return msgspec.json.decode(response.content, type=answer)
+
+    @contextmanager
+    def _open_stream(self, after: int | None) -> Iterator[Iterator[str]]:
+        headers = {"accept": "text/event-stream"}
+        if after is not None:
+            headers["last-event-id"] = str(after)
+        params = {"customer": self._stream_customer} if self._stream_customer else None
+        with self._stream_http.stream("GET", "/v1/stream", headers=headers, params=params) as r:
+            if r.status_code != 200:
+                r.read()
+                raise StreamRefused(r.status_code, r.text)
+            yield r.iter_lines()
+
+    # ------------------------------------------------------------ the safety net
+
+    def _poll_loop(self) -> None:
+        """Every ``poll_interval``: read again what the feed has not kept current (it was
+        down, or a time rule changed an answer). Never dies: a failed round is logged."""
+        stop = self._poll_stop
+        while not stop.wait(self.poll_interval):
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("refreshing cached customers failed; trying again later")
+
+    def poll_once(self) -> int:
+        """Refresh every cached entry older than ``poll_interval`` or past its validity;
+        the number read again."""
+        wall = time.time()
+        stale = [
+            key
+            for key, held in self.cache.entries()
+            if held.expired(wall) or self.cache.age(held, wall) > self.poll_interval
+        ]
+        refreshed = 0
+        for customer, entity in stale:
+            if self._load(customer, entity) is not None:
+                refreshed += 1
+        return refreshed
+
+    # ------------------------------------------------------------ figures
+
+    @property
+    def feed_state(self) -> FeedState:
+        return self.feed.state
+
+
+class Reservation:
+    """A reservation the service answered; a context manager (``Client.reserve``)."""
+
+    def __init__(self, client: Client, outcome: ReservationOutcome) -> None:
+        self._client = client
+        self.outcome = outcome
+        self.used: QuantityIn | None = None
+        self.ended: ReservationView | None = None
+
+    @property
+    def granted(self) -> bool:
+        return self.outcome.granted
+
+    @property
+    def id(self) -> str | None:
+        return self.outcome.id
+
+    def commit(self, amount: QuantityIn | None = None) -> ReservationView:
+        assert self.outcome.id is not None, "a refused reservation has nothing to commit"
+        used = amount if amount is not None else self.used
+        self.ended = self._client.commit_reservation(
+            self.outcome.id, used if used is not None else self.outcome.amount
+        )
+        return self.ended
+
+    def release(self) -> ReservationView:
+        assert self.outcome.id is not None, "a refused reservation has nothing to release"
+        self.ended = self._client.release_reservation(self.outcome.id)
+        return self.ended
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if not self.granted or self.ended is not None:
+            return
+        if error is not None:
+            self.release()
+        else:
+            self.commit()
+
+
+# ---------------------------------------------------------------- helpers
+
+_USER_AGENT = "allotment-python"
+_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
+_fork_generation = [0]
+
+
+def _after_fork_in_child() -> None:
+    _fork_generation[0] += 1
+    for client in list(_CLIENTS):
+        try:
+            client._after_fork()
+        except Exception:
+            log.exception("making the client ready after a fork failed")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _micros(value: QuantityIn, field: str, *, allow_negative: bool = False) -> Micros:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise TypeError(f"{field} must be an int, a Decimal or a decimal string")
+    number = Decimal(value) if isinstance(value, str) else value
+    try:
+        return parse_quantity(number, field, allow_negative=allow_negative)
+    except Exception as error:
+        raise ValueError(str(error)) from error
+
+
+def _number(value: QuantityIn) -> int | Decimal:
+    return Decimal(value) if isinstance(value, str) else value
+
+
+def _number_text(micros: Micros) -> Decimal:
+    return Decimal(micros) / MICROS_PER_UNIT
+
+
+def _without_none(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    try:
+        error = msgspec.json.decode(response.content)["error"]
+        return ApiError(
+            response.status_code, error["code"], error["message"], error.get("details") or {}
+        )
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return ApiError(response.status_code, "unknown", response.text[:200], {})
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _join(thread: threading.Thread | None, timeout: float) -> None:
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout)
+
+
+def _close_soon(http: httpx.Client, timeout: float) -> None:
+    """Close ``http`` from a daemon thread, waiting at most ``timeout``: a connection stuck
+    in the resolver or the network must not hold ``close`` past its timeout."""
+    closer = threading.Thread(target=http.close, name="allotment-close", daemon=True)
+    closer.start()
+    closer.join(timeout)

@@ -1,0 +1,287 @@
+"""The SDK against a real server: cached checks kept current by the change feed, exact.
+
+Every kind of change made through the service (by another client) must reach the SDK's
+cached answer, and the cached answer must then equal the service's own check, field for field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from allotment import Client
+from allotment.sdk.results import CheckResult
+from tests.e2e.conftest import ADMIN_KEY, Server
+
+pytestmark = pytest.mark.slow
+
+DEADLINE = 15.0
+
+
+def seed(http: httpx.Client) -> None:
+    def ok(response: httpx.Response) -> Any:
+        assert response.status_code < 300, response.text
+        return response.json()
+
+    ok(http.put("/v1/features/requests", json={"name": "Requests", "kind": "metered"}))
+    ok(http.put("/v1/features/tokens", json={"name": "Tokens", "kind": "metered"}))
+    ok(http.put("/v1/features/sso", json={"name": "SSO", "kind": "boolean"}))
+    ok(http.put("/v1/features/seats", json={"name": "Seats", "kind": "numeric"}))
+    ok(http.put("/v1/currencies/credits", json={"name": "Credits"}))
+    ok(http.put("/v1/products/coder", json={"name": "Coder"}))
+    plan = {
+        "product": "coder",
+        "name": "Team",
+        "entitlements": {
+            "requests": {"limit": 100, "reset": "month"},
+            "tokens": {"limit": None, "credit_cost": {"currency": "credits", "per_unit": 0.5}},
+            "seats": {"value": 5},
+        },
+    }
+    ok(http.put("/v1/plans/team", json=plan))
+    ok(http.put("/v1/customers/acme", json={"name": "Acme"}))
+    ok(http.post("/v1/customers/acme/subscriptions", json={"plan": "team"}))
+    ok(http.put("/v1/customers/acme/entities/team-a", json={}))
+    ok(http.put("/v1/customers/acme/entities/agent-1", json={"parent": "team-a"}))
+    budget = {"limit": 20, "reset": "day", "enforcement": "hard"}
+    ok(http.put("/v1/customers/acme/entities/team-a/budgets/requests", json=budget))
+    grant = {"amount": 50, "category": "paid", "idempotency_key": "seed-grant"}
+    ok(http.post("/v1/customers/acme/credits/credits/grants", json=grant))
+
+
+@pytest.fixture
+def http(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        seed(client)
+        yield client
+
+
+@pytest.fixture
+def sdk(server: Server, http: httpx.Client, tmp_path: Path) -> Iterator[Client]:
+    client = Client(server.url, api_key=ADMIN_KEY, buffer_path=tmp_path / "buffer.db")
+    assert client.wait_until_ready(10)
+    yield client
+    client.close()
+
+
+def service_check(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = http.post("/v1/check", json=body)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def wire(result: CheckResult) -> dict[str, Any]:
+    """The SDK's answer as the service would write it."""
+    fields: dict[str, Any] = msgspec.json.decode(
+        msgspec.json.Encoder(decimal_format="number").encode(result)
+    )
+    assert fields.pop("data_age") is not None
+    return fields
+
+
+def eventually(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"not within {DEADLINE} s: {what}")
+
+
+def agrees(sdk: Client, http: httpx.Client, **request: Any) -> Callable[[], bool]:
+    """Whether the SDK's cached answer equals the service's for ``request``."""
+
+    def check() -> bool:
+        ours = wire(sdk.check(**request))
+        theirs = service_check(http, **request)
+        return ours == theirs
+
+    return check
+
+
+CASES = [
+    {"customer": "acme", "feature": "requests"},
+    {"customer": "acme", "feature": "requests", "requested": 7},
+    {"customer": "acme", "feature": "requests", "entity": "agent-1", "requested": 3},
+    {"customer": "acme", "feature": "tokens", "requested": 10},
+    {"customer": "acme", "feature": "tokens", "entity": "agent-1"},
+    {"customer": "acme", "feature": "sso"},
+    {"customer": "acme", "feature": "seats", "requested": 6},
+    {"customer": "acme", "feature": "nothing"},
+    {"customer": "nobody", "feature": "requests"},
+    {"customer": "acme", "feature": "requests", "entity": "ghost"},
+]
+
+
+def all_agree(sdk: Client, http: httpx.Client) -> Callable[[], bool]:
+    checks = [agrees(sdk, http, **case) for case in CASES]
+    return lambda: all(check() for check in checks)
+
+
+def test_cached_answers_equal_the_services_for_every_kind_of_answer(
+    sdk: Client, http: httpx.Client
+) -> None:
+    for case in CASES:
+        assert wire(sdk.check(**case)) == service_check(http, **case), case
+    loads = sdk.cache.stats.loads
+    for case in CASES:
+        sdk.check(**case)
+    assert sdk.cache.stats.loads == loads  # answered from the cache
+
+
+def usage(customer: str, feature: str, amount: Any, key: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "customer": customer,
+        "feature": feature,
+        "amount": amount,
+        "idempotency_key": key,
+        **extra,
+    }
+
+
+CHANGES: list[tuple[str, Callable[[httpx.Client], httpx.Response]]] = [
+    ("usage", lambda h: h.post("/v1/usage", json=usage("acme", "requests", 4, "u1"))),
+    (
+        "usage for an entity",
+        lambda h: h.post("/v1/usage", json=usage("acme", "requests", 2, "u2", entity="agent-1")),
+    ),
+    (
+        "credit-priced usage",
+        lambda h: h.post("/v1/usage", json=usage("acme", "tokens", 8, "u3", entity="agent-1")),
+    ),
+    (
+        "a grant",
+        lambda h: h.post(
+            "/v1/customers/acme/credits/credits/grants",
+            json={"amount": 5, "category": "promotional", "idempotency_key": "g2"},
+        ),
+    ),
+    (
+        "a debit",
+        lambda h: h.post(
+            "/v1/customers/acme/credits/credits/debits",
+            json={"amount": 3, "idempotency_key": "d1", "entity": "agent-1"},
+        ),
+    ),
+    (
+        "an override",
+        lambda h: h.put("/v1/customers/acme/overrides/requests", json={"limit": 30}),
+    ),
+    (
+        "a budget",
+        lambda h: h.put(
+            "/v1/customers/acme/entities/agent-1/budgets/requests",
+            json={"limit": 5, "reset": "day", "enforcement": "hard"},
+        ),
+    ),
+    (
+        "a reservation",
+        lambda h: h.post("/v1/reservations", json=usage("acme", "requests", 3, "r1")),
+    ),
+    (
+        "a plan's change",
+        lambda h: h.put(
+            "/v1/plans/team",
+            json={
+                "product": "coder",
+                "name": "Team",
+                "entitlements": {
+                    "requests": {"limit": 100, "reset": "month"},
+                    "tokens": {
+                        "limit": None,
+                        "credit_cost": {"currency": "credits", "per_unit": 0.5},
+                    },
+                    "seats": {"value": 9},
+                    "sso": {},
+                },
+            },
+        ),
+    ),
+    (
+        "a promotion",
+        lambda h: h.post("/v1/customers/acme/promotions", json={"feature": "seats", "value": 20}),
+    ),
+    ("archiving", lambda h: h.delete("/v1/customers/acme")),
+]
+
+
+def test_every_kind_of_change_reaches_the_cached_answer(sdk: Client, http: httpx.Client) -> None:
+    assert all_agree(sdk, http)()
+    for name, change in CHANGES:
+        response = change(http)
+        assert response.status_code < 300, (name, response.text)
+        eventually(all_agree(sdk, http), f"the SDK's answers after {name}")
+
+
+def test_own_reports_count_at_once_and_exactly_once(sdk: Client, http: httpx.Client) -> None:
+    before = sdk.check("acme", "requests").current_usage
+    for n in range(10):
+        sdk.report_usage("acme", "requests", 1, entity="agent-1", idempotency_key=f"own-{n}")
+        assert sdk.check("acme", "requests").current_usage == before + n + 1
+    eventually(lambda: sdk.buffer.depth() == 0, "the buffer drained")
+    eventually(all_agree(sdk, http), "the SDK agrees with the service")
+    assert service_check(http, customer="acme", feature="requests")["current_usage"] == 10
+
+
+def test_a_change_through_another_process_reaches_the_cache_quickly(
+    sdk: Client, http: httpx.Client
+) -> None:
+    """Write on the service, watch the cached answer change (the bench measures the lag)."""
+    sdk.check("acme", "requests")
+    for n in range(20):
+        expected = n + 1
+        http.post("/v1/usage", json=usage("acme", "requests", 1, f"lag-{n}"))
+        eventually(
+            lambda expected=expected: sdk.check("acme", "requests").current_usage == expected,
+            "usage reached the cache",
+        )
+    assert sdk.cache.stats.loads == 1  # followed, never read again
+
+
+def test_enforced_usage_is_decided_by_the_service(sdk: Client, http: httpx.Client) -> None:
+    report = sdk.report_usage("acme", "requests", 101, enforce=True, idempotency_key="big")
+    assert report.recorded is False
+    assert report.result is not None
+    assert report.result.access_denied_reason == "usage_limit_exceeded"
+    report = sdk.report_usage("acme", "requests", 5, enforce=True, idempotency_key="fits")
+    assert report.recorded is True and not report.buffered
+    eventually(lambda: sdk.check("acme", "requests").current_usage == 5, "the usage counted")
+
+
+def test_reservation_context_commits_what_the_block_set_or_releases(
+    sdk: Client, http: httpx.Client
+) -> None:
+    with sdk.reserve("acme", "requests", 10) as hold:
+        assert hold.granted
+        hold.used = 4
+    assert hold.ended is not None and hold.ended.committed_amount == 4
+    with pytest.raises(RuntimeError), sdk.reserve("acme", "requests", 10) as failed:
+        raise RuntimeError("the model call failed")
+    assert failed.ended is not None and failed.ended.status == "released"
+    eventually(agrees(sdk, http, customer="acme", feature="requests"), "usage 4")
+    assert service_check(http, customer="acme", feature="requests")["current_usage"] == 4
+
+
+def test_typed_admin_and_credit_calls(sdk: Client) -> None:
+    assert sdk.get_customer("acme").name == "Acme"
+    pool = sdk.credit_pool("acme", "credits")
+    assert pool.balance == 50
+    debit = sdk.debit_credits("acme", "credits", "1.5", idempotency_key="typed-debit")
+    assert debit.applied and debit.balance == pytest.approx(48.5)
+    ledger = sdk.credit_ledger("acme", "credits")
+    assert [entry.type for entry in ledger.data] == ["grant", "debit"]
+    assert [a.feature for a in sdk.entitlements("acme").entitlements] == [
+        "requests",
+        "tokens",
+        "seats",
+    ]
+    key = sdk.create_api_key("ci", "server")
+    assert key.key and key.scope == "server"
+    assert sdk.revoke_api_key(key.id).revoked_at is not None
