@@ -251,7 +251,8 @@ def test_enforced_usage_is_decided_by_the_service(sdk: Client, http: httpx.Clien
     assert report.result is not None
     assert report.result.access_denied_reason == "usage_limit_exceeded"
     report = sdk.report_usage("acme", "requests", 5, enforce=True, idempotency_key="fits")
-    assert report.recorded is True and not report.buffered
+    assert report.recorded is True
+    assert not report.buffered
     eventually(lambda: sdk.check("acme", "requests").current_usage == 5, "the usage counted")
 
 
@@ -261,10 +262,12 @@ def test_reservation_context_commits_what_the_block_set_or_releases(
     with sdk.reserve("acme", "requests", 10) as hold:
         assert hold.granted
         hold.used = 4
-    assert hold.ended is not None and hold.ended.committed_amount == 4
+    assert hold.ended is not None
+    assert hold.ended.committed_amount == 4
     with pytest.raises(RuntimeError), sdk.reserve("acme", "requests", 10) as failed:
         raise RuntimeError("the model call failed")
-    assert failed.ended is not None and failed.ended.status == "released"
+    assert failed.ended is not None
+    assert failed.ended.status == "released"
     eventually(agrees(sdk, http, customer="acme", feature="requests"), "usage 4")
     assert service_check(http, customer="acme", feature="requests")["current_usage"] == 4
 
@@ -274,7 +277,8 @@ def test_typed_admin_and_credit_calls(sdk: Client) -> None:
     pool = sdk.credit_pool("acme", "credits")
     assert pool.balance == 50
     debit = sdk.debit_credits("acme", "credits", "1.5", idempotency_key="typed-debit")
-    assert debit.applied and debit.balance == pytest.approx(48.5)
+    assert debit.applied
+    assert debit.balance == pytest.approx(48.5)
     ledger = sdk.credit_ledger("acme", "credits")
     assert [entry.type for entry in ledger.data] == ["grant", "debit"]
     assert [a.feature for a in sdk.entitlements("acme").entitlements] == [
@@ -283,5 +287,6 @@ def test_typed_admin_and_credit_calls(sdk: Client) -> None:
         "seats",
     ]
     key = sdk.create_api_key("ci", "server")
-    assert key.key and key.scope == "server"
+    assert key.key
+    assert key.scope == "server"
     assert sdk.revoke_api_key(key.id).revoked_at is not None

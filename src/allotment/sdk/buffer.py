@@ -70,6 +70,10 @@ _RELEASE = (
 _DELETE = "DELETE FROM usage_reports WHERE id = ?"
 _COUNT = "SELECT COUNT(*) FROM usage_reports"
 _NO_ROW_ABOVE = 2**63 - 1
+_LIVE_OWNERS = "SELECT DISTINCT lease_owner FROM usage_reports WHERE lease_until > ?"
+_FREE_OWNER = (
+    "UPDATE usage_reports SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+)
 
 _SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
 
@@ -183,6 +187,7 @@ class UsageBuffer:
         with self._lock:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
+                self._free_leases_of_dead_processes(now)
                 held = self._connection.execute(_FIRST_HELD, (now,)).fetchone()
                 bound = _NO_ROW_ABOVE if held is None else int(held[0])
                 rows = self._connection.execute(_CLAIMABLE, (bound, limit)).fetchall()
@@ -194,6 +199,14 @@ class UsageBuffer:
                 self._connection.execute("ROLLBACK")
                 raise
         return [BufferedReport(row[0], row[1], bytes(row[2]), row[3]) for row in rows]
+
+    def _free_leases_of_dead_processes(self, now: float) -> None:
+        """End the leases of processes of this host that are gone (killed while delivering):
+        their reports need not wait for the lease to run out."""
+        owners = self._connection.execute(_LIVE_OWNERS, (now,)).fetchall()
+        for (owner,) in owners:
+            if _gone(owner):
+                self._connection.execute(_FREE_OWNER, (owner,))
 
     def remove(self, report_id: int) -> None:
         """Forget a report the service answered. Removing it twice is harmless: ids are
@@ -774,3 +787,19 @@ def _error_message(body: bytes) -> str:
 def _default_owner() -> str:
     """Names the lease holder in the file, for whoever inspects it: host, process, instance."""
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def _gone(owner: str) -> bool:
+    """Whether ``owner`` (``_default_owner``'s host/pid/instance) is a process of this host
+    that no longer runs. Owners of other hosts, or named otherwise, are never judged."""
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False

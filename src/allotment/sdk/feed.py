@@ -172,6 +172,8 @@ class FeedFollower:
                 delay = self._backoff.failed(time.monotonic())
                 log.info("the change feed was cut (%s); reconnecting in %.1f s", error, delay)
             except Exception as error:
+                if self._stop.is_set():
+                    return  # closing: the connection was closed under the read
                 # A fault of this process (a message it could not apply): never a silent death
                 # of the thread. The message was not counted as handled, so it comes again.
                 self.errors += 1
