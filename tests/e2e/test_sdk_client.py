@@ -6,6 +6,7 @@ cached answer, and the cached answer must then equal the service's own check, fi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import httpx
 import msgspec
 import pytest
 
-from allotment import Client
+from allotment import AsyncClient, Client
 from allotment.sdk.results import CheckResult
 from tests.e2e.conftest import ADMIN_KEY, Server
 
@@ -290,3 +291,45 @@ def test_typed_admin_and_credit_calls(sdk: Client) -> None:
     assert key.key
     assert key.scope == "server"
     assert sdk.revoke_api_key(key.id).revoked_at is not None
+
+
+def test_without_the_feed_a_reread_state_counts_delivered_reports_once(
+    server: Server, http: httpx.Client, tmp_path: Path
+) -> None:
+    client = Client(
+        server.url,
+        api_key=ADMIN_KEY,
+        buffer_path=tmp_path / "polled.db",
+        follow=False,
+        poll_interval=0.05,
+    )
+    try:
+        assert client.check("acme", "requests").current_usage == 0
+        for n in range(5):
+            client.report_usage("acme", "requests", 1, idempotency_key=f"polled-{n}")
+        assert client.check("acme", "requests").current_usage == 5
+        eventually(lambda: client.buffer.depth() == 0, "the buffer drained")
+        loads = client.cache.stats.loads
+        eventually(lambda: client.cache.stats.loads > loads, "the poll read the state again")
+        assert client.check("acme", "requests").current_usage == 5
+        assert service_check(http, customer="acme", feature="requests")["current_usage"] == 5
+    finally:
+        client.close()
+
+
+def test_the_async_client_answers_from_the_same_cache(server: Server, http: httpx.Client) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(server.url, api_key=ADMIN_KEY) as client:
+            assert await client.wait_until_ready(10)
+            first = await client.check("acme", "requests", requested=3)
+            assert first.has_access
+            loads = client.client.cache.stats.loads
+            again = await client.check("acme", "requests", requested=3)
+            assert again == first
+            assert client.client.cache.stats.loads == loads
+            report = await client.report_usage("acme", "requests", 2)
+            assert report.buffered
+            pool = await client.credit_pool("acme", "credits")
+            assert pool.balance == 50
+
+    asyncio.run(scenario())

@@ -31,6 +31,7 @@ from allotment.sdk.results import CheckResult
 from allotment.service.answers import CheckAnswer, CustomerState
 
 HOT_SECONDS = 1.0  # how long a built answer is reused before its age is worked out again
+MAX_HOT = 100_000  # built answers kept at once
 EntryKey = tuple[str, str | None]
 HotKey = tuple[str, str, str | None, Hashable]
 
@@ -89,7 +90,8 @@ class LocalCache:
         self._entries: OrderedDict[EntryKey, Held] = OrderedDict()
         self._by_customer: dict[str, set[EntryKey]] = {}
         self._pending: dict[str, list[Pending]] = {}
-        self._delivered: set[str] = set()  # idempotency keys the service recorded
+        # Idempotency keys the service recorded, with when it answered (time.time()).
+        self._delivered: dict[str, float] = {}
         self._recent: deque[_Recent] = deque(maxlen=self.recent_size)
         self._hot: dict[HotKey, _Hot] = {}
         self._hot_keys: dict[str, list[HotKey]] = {}
@@ -120,6 +122,9 @@ class LocalCache:
 
     def keep_hot(self, key: HotKey, result: CheckResult, until: float) -> None:
         """Keep an answer built under :attr:`lock` from the entry as it still is."""
+        if len(self._hot) >= MAX_HOT:
+            self._hot.clear()  # answers for many distinct requests: built again as asked
+            self._hot_keys.clear()
         self._hot[key] = _Hot(result, until)
         self._hot_keys.setdefault(key[0], []).append(key)
 
@@ -139,10 +144,11 @@ class LocalCache:
         held = Held(Entry.of(state), received_at, service_now - midpoint)
         with self.lock:
             self.stats.loads += 1
+            self._settle_delivered(state.customer, sent_at)
+            self._drop_hot(state.customer)
             if not self._catch_up(held.entry):
                 return held
             key = (state.customer, state.entity)
-            self._drop_hot(state.customer)
             self._entries[key] = held
             self._entries.move_to_end(key)
             self._by_customer.setdefault(state.customer, set()).add(key)
@@ -180,7 +186,7 @@ class LocalCache:
         already counted) stops counting; a recorded one counts until the feed shows it."""
         with self.lock:
             if recorded:
-                self._delivered.add(idempotency_key)
+                self._delivered[idempotency_key] = time.time()
                 return
             self._remove_pending(customer, lambda p: p.idempotency_key == idempotency_key)
 
@@ -191,10 +197,27 @@ class LocalCache:
         for index, report in enumerate(reports):
             if matches(report):
                 del reports[index]
-                self._delivered.discard(report.idempotency_key)
+                self._delivered.pop(report.idempotency_key, None)
                 self._drop_hot(customer)
                 break
         if not reports:
+            del self._pending[customer]
+
+    def _settle_delivered(self, customer: str, read_after: float) -> None:
+        """A state read after the service recorded a report counts it (or, read from a
+        process that had not applied it yet, the feed's event will): it stops counting as
+        pending. Left pending, it would count twice until the feed showed it."""
+        reports = self._pending.get(customer)
+        if not reports:
+            return
+        delivered = self._delivered
+        kept = [p for p in reports if delivered.get(p.idempotency_key, read_after) >= read_after]
+        for report in reports:
+            if delivered.get(report.idempotency_key, read_after) < read_after:
+                del delivered[report.idempotency_key]
+        if kept:
+            self._pending[customer] = kept
+        else:
             del self._pending[customer]
 
     # ------------------------------------------------------------ the feed
