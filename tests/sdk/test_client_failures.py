@@ -213,3 +213,16 @@ def test_a_client_made_before_a_fork_works_in_the_child(tmp_path: Path) -> None:
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         client.close(timeout=1)
+
+
+@pytest.mark.parametrize("customer", ["../api-keys", "acme/credits/credits", "", "a b", "acme\n"])
+def test_an_id_from_outside_never_changes_the_route_asked(
+    make_client: Callable[..., Client], customer: str
+) -> None:
+    upstream = Upstream(unavailable)
+    client = make_client(upstream, follow=False)
+    with pytest.raises(ValueError, match="not a valid id"):
+        client.check(customer, "exports")
+    with pytest.raises(ValueError, match="not a valid id"):
+        client.credit_pool(customer, "credits")
+    assert not [r for r in upstream.requests if "/v1/customers" in r]

@@ -29,6 +29,7 @@ import httpx
 import msgspec
 
 from allotment.domain.decision import credit_cost
+from allotment.domain.ids import is_client_id
 from allotment.domain.quantities import MICROS_PER_UNIT, Micros, parse_quantity
 from allotment.domain.resolution import DenialReason
 from allotment.sdk.buffer import Answer, BufferedReport, UsageBuffer, UsageDelivery
@@ -273,7 +274,7 @@ class Client:
         sent = time.time()
         try:
             state = self._call(
-                "GET", f"/v1/customers/{customer}/state", CustomerState, params=params
+                "GET", _path("/v1/customers/{}/state", customer), CustomerState, params=params
             )
         except (ServiceUnavailable, ApiError) as error:
             self.upstream_errors += 1
@@ -472,14 +473,14 @@ class Client:
     def commit_reservation(self, reservation_id: str, amount: QuantityIn) -> ReservationView:
         return self._call(
             "POST",
-            f"/v1/reservations/{reservation_id}/commit",
+            _path("/v1/reservations/{}/commit", reservation_id),
             ReservationView,
             body={"amount": _number(amount)},
         )
 
     def release_reservation(self, reservation_id: str) -> ReservationView:
         return self._call(
-            "POST", f"/v1/reservations/{reservation_id}/release", ReservationView, body={}
+            "POST", _path("/v1/reservations/{}/release", reservation_id), ReservationView, body={}
         )
 
     # ------------------------------------------------------------ credits
@@ -508,11 +509,11 @@ class Client:
             expires_at=expires_at,
             reason=reason,
         )
-        path = f"/v1/customers/{customer}/credits/{currency}/grants"
+        path = _path("/v1/customers/{}/credits/{}/grants", customer, currency)
         return self._call("POST", path, GrantOutcome, body=body)
 
     def void_grant(self, customer: str, currency: str, grant: str) -> GrantView:
-        path = f"/v1/customers/{customer}/credits/{currency}/grants/{grant}/void"
+        path = _path("/v1/customers/{}/credits/{}/grants/{}/void", customer, currency, grant)
         return self._call("POST", path, GrantView, body={})
 
     def debit_credits(
@@ -533,45 +534,51 @@ class Client:
             feature=feature,
             enforce=enforce,
         )
-        path = f"/v1/customers/{customer}/credits/{currency}/debits"
+        path = _path("/v1/customers/{}/credits/{}/debits", customer, currency)
         return self._call("POST", path, DebitOutcome, body=body)
 
     def credit_pool(self, customer: str, currency: str) -> PoolBalance:
-        return self._call("GET", f"/v1/customers/{customer}/credits/{currency}", PoolBalance)
+        return self._call(
+            "GET", _path("/v1/customers/{}/credits/{}", customer, currency), PoolBalance
+        )
 
     def credit_ledger(
         self, customer: str, currency: str, *, after: str | None = None, limit: int | None = None
     ) -> Page[LedgerEntryView]:
-        path = f"/v1/customers/{customer}/credits/{currency}/ledger"
+        path = _path("/v1/customers/{}/credits/{}/ledger", customer, currency)
         params = _without_none(after=after, limit=limit)
         return self._call("GET", path, Page[LedgerEntryView], params=params)
 
     def credit_grants(
         self, customer: str, currency: str, *, after: str | None = None, limit: int | None = None
     ) -> Page[GrantView]:
-        path = f"/v1/customers/{customer}/credits/{currency}/grants"
+        path = _path("/v1/customers/{}/credits/{}/grants", customer, currency)
         params = _without_none(after=after, limit=limit)
         return self._call("GET", path, Page[GrantView], params=params)
 
     def credit_revenue(self, customer: str, currency: str) -> Revenue:
-        return self._call("GET", f"/v1/customers/{customer}/credits/{currency}/revenue", Revenue)
+        return self._call(
+            "GET", _path("/v1/customers/{}/credits/{}/revenue", customer, currency), Revenue
+        )
 
     # ------------------------------------------------------------ catalog (admin)
 
     def put_feature(self, feature: str, definition: Mapping[str, Any]) -> FeatureView:
-        return self._call("PUT", f"/v1/features/{feature}", FeatureView, body=definition)
+        return self._call("PUT", _path("/v1/features/{}", feature), FeatureView, body=definition)
 
     def put_currency(self, currency: str, definition: Mapping[str, Any]) -> CurrencyView:
-        return self._call("PUT", f"/v1/currencies/{currency}", CurrencyView, body=definition)
+        return self._call(
+            "PUT", _path("/v1/currencies/{}", currency), CurrencyView, body=definition
+        )
 
     def put_product(self, product: str, definition: Mapping[str, Any]) -> ProductView:
-        return self._call("PUT", f"/v1/products/{product}", ProductView, body=definition)
+        return self._call("PUT", _path("/v1/products/{}", product), ProductView, body=definition)
 
     def put_plan(self, plan: str, definition: Mapping[str, Any]) -> PlanView:
-        return self._call("PUT", f"/v1/plans/{plan}", PlanView, body=definition)
+        return self._call("PUT", _path("/v1/plans/{}", plan), PlanView, body=definition)
 
     def put_addon(self, addon: str, definition: Mapping[str, Any]) -> AddonView:
-        return self._call("PUT", f"/v1/addons/{addon}", AddonView, body=definition)
+        return self._call("PUT", _path("/v1/addons/{}", addon), AddonView, body=definition)
 
     def features(self) -> Page[FeatureView]:
         return self._call("GET", "/v1/features", Page[FeatureView])
@@ -582,31 +589,31 @@ class Client:
     # ------------------------------------------------------------ customers (admin)
 
     def put_customer(self, customer: str, definition: Mapping[str, Any]) -> CustomerView:
-        return self._call("PUT", f"/v1/customers/{customer}", CustomerView, body=definition)
+        return self._call("PUT", _path("/v1/customers/{}", customer), CustomerView, body=definition)
 
     def get_customer(self, customer: str) -> CustomerView:
-        return self._call("GET", f"/v1/customers/{customer}", CustomerView)
+        return self._call("GET", _path("/v1/customers/{}", customer), CustomerView)
 
     def archive_customer(self, customer: str) -> CustomerView:
-        return self._call("DELETE", f"/v1/customers/{customer}", CustomerView)
+        return self._call("DELETE", _path("/v1/customers/{}", customer), CustomerView)
 
     def subscribe(self, customer: str, plan: str, **fields: Any) -> SubscriptionView:
         body = {"plan": plan, **fields}
-        path = f"/v1/customers/{customer}/subscriptions"
+        path = _path("/v1/customers/{}/subscriptions", customer)
         return self._call("POST", path, SubscriptionView, body=body)
 
     def subscriptions(self, customer: str) -> Page[SubscriptionView]:
-        path = f"/v1/customers/{customer}/subscriptions"
+        path = _path("/v1/customers/{}/subscriptions", customer)
         return self._call("GET", path, Page[SubscriptionView])
 
     def update_subscription(
         self, customer: str, subscription: str, **fields: Any
     ) -> SubscriptionView:
-        path = f"/v1/customers/{customer}/subscriptions/{subscription}"
+        path = _path("/v1/customers/{}/subscriptions/{}", customer, subscription)
         return self._call("PATCH", path, SubscriptionView, body=fields)
 
     def cancel_subscription(self, customer: str, subscription: str) -> SubscriptionView:
-        path = f"/v1/customers/{customer}/subscriptions/{subscription}"
+        path = _path("/v1/customers/{}/subscriptions/{}", customer, subscription)
         return self._call("DELETE", path, SubscriptionView)
 
     # ------------------------------------------------------------ API keys (admin)
@@ -621,7 +628,7 @@ class Client:
         return self._call("GET", "/v1/api-keys", Page[ApiKeyView])
 
     def revoke_api_key(self, key_id: str) -> ApiKeyView:
-        return self._call("DELETE", f"/v1/api-keys/{key_id}", ApiKeyView)
+        return self._call("DELETE", _path("/v1/api-keys/{}", key_id), ApiKeyView)
 
     # ------------------------------------------------------------ HTTP
 
@@ -787,6 +794,15 @@ def _number(value: QuantityIn) -> int | Decimal:
 
 def _number_text(micros: Micros) -> Decimal:
     return Decimal(micros) / MICROS_PER_UNIT
+
+
+def _path(template: str, *ids: str) -> str:
+    """``template`` with each ``{}`` an id, checked against the contract's id pattern first: an
+    id from outside (a customer name a user typed) must never change which route is asked."""
+    for value in ids:
+        if not isinstance(value, str) or not is_client_id(value):
+            raise ValueError(f"{value!r} is not a valid id (^[A-Za-z0-9][A-Za-z0-9._:-]{{0,127}}$)")
+    return template.format(*ids)
 
 
 def _without_none(**fields: Any) -> dict[str, Any]:
