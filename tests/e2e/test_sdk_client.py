@@ -7,6 +7,7 @@ cached answer, and the cached answer must then equal the service's own check, fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 
 from allotment import AsyncClient, Client
 from allotment.sdk.results import CheckResult
-from tests.e2e.conftest import ADMIN_KEY, Server
+from tests.e2e.conftest import ADMIN_KEY, Server, free_port
+from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -333,3 +335,44 @@ def test_the_async_client_answers_from_the_same_cache(server: Server, http: http
             assert pool.balance == 50
 
     asyncio.run(scenario())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """``serve --workers 2``: states, writes and the stream each come from either process."""
+    with contextlib.ExitStack() as stack:
+        args: tuple[str, ...] = ("--workers", "2")
+        if request.param == "postgres":
+            postgres: PostgresServer = request.getfixturevalue("postgres")
+            args += ("--database-url", stack.enter_context(postgres.fresh_database()))
+        server = Server(
+            database=tmp_path / "allotment.db",
+            port=free_port(),
+            args=args,
+            env={"ALLOTMENT_TEST_CLOCK": "0"},
+            stderr=tmp_path / "serve.log",
+        )
+        server.start()
+        stack.callback(server.stop)
+        yield server
+
+
+def test_cached_answers_stay_exact_across_worker_processes(
+    two_workers: Server, tmp_path: Path
+) -> None:
+    with two_workers.client() as http:
+        seed(http)
+        client = Client(two_workers.url, api_key=ADMIN_KEY, buffer_path=tmp_path / "b.db")
+        try:
+            assert client.wait_until_ready(10)
+            assert all_agree(client, http)()
+            for name, change in CHANGES[:-1]:  # archiving last would end the comparison early
+                assert change(http).status_code < 300, name
+                eventually(all_agree(client, http), f"the SDK's answers after {name}")
+            for n in range(30):
+                client.report_usage("acme", "requests", 1, idempotency_key=f"w-{n}")
+                http.post("/v1/usage", json=usage("acme", "requests", 1, f"direct-{n}"))
+            eventually(lambda: client.buffer.depth() == 0, "the buffer drained")
+            eventually(all_agree(client, http), "the SDK's answers after 60 reports")
+        finally:
+            client.close()
