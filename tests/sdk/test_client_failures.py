@@ -226,3 +226,21 @@ def test_an_id_from_outside_never_changes_the_route_asked(
     with pytest.raises(ValueError, match="not a valid id"):
         client.credit_pool(customer, "credits")
     assert not [r for r in upstream.requests if "/v1/customers" in r]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>a proxy's page</html>"),
+        httpx.Response(200, json={"unexpected": True}),
+        httpx.Response(404, json={"error": {"code": "not_found", "message": "an older service"}}),
+    ],
+    ids=["html", "another shape", "no state route"],
+)
+def test_an_answer_not_in_the_apis_form_is_no_answer(
+    make_client: Callable[..., Client], answer: httpx.Response
+) -> None:
+    client = make_client(lambda request: answer, follow=False)
+    result = client.check("acme", "exports")
+    assert result.is_fallback
+    assert client.upstream_errors == 1

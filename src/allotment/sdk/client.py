@@ -277,9 +277,9 @@ class Client:
                 "GET", _path("/v1/customers/{}/state", customer), CustomerState, params=params
             )
         except (ServiceUnavailable, ApiError) as error:
+            if isinstance(error, ApiError) and error.status == 400:
+                raise  # an id or entity the service refuses: the caller's to fix
             self.upstream_errors += 1
-            if isinstance(error, ApiError) and error.status not in (401, 403):
-                raise
             self._unreachable_until = time.monotonic() + 1.0
             log.warning("could not read %s's state (%s): answering without it", customer, error)
             return None
@@ -664,7 +664,12 @@ class Client:
             raise ServiceUnavailable(f"{method} {path}: {status} {response.text[:200]}")
         if status >= 400:
             raise _api_error(response)
-        return msgspec.json.decode(response.content, type=answer)
+        try:
+            return msgspec.json.decode(response.content, type=answer)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            # Not the service's answer (a proxy's page, another version): as good as no answer.
+            detail = f"{method} {path}: an answer not in the API's form: {error}"
+            raise ServiceUnavailable(detail) from error
 
     @contextmanager
     def _open_stream(self, after: int | None) -> Iterator[Iterator[str]]:
