@@ -6,10 +6,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from allotment.config import DEFAULT_DATABASE, Settings, parse_origins
+
+if TYPE_CHECKING:
+    from allotment.sdk import Fallback
 
 
 @click.group()
@@ -268,6 +272,155 @@ def openapi(output_format: str) -> None:
         click.echo(render(document()), nl=False)
     else:
         click.echo(msgspec.json.format(document_bytes(), indent=2).decode())
+
+
+@main.command()
+@click.option(
+    "--upstream",
+    required=True,
+    envvar="ALLOTMENT_UPSTREAM",
+    show_envvar=True,
+    help="The service's base URL (http://allotment.internal:8080).",
+)
+@click.option(
+    "--api-key",
+    required=True,
+    envvar="ALLOTMENT_API_KEY",
+    show_envvar=True,
+    help="A server-scope key: the sidecar calls the service with it for every app it serves.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The sidecar has no authentication: whoever reaches it acts with --api-key, so it"
+    " listens on loopback unless told otherwise.",
+)
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--fallback",
+    "fallback_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSON: feature id (or * for any) -> a partial check result with has_access, answered"
+    " (is_fallback: true) for what the cache never saw while the service is unreachable"
+    " (default: denied).",
+)
+@click.option(
+    "--buffer",
+    "buffer_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("allotment-sidecar-buffer.db"),
+    help="SQLite file usage reports wait in until delivered (default:"
+    " allotment-sidecar-buffer.db in the current directory); reports left there are"
+    " delivered at the next start.",
+)
+@click.option(
+    "--max-staleness",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a cached answer may age without news from the service; older ones are read"
+    " again, and while they cannot be, the fallback answers.",
+)
+@click.option(
+    "--offline",
+    "offline_policies",
+    multiple=True,
+    metavar="FEATURE=deny|cache|allow",
+    help="What an enforced usage report of FEATURE (* for any) does while the service is"
+    " unreachable: refuse it, decide by the cache, or allow it (default: cache); repeatable.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    envvar="ALLOTMENT_LOG_LEVEL",
+    show_envvar=True,
+)
+def sidecar(
+    upstream: str,
+    api_key: str,
+    host: str,
+    port: int,
+    fallback_file: Path | None,
+    buffer_path: Path,
+    max_staleness: float,
+    offline_policies: tuple[str, ...],
+    log_level: str,
+) -> None:
+    """Serve the request path on loopback for apps in any language: checks and entitlements
+    from a local cache kept current by the change feed, usage buffered until delivered,
+    reservations passed through, and /livez, /readyz and /metrics."""
+    import sys
+
+    from allotment.api.logs import configure_logging
+    from allotment.sdk import Client
+    from allotment.sidecar.server import serve as serve_sidecar
+
+    if not upstream.startswith(("http://", "https://")):
+        raise _OptionError(f"--upstream {upstream}: expected an http:// or https:// URL")
+    offline = _offline_policies(offline_policies)
+    fallback = None if fallback_file is None else _load_fallback(fallback_file)
+    configure_logging(log_level, "text", 0.0)
+    if log_level != "debug":  # a line for every state read and every report delivered
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    client = Client(
+        upstream,
+        api_key=api_key,
+        fallback=fallback,
+        buffer_path=buffer_path,
+        max_staleness=max_staleness,
+        offline=offline,
+    )
+    log = logging.getLogger("allotment.sidecar")
+    log.info(
+        "Allotment sidecar on http://%s:%d for %s (buffer %s)", host, port, upstream, buffer_path
+    )
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "The sidecar has no authentication: whoever reaches %s acts with its key.", host
+        )
+    sys.exit(serve_sidecar(client, host=host, port=port, log_level=log_level))
+
+
+class _OptionError(click.ClickException):
+    """A bad option value: one line on stderr naming the option, and click's usage-error exit
+    status (2), rather than a traceback or the whole usage text."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))  # one line, whatever the cause wrote
+
+
+def _offline_policies(given: tuple[str, ...]) -> dict[str, str]:
+    """``FEATURE=POLICY`` options as the ``Client``'s ``offline`` mapping."""
+    from allotment.sdk import OfflinePolicy
+
+    choices = [policy.value for policy in OfflinePolicy]
+    policies: dict[str, str] = {}
+    for option in given:
+        feature, _, policy = option.partition("=")
+        if not feature or policy not in choices:
+            raise _OptionError(f"--offline {option}: expected FEATURE={'|'.join(choices)}")
+        policies[feature] = policy
+    return policies
+
+
+def _load_fallback(path: Path) -> Fallback:
+    import msgspec
+
+    from allotment.sdk import Fallback
+
+    try:
+        return Fallback.load(path)
+    except OSError as error:
+        raise _OptionError(f"--fallback {path}: {error.strerror or error}") from error
+    except (ValueError, msgspec.MsgspecError) as error:  # not JSON, or not check results
+        reason = str(error).removeprefix(f"{path}: ")
+        raise _OptionError(f"--fallback {path}: {reason}") from error
 
 
 def _load_demo(

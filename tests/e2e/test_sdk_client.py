@@ -376,3 +376,22 @@ def test_cached_answers_stay_exact_across_worker_processes(
             eventually(all_agree(client, http), "the SDK's answers after 60 reports")
         finally:
             client.close()
+
+
+def test_close_ends_a_live_stream_at_once(server: Server, http: httpx.Client) -> None:
+    client = Client(server.url, api_key=ADMIN_KEY)
+    assert client.wait_until_ready(10)
+    client.close(timeout=1)
+    # The stream's read was cut, not waited out: the thread has ended. Just connected, the
+    # stream is silent for 10 s (its keep-alive) and the read times out after 45 s, while
+    # close gave the thread half a second.
+    assert not client.feed.alive
+
+
+def test_a_key_sent_twice_counts_once(sdk: Client, http: httpx.Client) -> None:
+    for _ in range(3):
+        sdk.report_usage("acme", "requests", 2, idempotency_key="same-key")
+    assert sdk.check("acme", "requests").current_usage == 2
+    eventually(lambda: sdk.buffer.depth() == 0, "the buffer drained")
+    eventually(all_agree(sdk, http), "the SDK agrees with the service")
+    assert sdk.check("acme", "requests").current_usage == 2

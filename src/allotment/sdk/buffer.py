@@ -443,6 +443,11 @@ class Backoff:
         healthy for ``healthy_reset`` seconds."""
         self._forget_if_healthy(now)
 
+    def reset(self) -> None:
+        """Start the delays over: the service is known to be back."""
+        self._ceiling = None
+        self._last_failure = None
+
     def _forget_if_healthy(self, now: float) -> None:
         if self._last_failure is not None and now - self._last_failure >= self._healthy_reset:
             self._ceiling = None
@@ -487,6 +492,7 @@ class UsageDelivery:
     _control: threading.Lock
     _wakeup: threading.Event
     _stopping: threading.Event
+    _retry: threading.Event
     _thread: threading.Thread | None
     _state: DeliveryState
 
@@ -552,6 +558,13 @@ class UsageDelivery:
         reaches a healthy service within milliseconds. A wake does not cut a backoff short."""
         self._wakeup.set()
 
+    def retry_now(self) -> None:
+        """The service is known to answer again (its change feed is live): cut a backoff
+        short and start its delays over, so reports held through an outage go at once."""
+        self._backoff.reset()
+        self._retry.set()
+        self._wakeup.set()
+
     def stop(self, timeout: float) -> bool:
         """Ask the thread to stop and wait ``timeout`` seconds at most for it.
 
@@ -562,6 +575,7 @@ class UsageDelivery:
             self._stopped = True
             self._state = DeliveryState.STOPPED
             self._stopping.set()
+            self._retry.set()
             self._wakeup.set()
             thread = self._thread
         if thread is None or thread is threading.current_thread():
@@ -589,6 +603,7 @@ class UsageDelivery:
     def _reset_process_state(self) -> None:
         self._control = threading.Lock()
         self._wakeup = threading.Event()
+        self._retry = threading.Event()
         self._stopping = threading.Event()
         self._thread = None
         self._state = DeliveryState.IDLE
@@ -614,7 +629,8 @@ class UsageDelivery:
         if delay is None:
             self._wakeup.wait(self._lease_seconds)
         elif delay > 0:
-            stopping.wait(delay)
+            self._retry.wait(delay)  # set by stop() too
+        self._retry.clear()
         self._wakeup.clear()
 
     def _guarded_pass(self, stopping: threading.Event) -> float | None:

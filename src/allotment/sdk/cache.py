@@ -176,10 +176,21 @@ class LocalCache:
 
     # ------------------------------------------------------------ own reports
 
-    def add_pending(self, customer: str, report: Pending) -> None:
+    def add_pending(self, customer: str, report: Pending) -> bool:
+        """Count a report until the feed shows it; False when its key is counted already
+        (sent twice, it is recorded once)."""
         with self.lock:
-            self._pending.setdefault(customer, []).append(report)
+            reports = self._pending.setdefault(customer, [])
+            if any(p.idempotency_key == report.idempotency_key for p in reports):
+                return False
+            reports.append(report)
             self._drop_hot(customer)
+            return True
+
+    def drop_pending(self, customer: str, idempotency_key: str) -> None:
+        """Stop counting a report that was never kept (the buffer refused it)."""
+        with self.lock:
+            self._remove_pending(customer, lambda p: p.idempotency_key == idempotency_key)
 
     def answered(self, customer: str, idempotency_key: str, recorded: bool) -> None:
         """The service answered a report: one it did not record (refused, or a replay of one

@@ -11,8 +11,10 @@ connections, stream and buffer connection the first time it uses the client.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -129,7 +131,13 @@ class Client:
         self._closed = False
         self._http = self._new_http()
         self._stream_http = self._new_http(read=_STREAM_READ_TIMEOUT)
-        self.feed = FeedFollower(self._open_stream, self.cache.apply, heard=self.cache.heard)
+        self.feed = FeedFollower(
+            self._open_stream,
+            self.cache.apply,
+            heard=self.cache.heard,
+            live=self._service_back,
+        )
+        self._stream_socket: socket.socket | None = None
         self.delivery = UsageDelivery(self.buffer, self._post_usage, on_answer=self._delivered)
         self._poller: threading.Thread | None = None
         self._poll_stop = threading.Event()
@@ -172,6 +180,12 @@ class Client:
         self._poller = None
         self._running_in = None
 
+    def _service_back(self) -> None:
+        """The feed is live again: the service answers, so held reports need not wait out
+        the delivery's backoff, and reads need not wait out theirs."""
+        self._unreachable_until = 0.0
+        self.delivery.retry_now()
+
     def wait_until_ready(self, timeout: float) -> bool:
         """Wait until the change feed is live (checks are then kept current); False when
         ``timeout`` seconds passed first."""
@@ -191,6 +205,7 @@ class Client:
         _CLIENTS.discard(self)
         self._poll_stop.set()
         steps = [
+            self._cut_stream,
             lambda: self.feed.stop(_left(deadline) / 2),
             lambda: self.delivery.stop(_left(deadline) / 2),
             lambda: _join(self._poller, _left(deadline)),
@@ -234,6 +249,30 @@ class Client:
             return hot
         return self._check(customer, feature, entity, requested, fallback)
 
+    def check_cached(
+        self,
+        customer: str,
+        feature: str,
+        *,
+        entity: str | None = None,
+        requested: QuantityIn | None = None,
+    ) -> CheckResult | None:
+        """The check answered from the cache alone, or None when it needs the service (the
+        customer is not cached, its data passed its validity or ``max_staleness``). Never
+        touches the network: for callers that must not block (an event loop)."""
+        cache = self.cache
+        hot = cache.hot((customer, feature, entity, requested))
+        if hot is not None:
+            cache.stats.hits += 1
+            return hot
+        amount = None if requested is None else _micros(requested, "requested")
+        held = cache.held(customer, entity)
+        wall = time.time()
+        if held is None or held.expired(wall) or cache.age(held, wall) > self.max_staleness:
+            return None
+        cache.stats.hits += 1
+        return self._answer(held, customer, feature, entity, requested, amount)
+
     def _check(
         self,
         customer: str,
@@ -243,19 +282,29 @@ class Client:
         fallback: FallbackValue | None,
     ) -> CheckResult:
         self._ensure_running()
+        cached = self.check_cached(customer, feature, entity=entity, requested=requested)
+        if cached is not None:
+            return cached
         amount = None if requested is None else _micros(requested, "requested")
         cache = self.cache
         cache.stats.misses += 1
-        wall = time.time()
-        held = cache.held(customer, entity)
-        if held is None or held.expired(wall) or cache.age(held, wall) > self.max_staleness:
-            fresh = self._load(customer, entity)
-            if fresh is not None:
-                held = fresh
-            elif held is None or cache.age(held, wall) > self.max_staleness:
-                self.fallbacks += 1
-                return self.fallback.answer(customer, feature, entity, requested, fallback)
-        assert held is not None
+        held = self._load(customer, entity) or cache.held(customer, entity)
+        if held is None or cache.age(held, time.time()) > self.max_staleness:
+            self.fallbacks += 1
+            return self.fallback.answer(customer, feature, entity, requested, fallback)
+        return self._answer(held, customer, feature, entity, requested, amount)
+
+    def _answer(
+        self,
+        held: Held,
+        customer: str,
+        feature: str,
+        entity: str | None,
+        requested: QuantityIn | None,
+        amount: Micros | None,
+    ) -> CheckResult:
+        """The answer from ``held``, kept for repeated checks while the entry is cached."""
+        cache = self.cache
         with cache.lock:
             answer = held.entry.answer(feature, amount, cache.pending(customer))
             age = cache.age(held, time.time())
@@ -373,10 +422,19 @@ class Client:
         body: dict[str, Any],
         behavior: str,
     ) -> UsageReport:
-        self.buffer.append(key, _encode(body))
+        # Counted before it is written: once written it may be delivered and shown by the
+        # feed at any moment, and the feed's event must find it pending.
+        counted = False
         if behavior == "delta":
             credits = self._credits_of(customer, feature, entity, micros)
-            self.cache.add_pending(customer, Pending(key, feature, entity, micros, credits))
+            pending = Pending(key, feature, entity, micros, credits)
+            counted = self.cache.add_pending(customer, pending)
+        try:
+            self.buffer.append(key, _encode(body))
+        except BaseException:
+            if counted:
+                self.cache.drop_pending(customer, key)
+            raise
         self.delivery.wake()
         return UsageReport(idempotency_key=key, recorded=True, buffered=True)
 
@@ -671,6 +729,14 @@ class Client:
             detail = f"{method} {path}: an answer not in the API's form: {error}"
             raise ServiceUnavailable(detail) from error
 
+    def _cut_stream(self) -> None:
+        """End the stream's blocked read at once (closing a socket another thread reads
+        from does not wake the read; shutting it down does)."""
+        sock = self._stream_socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     @contextmanager
     def _open_stream(self, after: int | None) -> Iterator[Iterator[str]]:
         headers = {"accept": "text/event-stream"}
@@ -681,7 +747,13 @@ class Client:
             if r.status_code != 200:
                 r.read()
                 raise StreamRefused(r.status_code, r.text)
-            yield r.iter_lines()
+            network = r.extensions.get("network_stream")
+            found = network.get_extra_info("socket") if network is not None else None
+            self._stream_socket = found if isinstance(found, socket.socket) else None
+            try:
+                yield r.iter_lines()
+            finally:
+                self._stream_socket = None
 
     # ------------------------------------------------------------ the safety net
 

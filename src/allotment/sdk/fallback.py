@@ -104,9 +104,12 @@ def partial(value: FallbackValue, name: str) -> Mapping[str, Any]:
         raise ValueError(f"fallback for {name!r}: unknown fields {sorted(unknown)}")
     fields = dict(value)
     # Validate now rather than at the first outage.
-    msgspec.convert(
+    try:
+        msgspec.convert(
         {"customer": "c", "feature": "f", "entity": None, "access_denied_reason": None,
          "kind": None, **fields},
         CheckResult,
-    )  # fmt: skip
+        )  # fmt: skip
+    except msgspec.ValidationError as error:
+        raise ValueError(f"fallback for {name!r}: {error}") from error
     return fields

@@ -98,12 +98,14 @@ class FeedFollower:
         sink: Callable[[Message], None],
         *,
         heard: Callable[[], None] = lambda: None,
+        live: Callable[[], None] = lambda: None,
         backoff: Backoff | None = None,
         name: str = "allotment-feed",
     ) -> None:
         self._open = open_stream
         self._sink = sink
         self._heard = heard
+        self._on_live = live
         self._backoff = backoff or Backoff()
         self._name = name
         self._stop = threading.Event()
@@ -199,6 +201,7 @@ class FeedFollower:
                     self.state = FeedState.LIVE
                     self._live.set()
                     self._backoff.succeeded(time.monotonic())
+                    self._on_live()
                 message = parser.feed(line)
                 if message is None:
                     continue
