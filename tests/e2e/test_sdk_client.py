@@ -395,3 +395,19 @@ def test_a_key_sent_twice_counts_once(sdk: Client, http: httpx.Client) -> None:
     eventually(lambda: sdk.buffer.depth() == 0, "the buffer drained")
     eventually(all_agree(sdk, http), "the SDK agrees with the service")
     assert sdk.check("acme", "requests").current_usage == 2
+
+
+def test_reports_held_in_the_buffer_from_before_count_in_checks(
+    server: Server, http: httpx.Client, tmp_path: Path
+) -> None:
+    buffer = tmp_path / "held.db"
+    dead = f"http://127.0.0.1:{free_port()}"
+    with Client(dead, api_key=ADMIN_KEY, buffer_path=buffer, timeout=0.5) as offline:
+        for n in range(4):
+            offline.report_usage("acme", "requests", "1.5", idempotency_key=f"held-{n}")
+    # A client key may read acme's state but not report usage: the reports stay held.
+    key = http.post("/v1/api-keys", json={"name": "web", "scope": "client", "customer": "acme"})
+    with Client(server.url, api_key=key.json()["key"], buffer_path=buffer, customer="acme") as c:
+        assert c.check("acme", "requests").current_usage == 6
+        eventually(lambda: c.delivery.state == "unauthorized", "deliveries refused")
+        assert c.buffer.depth() == 4

@@ -69,6 +69,7 @@ _RELEASE = (
 )
 _DELETE = "DELETE FROM usage_reports WHERE id = ?"
 _COUNT = "SELECT COUNT(*) FROM usage_reports"
+_ALL = "SELECT id, idempotency_key, body, attempts FROM usage_reports ORDER BY id"
 _NO_ROW_ABOVE = 2**63 - 1
 _LIVE_OWNERS = "SELECT DISTINCT lease_owner FROM usage_reports WHERE lease_until > ?"
 _FREE_OWNER = (
@@ -219,6 +220,13 @@ class UsageBuffer:
         """End a report's lease and keep it, recording how many attempts were made."""
         with self._lock:
             self._connection.execute(_RELEASE, (attempts, report_id))
+
+    def held(self) -> list[BufferedReport]:
+        """Every report the buffer holds, oldest first, leased or not (read once, when a
+        client starts on a file that holds reports)."""
+        with self._lock:
+            rows = self._connection.execute(_ALL).fetchall()
+        return [BufferedReport(row[0], row[1], bytes(row[2]), row[3]) for row in rows]
 
     def depth(self) -> int:
         """How many reports the buffer holds, counted in the table so reports appended or
