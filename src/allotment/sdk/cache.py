@@ -26,7 +26,14 @@ import msgspec
 
 from allotment.domain.quantities import MICROS_PER_UNIT
 from allotment.sdk.feed import Message
-from allotment.sdk.local import Entry, Pending, instant_micros, micros_of
+from allotment.sdk.local import (
+    NO_PENDING,
+    Entry,
+    Pending,
+    PendingReports,
+    instant_micros,
+    micros_of,
+)
 from allotment.sdk.results import CheckResult
 from allotment.service.answers import CheckAnswer, CustomerState
 
@@ -89,7 +96,7 @@ class LocalCache:
         self.lock = threading.RLock()
         self._entries: OrderedDict[EntryKey, Held] = OrderedDict()
         self._by_customer: dict[str, set[EntryKey]] = {}
-        self._pending: dict[str, list[Pending]] = {}
+        self._pending: dict[str, PendingReports] = {}
         # Idempotency keys the service recorded, with when it answered (time.time()).
         self._delivered: dict[str, float] = {}
         self._recent: deque[_Recent] = deque(maxlen=self.recent_size)
@@ -114,8 +121,8 @@ class LocalCache:
                 self._entries.move_to_end((customer, entity))
             return held
 
-    def pending(self, customer: str) -> list[Pending]:
-        return self._pending.get(customer, [])
+    def pending(self, customer: str) -> PendingReports:
+        return self._pending.get(customer, NO_PENDING)
 
     def age(self, held: Held, wall: float) -> float:
         return max(0.0, wall - max(held.loaded_at, self.heard_at))
@@ -180,17 +187,15 @@ class LocalCache:
         """Count a report until the feed shows it; False when its key is counted already
         (sent twice, it is recorded once)."""
         with self.lock:
-            reports = self._pending.setdefault(customer, [])
-            if any(p.idempotency_key == report.idempotency_key for p in reports):
-                return False
-            reports.append(report)
-            self._drop_hot(customer)
-            return True
+            added = self._pending.setdefault(customer, PendingReports()).add(report)
+            if added:
+                self._drop_hot(customer)
+            return added
 
     def drop_pending(self, customer: str, idempotency_key: str) -> None:
         """Stop counting a report that was never kept (the buffer refused it)."""
         with self.lock:
-            self._remove_pending(customer, lambda p: p.idempotency_key == idempotency_key)
+            self._remove_key(customer, idempotency_key)
 
     def answered(self, customer: str, idempotency_key: str, recorded: bool) -> None:
         """The service answered a report: one it did not record (refused, or a replay of one
@@ -199,18 +204,16 @@ class LocalCache:
             if recorded:
                 self._delivered[idempotency_key] = time.time()
                 return
-            self._remove_pending(customer, lambda p: p.idempotency_key == idempotency_key)
+            self._remove_key(customer, idempotency_key)
 
-    def _remove_pending(self, customer: str, matches: Any) -> None:
+    def _remove_key(self, customer: str, key: str) -> None:
         reports = self._pending.get(customer)
-        if not reports:
-            return
-        for index, report in enumerate(reports):
-            if matches(report):
-                del reports[index]
-                self._delivered.pop(report.idempotency_key, None)
-                self._drop_hot(customer)
-                break
+        if reports is not None and reports.remove_key(key) is not None:
+            self._delivered.pop(key, None)
+            self._forget_if_empty(customer, reports)
+
+    def _forget_if_empty(self, customer: str, reports: PendingReports) -> None:
+        self._drop_hot(customer)
         if not reports:
             del self._pending[customer]
 
@@ -219,17 +222,12 @@ class LocalCache:
         process that had not applied it yet, the feed's event will): it stops counting as
         pending. Left pending, it would count twice until the feed showed it."""
         reports = self._pending.get(customer)
-        if not reports:
+        if not reports or not self._delivered:
             return
         delivered = self._delivered
-        kept = [p for p in reports if delivered.get(p.idempotency_key, read_after) >= read_after]
-        for report in reports:
-            if delivered.get(report.idempotency_key, read_after) < read_after:
-                del delivered[report.idempotency_key]
-        if kept:
-            self._pending[customer] = kept
-        else:
-            del self._pending[customer]
+        settled = [k for k in reports.by_key if delivered.get(k, read_after) < read_after]
+        for key in settled:
+            self._remove_key(customer, key)
 
     # ------------------------------------------------------------ the feed
 
@@ -266,15 +264,13 @@ class LocalCache:
             return
         if recent.kind == "usage.recorded":
             data = recent.data
-            amount = micros_of(data["amount"])
-            self._remove_pending(
-                customer,
-                lambda p: (
-                    p.feature == data["feature"]
-                    and p.entity == data.get("entity")
-                    and p.amount == amount
-                ),
-            )
+            reports = self._pending.get(customer)
+            if reports is not None:
+                shape = (data["feature"], data.get("entity"), micros_of(data["amount"]))
+                shown = reports.remove_shape(shape)
+                if shown is not None:
+                    self._delivered.pop(shown.idempotency_key, None)
+                    self._forget_if_empty(customer, reports)
         for key in list(self._by_customer.get(customer, ())):
             held = self._entries[key]
             if not _apply_to(held.entry, recent):
@@ -288,12 +284,11 @@ class LocalCache:
         the service recorded (what the feed would have shown of them is lost)."""
         self._clear_entries()
         self._recent.clear()
-        for customer in list(self._pending):
-            delivered = self._delivered
-            self._pending[customer] = [
-                p for p in self._pending[customer] if p.idempotency_key not in delivered
-            ]
-            if not self._pending[customer]:
+        delivered = set(self._delivered)
+        for customer, reports in list(self._pending.items()):
+            for key in [k for k in reports.by_key if k in delivered]:
+                reports.remove_key(key)
+            if not reports:
                 del self._pending[customer]
         self._delivered.clear()
 

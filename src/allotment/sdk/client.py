@@ -40,6 +40,7 @@ from allotment.sdk.errors import ApiError, ServiceUnavailable
 from allotment.sdk.fallback import Fallback, FallbackValue
 from allotment.sdk.feed import FeedFollower, FeedState, StreamRefused
 from allotment.sdk.local import Pending, micros_of
+from allotment.sdk.post import UsagePoster
 from allotment.sdk.results import CheckResult, Page, UsageReport, UsageResult
 from allotment.service.answers import CustomerState, Entitlements
 from allotment.service.catalog_views import (
@@ -139,7 +140,12 @@ class Client:
             live=self._service_back,
         )
         self._stream_socket: socket.socket | None = None
-        self.delivery = UsageDelivery(self.buffer, self._post_usage, on_answer=self._delivered)
+        self._poster = (
+            UsagePoster(self.base_url, api_key, timeout, _USER_AGENT) if transport is None else None
+        )
+        self.delivery = UsageDelivery(
+            self.buffer, self._poster or self._post_usage, on_answer=self._delivered
+        )
         self._poller: threading.Thread | None = None
         self._poll_stop = threading.Event()
         self._unreachable_until = 0.0  # time.monotonic(): loads wait until then after a failure
@@ -191,6 +197,8 @@ class Client:
         self._http = self._new_http()
         self._stream_http = self._new_http(read=_STREAM_READ_TIMEOUT)
         self.cache.after_fork()
+        if self._poster is not None:
+            self._poster.after_fork()
         self.buffer.after_fork()
         self.delivery.after_fork()
         self.feed.after_fork()
@@ -228,6 +236,7 @@ class Client:
             lambda: _join(self._poller, _left(deadline)),
             lambda: _close_soon(self._http, _left(deadline)),
             lambda: _close_soon(self._stream_http, _left(deadline)),
+            self._close_poster,
             self.buffer.close,
         ]
         for step in steps:
@@ -495,7 +504,8 @@ class Client:
         return msgspec.structs.replace(report, decided_offline=True)
 
     def _post_usage(self, body: bytes) -> Answer:
-        """The delivery thread's post: one buffered report, as it was written."""
+        """The delivery thread's post through httpx, when the client was given a transport
+        (tests); otherwise ``UsagePoster`` posts."""
         response = self._http.post(
             "/v1/usage", content=body, headers={"content-type": "application/json"}
         )
@@ -745,6 +755,10 @@ class Client:
             # Not the service's answer (a proxy's page, another version): as good as no answer.
             detail = f"{method} {path}: an answer not in the API's form: {error}"
             raise ServiceUnavailable(detail) from error
+
+    def _close_poster(self) -> None:
+        if self._poster is not None:
+            self._poster.close()
 
     def _cut_stream(self) -> None:
         """End the stream's blocked read at once (closing a socket another thread reads

@@ -15,8 +15,9 @@ this client made that the feed has not shown yet (:class:`Pending`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -75,6 +76,67 @@ class Pending:
     entity: str | None
     amount: Micros
     credits: Micros  # what it costs in the feature's currency (0 when not priced in credits)
+
+
+Shape = tuple[str, str | None, Micros]  # what the feed shows of a report: feature, entity, amount
+
+
+@dataclass(slots=True)
+class PendingReports:
+    """One customer's pending reports, by key and by what the feed shows of them, with the
+    totals an answer adds kept in step: every operation costs the same however many there are
+    (an outage may leave thousands)."""
+
+    by_key: dict[str, Pending] = field(default_factory=dict)
+    by_shape: dict[Shape, deque[str]] = field(default_factory=dict)
+    units: dict[str, Micros] = field(default_factory=dict)  # by feature
+    entity_units: dict[tuple[str, str], Micros] = field(default_factory=dict)
+    credits: Micros = 0
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def add(self, report: Pending) -> bool:
+        """False when a report with its key is pending already."""
+        key = report.idempotency_key
+        if key in self.by_key:
+            return False
+        self.by_key[key] = report
+        self.by_shape.setdefault(_shape(report), deque()).append(key)
+        self._count(report, 1)
+        return True
+
+    def remove_key(self, key: str) -> Pending | None:
+        report = self.by_key.pop(key, None)
+        if report is None:
+            return None
+        keys = self.by_shape[_shape(report)]
+        keys.remove(key)  # usually the first: reports are answered in order
+        if not keys:
+            del self.by_shape[_shape(report)]
+        self._count(report, -1)
+        return report
+
+    def remove_shape(self, shape: Shape) -> Pending | None:
+        """The oldest pending report the feed would show as ``shape``, removed."""
+        keys = self.by_shape.get(shape)
+        if not keys:
+            return None
+        return self.remove_key(keys[0])
+
+    def _count(self, report: Pending, sign: int) -> None:
+        self.units[report.feature] = self.units.get(report.feature, 0) + sign * report.amount
+        if report.entity is not None:
+            mine = (report.feature, report.entity)
+            self.entity_units[mine] = self.entity_units.get(mine, 0) + sign * report.amount
+        self.credits += sign * report.credits
+
+
+NO_PENDING = PendingReports()
+
+
+def _shape(report: Pending) -> Shape:
+    return (report.feature, report.entity, report.amount)
 
 
 @dataclass(slots=True)
@@ -209,7 +271,7 @@ class Entry:
         return None
 
     def answer(
-        self, feature: str, requested: Micros | None, pending: Sequence[Pending] = ()
+        self, feature: str, requested: Micros | None, pending: PendingReports = NO_PENDING
     ) -> CheckAnswer:
         """The check result for ``feature`` with ``requested``, decided on the entry's figures
         and the pending reports, as the service would decide it on the same figures."""
@@ -244,17 +306,14 @@ class Entry:
         base: CheckAnswer,
         requested: Micros | None,
         number: Number,
-        pending: Sequence[Pending],
+        pending: PendingReports,
     ) -> CheckAnswer:
         figures = self.figures[base.feature]
-        used = figures.used
-        pending_credits = 0
-        own = []
-        for report in pending:
-            if report.feature == base.feature:
-                used += report.amount
-                own.append(report)
-            pending_credits += report.credits
+        used = figures.used + pending.units.get(base.feature, 0)
+        pending_credits = pending.credits
+        # Reports made for this very entity count for every budget on its path; those of
+        # other entities only once the feed shows their path.
+        own = 0 if self.entity is None else pending.entity_units.get((base.feature, self.entity), 0)
         limit = None if base.usage_limit is None else micros_of(base.usage_limit)
         enforcement = base.enforcement or Enforcement.HARD
         spec = MeteredSpec(limit, base.reset_period or ResetPeriod.NEVER, enforcement)
@@ -299,11 +358,10 @@ class Entry:
         )
 
     def _budgets(
-        self, base: CheckAnswer, figures: Figures, own: Sequence[Pending]
+        self, base: CheckAnswer, figures: Figures, ours: Micros
     ) -> tuple[list[Standing], list[BudgetView]]:
         standings: list[Standing] = []
         views: list[BudgetView] = []
-        ours = sum(r.amount for r in own if r.entity is not None and r.entity == self.entity)
         for index, view in enumerate(base.budgets):
             usage = figures.budget_usage[index]
             kind = BudgetKind.FEATURE if view.target == base.feature else BudgetKind.CURRENCY
