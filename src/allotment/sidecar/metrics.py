@@ -41,11 +41,11 @@ class SidecarCollector(Collector):
         cache = self._client.cache
         stats = cache.stats
         yield _counter(
-            "cache_hits", "Checks answered from an answer built less than 1 s ago.", stats.hits
+            "cache_hits", "Checks answered from the cache, without the service.", stats.hits
         )
         yield _counter(
             "cache_misses",
-            "Checks that built their answer (or read the service first).",
+            "Checks that needed the service (a customer not cached, or its data too old).",
             stats.misses,
         )
         yield _counter("cache_loads", "Customer states read from the service.", stats.loads)
