@@ -102,3 +102,16 @@ def test_garbage_for_an_answer_is_an_oserror() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="http"):
         UsagePoster("ftp://example.com", "k", 1, "test")
+
+
+def test_a_connection_the_service_closed_while_idle_is_replaced_at_once(
+    service: ThreadingHTTPServer,
+) -> None:
+    poster = UsagePoster(url(service), "k", 5, "test")
+    assert poster(b"1").status == 200
+    connection = poster._connection
+    assert connection is not None
+    assert connection.sock is not None
+    connection.sock.shutdown(socket.SHUT_RDWR)  # as a server's keep-alive timeout does
+    assert poster(b"2").status == 200  # no error: sent again on a new connection
+    assert [body for _, body, _ in Recorder.received] == [b"1", b"2"]

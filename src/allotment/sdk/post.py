@@ -40,21 +40,31 @@ class UsagePoster:
 
     def __call__(self, body: bytes) -> Answer:
         with self._lock:
-            connection = self._connection or self._connect()
-            try:
-                connection.request("POST", self._path, body, self._headers)
-                response = connection.getresponse()
-                content = response.read()
-            except (OSError, http.client.HTTPException) as error:
-                self._drop()
-                if isinstance(error, OSError):
-                    raise
-                raise ConnectionError(f"{type(error).__name__}: {error}") from error
-            if response.will_close:
-                self._drop()
-            retry = response.getheader("retry-after")
-            retry_after = float(retry) if retry is not None and retry.isdigit() else None
-            return Answer(response.status, content, retry_after)
+            if self._connection is not None:
+                try:
+                    return self._send(self._connection, body)
+                except ConnectionError:
+                    # The service closed the idle connection (a keep-alive timeout, a restart):
+                    # the report goes again on a new one. Sending it twice is safe, since its
+                    # idempotency key makes the service record it once.
+                    pass
+            return self._send(self._connect(), body)
+
+    def _send(self, connection: http.client.HTTPConnection, body: bytes) -> Answer:
+        try:
+            connection.request("POST", self._path, body, self._headers)
+            response = connection.getresponse()
+            content = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self._drop()
+            if isinstance(error, OSError):
+                raise
+            raise ConnectionError(f"{type(error).__name__}: {error}") from error
+        if response.will_close:
+            self._drop()
+        retry = response.getheader("retry-after")
+        retry_after = float(retry) if retry is not None and retry.isdigit() else None
+        return Answer(response.status, content, retry_after)
 
     def close(self) -> None:
         self._drop()
