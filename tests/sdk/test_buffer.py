@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -156,6 +157,27 @@ def test_removing_twice_is_harmless(buffer: UsageBuffer) -> None:
     buffer.remove(ids[0])
     assert buffer.depth() == 1
     assert [report.id for report in held(buffer)] == [ids[1]]
+
+
+def test_answered_reports_are_removed_together(buffer: UsageBuffer) -> None:
+    ids = fill(buffer, 5)
+    buffer.remove_all([ids[0], ids[2], ids[4], ids[4]])
+    buffer.remove_all([])
+    assert buffer.depth() == 2
+    assert [report.id for report in held(buffer)] == [ids[1], ids[3]]
+
+
+def test_a_lease_held_by_a_process_of_this_host_that_is_gone_ends_at_once(
+    buffer: UsageBuffer,
+) -> None:
+    ids = fill(buffer, 2)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owner = f"{socket.gethostname()}/{gone.pid}/0"
+    assert [r.id for r in buffer.claim(owner, 10, 30.0, 1_000.0)] == ids
+    living = f"{socket.gethostname()}/{os.getpid()}/0"
+    assert [r.id for r in buffer.claim(living, 10, 30.0, 1_001.0)] == ids  # freed, not waited
+    assert buffer.claim("elsewhere/1/0", 10, 30.0, 1_002.0) == []  # this one is alive
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")

@@ -25,7 +25,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Literal
@@ -71,7 +71,10 @@ _DELETE = "DELETE FROM usage_reports WHERE id = ?"
 _COUNT = "SELECT COUNT(*) FROM usage_reports"
 _ALL = "SELECT id, idempotency_key, body, attempts FROM usage_reports ORDER BY id"
 _NO_ROW_ABOVE = 2**63 - 1
-_LIVE_OWNERS = "SELECT DISTINCT lease_owner FROM usage_reports WHERE lease_until > ?"
+_LIVE_OWNERS = (
+    "SELECT DISTINCT lease_owner FROM usage_reports INDEXED BY usage_reports_leases"
+    " WHERE lease_owner IS NOT NULL AND lease_until > ?"
+)
 _FREE_OWNER = (
     "UPDATE usage_reports SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
 )
@@ -214,6 +217,22 @@ class UsageBuffer:
         never reused, so a late remove cannot hit a newer report."""
         with self._lock:
             removed = self._connection.execute(_DELETE, (report_id,)).rowcount
+            self._count = max(0, self._count - removed)
+
+    def remove_all(self, report_ids: Sequence[int]) -> None:
+        """Forget reports the service answered, in one transaction."""
+        if not report_ids:
+            return
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._connection.executemany(
+                    _DELETE, [(report_id,) for report_id in report_ids]
+                ).rowcount
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
             self._count = max(0, self._count - removed)
 
     def release(self, report_id: int, attempts: int) -> None:
@@ -520,6 +539,7 @@ class UsageDelivery:
         if batch < 1 or lease_seconds <= 0:
             raise ValueError("batch must be at least 1 and lease_seconds more than 0")
         self._buffer = buffer
+        self._answered: list[int] = []  # reports answered in this pass, removed at its end
         self._post = post
         self._on_answer = on_answer
         self._owner_given = owner is not None
@@ -670,6 +690,7 @@ class UsageDelivery:
                     self._settle(halt.state, stopping)
                     return halt.delay
         finally:
+            self._forget_answered()
             self._release_unposted(pending)
         self._settle(DeliveryState.IDLE, stopping)
         return 0.0 if len(reports) == self._batch else None
@@ -706,8 +727,16 @@ class UsageDelivery:
             self._refused(report, answer)
         return None
 
+    def _forget_answered(self) -> None:
+        """Remove the reports this pass got answers for, in one transaction: the buffer's
+        lock is then taken once a pass rather than once a report, and the application's
+        appends wait for it less. A report answered but not yet removed when the process dies
+        is sent again, and its idempotency key makes the service answer it as a replay."""
+        answered, self._answered = self._answered, []
+        self._buffer.remove_all(answered)
+
     def _accepted(self, report: BufferedReport, answer: Answer) -> None:
-        self._buffer.remove(report.id)
+        self._answered.append(report.id)
         self.delivered += 1
         self._backoff.succeeded(self._clock())
         self._end_streak()
@@ -716,7 +745,7 @@ class UsageDelivery:
     def _refused(self, report: BufferedReport, answer: Answer) -> None:
         """The service answered and will never accept this report: keeping it would block
         every report after it forever."""
-        self._buffer.remove(report.id)
+        self._answered.append(report.id)
         self.rejected += 1
         self.last_error = f"report {report.idempotency_key} refused: {_describe(answer)}"
         log.warning(
