@@ -395,6 +395,9 @@ def test_a_key_sent_twice_counts_once(sdk: Client, http: httpx.Client) -> None:
     eventually(lambda: sdk.buffer.depth() == 0, "the buffer drained")
     eventually(all_agree(sdk, http), "the SDK agrees with the service")
     assert sdk.check("acme", "requests").current_usage == 2
+    # Sent again long after the first was recorded and shown: a retry, not more usage.
+    sdk.report_usage("acme", "requests", 2, idempotency_key="same-key")
+    assert sdk.check("acme", "requests").current_usage == 2
 
 
 def test_reports_held_in_the_buffer_from_before_count_in_checks(

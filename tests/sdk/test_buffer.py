@@ -139,8 +139,9 @@ def test_claim_stops_before_a_report_another_owner_holds(buffer: UsageBuffer) ->
 
     assert buffer.claim("b", 10, 30.0, 1_000.0) == []
 
+    # A deliverer releases when its pass stops: the whole lease ends with it.
     buffer.release(ids[0], 0)
-    assert [report.id for report in buffer.claim("b", 10, 30.0, 1_000.0)] == [ids[0]]
+    assert [report.id for report in buffer.claim("b", 10, 30.0, 1_000.0)] == ids
 
 
 def test_an_expired_lease_makes_the_report_claimable_again(buffer: UsageBuffer) -> None:
@@ -281,18 +282,43 @@ def test_the_file_is_in_wal_mode_with_a_versioned_schema(tmp_path: Path) -> None
     outside = sqlite3.connect(path)
     try:
         assert outside.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert outside.execute("PRAGMA user_version").fetchone() == (1,)
+        assert outside.execute("PRAGMA user_version").fetchone() == (2,)
     finally:
         outside.close()
+
+
+def test_a_version_1_file_is_brought_up_to_date_and_its_leases_end(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE usage_reports (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT NOT NULL,
+            body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT, lease_until REAL);
+        CREATE INDEX usage_reports_leases
+            ON usage_reports (lease_until, id) WHERE lease_owner IS NOT NULL;
+        INSERT INTO usage_reports (idempotency_key, body, attempts, lease_owner, lease_until)
+            VALUES ('k-1', X'7B7D', 2, 'elsewhere/1/x', 4e9);
+        PRAGMA user_version=1;
+        """
+    )
+    old.close()
+    buffer = UsageBuffer(path)
+    try:
+        (report,) = buffer.claim("me", 10, 30.0, 1_000.0)
+        assert (report.idempotency_key, report.body, report.attempts) == ("k-1", b"{}", 2)
+    finally:
+        buffer.close()
 
 
 def test_a_file_from_a_newer_sdk_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "usage.db"
     newer = sqlite3.connect(path)
-    newer.execute("PRAGMA user_version=2")
+    newer.execute("PRAGMA user_version=3")
     newer.close()
 
-    with pytest.raises(RuntimeError, match="version 2"):
+    with pytest.raises(RuntimeError, match="version 3"):
         UsageBuffer(path)
 
 

@@ -34,11 +34,15 @@ import httpx
 
 log = logging.getLogger("allotment.sdk")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5_000
 RECOUNT_INTERVAL_SECONDS = 1.0
 THREAD_NAME = "allotment-usage-delivery"
 
+# Version 2 keeps each deliverer's lease as one row, the range of reports it claimed, instead
+# of a lease written on every report: a claim then writes one row, not a hundred rows and their
+# index entries, and holds the file (and the application's appends) a fifth as long. The
+# reports' own lease columns are left unused; leases a version 1 deliverer held end.
 _SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS usage_reports (
@@ -50,34 +54,33 @@ _SCHEMA = (
         lease_until REAL
     )
     """,
+    "DROP INDEX IF EXISTS usage_reports_leases",
+    "UPDATE usage_reports SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
     """
-    CREATE INDEX IF NOT EXISTS usage_reports_leases
-        ON usage_reports (lease_until, id) WHERE lease_owner IS NOT NULL
+    CREATE TABLE IF NOT EXISTS delivery_leases (
+        owner TEXT PRIMARY KEY,
+        first_id INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        until REAL NOT NULL
+    )
     """,
 )
 _INSERT = "INSERT INTO usage_reports (idempotency_key, body) VALUES (?, ?)"
-_FIRST_HELD = (
-    "SELECT id FROM usage_reports INDEXED BY usage_reports_leases"
-    " WHERE lease_owner IS NOT NULL AND lease_until > ? ORDER BY id LIMIT 1"
+_LIVE_LEASES = "SELECT owner, first_id FROM delivery_leases WHERE until > ?"
+_END_EXPIRED = "DELETE FROM delivery_leases WHERE until <= ?"
+_END_LEASE = "DELETE FROM delivery_leases WHERE owner = ?"
+_END_LEASE_HOLDING = "DELETE FROM delivery_leases WHERE first_id <= ? AND last_id >= ?"
+_TAKE_LEASE = (
+    "INSERT OR REPLACE INTO delivery_leases (owner, first_id, last_id, until) VALUES (?, ?, ?, ?)"
 )
 _CLAIMABLE = (
     "SELECT id, idempotency_key, body, attempts FROM usage_reports WHERE id < ? ORDER BY id LIMIT ?"
 )
-_LEASE = "UPDATE usage_reports SET lease_owner = ?, lease_until = ? WHERE id BETWEEN ? AND ?"
-_RELEASE = (
-    "UPDATE usage_reports SET lease_owner = NULL, lease_until = NULL, attempts = ? WHERE id = ?"
-)
+_ATTEMPTS = "UPDATE usage_reports SET attempts = ? WHERE id = ?"
 _DELETE = "DELETE FROM usage_reports WHERE id = ?"
 _COUNT = "SELECT COUNT(*) FROM usage_reports"
 _ALL = "SELECT id, idempotency_key, body, attempts FROM usage_reports ORDER BY id"
 _NO_ROW_ABOVE = 2**63 - 1
-_LIVE_OWNERS = (
-    "SELECT DISTINCT lease_owner FROM usage_reports INDEXED BY usage_reports_leases"
-    " WHERE lease_owner IS NOT NULL AND lease_until > ?"
-)
-_FREE_OWNER = (
-    "UPDATE usage_reports SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
-)
 
 _SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
 
@@ -191,26 +194,33 @@ class UsageBuffer:
         with self._lock:
             self._connection.execute("BEGIN IMMEDIATE")
             try:
-                self._free_leases_of_dead_processes(now)
-                held = self._connection.execute(_FIRST_HELD, (now,)).fetchone()
-                bound = _NO_ROW_ABOVE if held is None else int(held[0])
+                bound = self._first_held_by_others(owner, now)
                 rows = self._connection.execute(_CLAIMABLE, (bound, limit)).fetchall()
                 if rows:
-                    lease = (owner, now + lease_seconds, rows[0][0], rows[-1][0])
-                    self._connection.execute(_LEASE, lease)
+                    lease = (owner, rows[0][0], rows[-1][0], now + lease_seconds)
+                    self._connection.execute(_TAKE_LEASE, lease)
+                else:
+                    self._connection.execute(_END_LEASE, (owner,))
                 self._connection.execute("COMMIT")
             except BaseException:
                 self._connection.execute("ROLLBACK")
                 raise
         return [BufferedReport(row[0], row[1], bytes(row[2]), row[3]) for row in rows]
 
-    def _free_leases_of_dead_processes(self, now: float) -> None:
-        """End the leases of processes of this host that are gone (killed while delivering):
-        their reports need not wait for the lease to run out."""
-        owners = self._connection.execute(_LIVE_OWNERS, (now,)).fetchall()
-        for (owner,) in owners:
-            if _gone(owner):
-                self._connection.execute(_FREE_OWNER, (owner,))
+    def _first_held_by_others(self, owner: str, now: float) -> int:
+        """The first report another deliverer's live lease holds (past every report when
+        none does). Leases that ran out, and those of processes of this host that are gone
+        (killed while delivering), end here: their reports need not wait."""
+        self._connection.execute(_END_EXPIRED, (now,))
+        bound = _NO_ROW_ABOVE
+        for holder, first_id in self._connection.execute(_LIVE_LEASES, (now,)).fetchall():
+            if holder == owner:
+                continue  # this deliverer's own lease, replaced by the claim
+            if _gone(holder):
+                self._connection.execute(_END_LEASE, (holder,))
+                continue
+            bound = min(bound, int(first_id))
+        return bound
 
     def remove(self, report_id: int) -> None:
         """Forget a report the service answered. Removing it twice is harmless: ids are
@@ -236,9 +246,22 @@ class UsageBuffer:
             self._count = max(0, self._count - removed)
 
     def release(self, report_id: int, attempts: int) -> None:
-        """End a report's lease and keep it, recording how many attempts were made."""
+        """Keep a report, recording how many attempts were made, and end the lease that holds
+        it (a deliverer releases when its pass stops: the rest of the lease goes too)."""
         with self._lock:
-            self._connection.execute(_RELEASE, (attempts, report_id))
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                self._connection.execute(_ATTEMPTS, (attempts, report_id))
+                self._connection.execute(_END_LEASE_HOLDING, (report_id, report_id))
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+
+    def end_lease(self, owner: str) -> None:
+        """End ``owner``'s lease: what it claimed and did not remove is free again."""
+        with self._lock:
+            self._connection.execute(_END_LEASE, (owner,))
 
     def held(self) -> list[BufferedReport]:
         """Every report the buffer holds, oldest first, leased or not (read once, when a
@@ -703,10 +726,10 @@ class UsageDelivery:
         return self._wall_clock() - claimed_at >= self._lease_seconds / 2
 
     def _release_unposted(self, reports: Iterable[BufferedReport]) -> None:
-        """Free what a pass claimed but did not post, so the next pass (here or in another
-        process) starts with the oldest report rather than after the lease runs out."""
-        for report in reports:
-            self._buffer.release(report.id, report.attempts)
+        """End the pass's lease: what it claimed but did not post is free again, so the next
+        pass (here or in another process) starts with the oldest report rather than after the
+        lease runs out."""
+        self._buffer.end_lease(self._owner)
 
     def _deliver(self, report: BufferedReport) -> _Halt | None:
         try:

@@ -39,6 +39,7 @@ from allotment.service.answers import CheckAnswer, CustomerState
 
 HOT_SECONDS = 1.0  # how long a built answer is reused before its age is worked out again
 MAX_HOT = 100_000  # built answers kept at once
+SENT_KEYS = 50_000  # idempotency keys remembered, to count a report sent again once
 EntryKey = tuple[str, str | None]
 HotKey = tuple[str, str, str | None, Hashable]
 
@@ -99,6 +100,8 @@ class LocalCache:
         self._pending: dict[str, PendingReports] = {}
         # Idempotency keys the service recorded, with when it answered (time.time()).
         self._delivered: dict[str, float] = {}
+        # The keys of the last reports this client made: one sent again is a retry.
+        self._sent: OrderedDict[str, None] = OrderedDict()
         self._recent: deque[_Recent] = deque(maxlen=self.recent_size)
         self._hot: dict[HotKey, _Hot] = {}
         self._hot_keys: dict[str, list[HotKey]] = {}
@@ -184,17 +187,24 @@ class LocalCache:
     # ------------------------------------------------------------ own reports
 
     def add_pending(self, customer: str, report: Pending) -> bool:
-        """Count a report until the feed shows it; False when its key is counted already
-        (sent twice, it is recorded once)."""
+        """Count a report until the feed shows it; False when this client sent its key
+        before (sent twice, it is recorded once, even when the first was shown already)."""
         with self.lock:
-            added = self._pending.setdefault(customer, PendingReports()).add(report)
-            if added:
-                self._drop_hot(customer)
-            return added
+            key = report.idempotency_key
+            if key in self._sent:
+                self._sent.move_to_end(key)
+                return False
+            self._sent[key] = None
+            if len(self._sent) > SENT_KEYS:
+                self._sent.popitem(last=False)
+            self._pending.setdefault(customer, PendingReports()).add(report)
+            self._drop_hot(customer)
+            return True
 
     def drop_pending(self, customer: str, idempotency_key: str) -> None:
         """Stop counting a report that was never kept (the buffer refused it)."""
         with self.lock:
+            self._sent.pop(idempotency_key, None)
             self._remove_key(customer, idempotency_key)
 
     def answered(self, customer: str, idempotency_key: str, recorded: bool) -> None:
