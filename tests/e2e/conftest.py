@@ -181,6 +181,7 @@ class EventStream:
         self.response = response
         self._lines = response.iter_lines()
         self.seen: list[Block] = []
+        self.start: int | None = None  # the revision the stream continues after
 
     @property
     def status_code(self) -> int:
@@ -248,8 +249,11 @@ def open_stream(
         if response.status_code == 200:
             assert response.headers["content-type"].startswith("text/event-stream")
             first = stream.block()
-            assert first.fields == (("retry", "1000"),), first
+            assert first.fields[0] == ("retry", "1000"), first
+            # Then the revision the stream continues after, unless it starts with a reset.
+            assert [name for name, _ in first.fields[1:]] in ([], ["id"]), first
             assert first.comments == ("connected",), first
+            stream.start = first.id
         else:
             response.read()
         yield stream

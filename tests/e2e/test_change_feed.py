@@ -161,6 +161,7 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
             "customer": "acme",
             "currency": "credits",
             "balance": balance,
+            "valid_until": None,
             "overdraft_limit": 0,
             "spends": [{"entity_path": [], "credits": amount} for amount in spent],
         }
@@ -651,3 +652,18 @@ def test_a_stream_outlives_a_reload_of_the_cache(tmp_path: Path) -> None:
             ok(client.post("/v1/usage", json=usage("acme", 1, "after-reload")))
             change = stream.change()
             assert (change.event, change.data["customer"]) == ("usage.recorded", "acme")
+
+
+def test_the_first_block_names_the_revision_the_stream_continues_after(server: Server) -> None:
+    with server.client() as client:
+        seed(client)
+    head = log_head(server.database)
+    with open_stream(server.url) as fresh:
+        assert fresh.start == head
+    with open_stream(server.url, last_event_id=head - 3) as resumed:
+        assert resumed.start == head - 3
+        assert resumed.change().id == head - 2
+    with open_stream(server.url, last_event_id="not a number") as reset:
+        assert reset.start is None  # a reset follows, carrying the head
+        block = reset.change()
+        assert (block.event, block.id) == ("reset", head)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import Api, define_catalog, new_customer
+from tests.conftest import Api, define_catalog, new_customer, open_api
 
 
 def check(api: Api, customer: str, feature: str, **extra: Any) -> Any:
@@ -92,3 +93,14 @@ def test_a_client_key_reads_its_own_customer_only(api: Api) -> None:
     assert api.get("/v1/customers/acme/state", key=key["key"])["customer"] == "acme"
     assert api.status("GET", "/v1/customers/globex/state", key=key["key"])[0] == 403
     assert api.status("GET", "/v1/customers/acme/state", key="nope")[0] == 401
+
+
+def test_after_a_restart_the_revision_is_the_logs_not_zero(tmp_path: Path) -> None:
+    database = tmp_path / "allotment.db"
+    for api in open_api(database, test_clock=True):
+        define_catalog(api)
+        new_customer(api, "acme", "team")
+        api.usage("acme", "ai-requests", 1, "u1")
+        before = api.get("/v1/customers/acme/state")["revision"]
+    for api in open_api(database, test_clock=True):
+        assert api.get("/v1/customers/acme/state")["revision"] == before

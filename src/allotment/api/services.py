@@ -63,6 +63,9 @@ class Services:
             feed=ChangeFeed(store),
         )
 
+        # Snapshots are exact at the revision the store has handed over, whose changes the
+        # empty cache needs none of (``GET .../state`` names it).
+        cache.revision = store.last_seq
         store.subscribe(runtime.project)
         store.subscribe(services.feed.publish)
         if settings.gc_freeze:  # collections that do not grow with the cache (``memory.py``)

@@ -94,10 +94,14 @@ class _Reader:
         try:
             oldest, head = bounds
             cursor = _resume_point(last_event_id, oldest, head)
-            yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
             if cursor is None:
+                yield f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()
                 cursor = head
                 yield _reset(head)
+            else:
+                # The starting point as an id without an event: a client learns the revision
+                # the stream continues after (a cache must know what it will not be sent).
+                yield f"retry: {RETRY_MILLISECONDS}\nid: {cursor}\n: connected\n\n".encode()
             sent_at = time.monotonic()
             while not feed.closed:
                 published = feed.waiter()
@@ -187,11 +191,12 @@ def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
                 "timestamp": format_instant(timestamp),
                 "entity_path": list(path),
             }
-        case CreditsChanged(customer, currency, balance, overdraft_limit, _, spends):
+        case CreditsChanged(customer, currency, balance, overdraft_limit, valid_until, spends):
             return "credits.changed", {
                 "customer": customer,
                 "currency": currency,
                 "balance": to_json_number(balance),
+                "valid_until": None if valid_until is None else format_instant(valid_until),
                 "overdraft_limit": None
                 if overdraft_limit is None
                 else to_json_number(overdraft_limit),
@@ -248,8 +253,10 @@ routes = [
             "with `seq` and, except for catalog changes, `customer`; `usage.recorded` adds "
             "`feature`, `entity`, `amount`, `timestamp` and `entity_path` (the entity and "
             "its ancestors, nearest first, for budgets), `credits.changed` `currency`, "
-            "`balance`, `overdraft_limit` and `spends` (each debit's `entity_path` and "
-            "`credits`, for currency budgets). A comment line keeps an idle stream open. A "
+            "`balance`, `overdraft_limit`, `valid_until` (the next instant the pool changes "
+            "by itself) and `spends` (each debit's `entity_path` and `credits`, for currency "
+            "budgets). The first block carries the revision the stream continues after as "
+            "an `id` without an event. A comment line keeps an idle stream open. A "
             "client key must name its own customer with `?customer=`.",
         ),
     ),
