@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +416,51 @@ def test_reports_held_in_the_buffer_from_before_count_in_checks(
         assert c.check("acme", "requests").current_usage == 6
         eventually(lambda: c.delivery.state == "unauthorized", "deliveries refused")
         assert c.buffer.depth() == 4
+
+
+def test_changes_made_before_the_feed_connects_are_not_lost(
+    server: Server, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state read before the stream connects, then writes, then the stream: it starts
+    after those writes, so the entry read before them must go."""
+    connect = threading.Event()
+    opened = Client._open_stream
+
+    def late(self: Client, after: int | None) -> Any:
+        connect.wait(20)
+        return opened(self, after)
+
+    monkeypatch.setattr(Client, "_open_stream", late)
+    client = Client(server.url, api_key=ADMIN_KEY)
+    try:
+        assert client.check("acme", "requests").current_usage == 0
+        for n in range(5):
+            http.post("/v1/usage", json=usage("acme", "requests", 1, f"early-{n}"))
+        connect.set()
+        assert client.wait_until_ready(10)
+        eventually(agrees(client, http, customer="acme", feature="requests"), "in step")
+        assert client.check("acme", "requests").current_usage == 5
+    finally:
+        client.close()
+
+
+def test_a_grant_added_while_cached_expires_in_the_cache_too(
+    sdk: Client, http: httpx.Client
+) -> None:
+    now = http.get("/v1/test/clock").json()["now"]
+    expires = datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(seconds=2)
+    request = {"customer": "acme", "feature": "tokens", "requested": 110}
+    assert not sdk.check(**request).has_access  # 50 credits at 0.5 each: 100 tokens
+    grant = {
+        "amount": 10,
+        "category": "promotional",
+        "idempotency_key": "short-lived",
+        "expires_at": expires.isoformat(),
+    }
+    assert http.post("/v1/customers/acme/credits/credits/grants", json=grant).status_code == 201
+    eventually(lambda: sdk.check(**request).has_access, "the grant reached the cache")
+    http.post("/v1/test/clock", json={"advance_seconds": 3})
+    # Nothing is written when a grant expires: the cache must know when to read again (asking
+    # the service here would settle the pool and stream the change, proving nothing).
+    eventually(lambda: not sdk.check(**request).has_access, "the grant expired in the cache")
+    assert agrees(sdk, http, **request)()

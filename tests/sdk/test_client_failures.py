@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from allotment import BufferFull, Client, Fallback
+from allotment import BufferFull, Client, Fallback, InvalidReport
 from allotment.sdk.buffer import DeliveryState
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -244,3 +245,43 @@ def test_an_answer_not_in_the_apis_form_is_no_answer(
     result = client.check("acme", "exports")
     assert result.is_fallback
     assert client.upstream_errors == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"customer": "a b"}, "customer"),
+        ({"entity": "../x"}, "entity"),
+        ({"amount": -1}, "amount"),
+        ({"amount": "1.0000001"}, "amount"),
+        ({"behavior": "set", "entity": "agent-1"}, "entity"),
+        ({"behavior": "add"}, "behavior"),
+        ({"timestamp": "2026-12-01T10:00:00"}, "timestamp"),
+        ({"timestamp": "yesterday"}, "timestamp"),
+        ({"idempotency_key": "k" * 256}, "idempotency_key"),
+    ],
+)
+def test_a_report_the_service_would_refuse_is_refused_before_it_is_buffered(
+    make_client: Callable[..., Client], change: dict[str, Any], field: str
+) -> None:
+    client = make_client(Upstream(refused), follow=False)
+    report: dict[str, Any] = {"customer": "acme", "feature": "exports", "amount": 1, **change}
+    customer, feature, amount = report.pop("customer"), report.pop("feature"), report.pop("amount")
+    with pytest.raises(InvalidReport) as refusal:
+        client.report_usage(customer, feature, amount, **report)
+    assert refusal.value.field == field
+    assert client.buffer.depth() == 0
+
+
+def test_a_fork_without_pythons_hooks_is_found_by_the_process_id(
+    make_client: Callable[..., Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uWSGI forks without running Python's fork hooks unless told to."""
+    client = make_client(Upstream(refused), follow=False)
+    forks: list[int] = []
+    monkeypatch.setattr(client, "_after_fork", lambda: forks.append(1))
+    client.report_usage("acme", "exports", 1)
+    assert forks == []
+    monkeypatch.setattr(os, "getpid", lambda: 1)  # as in a child the hooks did not tell
+    client.report_usage("acme", "exports", 1)
+    assert forks == [1]

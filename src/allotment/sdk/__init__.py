@@ -3,7 +3,7 @@
 from allotment.sdk.aio import AsyncClient
 from allotment.sdk.buffer import BufferFull
 from allotment.sdk.client import Client, OfflinePolicy, Reservation
-from allotment.sdk.errors import AllotmentClientError, ApiError, ServiceUnavailable
+from allotment.sdk.errors import AllotmentClientError, ApiError, InvalidReport, ServiceUnavailable
 from allotment.sdk.fallback import Fallback
 from allotment.sdk.results import CheckResult, Page, UsageReport, UsageResult
 
@@ -15,6 +15,7 @@ __all__ = [
     "CheckResult",
     "Client",
     "Fallback",
+    "InvalidReport",
     "OfflinePolicy",
     "Page",
     "Reservation",

@@ -104,7 +104,7 @@ class LocalCache:
         self._sent: OrderedDict[str, None] = OrderedDict()
         self._recent: deque[_Recent] = deque(maxlen=self.recent_size)
         self._hot: dict[HotKey, _Hot] = {}
-        self._hot_keys: dict[str, list[HotKey]] = {}
+        self._hot_keys: dict[str, dict[HotKey, None]] = {}
         self.last_seq: int | None = None
         self.heard_at = 0.0  # time.time() of the feed's last line while it was in step
 
@@ -136,7 +136,7 @@ class LocalCache:
             self._hot.clear()  # answers for many distinct requests: built again as asked
             self._hot_keys.clear()
         self._hot[key] = _Hot(result, until)
-        self._hot_keys.setdefault(key[0], []).append(key)
+        self._hot_keys.setdefault(key[0], {})[key] = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -212,7 +212,9 @@ class LocalCache:
         already counted) stops counting; a recorded one counts until the feed shows it."""
         with self.lock:
             if recorded:
-                self._delivered[idempotency_key] = time.time()
+                reports = self._pending.get(customer)
+                if reports is not None and idempotency_key in reports.by_key:
+                    self._delivered[idempotency_key] = time.time()  # not shown by the feed yet
                 return
             self._remove_key(customer, idempotency_key)
 
@@ -253,7 +255,11 @@ class LocalCache:
                 self.stats.resets += 1
                 self.last_seq = seq
                 return
-            if seq is not None and self.last_seq is not None:
+            if seq is not None and self.last_seq is None:
+                # An id alone (the stream's first block) is the revision it continues after;
+                # an event's is the first one it sends.
+                self._start_after(seq if message.event is None else seq - 1)
+            elif seq is not None and self.last_seq is not None:
                 if seq <= self.last_seq:
                     return  # already applied (a resumed stream repeats nothing, but be sure)
                 if seq != self.last_seq + 1 and not self.filtered:
@@ -266,6 +272,16 @@ class LocalCache:
                 self._apply(recent)
             if seq is not None:
                 self.last_seq = seq
+
+    def _start_after(self, seq: int) -> None:
+        """The feed sends the changes after ``seq``: an entry read at an older revision may
+        lack changes it will never send (they came before its starting point)."""
+        for key, held in list(self._entries.items()):
+            revision = held.entry.revision
+            if revision is None or revision < seq:
+                self._forget_key(key)
+                del self._entries[key]
+                self.stats.dropped += 1
 
     def _apply(self, recent: _Recent) -> None:
         customer = recent.customer
@@ -356,6 +372,9 @@ def _apply_to(entry: Entry, recent: _Recent) -> bool:
             None if limit is None else micros_of(limit),
             spends,
         )
+        until = data.get("valid_until")
+        if until is not None:
+            entry.valid_before(instant_micros(until))
         return True
     if entry.revision is not None and recent.seq <= entry.revision:
         return True

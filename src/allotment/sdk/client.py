@@ -31,12 +31,12 @@ import httpx
 import msgspec
 
 from allotment.domain.decision import credit_cost
-from allotment.domain.ids import is_client_id
+from allotment.domain.ids import IDEMPOTENCY_KEY_MAX_LENGTH, is_client_id
 from allotment.domain.quantities import MICROS_PER_UNIT, Micros, parse_quantity
 from allotment.domain.resolution import DenialReason
-from allotment.sdk.buffer import Answer, BufferedReport, UsageBuffer, UsageDelivery
+from allotment.sdk.buffer import Answer, Backoff, BufferedReport, UsageBuffer, UsageDelivery
 from allotment.sdk.cache import HOT_SECONDS, Held, LocalCache, answer_of
-from allotment.sdk.errors import ApiError, ServiceUnavailable
+from allotment.sdk.errors import ApiError, InvalidReport, ServiceUnavailable
 from allotment.sdk.fallback import Fallback, FallbackValue
 from allotment.sdk.feed import FeedFollower, FeedState, StreamRefused
 from allotment.sdk.local import Pending, micros_of
@@ -106,6 +106,7 @@ class Client:
         max_staleness: float = 600.0,
         timeout: float = 5.0,
         poll_interval: float = 30.0,
+        refresh_interval: float = 600.0,
         offline: Mapping[str, OfflinePolicy | str] | None = None,
         customer: str | None = None,
         follow: bool = True,
@@ -119,6 +120,7 @@ class Client:
         self.max_staleness = max_staleness
         self.timeout = timeout
         self.poll_interval = poll_interval
+        self.refresh_interval = refresh_interval
         policies = {k: OfflinePolicy(v) for k, v in (offline or {}).items()}
         self._offline_default = policies.pop("*", OfflinePolicy.CACHE)
         self._offline = policies
@@ -138,6 +140,9 @@ class Client:
             self.cache.apply,
             heard=self.cache.heard,
             live=self._service_back,
+            # Reconnecting often is cheap, and the feed going live is what tells the delivery
+            # the service is back: at most 5 s between attempts.
+            backoff=Backoff(cap=5.0),
         )
         self._stream_socket: socket.socket | None = None
         self._poster = (
@@ -159,11 +164,16 @@ class Client:
     # ------------------------------------------------------------ lifecycle
 
     def _ensure_running(self) -> None:
-        """Start the background threads in this process (again, after a fork)."""
-        if self._running_in == _fork_generation[0] or self._closed:
+        """Start the background threads in this process: at first use, and again in a forked
+        child (found by its process id too, for servers that fork without running Python's
+        fork hooks, as uWSGI does unless told to)."""
+        pid = os.getpid()
+        if self._running_in == pid or self._closed:
             return
+        if self._running_in is not None:
+            self._after_fork()  # forked, and no hook said so
         with self._lock:
-            if self._running_in == _fork_generation[0] or self._closed:
+            if self._running_in == pid or self._closed:
                 return
             if self._follow:
                 self.feed.start()
@@ -173,7 +183,7 @@ class Client:
                 target=self._poll_loop, name="allotment-poll", daemon=True
             )
             self._poller.start()
-            self._running_in = _fork_generation[0]
+            self._running_in = pid
 
     def _count_held_reports(self) -> None:
         """Reports a file buffer holds from before this client (a restart during an outage)
@@ -202,6 +212,7 @@ class Client:
         self.buffer.after_fork()
         self.delivery.after_fork()
         self.feed.after_fork()
+        self._stream_socket = None  # the parent's: never to be shut down from here
         self._poller = None
         self._running_in = None
 
@@ -411,7 +422,7 @@ class Client:
         feature's ``OfflinePolicy`` does (``UsageReport.decided_offline``)."""
         self._ensure_running()
         key = idempotency_key or f"sdk-{uuid.uuid4().hex}"
-        micros = _micros(amount, "amount", allow_negative=behavior == "set")
+        micros = _checked_report(customer, feature, entity, amount, key, behavior, timestamp)
         body: dict[str, Any] = {
             "customer": customer,
             "feature": feature,
@@ -749,6 +760,8 @@ class Client:
             raise ServiceUnavailable(f"{method} {path}: {status} {response.text[:200]}")
         if status >= 400:
             raise _api_error(response)
+        if self._unreachable_until:
+            self._service_back()
         try:
             return msgspec.json.decode(response.content, type=answer)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -799,13 +812,16 @@ class Client:
                 log.exception("refreshing cached customers failed; trying again later")
 
     def poll_once(self) -> int:
-        """Refresh every cached entry older than ``poll_interval`` or past its validity;
-        the number read again."""
+        """Refresh every cached entry past its validity, older than ``poll_interval`` (the
+        feed was down), or read more than ``refresh_interval`` ago however live the feed (the
+        net under anything the feed could not say); the number read again."""
         wall = time.time()
         stale = [
             key
             for key, held in self.cache.entries()
-            if held.expired(wall) or self.cache.age(held, wall) > self.poll_interval
+            if held.expired(wall)
+            or self.cache.age(held, wall) > self.poll_interval
+            or wall - held.loaded_at > self.refresh_interval
         ]
         refreshed = 0
         for customer, entity in stale:
@@ -871,11 +887,9 @@ class Reservation:
 
 _USER_AGENT = "allotment-python"
 _CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
-_fork_generation = [0]
 
 
 def _after_fork_in_child() -> None:
-    _fork_generation[0] += 1
     for client in list(_CLIENTS):
         try:
             client._after_fork()
@@ -884,6 +898,43 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _checked_report(
+    customer: str,
+    feature: str,
+    entity: str | None,
+    amount: QuantityIn,
+    key: str,
+    behavior: str,
+    timestamp: datetime | str | None,
+) -> Micros:
+    """The report's amount in micro-units, once every rule the service would refuse it by
+    holds (``InvalidReport`` otherwise)."""
+    for field, value in (("customer", customer), ("feature", feature), ("entity", entity)):
+        if value is not None and (not isinstance(value, str) or not is_client_id(value)):
+            raise InvalidReport(f"{field} {value!r} is not a valid id", field)
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise InvalidReport("idempotency_key must hold 1 to 255 characters", "idempotency_key")
+    if behavior not in ("delta", "set"):
+        raise InvalidReport(f"behavior {behavior!r} is neither delta nor set", "behavior")
+    if behavior == "set" and entity is not None:
+        raise InvalidReport('behavior "set" applies to the customer and names no entity', "entity")
+    if timestamp is not None:
+        try:
+            instant = timestamp if isinstance(timestamp, datetime) else _instant(timestamp)
+        except ValueError as error:
+            raise InvalidReport(f"timestamp: {error}", "timestamp") from error
+        if instant.tzinfo is None:
+            raise InvalidReport("timestamp must carry a zone (Z or an offset)", "timestamp")
+    try:
+        return _micros(amount, "amount")
+    except (TypeError, ValueError) as error:
+        raise InvalidReport(str(error), "amount") from error
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _micros(value: QuantityIn, field: str, *, allow_negative: bool = False) -> Micros:

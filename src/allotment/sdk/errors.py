@@ -25,3 +25,13 @@ class ApiError(AllotmentClientError):
         self.code = code
         self.message = message
         self.details = details
+
+
+class InvalidReport(AllotmentClientError, ValueError):
+    """A usage report the service would refuse (a bad id, a negative amount, ``set`` with an
+    entity, a time without a zone): refused before it is buffered, since a buffered report is
+    acknowledged and a refusal found at delivery could only drop it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field

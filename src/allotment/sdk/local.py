@@ -258,6 +258,12 @@ class Entry:
                         figures.budget_usage[index] += credits
         self.changed += 1
 
+    def valid_before(self, instant: int) -> None:
+        """A time rule changes the answers by itself at ``instant`` (a grant a change added
+        enters or leaves a pool): read again from then on."""
+        if self.valid_until is None or instant < self.valid_until:
+            self.valid_until = instant
+
     # ------------------------------------------------------------ answering
 
     @property

@@ -42,6 +42,7 @@ from allotment.domain.ids import is_client_id, require_client_id
 from allotment.domain.quantities import parse_quantity
 from allotment.domain.timefmt import format_instant
 from allotment.sdk import ApiError, BufferFull, CheckResult, Client, ServiceUnavailable
+from allotment.sdk.errors import InvalidReport
 from allotment.sdk.results import UsageReport, UsageResult
 from allotment.sidecar.metrics import registry_for, render
 
@@ -85,7 +86,7 @@ def create_app(client: Client, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
 async def check(request: Request, client: Client) -> Response:
     """``POST /v1/check``: the check result, ``is_fallback`` and ``data_age`` included.
 
-    Answered on the event loop whenever the cache holds the customer (:func:`_from_cache`);
+    Answered on the event loop whenever the cache holds the customer (``Client.check_cached``);
     only a check that must read the service first goes to the thread pool."""
     body = await _read(request, CheckIn)
     requested = None if body.requested is None else _quantity(body.requested, "requested")
@@ -235,6 +236,8 @@ def _answering(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except BufferFull as error:
             message = f"Usage cannot be kept until it is delivered: {error}."
             return _error(503, "buffer_full", message, retry=True)
+        except InvalidReport as error:  # a rule of the service's the schema cannot say
+            return _error(400, "invalid_request", str(error), {"field": error.field})
         except ClientDisconnect:
             return Response(status_code=_CLIENT_CLOSED_REQUEST)
 
