@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from allotment.sdk import Fallback
 
 
+log_level_option = click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    envvar="ALLOTMENT_LOG_LEVEL",
+    show_envvar=True,
+)
+
+
 @click.group()
 @click.version_option(package_name="allotment")
 def main() -> None:
@@ -55,14 +65,7 @@ def main() -> None:
     help="A browser origin (https://app.example.com, or *) that may call the client-key routes;"
     " repeatable (default: $ALLOTMENT_CORS_ORIGINS, comma-separated; none: CORS off).",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    envvar="ALLOTMENT_LOG_LEVEL",
-    show_envvar=True,
-)
+@log_level_option
 @click.option(
     "--log-format",
     default="text",
@@ -331,14 +334,7 @@ def openapi(output_format: str) -> None:
     help="What an enforced usage report of FEATURE (* for any) does while the service is"
     " unreachable: refuse it, decide by the cache, or allow it (default: cache); repeatable.",
 )
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    envvar="ALLOTMENT_LOG_LEVEL",
-    show_envvar=True,
-)
+@log_level_option
 def sidecar(
     upstream: str,
     api_key: str,

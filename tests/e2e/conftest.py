@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.postgres_server import PostgresServer
+
 ADMIN_KEY = "e2e-admin-key"
 
 
@@ -131,6 +133,27 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """``serve --workers 2`` on SQLite and on PostgreSQL: requests and the stream come from
+    either process."""
+    with contextlib.ExitStack() as stack:
+        args: tuple[str, ...] = ("--workers", "2")
+        if request.param == "postgres":
+            postgres: PostgresServer = request.getfixturevalue("postgres")
+            args += ("--database-url", stack.enter_context(postgres.fresh_database()))
+        server = Server(
+            database=tmp_path / "allotment.db",
+            port=free_port(),
+            args=args,
+            env={"ALLOTMENT_TEST_CLOCK": "0"},  # a test clock lives in one process
+            stderr=tmp_path / "serve.log",
+        )
+        server.start()
+        stack.callback(server.stop)
+        yield server
 
 
 # --- The change feed: a small reader of server-sent events --------------------------------------

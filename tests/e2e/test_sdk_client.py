@@ -7,7 +7,6 @@ cached answer, and the cached answer must then equal the service's own check, fi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,6 @@ import pytest
 from allotment import AsyncClient, Client
 from allotment.sdk.results import CheckResult
 from tests.e2e.conftest import ADMIN_KEY, Server, free_port
-from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 
@@ -339,32 +337,10 @@ def test_the_async_client_answers_from_the_same_cache(server: Server, http: http
     asyncio.run(scenario())
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def two_workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
-    """``serve --workers 2``: states, writes and the stream each come from either process."""
-    with contextlib.ExitStack() as stack:
-        args: tuple[str, ...] = ("--workers", "2")
-        if request.param == "postgres":
-            postgres: PostgresServer = request.getfixturevalue("postgres")
-            args += ("--database-url", stack.enter_context(postgres.fresh_database()))
-        server = Server(
-            database=tmp_path / "allotment.db",
-            port=free_port(),
-            args=args,
-            env={"ALLOTMENT_TEST_CLOCK": "0"},
-            stderr=tmp_path / "serve.log",
-        )
-        server.start()
-        stack.callback(server.stop)
-        yield server
-
-
-def test_cached_answers_stay_exact_across_worker_processes(
-    two_workers: Server, tmp_path: Path
-) -> None:
-    with two_workers.client() as http:
+def test_cached_answers_stay_exact_across_worker_processes(workers: Server, tmp_path: Path) -> None:
+    with workers.client() as http:
         seed(http)
-        client = Client(two_workers.url, api_key=ADMIN_KEY, buffer_path=tmp_path / "b.db")
+        client = Client(workers.url, api_key=ADMIN_KEY, buffer_path=tmp_path / "b.db")
         try:
             assert client.wait_until_ready(10)
             assert all_agree(client, http)()

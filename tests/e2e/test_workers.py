@@ -15,39 +15,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_KEY, Server, free_port
-from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.slow
 
 WORKER = re.compile(r'^allotment_worker_info\{index="(\d+)",pid="(\d+)"\} 1\.0$', re.MULTILINE)
 DEADLINE_SECONDS = 15.0
 LIMIT = 40
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
-    with contextlib.ExitStack() as stack:
-        args: tuple[str, ...] = ("--workers", "2")
-        if request.param == "postgres":
-            postgres: PostgresServer = request.getfixturevalue("postgres")
-            args += ("--database-url", stack.enter_context(postgres.fresh_database()))
-        server = Server(
-            database=tmp_path / "allotment.db",
-            port=free_port(),
-            args=args,
-            env={"ALLOTMENT_TEST_CLOCK": "0"},  # a test clock lives in one process
-            stderr=tmp_path / "serve.log",
-        )
-        server.start()
-        stack.callback(server.stop)
-        yield server
 
 
 def answering(server: Server) -> dict[str, str]:
