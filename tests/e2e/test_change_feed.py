@@ -104,7 +104,12 @@ def assert_consecutive(blocks: list[Block], after: int) -> None:
 
 
 def wire(block: Block) -> tuple[str | None, Any]:
-    return block.event, block.data
+    """The block's kind and data, ``written_at`` (checked, then left out) aside."""
+    data = block.data
+    if isinstance(data, dict) and block.event != "reset":
+        written_at = data.pop("written_at")
+        assert written_at.endswith("Z"), written_at
+    return block.event, data
 
 
 # --- every kind and its payload -----------------------------------------------------------------

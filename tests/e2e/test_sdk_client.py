@@ -246,6 +246,8 @@ def test_a_change_through_another_process_reaches_the_cache_quickly(
             "usage reached the cache",
         )
     assert sdk.cache.stats.loads == 1  # followed, never read again
+    assert sdk.cache.lag is not None
+    assert 0 <= sdk.cache.lag < DEADLINE  # from the write to its arrival here
 
 
 def test_enforced_usage_is_decided_by_the_service(sdk: Client, http: httpx.Client) -> None:

@@ -107,6 +107,9 @@ class LocalCache:
         self._hot_keys: dict[str, dict[HotKey, None]] = {}
         self.last_seq: int | None = None
         self.heard_at = 0.0  # time.time() of the feed's last line while it was in step
+        # Seconds from the last event's writing on the service to its arrival here (the two
+        # hosts' clocks included): the feed's lag. None before the first event.
+        self.lag: float | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -267,6 +270,10 @@ class LocalCache:
                     self._reset()
             if message.event is not None and seq is not None:
                 data = _decode_data(message.data) if message.data else {}
+                written_at = data.get("written_at")
+                if isinstance(written_at, str):
+                    written = instant_micros(written_at) / MICROS_PER_UNIT
+                    self.lag = max(0.0, time.time() - written)
                 recent = _Recent(seq, data.get("customer"), message.event, data)
                 self._recent.append(recent)
                 self._apply(recent)

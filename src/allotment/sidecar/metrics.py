@@ -89,6 +89,14 @@ class SidecarCollector(Collector):
             "Connections the change feed made (reconnects included).",
             client.feed.connects,
         )
+        lag = GaugeMetricFamily(
+            PREFIX + "stream_lag_seconds",
+            "From the last event's writing on the service to its arrival here (none before"
+            " the first event).",
+        )
+        if cache.lag is not None:
+            lag.add_metric([], cache.lag)
+        yield lag
         revision = GaugeMetricFamily(
             PREFIX + "last_revision",
             "The last revision of the change feed applied (none before the first).",

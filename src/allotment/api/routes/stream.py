@@ -175,7 +175,8 @@ def _event(entry: LoggedChange, customer: str | None) -> bytes:
     if data is None:
         return b"" if customer is not None else b"id: %d\n\n" % entry.seq
     kind, fields = data
-    body = _encode({"seq": entry.seq, **fields})
+    # When the change was written (the system's clock, not the test clock): a reader's lag.
+    body = _encode({"seq": entry.seq, **fields, "written_at": format_instant(entry.written_at)})
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (entry.seq, kind.encode(), body)
 
 
@@ -255,8 +256,9 @@ routes = [
             "its ancestors, nearest first, for budgets), `credits.changed` `currency`, "
             "`balance`, `overdraft_limit`, `valid_until` (the next instant the pool changes "
             "by itself) and `spends` (each debit's `entity_path` and `credits`, for currency "
-            "budgets). The first block carries the revision the stream continues after as "
-            "an `id` without an event. A comment line keeps an idle stream open. A "
+            "budgets). Every event's `data` also carries `written_at`, when the change was "
+            "written. The first block carries the revision the stream continues after as an "
+            "`id` without an event. A comment line keeps an idle stream open. A "
             "client key must name its own customer with `?customer=`.",
         ),
     ),
