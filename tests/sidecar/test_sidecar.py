@@ -457,6 +457,12 @@ def test_ready_once_live_and_metrics_follow_the_client(sidecar: TestClient) -> N
         "the report delivered",
     )
     assert figure(delivered, "last_revision") > 0  # none before the feed's first change
+    lag = eventually(
+        lambda: scrape(sidecar.get),
+        lambda s: ("allotment_sidecar_stream_lag_seconds", ()) in s,
+        "an event's lag",
+    )
+    assert 0 <= figure(lag, "stream_lag_seconds") < POLL_SECONDS
     assert figure(delivered, "delivery_state", state="unauthorized") == 0
     assert figure(delivered, "fallback_answers_total") == 0
 
