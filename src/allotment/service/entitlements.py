@@ -214,16 +214,7 @@ class EntitlementService:
                     valid_until = _earliest(valid_until, hold.expires_at)
         if cache.begun != ended or cache.ended != ended:
             return _MOVING
-        until = None if valid_until is None else format_instant(valid_until)
-        return CustomerState(
-            customer=customer_id,
-            entity=entity,
-            revision=revision,
-            now=format_instant(now),
-            valid_until=until,
-            answers=answers,
-            pools=pools,
-        )
+        return _state(customer_id, entity, revision, now, valid_until, answers, pools)
 
     def state_in_job(self, uow: UnitOfWork, customer_id: str, entity: str | None) -> CustomerState:
         """The state read in a job, filling the cache: exact, but at no one revision."""
@@ -231,15 +222,7 @@ class EntitlementService:
         snapshot = runtime.snapshot_in(uow, customer_id)
         catalog, now = runtime.catalog_in(uow), runtime.clock.now()
         pools: dict[str, PoolState] = {}
-
-        def credit_lookup(currency: str) -> CreditFigures:
-            pool = self._credits.settled_pool(uow, customer_id, currency, now)
-            self._credits.save(uow, customer_id, currency, pool, now)
-            limit = self._credits.overdraft_limit(uow, customer_id, currency, now)
-            held = reserved_credits(runtime.live_holds(uow, customer_id, now), currency, now)
-            pools[currency] = _pool_state(currency, pool.balance, held, limit)
-            return CreditFigures(currency, pool.available(held), limit)
-
+        credit_lookup = self._credit_lookup(uow, customer_id, now, pools)
         find_entity = self._entity_lookup(uow)
         answers = []
         for feature in catalog.features.values():
@@ -249,17 +232,18 @@ class EntitlementService:
             )  # fmt: skip
             assert isinstance(answer, CheckAnswer)
             answers.append(answer)
-        return CustomerState(
-            customer=customer_id,
-            entity=entity,
-            revision=None,
-            now=format_instant(now),
-            valid_until=None,
-            answers=answers,
-            pools=[pools[currency] for currency in _currencies(answers)],
-        )
+        in_order = [pools[currency] for currency in _currencies(answers)]
+        return _state(customer_id, entity, None, now, None, answers, in_order)
 
-    def _credit_lookup(self, uow: UnitOfWork, customer: str, now: datetime) -> CreditLookup:
+    def _credit_lookup(
+        self,
+        uow: UnitOfWork,
+        customer: str,
+        now: datetime,
+        pools: dict[str, PoolState] | None = None,
+    ) -> CreditLookup:
+        """The pool's figures as a check in this job sees them, settled and saved; each
+        pool's state is also kept in ``pools`` when given."""
         credits, runtime = self._credits, self._runtime
 
         def figures(currency: str) -> CreditFigures:
@@ -267,6 +251,8 @@ class EntitlementService:
             credits.save(uow, customer, currency, pool, now)
             limit = credits.overdraft_limit(uow, customer, currency, now)
             held = reserved_credits(runtime.live_holds(uow, customer, now), currency, now)
+            if pools is not None:
+                pools[currency] = _pool_state(currency, pool.balance, held, limit)
             return CreditFigures(currency, pool.available(held), limit)
 
         return figures
@@ -392,6 +378,26 @@ def _cached_budgets(
         held = held_for(slot.budget, holds.values(), now) if holds else 0
         figures.append(slot.figures(view, key, usage, held))
     return figures
+
+
+def _state(
+    customer: str,
+    entity: str | None,
+    revision: int | None,
+    now: datetime,
+    valid_until: datetime | None,
+    answers: list[CheckAnswer],
+    pools: list[PoolState],
+) -> CustomerState:
+    return CustomerState(
+        customer=customer,
+        entity=entity,
+        revision=revision,
+        now=format_instant(now),
+        valid_until=None if valid_until is None else format_instant(valid_until),
+        answers=answers,
+        pools=pools,
+    )
 
 
 def _currencies(answers: list[CheckAnswer]) -> list[str]:
