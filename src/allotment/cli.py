@@ -1,4 +1,4 @@
-"""The ``allotment`` command: ``serve``, ``demo`` and ``migrate``."""
+"""The ``allotment`` command: ``serve``, ``demo``, ``migrate`` and ``catalog``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from allotment.catalog_cli import catalog
 from allotment.config import DEFAULT_DATABASE, Settings, parse_origins
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ log_level_option = click.option(
 @click.version_option(package_name="allotment")
 def main() -> None:
     """Allotment: entitlements, usage limits and credits, answered on every request."""
+
+
+main.add_command(catalog)
 
 
 @main.command()

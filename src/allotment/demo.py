@@ -16,7 +16,7 @@ from allotment.domain.catalog import Enforcement
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros, parse_quantity
 from allotment.service.catalog import CatalogKind
-from allotment.service.customers import SubscriptionRequest
+from allotment.service.customers import AddonRequest, SubscriptionRequest
 
 FEATURES: dict[str, dict[str, Any]] = {
     "sso": {"name": "Single sign-on", "kind": "boolean"},
@@ -139,7 +139,10 @@ async def load_demo(services: Services, progress: Callable[[str], None] = lambda
         "initech": (
             "Initech (Team with extra requests and a seat pack)",
             [
-                SubscriptionRequest(plan="team", addons=[("extra-requests", 2), ("seat-pack", 1)]),
+                SubscriptionRequest(
+                    plan="team",
+                    addons=[AddonRequest("extra-requests", 2), AddonRequest("seat-pack", 1)],
+                ),
             ],
         ),
     }

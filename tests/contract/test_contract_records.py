@@ -52,15 +52,33 @@ def test_an_empty_catalog_loads_empty(store: ContractStore) -> None:
     assert (loaded.features, loaded.plans, loaded.products) == ({}, {}, {})
 
 
+def _versions(*definitions: bytes, parent_versions: tuple[int | None, ...] = ()) -> bytes:
+    """A plan's stored document: every version's definition, as JSON text."""
+    versions = [
+        b'{"version": %d, "published_at": 0, "parent_version": %s, "definition": %s}'
+        % (number, b"null" if parent is None else b"%d" % parent, definition)
+        for number, (definition, parent) in enumerate(
+            zip(definitions, parent_versions or (None,) * len(definitions), strict=True), 1
+        )
+    ]
+    return b'{"status": "active", "versions": [%s]}' % b", ".join(versions)
+
+
 def test_plans_load_after_their_parents_and_list_in_creation_order(store: ContractStore) -> None:
+    team_alone = b'{"product": "coder", "name": "Team"}'
+    # The older plan is re-parented under the newer one: its version 2 folds starter's 1.
+    team_under_starter = b'{"product": "coder", "name": "Team", "parent": "starter"}'
+
     def define(uow: UnitOfWork) -> None:
         save = uow.catalog.save_object
         save("product", "coder", b'{"name": "Coder"}', T0)
         save("feature", "seats", b'{"name": "Seats", "kind": "numeric"}', T0)
-        save("plan", "team", b'{"product": "coder", "name": "Team"}', T0)
-        save("plan", "starter", b'{"product": "coder", "name": "Starter"}', T0)
-        # The older plan is re-parented under the newer one.
-        team = b'{"product": "coder", "name": "Team", "parent": "starter"}'
+        save("plan", "team", _versions(team_alone), T0)
+        starter = (
+            b'{"product": "coder", "name": "Starter", "entitlements": {"seats": {"value": 3}}}'
+        )
+        save("plan", "starter", _versions(starter), T0)
+        team = _versions(team_alone, team_under_starter, parent_versions=(None, 1))
         save("plan", "team", team, at(1))
         save("currency", "credits", b'{"name": "Credits"}', T0)
 
@@ -68,7 +86,17 @@ def test_plans_load_after_their_parents_and_list_in_creation_order(store: Contra
     loaded = run(store, lambda uow: uow.catalog.load())
     assert list(loaded.plans) == ["team", "starter"]
     assert loaded.plans["team"].parent == "starter"
+    assert loaded.plans["team"].version == 2
+    assert loaded.plan_entitlements("team", 1) == {}
+    assert loaded.plan_entitlements("team", 2) == loaded.plan_entitlements("starter", 1)
     assert set(loaded.currencies) == {"credits"}
+
+
+def test_a_stored_document_is_read_back_as_written(store: ContractStore) -> None:
+    document = _versions(b'{"product": "coder", "name": "Team"}')
+    run(store, lambda uow: uow.catalog.save_object("plan", "team", document, T0))
+    assert run(store, lambda uow: uow.catalog.stored_document("plan", "team")) == document
+    assert run(store, lambda uow: uow.catalog.stored_document("plan", "other")) is None
 
 
 # ---------------------------------------------------------------- customers

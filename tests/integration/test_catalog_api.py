@@ -161,10 +161,14 @@ def test_a_child_inherits_and_overrides_its_parents_entitlements(api: Api) -> No
         200,
     )
     api.put("/v1/plans/enterprise", {"product": "coder", "name": "E", "parent": "team"}, 200)
-    # Now enterprise inherits sso from team and seats and ai-requests from starter.
-    assert api.check("acme", "sso")["has_access"] is True
-    assert api.check("acme", "seats")["value"] == 3
-    assert api.check("acme", "ai-requests")["usage_limit"] == 100
+    # Enterprise's latest version inherits sso from team and seats and ai-requests from
+    # starter; a new subscriber gets it, while acme keeps the version it subscribed to.
+    new_customer(api, "globex", "enterprise")
+    assert api.check("globex", "sso")["has_access"] is True
+    assert api.check("globex", "seats")["value"] == 3
+    assert api.check("globex", "ai-requests")["usage_limit"] == 100
+    assert api.check("acme", "seats")["is_unlimited"] is True
+    assert api.check("acme", "ai-requests")["usage_limit"] == 20000
 
 
 def test_a_feature_kind_cannot_change(api: Api) -> None:

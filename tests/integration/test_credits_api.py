@@ -136,6 +136,7 @@ def test_soft_overdraft_is_bounded_and_paid_back_by_the_next_grant(acme: Api) ->
         },
         200,
     )
+    acme.post("/v1/plans/team/migrations", {"at": "now"}, 201)  # acme moves to it
     assert acme.get(POOL)["overdraft_limit"] == 50
     grant(acme, 20, "g1")
     assert debit(acme, 70, "d1")["balance"] == -50

@@ -122,7 +122,7 @@ def test_patch_changes_addons_and_delete_cancels(api: Api) -> None:
     patched = api.request(
         "PATCH", path, {"addons": [{"id": "extra-requests", "quantity": 2}]}, expect=200
     )
-    assert patched["addons"] == [{"id": "extra-requests", "quantity": 2}]
+    assert patched["addons"] == [{"id": "extra-requests", "quantity": 2, "version": 1}]
     assert api.check("acme", "ai-requests")["usage_limit"] == 2000
     canceled = api.delete(path, 200)
     assert canceled["status"] == "canceled"

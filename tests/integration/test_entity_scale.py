@@ -31,6 +31,7 @@ from allotment.domain.timefmt import whole_second
 from allotment.service.answers import CheckAnswer
 from allotment.service.catalog import CatalogKind
 from allotment.service.customers import SubscriptionRequest
+from allotment.service.migrations import MigrationRequest
 from allotment.service.ports import UnitOfWork
 from allotment.service.usage import UsageReport
 
@@ -368,6 +369,7 @@ def test_the_entitlements_list_reads_the_entitys_path_once(
             "entitlements": {f: {"limit": 10**9} for f in (FEATURE, "tokens", "images")},
         }
         await services.catalog.put(CatalogKind.PLAN, "plan", plan)
+        await services.migrations.migrate(CatalogKind.PLAN, "plan", MigrationRequest("now"))
 
     asyncio.run(more_features())
     counted = reads(services)

@@ -85,11 +85,27 @@ def test_a_store_that_fell_behind_reloads_the_catalog_as_the_log_now_has_it(
 
         return job
 
+    def versions(*definitions: tuple[str, str | None, int | None]) -> dict[str, Any]:
+        """A plan's stored document: each version's (name, parent, parent's version)."""
+        return {
+            "status": "active",
+            "versions": [
+                {
+                    "version": number,
+                    "published_at": None,
+                    "parent_version": parent_version,
+                    "definition": {"product": "p", "name": name, "parent": parent},
+                }
+                for number, (name, parent, parent_version) in enumerate(definitions, 1)
+            ],
+        }
+
     writer.run_blocking(put("product", "p", {"name": "P"}))
-    writer.run_blocking(put("plan", "y", {"product": "p", "name": "Y"}))
-    writer.run_blocking(put("plan", "z", {"product": "p", "name": "Z", "parent": "y"}))
-    writer.run_blocking(put("plan", "z", {"product": "p", "name": "Z"}))
-    writer.run_blocking(put("plan", "y", {"product": "p", "name": "Y", "parent": "z"}))
+    writer.run_blocking(put("plan", "y", versions(("Y", None, None))))
+    writer.run_blocking(put("plan", "z", versions(("Z", "y", 1))))
+    writer.run_blocking(put("plan", "z", versions(("Z", "y", 1), ("Z", None, None))))
+    y_under_z = versions(("Y", None, None), ("Y", "z", 2))
+    writer.run_blocking(put("plan", "y", y_under_z))
     with sqlite3.connect(writer.path) as db:  # the log kept only the last three
         db.execute("DELETE FROM change_log WHERE seq <= 2")
     monkeypatch.undo()

@@ -59,7 +59,7 @@ def test_a_failed_job_leaves_nothing_visible_to_later_jobs_of_its_batch(
 
     def stage_then_fail(uow: UnitOfWork) -> None:
         staged = add_document(runtime.catalog_in(uow), "feature", "staged", feature)
-        runtime.stage_catalog(uow, staged, CatalogChanged("feature", "staged", feature))
+        runtime.stage_catalog(uow, staged, [CatalogChanged("feature", "staged", feature)])
         runtime.customer_changed(uow, "acme")
         raise _Failed
 

@@ -106,6 +106,7 @@ PARAMETERS = {
     "grant": "grant_unknown",
     "reservation": "res_unknown",
     "key": "key_unknown",
+    "version": "1",
     "asset": min(ASSETS),
 }
 

@@ -188,7 +188,7 @@ def test_plan_that_is_its_own_parent_is_refused() -> None:
 def test_new_plan_naming_itself_as_parent_is_refused() -> None:
     with pytest.raises(InvalidRequest) as raised:
         base_catalog().with_plan(plan("solo", parent="solo"))
-    assert "parent plan 'solo'" in raised.value.message
+    assert "cycle: solo -> solo" in raised.value.message
     assert raised.value.details == {"field": "parent"}
 
 

@@ -125,8 +125,11 @@ ADDON = Addon(
 
 
 def test_a_plan_answers_its_definition_with_every_spec_shaped_by_its_kind() -> None:
-    assert _json(plan_view(PLAN)) == (
-        b'{"id":"pro","product":"coder","name":"Pro","parent":"starter","trial_days":14,'
+    assert _json(
+        plan_view(replace(PLAN, version=3, parent_version=2, published_at=NOW), False)
+    ) == (
+        b'{"id":"pro","version":3,"status":"active","published_at":"2026-11-24T10:00:00Z",'
+        b'"product":"coder","name":"Pro","parent":"starter","parent_version":2,"trial_days":14,'
         b'"billing_period":"year","entitlements":{"sso":{},"seats":{"value":null},'
         b'"ai-requests":{"limit":1000,"reset":"day","enforcement":"hard"},'
         b'"model-tokens":{"limit":null,"reset":"month","enforcement":"soft",'
@@ -137,8 +140,8 @@ def test_a_plan_answers_its_definition_with_every_spec_shaped_by_its_kind() -> N
 
 
 def test_an_addon_answers_each_spec_with_its_mode_last() -> None:
-    assert _json(addon_view(ADDON)) == (
-        b'{"id":"extra","product":"coder","name":"Extra","entitlements":{'
+    assert _json(addon_view(ADDON, True)) == (
+        b'{"id":"extra","version":1,"status":"archived","published_at":null,"product":"coder","name":"Extra","entitlements":{'
         b'"seats":{"value":5,"mode":"increment"},'
         b'"ai-requests":{"limit":0.5,"reset":"month","enforcement":"hard","mode":"override"}},'
         b'"credits":{"ai-credits":{"amount":1000,"every":"month","category":"paid",'
@@ -158,14 +161,18 @@ def test_an_addon_answers_each_spec_with_its_mode_last() -> None:
             currency_to_document(Currency("ai-credits", "AI credits", None, ("expiry", "created"))),
         ),
         (product_view(Product("coder", "Coder")), product_to_document(Product("coder", "Coder"))),
-        (plan_view(PLAN), plan_to_document(PLAN)),
-        (addon_view(ADDON), addon_to_document(ADDON)),
+        (plan_view(PLAN, False), plan_to_document(PLAN)),
+        (addon_view(ADDON, False), addon_to_document(ADDON)),
     ],
 )
-def test_a_catalog_answer_is_the_stored_document_after_its_id(
+def test_a_catalog_answer_is_the_stored_definition_with_its_id_and_version(
     view: CatalogView, document: dict[str, Any]
 ) -> None:
-    assert _json(view) == _json({"id": view.id, **document})
+    server_made = {"id", "version", "status", "published_at", "parent_version"}
+    answered = msgspec.json.decode(_json(view))
+    assert answered["id"] == view.id
+    definition = {name: value for name, value in answered.items() if name not in server_made}
+    assert _json(definition) == _json(document)
 
 
 # ---------------------------------------------------------------------- customers
@@ -199,8 +206,8 @@ def test_a_subscription_answers_its_status_and_current_period() -> None:
     catalog = Catalog().with_product(Product("coder", "Coder")).with_plan(plan)
     view = subscription_view(subscription, catalog, NOW)
     assert _json(view) == (
-        b'{"id":"sub_1","customer":"acme","product":"coder","plan":"team",'
-        b'"addons":[{"id":"extra","quantity":2}],"status":"trialing","trial":true,'
+        b'{"id":"sub_1","customer":"acme","product":"coder","plan":"team","plan_version":1,'
+        b'"addons":[{"id":"extra","quantity":2,"version":1}],"status":"trialing","trial":true,'
         b'"starts_at":"2026-11-24T10:00:00Z","trial_ends_at":"2026-12-08T10:00:00Z",'
         b'"ends_at":"2026-12-08T10:00:00Z","canceled_at":null,'
         b'"current_period_start":"2026-11-24T10:00:00Z",'

@@ -22,6 +22,7 @@ from allotment.api.openapi import serving
 from allotment.api.request_ids import RequestIds
 from allotment.api.routes import (
     catalog,
+    catalog_document,
     credits,
     customers,
     entities,
@@ -78,6 +79,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
 
     routes = [
         *operations.routes,
+        *catalog_document.routes,
         *catalog.routes,
         *customers.routes,
         *request_path.routes,

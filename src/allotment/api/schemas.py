@@ -240,6 +240,28 @@ class AddonIn(Body):
     credits: dict[ClientId, RecurringCreditsIn] | None = None
 
 
+class CatalogIn(Body):
+    """``PUT /v1/catalog``: the catalog as one document, what ``GET /v1/catalog`` answers.
+    Each section maps ids to the body its object's own ``PUT`` takes; any section may be
+    missing, and objects the document does not name are left as they are."""
+
+    features: dict[ClientId, FeatureIn] = {}
+    currencies: dict[ClientId, CurrencyIn] = {}
+    products: dict[ClientId, ProductIn] = {}
+    plans: dict[ClientId, PlanIn] = {}
+    addons: dict[ClientId, AddonIn] = {}
+
+
+CATALOG_SECTIONS: dict[str, type[Body]] = {
+    "features": FeatureIn,
+    "currencies": CurrencyIn,
+    "products": ProductIn,
+    "plans": PlanIn,
+    "addons": AddonIn,
+}
+"""Each section of the catalog document and the body of its objects, in the order they apply."""
+
+
 class CustomerIn(Body):
     """``PUT /v1/customers/{id}``: creates or replaces the customer."""
 
@@ -248,11 +270,17 @@ class CustomerIn(Body):
     billing_id: Annotated[str, Meta(max_length=500)] | None = None
 
 
+MAX_VERSION = 2**31 - 1
+Version = Annotated[int, Meta(ge=1, le=MAX_VERSION)]
+
+
 class AddonQuantityIn(Body):
-    """An add-on attached to a subscription, and how many of it."""
+    """An add-on attached to a subscription, and how many of it; ``version`` pins a version
+    of the add-on (default: the one it is on already, else the latest)."""
 
     id: ClientId
     quantity: int = 1
+    version: Version | None = None
 
 
 class SubscriptionIn(TimedBody):
@@ -265,6 +293,17 @@ class SubscriptionIn(TimedBody):
     trial_days: int | None = None
     starts_at: Instant | None = None
     ends_at: Instant | None = None
+    plan_version: Version | None = None
+
+
+class MigrationIn(Body):
+    """``POST /v1/plans/{id}/migrations`` (and ``/v1/addons/{id}/migrations``): move the live
+    subscriptions on ``from_versions`` (default: every version older than the target) to
+    ``to_version`` (default: the latest), ``now`` or at the end of each one's billing period."""
+
+    at: Literal["now", "period_end"]
+    from_versions: Annotated[list[Version], Meta(min_length=1, max_length=1000)] | None = None
+    to_version: Version | None = None
 
 
 class SubscriptionPatchIn(TimedBody):

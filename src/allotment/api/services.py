@@ -9,6 +9,7 @@ from allotment.bootstrap import open_store
 from allotment.config import Settings
 from allotment.service.budgets import BudgetService
 from allotment.service.catalog import CatalogService
+from allotment.service.catalog_document import CatalogDocumentService
 from allotment.service.clock import SystemClock, TestClock
 from allotment.service.credits import CreditService
 from allotment.service.customers import CustomerService
@@ -16,6 +17,7 @@ from allotment.service.entities import EntityService
 from allotment.service.entitlements import EntitlementService
 from allotment.service.feed import ChangeFeed
 from allotment.service.keys import KeyService
+from allotment.service.migrations import MigrationService
 from allotment.service.projector import CacheState
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
@@ -28,6 +30,8 @@ class Services:
     settings: Settings
     runtime: Runtime
     catalog: CatalogService
+    catalog_document: CatalogDocumentService
+    migrations: MigrationService
     customers: CustomerService
     entitlements: EntitlementService
     usage: UsageService
@@ -51,6 +55,8 @@ class Services:
             settings=settings,
             runtime=runtime,
             catalog=CatalogService(runtime),
+            catalog_document=CatalogDocumentService(runtime),
+            migrations=MigrationService(runtime),
             customers=CustomerService(runtime),
             entitlements=EntitlementService(runtime, credits),
             usage=UsageService(runtime, credits),

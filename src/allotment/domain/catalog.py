@@ -7,8 +7,9 @@ Everything here is immutable. A change to the catalog builds a new :class:`Catal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -140,6 +141,11 @@ class RecurringCredits:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """One version of a plan: its own definition, and where it stands among the versions.
+
+    ``parent_version`` is the version of the parent this one folded in when it was published:
+    a version never changes afterwards, whatever happens to its parent."""
+
     id: str
     product: str
     name: str
@@ -148,15 +154,35 @@ class Plan:
     billing_period: ResetPeriod = ResetPeriod.MONTH
     entitlements: Mapping[str, Spec] = field(default_factory=dict)
     credits: Mapping[str, RecurringCredits] = field(default_factory=dict)
+    version: int = 1
+    parent_version: int | None = None
+    published_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Addon:
+    """One version of an add-on."""
+
     id: str
     product: str
     name: str
     entitlements: Mapping[str, AddonEntitlement] = field(default_factory=dict)
     credits: Mapping[str, RecurringCredits] = field(default_factory=dict)
+    version: int = 1
+    published_at: datetime | None = None
+
+
+Versioned = TypeVar("Versioned", Plan, Addon)
+
+
+def same_definition(a: Versioned, b: Versioned) -> bool:
+    """Whether two versions define the same thing, wherever they stand among the versions.
+    Both were parsed with defaults filled in, so this compares definitions after defaults; the
+    order of entitlements and credits does not count."""
+    unversioned = {"version": 1, "published_at": None}
+    if isinstance(a, Plan):
+        unversioned["parent_version"] = None
+    return replace(a, **unversioned) == replace(b, **unversioned)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -286,18 +312,43 @@ def _empty() -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """Every catalog object, validated together; plans carry their inherited entitlements."""
+    """Every catalog object, validated together.
+
+    Plans and add-ons are versioned: ``plans`` and ``addons`` hold the latest version of each (in
+    creation order), ``plan_versions`` and ``addon_versions`` every version, oldest first (the
+    version ``n`` at index ``n - 1``). ``inherited`` holds each plan version's entitlements with
+    its parent chain folded in as it stood at publication: computed once, never again."""
 
     features: Mapping[str, Feature] = field(default_factory=_empty)
     currencies: Mapping[str, Currency] = field(default_factory=_empty)
     products: Mapping[str, Product] = field(default_factory=_empty)
     plans: Mapping[str, Plan] = field(default_factory=_empty)
     addons: Mapping[str, Addon] = field(default_factory=_empty)
-    # Each plan's entitlements with its parent chain folded in: computed once per catalog.
-    inherited: Mapping[str, Mapping[str, Spec]] = field(default_factory=_empty)
+    plan_versions: Mapping[str, tuple[Plan, ...]] = field(default_factory=_empty)
+    addon_versions: Mapping[str, tuple[Addon, ...]] = field(default_factory=_empty)
+    inherited: Mapping[tuple[str, int], Mapping[str, Spec]] = field(default_factory=dict)
+    archived: frozenset[tuple[str, str]] = frozenset()  # ("plan" | "addon", id)
 
-    def plan_entitlements(self, plan_id: str) -> Mapping[str, Spec]:
-        return self.inherited[plan_id]
+    # ------------------------------------------------------------------ reading versions
+
+    def plan_entitlements(self, plan_id: str, version: int | None = None) -> Mapping[str, Spec]:
+        """A plan version's entitlements, inheritance included (the latest without one)."""
+        if version is None:
+            version = self.plans[plan_id].version
+        return self.inherited[(plan_id, version)]
+
+    def plan_at(self, plan_id: str, version: int) -> Plan | None:
+        versions = self.plan_versions.get(plan_id, ())
+        return versions[version - 1] if 0 < version <= len(versions) else None
+
+    def addon_at(self, addon_id: str, version: int) -> Addon | None:
+        versions = self.addon_versions.get(addon_id, ())
+        return versions[version - 1] if 0 < version <= len(versions) else None
+
+    def is_archived(self, kind: str, object_id: str) -> bool:
+        return (kind, object_id) in self.archived
+
+    # ------------------------------------------------------------------ unversioned objects
 
     def with_feature(self, feature: Feature) -> Catalog:
         if feature.id in self.currencies:
@@ -325,7 +376,140 @@ class Catalog:
     def with_product(self, product: Product) -> Catalog:
         return replace(self, products={**self.products, product.id: product})
 
-    def with_plan(self, plan: Plan) -> Catalog:
+    # ------------------------------------------------------------------ publishing versions
+
+    def with_plan(self, plan: Plan, at: datetime | None = None) -> Catalog:
+        """The catalog with ``plan``'s definition published (see :meth:`publish_plans`)."""
+        return self.publish_plans([plan], at)[0]
+
+    def with_addon(self, addon: Addon, at: datetime | None = None) -> Catalog:
+        return self.publish_addon(addon, at)[0]
+
+    def publish_plans(
+        self, definitions: Sequence[Plan], at: datetime | None
+    ) -> tuple[Catalog, list[Plan]]:
+        """Publish each definition that differs from its plan's latest version, and a new
+        version of every plan below one (its own definition unchanged), so that children follow
+        their parent for new subscribers. Each affected plan gets exactly one new version,
+        parents before children; a definition equal to the latest publishes nothing.
+
+        Returns the catalog and the versions published, in that order. A plan named here that
+        publishes is active again; one republished for its parent keeps its status."""
+        proposed = dict(self.plans)
+        changed: list[str] = []
+        for plan in definitions:
+            latest = self.plans.get(plan.id)
+            if latest is not None and same_definition(latest, plan):
+                continue
+            proposed[plan.id] = plan
+            changed.append(plan.id)
+        if not changed:
+            return self, []
+        staged = replace(self, plans=proposed)
+        for plan_id in _parents_first(proposed, changed):
+            staged._check_plan(proposed[plan_id])
+        children = _children_of(proposed)
+        affected = _parents_first(proposed, _with_descendants(children, changed))
+        plans, versions, inherited = dict(proposed), dict(self.plan_versions), dict(self.inherited)
+        published: list[Plan] = []
+        for plan_id in affected:
+            definition = proposed[plan_id]
+            parent = definition.parent
+            plan = replace(
+                definition,
+                version=len(versions.get(plan_id, ())) + 1,
+                parent_version=None if parent is None else plans[parent].version,
+                published_at=at,
+            )
+            plans[plan_id] = plan
+            versions[plan_id] = (*versions.get(plan_id, ()), plan)
+            inherited[(plan_id, plan.version)] = _folded(plan, inherited)
+            published.append(plan)
+        archived = self.archived - {("plan", plan_id) for plan_id in changed}
+        catalog = replace(
+            self, plans=plans, plan_versions=versions, inherited=inherited, archived=archived
+        )
+        return catalog, published
+
+    def publish_addon(self, addon: Addon, at: datetime | None) -> tuple[Catalog, Addon | None]:
+        """Publish ``addon``'s definition as a new version unless it equals the latest; the
+        version published, if any. An add-on that publishes is active again."""
+        latest = self.addons.get(addon.id)
+        if latest is not None and same_definition(latest, addon):
+            return self, None
+        self._check_product(addon.product, f"add-on {addon.id!r}")
+        for feature_id, entitlement in addon.entitlements.items():
+            self._check_spec(feature_id, entitlement.spec, f"add-on {addon.id!r}")
+        self._check_currencies(addon.credits, f"add-on {addon.id!r}")
+        history = self.addon_versions.get(addon.id, ())
+        published = replace(addon, version=len(history) + 1, published_at=at)
+        catalog = replace(
+            self,
+            addons={**self.addons, addon.id: published},
+            addon_versions={**self.addon_versions, addon.id: (*history, published)},
+            archived=self.archived - {("addon", addon.id)},
+        )
+        return catalog, published
+
+    def with_archived(self, kind: str, object_id: str, archived: bool) -> Catalog:
+        key = (kind, object_id)
+        return replace(self, archived=self.archived | {key} if archived else self.archived - {key})
+
+    # ------------------------------------------------------------------ installing stored versions
+
+    def with_plan_histories(
+        self, histories: Mapping[str, tuple[Plan, ...]], archived: Iterable[str] = ()
+    ) -> Catalog:
+        """Install stored plans, every version as it was published (nothing is validated or
+        published again): at load, and when another process published them."""
+        plans = {**self.plans, **{plan_id: h[-1] for plan_id, h in histories.items()}}
+        versions = {**self.plan_versions, **histories}
+        inherited = dict(self.inherited)
+        for history in histories.values():
+            for plan in history:
+                inherited.pop((plan.id, plan.version), None)
+
+        def fold(plan: Plan) -> Mapping[str, Spec]:
+            key = (plan.id, plan.version)
+            if key not in inherited:
+                if plan.parent is not None and plan.parent_version is not None:
+                    fold(versions[plan.parent][plan.parent_version - 1])
+                inherited[key] = _folded(plan, inherited)
+            return inherited[key]
+
+        for history in histories.values():
+            for plan in history:
+                fold(plan)
+        kept = {key for key in self.archived if not (key[0] == "plan" and key[1] in histories)}
+        return replace(
+            self,
+            plans=plans,
+            plan_versions=versions,
+            inherited=inherited,
+            archived=frozenset(kept | {("plan", plan_id) for plan_id in archived}),
+        )
+
+    def with_addon_history(
+        self, addon_id: str, history: tuple[Addon, ...], archived: bool
+    ) -> Catalog:
+        catalog = replace(
+            self,
+            addons={**self.addons, addon_id: history[-1]},
+            addon_versions={**self.addon_versions, addon_id: history},
+        )
+        return catalog.with_archived("addon", addon_id, archived)
+
+    # ------------------------------------------------------------------ validation
+
+    def feature_for(self, feature_id: str, where: str) -> Feature:
+        """The feature a request body names, or a 400 that names it."""
+        feature = self.features.get(feature_id)
+        if feature is None:
+            raise InvalidRequest(f"{where} names unknown feature {feature_id!r}.", {"field": where})
+        return feature
+
+    def _check_plan(self, plan: Plan) -> None:
+        """Refuse ``plan`` (already among ``self.plans``) when it does not fit the rest."""
         self._check_product(plan.product, f"plan {plan.id!r}")
         if plan.parent is not None:
             parent = self.plans.get(plan.parent)
@@ -343,32 +527,15 @@ class Catalog:
         for feature_id, spec in plan.entitlements.items():
             self._check_spec(feature_id, spec, f"plan {plan.id!r}")
         self._check_currencies(plan.credits, f"plan {plan.id!r}")
-        plans = {**self.plans, plan.id: plan}
-        children = _children_of(plans)
-        _check_chain(plans, plan.id, children)
+        children = _children_of(self.plans)
+        _check_chain(self.plans, plan.id, children)
         for child in children.get(plan.id, []):
-            if plans[child].product != plan.product:
+            if self.plans[child].product != plan.product:
                 raise InvalidRequest(
                     f"plan {plan.id!r} cannot move to product {plan.product!r}: its child plan "
-                    f"{child!r} is in product {plans[child].product!r}.",
+                    f"{child!r} is in product {self.plans[child].product!r}.",
                     {"field": "product"},
                 )
-        inherited = _fold_inheritance(plans, self.inherited, plan.id, children)
-        return replace(self, plans=plans, inherited=inherited)
-
-    def with_addon(self, addon: Addon) -> Catalog:
-        self._check_product(addon.product, f"add-on {addon.id!r}")
-        for feature_id, entitlement in addon.entitlements.items():
-            self._check_spec(feature_id, entitlement.spec, f"add-on {addon.id!r}")
-        self._check_currencies(addon.credits, f"add-on {addon.id!r}")
-        return replace(self, addons={**self.addons, addon.id: addon})
-
-    def feature_for(self, feature_id: str, where: str) -> Feature:
-        """The feature a request body names, or a 400 that names it."""
-        feature = self.features.get(feature_id)
-        if feature is None:
-            raise InvalidRequest(f"{where} names unknown feature {feature_id!r}.", {"field": where})
-        return feature
 
     def _check_product(self, product_id: str, owner: str) -> None:
         if product_id not in self.products:
@@ -402,12 +569,49 @@ class Catalog:
                 )
 
 
+def _folded(plan: Plan, inherited: Mapping[tuple[str, int], Mapping[str, Spec]]) -> dict[str, Spec]:
+    """The version's own entitlements over those of the parent version it names."""
+    if plan.parent is None or plan.parent_version is None:
+        return dict(plan.entitlements)
+    return {**inherited[(plan.parent, plan.parent_version)], **plan.entitlements}
+
+
 def _children_of(plans: Mapping[str, Plan]) -> dict[str, list[str]]:
     children: dict[str, list[str]] = {}
     for plan in plans.values():
         if plan.parent is not None:
             children.setdefault(plan.parent, []).append(plan.id)
     return children
+
+
+def _with_descendants(children: Mapping[str, list[str]], roots: Iterable[str]) -> list[str]:
+    found: dict[str, None] = {}
+    pending = list(roots)
+    while pending:
+        plan_id = pending.pop()
+        if plan_id not in found:
+            found[plan_id] = None
+            pending.extend(children.get(plan_id, []))
+    return list(found)
+
+
+def plan_depth(plans: Mapping[str, Plan], plan_id: str) -> int:
+    """How many plans the chain from ``plan_id`` up through its parents holds (those in
+    ``plans``); a parent cycle is refused, since it makes the chain endless."""
+    seen = [plan_id]
+    parent = plans[plan_id].parent
+    while parent is not None and parent in plans:
+        if parent in seen:
+            cycle = " -> ".join([*seen, parent])
+            raise InvalidRequest(f"plan parents form a cycle: {cycle}.", {"field": "parent"})
+        seen.append(parent)
+        parent = plans[parent].parent
+    return len(seen)
+
+
+def _parents_first(plans: Mapping[str, Plan], chosen: Iterable[str]) -> list[str]:
+    """``chosen`` ordered so that a plan comes after every ancestor among them."""
+    return sorted(chosen, key=lambda plan_id: plan_depth(plans, plan_id))
 
 
 def _subtree(children: Mapping[str, list[str]], root: str) -> list[list[str]]:
@@ -437,22 +641,6 @@ def _check_chain(plans: Mapping[str, Plan], start: str, children: Mapping[str, l
             "plans may inherit from one another.",
             {"field": "parent"},
         )
-
-
-def _fold_inheritance(
-    plans: Mapping[str, Plan],
-    folded: Mapping[str, Mapping[str, Spec]],
-    changed: str,
-    children: Mapping[str, list[str]],
-) -> dict[str, Mapping[str, Spec]]:
-    """``folded`` with ``changed`` and every plan below it folded again, parents first."""
-    refolded = dict(folded)
-    for level in _subtree(children, changed):
-        for plan_id in level:
-            plan = plans[plan_id]
-            inherited = refolded[plan.parent] if plan.parent is not None else {}
-            refolded[plan_id] = {**inherited, **plan.entitlements}
-    return refolded
 
 
 def parse_burn_order(keys: list[str] | None) -> tuple[str, ...]:

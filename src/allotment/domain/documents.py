@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from allotment.domain.catalog import (
@@ -34,6 +35,7 @@ from allotment.domain.catalog import (
 )
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.ids import require_client_id
+from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 
 Document = Mapping[str, Any]
 
@@ -155,6 +157,83 @@ def _credits_to_document(credits: Mapping[str, RecurringCredits]) -> dict[str, A
     return {currency: recurring_credits_to_document(c) for currency, c in credits.items()}
 
 
+# --------------------------------------------------------------------------------------------
+# Plans and add-ons are stored with every version: {"status", "versions": [{"version",
+# "published_at" (epoch microseconds), "parent_version" (plans), "definition"}, ...]}.
+
+ACTIVE, ARCHIVED = "active", "archived"
+
+
+def plan_history_document(history: Iterable[Plan], archived: bool) -> dict[str, Any]:
+    return _history_document(
+        (
+            plan.version,
+            plan.published_at,
+            {"parent_version": plan.parent_version},
+            plan_to_document(plan),
+        )
+        for plan in history
+    ) | {"status": ARCHIVED if archived else ACTIVE}
+
+
+def addon_history_document(history: Iterable[Addon], archived: bool) -> dict[str, Any]:
+    return _history_document(
+        (addon.version, addon.published_at, {}, addon_to_document(addon)) for addon in history
+    ) | {"status": ARCHIVED if archived else ACTIVE}
+
+
+def _history_document(
+    versions: Iterable[tuple[int, datetime | None, dict[str, Any], dict[str, Any]]],
+) -> dict[str, Any]:
+    return {
+        "versions": [
+            {
+                "version": version,
+                "published_at": None if at is None else to_epoch_micros(at),
+                **extra,
+                "definition": definition,
+            }
+            for version, at, extra, definition in versions
+        ]
+    }
+
+
+def plan_history_from_document(
+    plan_id: str, document: Document, catalog: Catalog
+) -> tuple[Plan, ...]:
+    return tuple(
+        replace(
+            plan_from_document(plan_id, entry["definition"], catalog),
+            version=entry["version"],
+            parent_version=entry["parent_version"],
+            published_at=_published_at(entry),
+        )
+        for entry in document["versions"]
+    )
+
+
+def addon_history_from_document(
+    addon_id: str, document: Document, catalog: Catalog
+) -> tuple[Addon, ...]:
+    return tuple(
+        replace(
+            addon_from_document(addon_id, entry["definition"], catalog),
+            version=entry["version"],
+            published_at=_published_at(entry),
+        )
+        for entry in document["versions"]
+    )
+
+
+def _published_at(entry: Document) -> datetime | None:
+    at = entry["published_at"]
+    return None if at is None else from_epoch_micros(at)
+
+
+def is_archived(document: Document) -> bool:
+    return bool(document["status"] == ARCHIVED)
+
+
 def add_document(catalog: Catalog, kind: str, object_id: str, document: Document) -> Catalog:
     """``catalog`` with the object of ``kind`` created or replaced by its stored document."""
     if kind == "feature":
@@ -164,14 +243,17 @@ def add_document(catalog: Catalog, kind: str, object_id: str, document: Document
     if kind == "product":
         return catalog.with_product(product_from_document(object_id, document))
     if kind == "plan":
-        return catalog.with_plan(plan_from_document(object_id, document, catalog))
+        history = plan_history_from_document(object_id, document, catalog)
+        archived = [object_id] if is_archived(document) else []
+        return catalog.with_plan_histories({object_id: history}, archived)
     if kind == "addon":
-        return catalog.with_addon(addon_from_document(object_id, document, catalog))
+        addons = addon_history_from_document(object_id, document, catalog)
+        return catalog.with_addon_history(object_id, addons, is_archived(document))
     raise ValueError(f"unknown catalog kind {kind!r}")
 
 
 # Catalog objects load in dependency order: features and currencies before what uses them.
-_LOAD_ORDER = ("feature", "currency", "product", "plan", "addon")
+_LOAD_ORDER = ("feature", "currency", "product", "addon")
 
 
 def catalog_from_documents(objects: Iterable[tuple[str, str, Document]]) -> Catalog:
@@ -179,32 +261,15 @@ def catalog_from_documents(objects: Iterable[tuple[str, str, Document]]) -> Cata
     by_kind: dict[str, list[tuple[str, Document]]] = {}
     for kind, object_id, document in objects:
         by_kind.setdefault(kind, []).append((object_id, document))
-    plans_by_age = [plan_id for plan_id, _ in by_kind.get("plan", [])]
-    by_kind["plan"] = _parents_first(by_kind.get("plan", []))
     catalog = Catalog()
     for kind in _LOAD_ORDER:
         for object_id, document in by_kind.get(kind, []):
             catalog = add_document(catalog, kind, object_id, document)
-    # Lists show the oldest first, whatever order the parents forced on loading.
-    return replace(catalog, plans={plan_id: catalog.plans[plan_id] for plan_id in plans_by_age})
-
-
-def _parents_first(plans: list[tuple[str, Document]]) -> list[tuple[str, Document]]:
-    """Plans ordered so that each comes after its parent (a plan may be re-parented under a
-    newer one), otherwise keeping creation order."""
-    ordered: list[tuple[str, Document]] = []
-    placed: set[str] = set()
-    pending = plans
-    while pending:
-        waiting = []
-        for object_id, document in pending:
-            parent = document.get("parent")
-            if parent is None or parent in placed:
-                ordered.append((object_id, document))
-                placed.add(object_id)
-            else:
-                waiting.append((object_id, document))
-        if len(waiting) == len(pending):
-            raise ValueError(f"stored plans have missing or cyclic parents: {waiting[0][0]}")
-        pending = waiting
-    return ordered
+    # Plans go in together: a version folds the parent version it names, whatever their order.
+    stored = by_kind.get("plan", [])
+    histories = {
+        plan_id: plan_history_from_document(plan_id, document, catalog)
+        for plan_id, document in stored
+    }
+    archived = [plan_id for plan_id, document in stored if is_archived(document)]
+    return catalog.with_plan_histories(histories, archived)

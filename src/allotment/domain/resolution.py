@@ -91,7 +91,9 @@ def resolve(catalog: Catalog, holdings: Holdings, feature: Feature, now: datetim
         offer = Offer(override.spec, source, override.created_at, override.created_at)
         return Resolution(offer, None)
     active = [s for s in holdings.subscriptions if s.is_active(now)]
-    offers = [o for s in active if (o := subscription_offer(catalog, s, feature.id)) is not None]
+    offers = [
+        o for s in active if (o := subscription_offer(catalog, s, feature.id, now)) is not None
+    ]
     for promotion in holdings.promotions:
         if promotion.feature == feature.id and promotion.is_active(now):
             source = Source(SourceType.PROMOTION, promotion.id)
@@ -104,14 +106,16 @@ def resolve(catalog: Catalog, holdings: Holdings, feature: Feature, now: datetim
 
 
 def subscription_offer(
-    catalog: Catalog, subscription: Subscription, feature_id: str
+    catalog: Catalog, subscription: Subscription, feature_id: str, now: datetime
 ) -> Offer | None:
-    """The plan's spec for the feature with the subscription's add-ons applied, if any."""
-    spec: Spec | None = catalog.plan_entitlements(subscription.plan).get(feature_id)
+    """The spec of the plan version the subscription is on at ``now`` for the feature, with
+    the add-on versions it holds then applied, if any."""
+    version = subscription.plan_version_at(now)
+    spec: Spec | None = catalog.plan_entitlements(subscription.plan, version).get(feature_id)
     overriding: list[Spec] = []
     increments: list[tuple[Spec, int]] = []
     for holding in subscription.addons:
-        addon = catalog.addons.get(holding.id)
+        addon = catalog.addon_at(holding.id, holding.version_at(now))
         entitlement = addon.entitlements.get(feature_id) if addon else None
         if entitlement is None:
             continue

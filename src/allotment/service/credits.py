@@ -12,12 +12,20 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 import msgspec
 
 from allotment.domain.budgets import NO_PATH, EntityPath
-from allotment.domain.catalog import Catalog, CreditCategory, Currency
+from allotment.domain.catalog import (
+    Addon,
+    Catalog,
+    CreditCategory,
+    Currency,
+    Plan,
+    RecurringCredits,
+)
 from allotment.domain.changes import CreditsChanged, Spend
 from allotment.domain.credits import (
     MAX_GRANTED,
@@ -29,7 +37,7 @@ from allotment.domain.credits import (
 )
 from allotment.domain.decision import PoolStanding, decide_consumption
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
-from allotment.domain.holdings import Holdings
+from allotment.domain.holdings import Holdings, Move, Subscription, credit_sources
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_boundary, period_index
 from allotment.domain.quantities import Micros, to_json_number
@@ -423,9 +431,8 @@ class CreditService:
         for subscription in snapshot.holdings.subscriptions:
             if not subscription.is_active(now):
                 continue
-            sources = [catalog.plans[subscription.plan].credits]
-            sources += [catalog.addons[a.id].credits for a in subscription.addons]
-            limits += [s[currency].overdraft_limit for s in sources if currency in s]
+            sources = credit_sources(catalog, subscription, now)
+            limits += [s[currency].overdraft_limit for s, _ in sources if currency in s]
         if not limits:
             return 0
         if any(limit is None for limit in limits):
@@ -452,19 +459,11 @@ def recurring_grants(
     twice, while a new plan or a newly attached add-on grants its block at once.
     """
     for subscription in holdings.subscriptions:
-        plan = catalog.plans.get(subscription.plan)
-        if plan is None or not subscription.is_active(now):
+        if not subscription.is_active(now):
             continue
-        sources = [(f"plan:{plan.id}", plan.credits.get(currency), 1)]
-        for holding in subscription.addons:
-            addon = catalog.addons.get(holding.id)
-            if addon is not None:
-                sources.append((f"addon:{addon.id}", addon.credits.get(currency), holding.quantity))
         kind = "trial" if subscription.is_trial else "paid"
         anchor = subscription.anchor_at
-        for source, credits, quantity in sources:
-            if credits is None or credits.amount == 0:
-                continue
+        for source, credits, quantity in _blocks_due(catalog, subscription, currency, now):
             index = period_index(anchor, credits.every, now)
             key = msgspec.json.encode(
                 [
@@ -497,27 +496,75 @@ def recurring_grants(
             yield grant, EntryContext(idempotency_key=f"{subscription.id}:{source}:{index}")
 
 
+def _blocks_due(
+    catalog: Catalog, subscription: Subscription, currency: str, now: datetime
+) -> Iterator[tuple[str, RecurringCredits, int]]:
+    """Each plan's and add-on's recurring block of ``currency`` for the period running at
+    ``now``: the block of the version the subscription was on when that period began. A
+    migration therefore changes the credits from the next period that grants them, never in
+    the period under way."""
+    anchor = subscription.anchor_at
+    plan_blocks = _owed_blocks(
+        partial(catalog.plan_at, subscription.plan),
+        subscription.plan_version,
+        subscription.pending,
+        currency,
+        anchor,
+        now,
+    )
+    for credits in plan_blocks:
+        yield f"plan:{subscription.plan}", credits, 1
+    for holding in subscription.addons:
+        addon_id = holding.id
+        addon_blocks = _owed_blocks(
+            partial(catalog.addon_at, addon_id),
+            holding.version,
+            holding.pending,
+            currency,
+            anchor,
+            now,
+        )
+        for credits in addon_blocks:
+            yield f"addon:{addon_id}", credits, holding.quantity
+
+
+def _owed_blocks(
+    version_of: Callable[[int], Plan | Addon | None],
+    version: int,
+    pending: Move | None,
+    currency: str,
+    anchor: datetime,
+    now: datetime,
+) -> list[RecurringCredits]:
+    owed = []
+    for candidate in dict.fromkeys([version] if pending is None else [version, pending.version]):
+        found = version_of(candidate)
+        credits = None if found is None else found.credits.get(currency)
+        if credits is None or credits.amount == 0:
+            continue
+        began = period_boundary(anchor, credits.every, period_index(anchor, credits.every, now))
+        if (
+            pending.version if pending is not None and pending.at <= began else version
+        ) == candidate:
+            owed.append(credits)
+    return owed
+
+
 def next_recurring_block(
     catalog: Catalog, holdings: Holdings, currency: str, now: datetime
 ) -> datetime | None:
     """When the next period's recurring block of this currency is due, if any."""
     instants = []
     for subscription in holdings.subscriptions:
-        plan = catalog.plans.get(subscription.plan)
-        if plan is None:
-            continue
         if subscription.starts_at > now:
             instants.append(subscription.starts_at)
             continue
         if not subscription.is_active(now):
             continue
-        sources = [plan.credits.get(currency)]
-        sources += [
-            catalog.addons[a.id].credits.get(currency)
-            for a in subscription.addons
-            if a.id in catalog.addons
-        ]
-        for credits in sources:
+        # A move changes the overdraft limit the pool's figures hold.
+        instants += [instant for instant in subscription.moves() if instant > now]
+        for sources, _ in credit_sources(catalog, subscription, now):
+            credits = sources.get(currency)
             if credits is not None and credits.amount:
                 index = period_index(subscription.anchor_at, credits.every, now)
                 instants.append(period_boundary(subscription.anchor_at, credits.every, index + 1))

@@ -15,7 +15,13 @@ from msgspec.structs import asdict
 
 from allotment.domain.catalog import Catalog, Enforcement
 from allotment.domain.customers import Customer
-from allotment.domain.holdings import Override, Promotion, Subscription, SubscriptionStatus
+from allotment.domain.holdings import (
+    AddonQuantity,
+    Override,
+    Promotion,
+    Subscription,
+    SubscriptionStatus,
+)
 from allotment.domain.periods import ResetPeriod, period_containing
 from allotment.domain.timefmt import format_instant
 from allotment.service.answers import InstantText, Number
@@ -39,23 +45,32 @@ class CustomerView(Struct, frozen=True, kw_only=True):
     archived_at: InstantText | None
 
 
-class AddonHoldingView(Struct, frozen=True):
-    """An add-on attached to a subscription, and how many of it."""
+class AddonHoldingView(Struct, frozen=True, kw_only=True):
+    """An add-on attached to a subscription, how many of it, and the version of the add-on it
+    is on; while a migration waits, the version it moves to and when."""
 
     id: str
     quantity: int
+    version: int
+    pending_version: int | UnsetType = UNSET
+    pending_at: InstantText | UnsetType = UNSET
 
 
 class SubscriptionView(Struct, frozen=True, kw_only=True):
     """``POST /v1/customers/{id}/subscriptions``, ``PATCH`` and ``DELETE`` (cancel) of
     ``/v1/customers/{id}/subscriptions/{sub}``, and each item of
-    ``GET /v1/customers/{id}/subscriptions``. ``ends_at`` is when it stops granting."""
+    ``GET /v1/customers/{id}/subscriptions``. ``ends_at`` is when it stops granting;
+    ``plan_version`` is the version of the plan it is on now, and while a migration waits,
+    ``pending_version`` and ``pending_at`` say where it moves and when."""
 
     id: str
     customer: str
     product: str
     plan: str
+    plan_version: int
     addons: list[AddonHoldingView]
+    pending_version: int | UnsetType = UNSET
+    pending_at: InstantText | UnsetType = UNSET
     status: SubscriptionStatus
     trial: bool
     starts_at: InstantText
@@ -127,18 +142,24 @@ def customer_view(customer: Customer) -> CustomerView:
 def subscription_view(
     subscription: Subscription, catalog: Catalog, now: datetime
 ) -> SubscriptionView:
-    plan = catalog.plans[subscription.plan]
+    subscription = subscription.settled(now)
+    plan = catalog.plan_at(subscription.plan, subscription.plan_version)
+    assert plan is not None  # a subscription names a version of its plan (they are kept)
     end = subscription.end
     at = max(
         subscription.starts_at, now if end is None else min(now, end - timedelta(microseconds=1))
     )
     period = period_containing(subscription.anchor_at, plan.billing_period, at)
+    pending = subscription.pending
     return SubscriptionView(
         id=subscription.id,
         customer=subscription.customer,
         product=subscription.product,
         plan=subscription.plan,
-        addons=[AddonHoldingView(a.id, a.quantity) for a in subscription.addons],
+        plan_version=subscription.plan_version,
+        addons=[addon_holding_view(a) for a in subscription.addons],
+        pending_version=UNSET if pending is None else pending.version,
+        pending_at=UNSET if pending is None else format_instant(pending.at),
         status=subscription.status(now),
         trial=subscription.is_trial,
         starts_at=format_instant(subscription.starts_at),
@@ -148,6 +169,18 @@ def subscription_view(
         current_period_start=format_instant(period.start),
         current_period_end=_instant(period.end),
         created_at=format_instant(subscription.created_at),
+    )
+
+
+def addon_holding_view(addon: AddonQuantity) -> AddonHoldingView:
+    """The entry as it stands: ``addon`` settled at the instant of the answer."""
+    pending = addon.pending
+    return AddonHoldingView(
+        id=addon.id,
+        quantity=addon.quantity,
+        version=addon.version,
+        pending_version=UNSET if pending is None else pending.version,
+        pending_at=UNSET if pending is None else format_instant(pending.at),
     )
 
 

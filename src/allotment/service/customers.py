@@ -43,13 +43,24 @@ _UNCHANGED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
+class AddonRequest:
+    """An add-on entry a subscription asks for; ``version`` None: the one the subscription
+    holds already, else the latest."""
+
+    id: str
+    quantity: int = 1
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionRequest:
     plan: str
-    addons: Sequence[tuple[str, int]] = ()
+    addons: Sequence[AddonRequest] = ()
     trial: bool = False
     trial_days: int | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    plan_version: int | None = None  # None: the latest
 
 
 class CustomerService:
@@ -117,10 +128,8 @@ class CustomerService:
         def job(uow: UnitOfWork) -> SubscriptionView:
             _active_customer(uow, customer_id)
             catalog = runtime.catalog_in(uow)
-            plan = catalog.plans.get(request.plan)
-            if plan is None:
-                raise InvalidRequest(f"plan: no plan {request.plan!r}.", {"field": "plan"})
-            addons = _addon_holdings(catalog, plan, request.addons)
+            plan = _plan_to_subscribe(catalog, request.plan, request.plan_version)
+            addons = _addon_holdings(catalog, plan, request.addons, ())
             now = runtime.clock.now()
             starts_at = request.starts_at or whole_second(now)
             # A paid subscription takes over from the current one when it starts, or now if it
@@ -169,6 +178,7 @@ class CustomerService:
                 customer=customer_id,
                 product=plan.product,
                 plan=plan.id,
+                plan_version=plan.version,
                 addons=addons,
                 is_trial=request.trial,
                 starts_at=starts_at,
@@ -205,7 +215,7 @@ class CustomerService:
         customer_id: str,
         subscription_id: str,
         *,
-        addons: Sequence[tuple[str, int]] | None = None,
+        addons: Sequence[AddonRequest] | None = None,
         ends_at: datetime | None = _UNCHANGED,
     ) -> SubscriptionView:
         runtime = self._runtime
@@ -218,8 +228,10 @@ class CustomerService:
                 raise Conflict(f"subscription {subscription_id} has ended.")
             changed = subscription
             if addons is not None:
-                plan = catalog.plans[subscription.plan]
-                changed = replace(changed, addons=_addon_holdings(catalog, plan, addons))
+                plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
+                assert plan is not None  # versions are never removed
+                entries = subscription.settled(now).addons
+                changed = replace(changed, addons=_addon_holdings(catalog, plan, addons, entries))
                 held = uow.holdings.load(customer_id, catalog).subscriptions
                 others = [s for s in held if s.id != subscription_id]
                 _require_room_for_recurring_credits(catalog, [*others, changed], now)
@@ -371,15 +383,57 @@ def _existing_subscription(uow: UnitOfWork, customer_id: str, subscription_id: s
     return subscription
 
 
+def _plan_to_subscribe(catalog: Catalog, plan_id: str, version: int | None) -> Plan:
+    """The plan version a new subscription goes on: the latest, or the one named."""
+    plan = catalog.plans.get(plan_id)
+    if plan is None:
+        raise InvalidRequest(f"plan: no plan {plan_id!r}.", {"field": "plan"})
+    if catalog.is_archived("plan", plan_id):
+        raise Conflict(
+            f"plan {plan_id!r} is archived: it takes no new subscriptions.", {"plan": plan_id}
+        )
+    if version is None:
+        return plan
+    pinned = catalog.plan_at(plan_id, version)
+    if pinned is None:
+        raise InvalidRequest(
+            f"plan_version: plan {plan_id!r} has no version {version} (its latest is"
+            f" {plan.version}).",
+            {"field": "plan_version"},
+        )
+    return pinned
+
+
 def _addon_holdings(
-    catalog: Catalog, plan: Plan, requested: Sequence[tuple[str, int]]
+    catalog: Catalog,
+    plan: Plan,
+    requested: Sequence[AddonRequest],
+    held: Sequence[AddonQuantity],
 ) -> tuple[AddonQuantity, ...]:
+    """The entries ``requested`` asks for. An add-on the subscription ``held`` already keeps
+    its version and any migration waiting for it, unless the request names a version; a new
+    entry takes the latest version, or the one named, and may not be of an archived add-on."""
+    already = {entry.id: entry for entry in held}
     seen: set[str] = set()
     holdings = []
-    for addon_id, quantity in requested:
-        addon = catalog.addons.get(addon_id)
-        if addon is None:
+    for request in requested:
+        addon_id, quantity = request.id, request.quantity
+        latest = catalog.addons.get(addon_id)
+        if latest is None:
             raise InvalidRequest(f"addons: no add-on {addon_id!r}.", {"field": "addons"})
+        kept = already.get(addon_id)
+        if kept is None and catalog.is_archived("addon", addon_id):
+            raise Conflict(
+                f"add-on {addon_id!r} is archived: it takes no new entries.", {"addon": addon_id}
+            )
+        version = request.version or (kept.version if kept is not None else latest.version)
+        addon = catalog.addon_at(addon_id, version)
+        if addon is None:
+            raise InvalidRequest(
+                f"addons: add-on {addon_id!r} has no version {version} (its latest is"
+                f" {latest.version}).",
+                {"field": "addons"},
+            )
         if addon.product != plan.product:
             raise InvalidRequest(
                 f"addons: add-on {addon_id!r} is for product {addon.product!r}, "
@@ -401,7 +455,9 @@ def _addon_holdings(
                     {"field": "addons"},
                 )
         seen.add(addon_id)
-        holdings.append(AddonQuantity(addon_id, quantity))
+        keeps_move = kept is not None and request.version in (None, kept.version)
+        pending = kept.pending if keeps_move and kept is not None else None
+        holdings.append(AddonQuantity(addon_id, quantity, version, pending))
     return tuple(holdings)
 
 

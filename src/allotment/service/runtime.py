@@ -118,11 +118,14 @@ class Runtime:
         staged = uow.scratch.get(_CATALOG)
         return staged if isinstance(staged, Catalog) else self.catalog.current
 
-    def stage_catalog(self, uow: UnitOfWork, catalog: Catalog, change: CatalogChanged) -> None:
-        """Make ``catalog`` (the current one with ``change``) the one later jobs of the batch
-        read, and log the change, which the projector applies on commit."""
+    def stage_catalog(
+        self, uow: UnitOfWork, catalog: Catalog, changes: Sequence[CatalogChanged]
+    ) -> None:
+        """Make ``catalog`` (the current one with ``changes``) the one later jobs of the batch
+        read, and log the changes, which the projector applies on commit."""
         uow.scratch[_CATALOG] = catalog
-        uow.record(change)
+        for change in changes:
+            uow.record(change)
 
     def customer_changed(self, uow: UnitOfWork, customer_id: str) -> None:
         """Log that the customer changed; later jobs of the batch read it from the store."""

@@ -20,7 +20,7 @@ from allotment.domain.credits import Entry, EntryType, Grant, Pool, RevenueTotal
 from allotment.domain.customers import ApiKey, Customer, Scope
 from allotment.domain.documents import catalog_from_documents, spec_from_document
 from allotment.domain.entities import Entity
-from allotment.domain.holdings import AddonQuantity, Override, Promotion, Subscription
+from allotment.domain.holdings import AddonQuantity, Move, Override, Promotion, Subscription
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
@@ -74,12 +74,32 @@ def customer_of(row: Row) -> Customer:
 
 SUBSCRIPTION_COLUMNS = (
     "id, customer, product, plan, addons, is_trial, starts_at, trial_ends_at, ends_at,"
-    " canceled_at, anchor_at, created_at"
+    " canceled_at, anchor_at, created_at, plan_version, pending_version, pending_at"
 )
+SUBSCRIPTION_UPDATE = ", ".join(
+    f"{column} = excluded.{column}"
+    for column in (
+        "addons",
+        "ends_at",
+        "canceled_at",
+        "plan_version",
+        "pending_version",
+        "pending_at",
+    )
+)
+"""The ``SET`` of a saved subscription's upsert: what it may change (the rest is set when it is
+made)."""
+
+LIVE_SUBSCRIPTIONS = (
+    "(ends_at IS NULL OR ends_at > {now}) AND (trial_ends_at IS NULL OR trial_ends_at > {now})"
+    " AND (canceled_at IS NULL OR canceled_at > {now})"
+)
+"""Subscriptions not over at ``{now}`` (a placeholder, written once per use of it)."""
 
 
 def subscription_row(subscription: Subscription) -> Row:
-    addons = encode([{"id": a.id, "quantity": a.quantity} for a in subscription.addons])
+    addons = encode([_addon_entry(a) for a in subscription.addons])
+    pending = subscription.pending
     return (
         subscription.id,
         subscription.customer,
@@ -93,6 +113,29 @@ def subscription_row(subscription: Subscription) -> Row:
         micros(subscription.canceled_at),
         micros(subscription.anchor_at),
         micros(subscription.created_at),
+        subscription.plan_version,
+        None if pending is None else pending.version,
+        None if pending is None else micros(pending.at),
+    )
+
+
+def _addon_entry(addon: AddonQuantity) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": addon.id, "quantity": addon.quantity, "version": addon.version}
+    if addon.pending is not None:
+        entry["pending_version"] = addon.pending.version
+        entry["pending_at"] = micros(addon.pending.at)
+    return entry
+
+
+def _addon_of(entry: Mapping[str, Any]) -> AddonQuantity:
+    pending_at = entry.get("pending_at")
+    return AddonQuantity(
+        id=entry["id"],
+        quantity=entry["quantity"],
+        version=entry.get("version", 1),  # entries stored before versions are on version 1
+        pending=None
+        if pending_at is None
+        else Move(entry["pending_version"], from_epoch_micros(pending_at)),
     )
 
 
@@ -102,9 +145,7 @@ def subscription_of(row: Row) -> Subscription:
         customer=row[1],
         product=row[2],
         plan=row[3],
-        addons=tuple(
-            AddonQuantity(id=a["id"], quantity=a["quantity"]) for a in msgspec.json.decode(row[4])
-        ),
+        addons=tuple(_addon_of(entry) for entry in msgspec.json.decode(row[4])),
         is_trial=bool(row[5]),  # SQLite gives back 0 or 1
         starts_at=from_epoch_micros(row[6]),
         trial_ends_at=instant(row[7]),
@@ -112,6 +153,8 @@ def subscription_of(row: Row) -> Subscription:
         canceled_at=instant(row[9]),
         anchor_at=from_epoch_micros(row[10]),
         created_at=from_epoch_micros(row[11]),
+        plan_version=row[12],
+        pending=None if row[14] is None else Move(row[13], from_epoch_micros(row[14])),
     )
 
 

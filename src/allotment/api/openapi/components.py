@@ -57,6 +57,19 @@ def generate(requests: Iterable[Any], answers: Iterable[Any]) -> tuple[dict[Any,
     return refs, {name: merged[name] for name in sorted(merged)}
 
 
+def standalone_schema(request_type: Any, title: str) -> Schema:
+    """A JSON Schema (draft 2020-12) of one request body with every type it needs under
+    ``$defs``: what an editor validates a file against (``allotment catalog schema``)."""
+    schema = msgspec.json.schema(request_type, schema_hook=_request_hook)
+    definitions = {name: _described(_wire_numbers(part)) for name, part in schema["$defs"].items()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+        **{key: value for key, value in schema.items() if key != "$defs"},
+        "$defs": definitions,
+    }
+
+
 def _components(types: list[Any]) -> tuple[tuple[Schema, ...], Schema]:
     refs, parts = msgspec.json.schema_components(
         types, schema_hook=_request_hook, ref_template=REF_PREFIX + "{name}"
@@ -74,7 +87,8 @@ def _described(schema: Schema) -> Schema:
 
 
 def _wire_numbers(schema: Any) -> Any:
-    """Decimals as the JSON numbers the encoder writes (``decimal_format="number"``)."""
+    """Decimals as the JSON numbers the encoder writes (``decimal_format="number"``), and
+    patterns in the dialect JSON Schema reads."""
     if isinstance(schema, list):
         return [_wire_numbers(item) for item in schema]
     if not isinstance(schema, dict):
@@ -82,6 +96,11 @@ def _wire_numbers(schema: Any) -> Any:
     if schema == _DECIMAL_TEXT:
         return dict(_NUMBER)
     fixed = {key: _wire_numbers(value) for key, value in schema.items()}
+    pattern = fixed.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("\\Z"):
+        # Python's end of string; ECMA-262 regular expressions (JSON Schema's) have no \Z,
+        # and their $ matches at the very end already (there is no multiline flag).
+        fixed["pattern"] = pattern[:-2] + "$"
     options = fixed.get("anyOf")
     if isinstance(options, list) and _NUMBER in options:
         # int | Decimal: every JSON number is one of the two.

@@ -55,7 +55,8 @@ with `access_denied_reason`.
 TAGS = {
     "Request path": "Checks, usage, reservations and debits: what a product calls on every "
     "request.",
-    "Catalog": "Features, currencies, products, plans and add-ons.",
+    "Catalog": "Features, currencies, products, plans and add-ons; the versions of plans and "
+    "add-ons and migrations between them; the whole catalog as one document.",
     "Customers": "Customers, their subscriptions, promotions and overrides.",
     "Entities and budgets": "A customer's tree of departments, teams, seats or agents, and the "
     "budgets on each.",
@@ -123,6 +124,7 @@ def operations() -> Iterator[tuple[str, Operation]]:
     from allotment.api.openapi import serving
     from allotment.api.routes import (
         catalog,
+        catalog_document,
         credits,
         customers,
         entities,
@@ -137,6 +139,7 @@ def operations() -> Iterator[tuple[str, Operation]]:
     modules = (
         request_path,
         reservations,
+        catalog_document,
         catalog,
         customers,
         entities,

@@ -36,7 +36,7 @@ from allotment.service.customer_views import (
     PromotionView,
     SubscriptionView,
 )
-from allotment.service.customers import SubscriptionRequest
+from allotment.service.customers import AddonRequest, SubscriptionRequest
 
 TAG = "Customers"
 
@@ -82,7 +82,8 @@ async def subscribe(request: Request, services: Services) -> Response:
         customer_id,
         SubscriptionRequest(
             plan=body.plan,
-            addons=[(a.id, a.quantity) for a in body.addons],
+            plan_version=body.plan_version,
+            addons=[AddonRequest(a.id, a.quantity, a.version) for a in body.addons],
             trial=body.trial,
             trial_days=body.trial_days,
             starts_at=body.starts_at,
@@ -107,7 +108,7 @@ async def update_subscription(request: Request, services: Services) -> Response:
     body = await read(request, SubscriptionPatchIn)
     changes: dict[str, object] = {}
     if body.addons is not UNSET:
-        changes["addons"] = [(a.id, a.quantity) for a in body.addons]
+        changes["addons"] = [AddonRequest(a.id, a.quantity, a.version) for a in body.addons]
     if body.ends_at is not UNSET:
         changes["ends_at"] = body.ends_at
     subscription = await services.customers.update_subscription(

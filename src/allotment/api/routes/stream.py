@@ -230,8 +230,12 @@ def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
                 "customer": customer,
                 "reservation": {"id": reservation_id, "status": "ended"},
             }
-        case CatalogChanged(object_kind, object_id, _):
-            return "catalog.changed", {"kind": object_kind, "id": object_id}
+        case CatalogChanged(object_kind, object_id, document):
+            fields: dict[str, Any] = {"kind": object_kind, "id": object_id}
+            if "versions" in document:  # a plan or add-on: its latest version and status
+                fields["version"] = document["versions"][-1]["version"]
+                fields["status"] = document["status"]
+            return "catalog.changed", fields
         case ApiKeyChanged():
             return None
     raise AssertionError(f"no wire form for {change!r}")
@@ -251,7 +255,9 @@ routes = [
             description="Each event's `id` is its revision (gap-free, in commit order), "
             "`event` its kind (`catalog.changed`, `customer.changed`, `usage.recorded`, "
             "`credits.changed`, or `reset`: drop everything cached) and `data` a JSON object "
-            "with `seq` and, except for catalog changes, `customer`; `usage.recorded` adds "
+            "with `seq` and, except for catalog changes (which name the object's `kind` and `id`, "
+            "and a plan's or add-on's latest `version` and `status`), `customer`; "
+            "`usage.recorded` adds "
             "`feature`, `entity`, `amount`, `timestamp` and `entity_path` (the entity and "
             "its ancestors, nearest first, for budgets), `credits.changed` `currency`, "
             "`balance`, `overdraft_limit`, `valid_until` (the next instant the pool changes "

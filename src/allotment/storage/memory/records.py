@@ -4,6 +4,7 @@ records, API keys, reservations and entities. Each mirrors its SQLite module: th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -84,6 +85,10 @@ class MemoryCatalog:
         self._table.insert(key, CatalogRow(kind, object_id, text, when, when))
         return True
 
+    def stored_document(self, kind: str, object_id: str) -> bytes | None:
+        row = self._table.get((kind, object_id))
+        return None if row is None else row.document.encode()
+
 
 class MemoryCustomers:
     def __init__(self, db: MemoryDatabase) -> None:
@@ -152,8 +157,25 @@ class MemoryHoldings:
             addons=subscription.addons,
             ends_at=subscription.ends_at,
             canceled_at=subscription.canceled_at,
+            plan_version=subscription.plan_version,
+            pending=subscription.pending,
         )
         self._subscriptions.update(subscription.id, changed)
+
+    def live_on_plan(self, plan_id: str, now: datetime) -> list[Subscription]:
+        return self._live(lambda s: s.plan == plan_id, now)
+
+    def live_in_product(self, product_id: str, now: datetime) -> list[Subscription]:
+        return self._live(lambda s: s.product == product_id, now)
+
+    def _live(self, chosen: Callable[[Subscription], bool], now: datetime) -> list[Subscription]:
+        # The SQL adapters read these through an index on the plan (or product); the reference
+        # adapter has every customer's rows at hand.
+        return [
+            s
+            for _, s in self._subscriptions.ordered(everyone=True)
+            if chosen(s) and (s.end is None or s.end > now)
+        ]
 
     def list_subscriptions(
         self, customer_id: str, after: str | None, limit: int

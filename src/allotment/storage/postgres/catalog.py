@@ -39,3 +39,12 @@ class PostgresCatalog:
             (text, when, kind, object_id),
         )
         return False
+
+    def stored_document(self, kind: str, object_id: str) -> bytes | None:
+        # FOR UPDATE: a process publishing the same object waits for this job to commit, and
+        # then reads the document it wrote.
+        row = self._db.execute(
+            "SELECT document FROM catalog_objects WHERE kind = %s AND id = %s FOR UPDATE",
+            (kind, object_id),
+        ).fetchone()
+        return None if row is None else str(row[0]).encode()

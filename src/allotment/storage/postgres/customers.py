@@ -8,16 +8,21 @@ database's collation.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from allotment.domain.catalog import Catalog
 from allotment.domain.customers import Customer
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import Page
 from allotment.storage.postgres.db import Db, changed_rows, page
 from allotment.storage.records import (
     CUSTOMER_COLUMNS,
+    LIVE_SUBSCRIPTIONS,
     OVERRIDE_COLUMNS,
     PROMOTION_COLUMNS,
     SUBSCRIPTION_COLUMNS,
+    SUBSCRIPTION_UPDATE,
     customer_of,
     customer_row,
     override_of,
@@ -102,11 +107,24 @@ class PostgresHoldings:
     def save_subscription(self, subscription: Subscription) -> None:
         self._db.execute(
             f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (customer, id) DO UPDATE SET addons = excluded.addons,"
-            " ends_at = excluded.ends_at, canceled_at = excluded.canceled_at",
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" ON CONFLICT (customer, id) DO UPDATE SET {SUBSCRIPTION_UPDATE}",
             subscription_row(subscription),
         )
+
+    def live_on_plan(self, plan_id: str, now: datetime) -> list[Subscription]:
+        return self._live("plan = %(value)s", plan_id, now)
+
+    def live_in_product(self, product_id: str, now: datetime) -> list[Subscription]:
+        return self._live("product = %(value)s", product_id, now)
+
+    def _live(self, where: str, value: str, now: datetime) -> list[Subscription]:
+        rows = self._db.execute(
+            f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE {where}"
+            f" AND {LIVE_SUBSCRIPTIONS.format(now='%(now)s')} ORDER BY seq",
+            {"value": value, "now": to_epoch_micros(now)},
+        )
+        return [subscription_of(row) for row in rows]
 
     def list_subscriptions(
         self, customer_id: str, after: str | None, limit: int

@@ -34,3 +34,10 @@ class SqliteCatalog:
             (kind, object_id, document.decode(), to_epoch_micros(at), to_epoch_micros(at)),
         )
         return True
+
+    def stored_document(self, kind: str, object_id: str) -> bytes | None:
+        # The batch holds SQLite's one write lock: nobody else writes until it commits.
+        row = self._db.execute(
+            "SELECT document FROM catalog_objects WHERE kind = ? AND id = ?", (kind, object_id)
+        ).fetchone()
+        return None if row is None else str(row[0]).encode()
