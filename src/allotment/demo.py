@@ -7,92 +7,26 @@ budgets keep their anchor.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+from allotment.api.routes.catalog_document import decode_catalog
 from allotment.api.services import Services
+from allotment.catalog_files import read_catalog_file
 from allotment.domain.catalog import Enforcement
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.quantities import Micros, parse_quantity
-from allotment.service.catalog import CatalogKind
 from allotment.service.customers import AddonRequest, SubscriptionRequest
 
-FEATURES: dict[str, dict[str, Any]] = {
-    "sso": {"name": "Single sign-on", "kind": "boolean"},
-    "priority-support": {"name": "Priority support", "kind": "boolean"},
-    "seats": {"name": "Seats", "kind": "numeric", "unit": "seat"},
-    "ai-requests": {"name": "Agent requests", "kind": "metered", "unit": "request"},
-    "model-tokens": {"name": "Model tokens", "kind": "metered", "unit": "token"},
-}
-CURRENCIES: dict[str, dict[str, Any]] = {
-    "ai-credits": {
-        "name": "Model credits",
-        "unit": "credit",
-        "burn_order": ["promotional_first", "expiry", "priority", "created"],
-    }
-}
-PRODUCTS: dict[str, dict[str, Any]] = {"coder": {"name": "Coding agent workspace"}}
-_MODEL_TOKENS = {
-    "limit": None,
-    "reset": "month",
-    "credit_cost": {"currency": "ai-credits", "per_unit": Decimal("0.001")},
-}
-_MONTHLY_CREDITS = {
-    "ai-credits": {
-        "amount": 1000,
-        "every": "month",
-        "category": "paid",
-        "cost_basis": Decimal("0.01"),
-        "overdraft_limit": 0,
-    }
-}
-PLANS: dict[str, dict[str, Any]] = {
-    "starter": {
-        "product": "coder",
-        "name": "Starter",
-        "entitlements": {
-            "seats": {"value": 3},
-            "ai-requests": {"limit": 100, "reset": "day", "enforcement": "hard"},
-        },
-    },
-    "team": {
-        "product": "coder",
-        "name": "Team",
-        "parent": "starter",
-        "entitlements": {
-            "seats": {"value": 10},
-            "ai-requests": {"limit": 1000, "reset": "month", "enforcement": "hard"},
-            "model-tokens": _MODEL_TOKENS,
-        },
-        "credits": _MONTHLY_CREDITS,
-    },
-    "enterprise": {
-        "product": "coder",
-        "name": "Enterprise",
-        "parent": "team",
-        "trial_days": 14,
-        "entitlements": {
-            "sso": {},
-            "priority-support": {},
-            "seats": {"value": None},
-            "ai-requests": {"limit": 20000, "reset": "month", "enforcement": "soft"},
-        },
-        "credits": _MONTHLY_CREDITS,
-    },
-}
-ADDONS: dict[str, dict[str, Any]] = {
-    "extra-requests": {
-        "product": "coder",
-        "name": "500 more agent requests a month",
-        "entitlements": {"ai-requests": {"limit": 500, "mode": "increment"}},
-    },
-    "seat-pack": {
-        "product": "coder",
-        "name": "5 more seats",
-        "entitlements": {"seats": {"value": 5, "mode": "increment"}},
-    },
-}
+DEMO_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
+"""The demo's catalog as a catalog file, in the format ``allotment catalog export`` writes."""
+
+
+def demo_catalog() -> dict[str, Any]:
+    """The demo's catalog document: what ``allotment demo`` applies."""
+    return read_catalog_file(DEMO_CATALOG)
 
 
 # Acme splits its monthly credits and requests across departments, teams and agents.
@@ -114,17 +48,13 @@ ACME_BUDGETS: dict[tuple[str, str], tuple[Micros, ResetPeriod, Enforcement]] = {
 
 async def load_demo(services: Services, progress: Callable[[str], None] = lambda _: None) -> str:
     """Create or refresh the demo data; returns a summary of what to try."""
-    catalog = services.catalog
-    for kind, objects in (
-        (CatalogKind.FEATURE, FEATURES),
-        (CatalogKind.CURRENCY, CURRENCIES),
-        (CatalogKind.PRODUCT, PRODUCTS),
-        (CatalogKind.PLAN, PLANS),
-        (CatalogKind.ADDON, ADDONS),
-    ):
-        for object_id, document in objects.items():
-            await catalog.put(kind, object_id, document)
-        progress(f"catalog: {len(objects)} {kind.value} object(s)")
+    definitions, refused = decode_catalog(demo_catalog())
+    applied = await services.catalog_document.apply(definitions, dry_run=False, refused=refused)
+    actions = Counter(change.action for change in applied.changes)
+    progress(
+        f"catalog: {len(applied.changes)} objects ({actions['create']} created,"
+        f" {actions['update']} changed, {actions['unchanged']} unchanged)"
+    )
 
     customers = services.customers
     workspaces = {

@@ -20,8 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from allotment import demo
-from allotment.catalog_cli import CatalogLoader, dump_yaml, inline_yaml
+from allotment.catalog_files import CatalogLoader, dump_yaml, inline_yaml
 from allotment.cli import main
 
 DEMO_CATALOG = Path(__file__).parents[2] / "src" / "allotment" / "demo_catalog.yaml"
@@ -427,34 +426,6 @@ def test_the_demo_catalog_is_written_as_export_writes() -> None:
     assert any("allotment catalog apply src/allotment/demo_catalog.yaml" in c for c in comment)
     body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
     assert dump_yaml(demo_catalog()) == body
-
-
-def _within(given: Any, written: Any) -> bool:
-    """Every field ``given`` sets has the same value in ``written`` (which also has defaults)."""
-    if isinstance(given, dict):
-        return isinstance(written, dict) and all(
-            key in written and _within(value, written[key]) for key, value in given.items()
-        )
-    return bool(given == written)
-
-
-def test_the_demo_catalog_is_the_demo_modules() -> None:
-    written = demo_catalog()
-    sections = {
-        "features": demo.FEATURES,
-        "currencies": demo.CURRENCIES,
-        "products": demo.PRODUCTS,
-        "plans": demo.PLANS,
-        "addons": demo.ADDONS,
-    }
-    assert list(written) == list(sections)
-    for section, objects in sections.items():
-        assert list(written[section]) == list(objects), section
-        assert _within(objects, written[section]), section
-    # Defaults are written out, as the service's documents have them.
-    assert written["features"]["sso"] == {"name": "Single sign-on", "kind": "boolean", "unit": None}
-    assert written["plans"]["team"]["entitlements"]["model-tokens"]["enforcement"] == "hard"
-    assert written["addons"]["seat-pack"]["credits"] == {}
 
 
 # ----------------------------------------------------------------------------- YAML, exactly

@@ -1,5 +1,6 @@
-"""Example requests for the main routes, on the demo's catalog and customers (``demo.py``):
-each works against a server loaded with ``allotment demo``, which a test checks."""
+"""Example requests for the main routes, on the demo's catalog and customers (``demo.py``,
+``demo_catalog.yaml``): each works against a server loaded with ``allotment demo``, which a test
+checks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ _REQUESTS = "ai-requests"
 _TOKENS = "model-tokens"
 _CREDITS = "ai-credits"
 _POOL = {"customer": _ACME, "currency": _CREDITS}
+_DEMO_CATALOG = demo.demo_catalog()
 
 CHECK = Example(
     "May Acme's review agent make one more agent request?",
@@ -64,9 +66,9 @@ RESERVE = Example(
 FEATURE = Example(
     "The demo's metered feature",
     path={"id": _REQUESTS},
-    body=demo.FEATURES[_REQUESTS],
+    body=_DEMO_CATALOG["features"][_REQUESTS],
 )
-PLAN = Example("The demo's Team plan", path={"id": "team"}, body=demo.PLANS["team"])
+PLAN = Example("The demo's Team plan", path={"id": "team"}, body=_DEMO_CATALOG["plans"]["team"])
 CUSTOMER = Example(
     "A workspace of the demo",
     path={"customer": "globex"},

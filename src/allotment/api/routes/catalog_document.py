@@ -56,6 +56,16 @@ def _dry_run(request: Request) -> bool:
     raise InvalidRequest("dry_run must be 'true' or 'false'.", {"field": "dry_run"})
 
 
+def decode_catalog(document: Any) -> tuple[Definitions, list[Problem]]:
+    """A catalog document already read (from a file: numbers as ``int`` or ``Decimal``) as the
+    definitions ``PUT /v1/catalog`` applies, and the objects refused on the way."""
+    try:
+        sections = msgspec.convert(document, _Sections)
+    except msgspec.ValidationError as error:
+        raise InvalidRequest(f"The catalog document is not valid: {error}.") from error
+    return _definitions(sections)
+
+
 def _definitions(sections: _Sections) -> tuple[Definitions, list[Problem]]:
     definitions: dict[CatalogKind, dict[str, dict[str, Any]]] = {}
     refused: list[Problem] = []
