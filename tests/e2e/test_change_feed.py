@@ -150,8 +150,8 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
     assert_consecutive(blocks, head)
     got = [wire(block) for block in blocks]
 
-    def catalog(kind: str, object_id: str) -> tuple[str, Any]:
-        return "catalog.changed", {"kind": kind, "id": object_id}
+    def catalog(kind: str, object_id: str, **version: Any) -> tuple[str, Any]:
+        return "catalog.changed", {"kind": kind, "id": object_id, **version}
 
     def customer(**extra: Any) -> tuple[str, Any]:
         return "customer.changed", {"customer": "acme", **extra}
@@ -192,8 +192,8 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
         catalog("feature", "sso"),
         catalog("currency", "credits"),
         catalog("product", "coder"),
-        catalog("plan", "team"),
-        catalog("addon", "more"),
+        catalog("plan", "team", version=1, status="active"),
+        catalog("addon", "more", version=1, status="active"),
         customer(),  # put
         customer(),  # subscription
         customer(entity="team-a"),  # entity: only that entity changed

@@ -159,9 +159,10 @@ def test_usage_and_catalog_changes_through_a_show_in_b(pair: Pair) -> None:
     ok(a.post("/v1/usage", json=usage("u1", 3, "u1-2", behavior="set")))
     eventually("usage set", lambda: check(b, "u1"), lambda c: c["current_usage"] == 3)
 
-    # Plans have no versions yet: a subscriber follows its plan's new definition.
+    # A new version of the plan, then a migration that moves u1 to it, each through A.
     assert check(b, "u1")["usage_limit"] == 100
     put_plan(a, "growth", 250)
+    ok(a.post("/v1/plans/growth/migrations", json={"at": "now"}))
     eventually("plan change", lambda: check(b, "u1"), lambda c: c["usage_limit"] == 250)
     customer(a, "u1-new", plan="growth")  # subscribed after the change
     eventually("new subscriber", lambda: check(b, "u1-new"), lambda c: c["usage_limit"] == 250)
