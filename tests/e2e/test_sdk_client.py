@@ -297,6 +297,29 @@ def test_typed_admin_and_credit_calls(sdk: Client) -> None:
     assert sdk.revoke_api_key(key.id).revoked_at is not None
 
 
+def test_typed_catalog_version_calls(sdk: Client) -> None:
+    document = sdk.catalog()
+    team = document.plans["team"]
+    raised = {**team, "entitlements": {**team["entitlements"], "seats": {"value": 8}}}
+    changed = {"plans": {"team": raised}}
+    dry = sdk.apply_catalog(changed, dry_run=True)
+    assert dry.dry_run
+    assert [(c.id, c.action, c.version, c.fields) for c in dry.changes] == [
+        ("team", "update", 2, ["entitlements.seats.value"])
+    ]
+    assert sdk.catalog().plans["team"] == team  # the dry run changed nothing
+    assert sdk.apply_catalog(changed).changes[0].diff["entitlements.seats.value"].to == 8
+    versions = sdk.plan_versions("team").data
+    assert [(v.version, v.subscriptions) for v in versions] == [(1, 1), (2, 0)]
+    migration = sdk.migrate_plan("team", at="now")
+    assert (migration.from_versions, migration.to_version, migration.subscriptions) == ([1], 2, 1)
+    assert [(v.version, v.subscriptions) for v in sdk.plan_versions("team").data] == [
+        (1, 0),
+        (2, 1),
+    ]
+    assert sdk.archive_plan("team").status == "archived"
+
+
 def test_without_the_feed_a_reread_state_counts_delivered_reports_once(
     server: Server, http: httpx.Client, tmp_path: Path
 ) -> None:

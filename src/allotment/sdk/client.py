@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -45,8 +45,12 @@ from allotment.sdk.results import CheckResult, Page, UsageReport, UsageResult
 from allotment.service.answers import CustomerState, Entitlements
 from allotment.service.catalog_views import (
     AddonView,
+    CatalogApplied,
+    CatalogDocument,
     CurrencyView,
     FeatureView,
+    MigrationView,
+    PlanVersionView,
     PlanView,
     ProductView,
 )
@@ -681,6 +685,43 @@ class Client:
 
     def plans(self) -> Page[PlanView]:
         return self._call("GET", "/v1/plans", Page[PlanView])
+
+    def plan_versions(self, plan: str) -> Page[PlanVersionView]:
+        """Every version of the plan, oldest first, each with its live subscriptions."""
+        return self._call("GET", _path("/v1/plans/{}/versions", plan), Page[PlanVersionView])
+
+    def archive_plan(self, plan: str) -> PlanView:
+        return self._call("DELETE", _path("/v1/plans/{}", plan), PlanView)
+
+    def migrate_plan(
+        self,
+        plan: str,
+        *,
+        at: Literal["now", "period_end"],
+        from_versions: Sequence[int] | None = None,
+        to_version: int | None = None,
+    ) -> MigrationView:
+        """Move the plan's live subscriptions on ``from_versions`` (default: every older one)
+        to ``to_version`` (default: the latest), now or at the end of each one's period."""
+        body = _without_none(
+            at=at,
+            from_versions=None if from_versions is None else list(from_versions),
+            to_version=to_version,
+        )
+        path = _path("/v1/plans/{}/migrations", plan)
+        return self._call("POST", path, MigrationView, body=body)
+
+    def catalog(self) -> CatalogDocument:
+        """The whole catalog as one document (``GET /v1/catalog``)."""
+        return self._call("GET", "/v1/catalog", CatalogDocument)
+
+    def apply_catalog(
+        self, document: Mapping[str, Any], *, dry_run: bool = False
+    ) -> CatalogApplied:
+        """Apply a catalog document in one transaction; with ``dry_run``, only say what it
+        would change."""
+        path = "/v1/catalog?dry_run=true" if dry_run else "/v1/catalog"
+        return self._call("PUT", path, CatalogApplied, body=document)
 
     # ------------------------------------------------------------ customers (admin)
 

@@ -246,7 +246,8 @@ class CatalogService:
         history = _history(catalog, kind, object_id)
         start = 0
         if after is not None:
-            if not (after.isdigit() and 0 < int(after) <= len(history)):
+            is_number = after.isascii() and after.isdigit() and len(after) <= 10
+            if not (is_number and 0 < int(after) <= len(history)):
                 raise InvalidRequest("after is not a cursor this list returned.")
             start = int(after)
         chosen = history[start : start + limit]
