@@ -7,8 +7,8 @@ read at, so a trial ends and a promotion lapses without any job running.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from allotment.domain.catalog import Catalog, RecurringCredits, Spec
@@ -24,9 +24,15 @@ class SubscriptionStatus(StrEnum):
     EXPIRED = "expired"
 
 
+MOVES_KEPT_FOR = timedelta(days=366)
+"""How long a move that has happened stays in a holding's history. Recurring credits follow the
+version a holding was on when each of their periods began, and the longest period (a year)
+began at most this long ago; older moves are folded into the first version."""
+
+
 @dataclass(frozen=True, slots=True)
 class Move:
-    """A migration waiting for its instant: from ``at`` on, the holding is on ``version``.
+    """A migration: from ``at`` on, the holding is on ``version``.
 
     Nothing runs at ``at``: a holding read at or after it is on the new version (statuses
     follow from instants, as trials' ends do)."""
@@ -36,29 +42,56 @@ class Move:
 
 
 @dataclass(frozen=True, slots=True)
+class Versions:
+    """The versions of a plan (or add-on) a holding is on over time: ``first``, then each move's
+    version from its instant on. Moves are in the order of their instants; at most the last one
+    is still waiting at any moment, since a new migration replaces a waiting one."""
+
+    first: int = 1
+    moves: tuple[Move, ...] = ()
+
+    def at(self, instant: datetime) -> int:
+        """The version at ``instant``."""
+        version = self.first
+        for move in self.moves:
+            if move.at > instant:
+                break
+            version = move.version
+        return version
+
+    def waiting(self, now: datetime) -> Move | None:
+        """The move ``now`` has not reached yet, if any."""
+        last = self.moves[-1] if self.moves else None
+        return last if last is not None and last.at > now else None
+
+    def held(self) -> list[int]:
+        """Every version in the history, without repeats."""
+        return list(dict.fromkeys([self.first, *(move.version for move in self.moves)]))
+
+    def moved(self, version: int, at: datetime, now: datetime) -> Versions:
+        """The history with a move to ``version`` at ``at`` (``now`` or later): a move still
+        waiting is replaced, and moves older than ``MOVES_KEPT_FOR`` are folded into the first
+        version, so the history stays short however often a holding migrates."""
+        horizon = now - MOVES_KEPT_FOR
+        first, kept = self.first, []
+        for move in self.moves:
+            if move.at <= horizon:
+                first = move.version
+            elif move.at <= now:
+                kept.append(move)
+        return Versions(first, (*kept, Move(version, at)))
+
+
+@dataclass(frozen=True, slots=True)
 class AddonQuantity:
-    """An add-on entry of a subscription, on one version of the add-on."""
+    """An add-on entry of a subscription, on one version of the add-on at a time."""
 
     id: str
     quantity: int
-    version: int = 1
-    pending: Move | None = None
+    versions: Versions = Versions()
 
     def version_at(self, instant: datetime) -> int:
-        return _version_at(self.version, self.pending, instant)
-
-    def settled(self, now: datetime) -> AddonQuantity:
-        """The same entry with a move that ``now`` has reached made its version."""
-        version = self.version_at(now)
-        return AddonQuantity(self.id, self.quantity, version, _still_pending(self.pending, now))
-
-
-def _version_at(version: int, pending: Move | None, instant: datetime) -> int:
-    return pending.version if pending is not None and pending.at <= instant else version
-
-
-def _still_pending(pending: Move | None, now: datetime) -> Move | None:
-    return pending if pending is not None and pending.at > now else None
+        return self.versions.at(instant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,27 +109,17 @@ class Subscription:
     # Reset periods and billing periods count from here; a replacement keeps its predecessor's.
     anchor_at: datetime
     created_at: datetime
-    plan_version: int = 1
-    pending: Move | None = None  # a migration of the plan version, until its instant
+    plan_versions: Versions = Versions()  # the plan's versions it is on, over time
 
     def plan_version_at(self, instant: datetime) -> int:
         """The plan version the subscription is on at ``instant``."""
-        return _version_at(self.plan_version, self.pending, instant)
+        return self.plan_versions.at(instant)
 
-    def settled(self, now: datetime) -> Subscription:
-        """The same subscription with every move ``now`` has reached made its version: what it
-        is on, and what still waits, as of ``now``."""
-        return replace(
-            self,
-            plan_version=self.plan_version_at(now),
-            pending=_still_pending(self.pending, now),
-            addons=tuple(addon.settled(now) for addon in self.addons),
-        )
-
-    def moves(self) -> list[datetime]:
+    def move_instants(self) -> list[datetime]:
         """The instants at which a migration moves this subscription or one of its add-ons."""
-        instants = [self.pending.at] if self.pending is not None else []
-        instants += [a.pending.at for a in self.addons if a.pending is not None]
+        instants = [move.at for move in self.plan_versions.moves]
+        for addon in self.addons:
+            instants += [move.at for move in addon.versions.moves]
         return instants
 
     @property
@@ -169,7 +192,7 @@ class Holdings:
             instants.append(subscription.starts_at)
             if subscription.end is not None:
                 instants.append(subscription.end)
-            instants += subscription.moves()
+            instants += subscription.move_instants()
         for promotion in self.promotions:
             instants.append(promotion.starts_at)
             if promotion.end is not None:
@@ -182,27 +205,23 @@ def credit_sources(
     catalog: Catalog, subscription: Subscription, at: datetime | None
 ) -> list[tuple[Mapping[str, RecurringCredits], int]]:
     """The recurring credits of the plan version and each add-on version the subscription is on
-    at ``at``, each with the quantity it counts for; with ``at`` None, of every version it is on
-    now or will move to (the most a pool may hold of them at once)."""
+    at ``at``, each with the quantity it counts for; with ``at`` None, of every version in its
+    history (blocks of each may be live at once around a move)."""
     sources: list[tuple[Mapping[str, RecurringCredits], int]] = []
-    for version in _versions(subscription.plan_version, subscription.pending, at):
+    for version in _versions(subscription.plan_versions, at):
         plan = catalog.plan_at(subscription.plan, version)
         if plan is not None:
             sources.append((plan.credits, 1))
     for holding in subscription.addons:
-        for version in _versions(holding.version, holding.pending, at):
+        for version in _versions(holding.versions, at):
             addon = catalog.addon_at(holding.id, version)
             if addon is not None:
                 sources.append((addon.credits, holding.quantity))
     return sources
 
 
-def _versions(version: int, pending: Move | None, at: datetime | None) -> list[int]:
-    if at is not None:
-        return [_version_at(version, pending, at)]
-    return (
-        [version] if pending is None or pending.version == version else [version, pending.version]
-    )
+def _versions(versions: Versions, at: datetime | None) -> list[int]:
+    return versions.held() if at is None else [versions.at(at)]
 
 
 def recurring_credits(
@@ -217,7 +236,7 @@ def recurring_credits(
         end = subscription.end
         if end is not None and end <= now:
             continue
-        # A block of either version may be live while a move is waiting or has just happened.
+        # A block of each version may be live around a move.
         for credits, quantity in credit_sources(catalog, subscription, None):
             for currency, block in credits.items():
                 totals[currency] = totals.get(currency, 0) + block.amount * quantity

@@ -37,7 +37,7 @@ from allotment.domain.credits import (
 )
 from allotment.domain.decision import PoolStanding, decide_consumption
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
-from allotment.domain.holdings import Holdings, Move, Subscription, credit_sources
+from allotment.domain.holdings import Holdings, Subscription, Versions, credit_sources
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_boundary, period_index
 from allotment.domain.quantities import Micros, to_json_number
@@ -506,8 +506,7 @@ def _blocks_due(
     anchor = subscription.anchor_at
     plan_blocks = _owed_blocks(
         partial(catalog.plan_at, subscription.plan),
-        subscription.plan_version,
-        subscription.pending,
+        subscription.plan_versions,
         currency,
         anchor,
         now,
@@ -515,37 +514,30 @@ def _blocks_due(
     for credits in plan_blocks:
         yield f"plan:{subscription.plan}", credits, 1
     for holding in subscription.addons:
-        addon_id = holding.id
         addon_blocks = _owed_blocks(
-            partial(catalog.addon_at, addon_id),
-            holding.version,
-            holding.pending,
-            currency,
-            anchor,
-            now,
+            partial(catalog.addon_at, holding.id), holding.versions, currency, anchor, now
         )
         for credits in addon_blocks:
-            yield f"addon:{addon_id}", credits, holding.quantity
+            yield f"addon:{holding.id}", credits, holding.quantity
 
 
 def _owed_blocks(
     version_of: Callable[[int], Plan | Addon | None],
-    version: int,
-    pending: Move | None,
+    versions: Versions,
     currency: str,
     anchor: datetime,
     now: datetime,
 ) -> list[RecurringCredits]:
+    """The blocks owed now of each version in the history: a version's block is owed when the
+    holding was on that version as the block's period (of its own ``every``) began."""
     owed = []
-    for candidate in dict.fromkeys([version] if pending is None else [version, pending.version]):
-        found = version_of(candidate)
+    for version in versions.held():
+        found = version_of(version)
         credits = None if found is None else found.credits.get(currency)
         if credits is None or credits.amount == 0:
             continue
         began = period_boundary(anchor, credits.every, period_index(anchor, credits.every, now))
-        if (
-            pending.version if pending is not None and pending.at <= began else version
-        ) == candidate:
+        if versions.at(began) == version:
             owed.append(credits)
     return owed
 
@@ -562,7 +554,7 @@ def next_recurring_block(
         if not subscription.is_active(now):
             continue
         # A move changes the overdraft limit the pool's figures hold.
-        instants += [instant for instant in subscription.moves() if instant > now]
+        instants += [instant for instant in subscription.move_instants() if instant > now]
         for sources, _ in credit_sources(catalog, subscription, now):
             credits = sources.get(currency)
             if credits is not None and credits.amount:

@@ -142,22 +142,21 @@ def customer_view(customer: Customer) -> CustomerView:
 def subscription_view(
     subscription: Subscription, catalog: Catalog, now: datetime
 ) -> SubscriptionView:
-    subscription = subscription.settled(now)
-    plan = catalog.plan_at(subscription.plan, subscription.plan_version)
+    plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
     assert plan is not None  # a subscription names a version of its plan (they are kept)
     end = subscription.end
     at = max(
         subscription.starts_at, now if end is None else min(now, end - timedelta(microseconds=1))
     )
     period = period_containing(subscription.anchor_at, plan.billing_period, at)
-    pending = subscription.pending
+    pending = subscription.plan_versions.waiting(now)
     return SubscriptionView(
         id=subscription.id,
         customer=subscription.customer,
         product=subscription.product,
         plan=subscription.plan,
-        plan_version=subscription.plan_version,
-        addons=[addon_holding_view(a) for a in subscription.addons],
+        plan_version=plan.version,
+        addons=[addon_holding_view(a, now) for a in subscription.addons],
         pending_version=UNSET if pending is None else pending.version,
         pending_at=UNSET if pending is None else format_instant(pending.at),
         status=subscription.status(now),
@@ -172,13 +171,13 @@ def subscription_view(
     )
 
 
-def addon_holding_view(addon: AddonQuantity) -> AddonHoldingView:
-    """The entry as it stands: ``addon`` settled at the instant of the answer."""
-    pending = addon.pending
+def addon_holding_view(addon: AddonQuantity, now: datetime) -> AddonHoldingView:
+    """The entry as it stands at ``now``: the version it is on, and a move still waiting."""
+    pending = addon.versions.waiting(now)
     return AddonHoldingView(
         id=addon.id,
         quantity=addon.quantity,
-        version=addon.version,
+        version=addon.version_at(now),
         pending_version=UNSET if pending is None else pending.version,
         pending_at=UNSET if pending is None else format_instant(pending.at),
     )

@@ -17,6 +17,7 @@ from allotment.domain.holdings import (
     Override,
     Promotion,
     Subscription,
+    Versions,
     recurring_credits,
 )
 from allotment.domain.identifiers import new_id
@@ -129,8 +130,8 @@ class CustomerService:
             _active_customer(uow, customer_id)
             catalog = runtime.catalog_in(uow)
             plan = _plan_to_subscribe(catalog, request.plan, request.plan_version)
-            addons = _addon_holdings(catalog, plan, request.addons, ())
             now = runtime.clock.now()
+            addons = _addon_holdings(catalog, plan, request.addons, (), now)
             starts_at = request.starts_at or whole_second(now)
             # A paid subscription takes over from the current one when it starts, or now if it
             # is backdated; a trial conflicts with any other trial not over by its start.
@@ -178,7 +179,7 @@ class CustomerService:
                 customer=customer_id,
                 product=plan.product,
                 plan=plan.id,
-                plan_version=plan.version,
+                plan_versions=Versions(plan.version),
                 addons=addons,
                 is_trial=request.trial,
                 starts_at=starts_at,
@@ -230,8 +231,8 @@ class CustomerService:
             if addons is not None:
                 plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
                 assert plan is not None  # versions are never removed
-                entries = subscription.settled(now).addons
-                changed = replace(changed, addons=_addon_holdings(catalog, plan, addons, entries))
+                entries = _addon_holdings(catalog, plan, addons, subscription.addons, now)
+                changed = replace(changed, addons=entries)
                 held = uow.holdings.load(customer_id, catalog).subscriptions
                 others = [s for s in held if s.id != subscription_id]
                 _require_room_for_recurring_credits(catalog, [*others, changed], now)
@@ -409,10 +410,12 @@ def _addon_holdings(
     plan: Plan,
     requested: Sequence[AddonRequest],
     held: Sequence[AddonQuantity],
+    now: datetime,
 ) -> tuple[AddonQuantity, ...]:
     """The entries ``requested`` asks for. An add-on the subscription ``held`` already keeps
-    its version and any migration waiting for it, unless the request names a version; a new
-    entry takes the latest version, or the one named, and may not be of an archived add-on."""
+    its versions (and any migration waiting for it) unless the request names another version
+    than the one it is on; a new entry takes the latest version, or the one named, and may not
+    be of an archived add-on."""
     already = {entry.id: entry for entry in held}
     seen: set[str] = set()
     holdings = []
@@ -426,7 +429,8 @@ def _addon_holdings(
             raise Conflict(
                 f"add-on {addon_id!r} is archived: it takes no new entries.", {"addon": addon_id}
             )
-        version = request.version or (kept.version if kept is not None else latest.version)
+        current = None if kept is None else kept.version_at(now)
+        version = request.version or current or latest.version
         addon = catalog.addon_at(addon_id, version)
         if addon is None:
             raise InvalidRequest(
@@ -455,9 +459,13 @@ def _addon_holdings(
                     {"field": "addons"},
                 )
         seen.add(addon_id)
-        keeps_move = kept is not None and request.version in (None, kept.version)
-        pending = kept.pending if keeps_move and kept is not None else None
-        holdings.append(AddonQuantity(addon_id, quantity, version, pending))
+        if kept is None:
+            versions = Versions(version)
+        elif version == current:
+            versions = kept.versions
+        else:  # the entry moves to the version named, now: a migration of this entry alone
+            versions = kept.versions.moved(version, now, now)
+        holdings.append(AddonQuantity(addon_id, quantity, versions))
     return tuple(holdings)
 
 

@@ -7,8 +7,9 @@ and its caches expire there (``Holdings.next_change_after``). The period anchor 
 so far are kept (only the version changes), and recurring credits follow the version the
 subscription was on when each period began (``service/credits.py``).
 
-A subscription is chosen by the version it is on at the migration's instant; a move already
-waiting for it is replaced.
+A subscription is chosen by the version it is on when the migration is made; a move already
+waiting for it is replaced. Its history keeps the moves of the last year
+(``holdings.MOVES_KEPT_FOR``), for the recurring credits of periods that began before them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from msgspec import UNSET
 
 from allotment.domain.catalog import Catalog
 from allotment.domain.errors import InvalidRequest, NotFound
-from allotment.domain.holdings import Move, Subscription
+from allotment.domain.holdings import Subscription
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_containing
 from allotment.domain.timefmt import format_instant
@@ -131,24 +132,26 @@ def _moved(
     now: datetime,
 ) -> Subscription | None:
     """The subscription with its move written, or None when it is on none of ``sources``."""
-    current = subscription.settled(now)
-    when = now if at == "now" else _period_end(catalog, current, now)
+    when = now if at == "now" else _period_end(catalog, subscription, now)
     if kind is CatalogKind.PLAN:
-        if current.plan_version not in sources:
+        if subscription.plan_version_at(now) not in sources:
             return None
-        return replace(current, pending=Move(target, when))
-    entries = list(current.addons)
+        return replace(
+            subscription, plan_versions=subscription.plan_versions.moved(target, when, now)
+        )
+    entries = list(subscription.addons)
     chosen = [i for i, entry in enumerate(entries) if entry.id == object_id]
-    if not chosen or entries[chosen[0]].version not in sources:
+    if not chosen or entries[chosen[0]].version_at(now) not in sources:
         return None
-    entries[chosen[0]] = replace(entries[chosen[0]], pending=Move(target, when))
-    return replace(current, addons=tuple(entries))
+    entry = entries[chosen[0]]
+    entries[chosen[0]] = replace(entry, versions=entry.versions.moved(target, when, now))
+    return replace(subscription, addons=tuple(entries))
 
 
 def _period_end(catalog: Catalog, subscription: Subscription, now: datetime) -> datetime:
     """The end of the subscription's billing period running at ``now`` (its first period, if
     it has not started yet)."""
-    plan = catalog.plan_at(subscription.plan, subscription.plan_version)
+    plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
     assert plan is not None  # versions are never removed
     period = period_containing(
         subscription.anchor_at, plan.billing_period, max(now, subscription.starts_at)

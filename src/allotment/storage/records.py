@@ -20,7 +20,14 @@ from allotment.domain.credits import Entry, EntryType, Grant, Pool, RevenueTotal
 from allotment.domain.customers import ApiKey, Customer, Scope
 from allotment.domain.documents import catalog_from_documents, spec_from_document
 from allotment.domain.entities import Entity
-from allotment.domain.holdings import AddonQuantity, Move, Override, Promotion, Subscription
+from allotment.domain.holdings import (
+    AddonQuantity,
+    Move,
+    Override,
+    Promotion,
+    Subscription,
+    Versions,
+)
 from allotment.domain.periods import ResetPeriod
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
@@ -74,7 +81,7 @@ def customer_of(row: Row) -> Customer:
 
 SUBSCRIPTION_COLUMNS = (
     "id, customer, product, plan, addons, is_trial, starts_at, trial_ends_at, ends_at,"
-    " canceled_at, anchor_at, created_at, plan_version, pending_version, pending_at"
+    " canceled_at, anchor_at, created_at, plan_version, plan_moves"
 )
 SUBSCRIPTION_UPDATE = ", ".join(
     f"{column} = excluded.{column}"
@@ -83,8 +90,7 @@ SUBSCRIPTION_UPDATE = ", ".join(
         "ends_at",
         "canceled_at",
         "plan_version",
-        "pending_version",
-        "pending_at",
+        "plan_moves",
     )
 )
 """The ``SET`` of a saved subscription's upsert: what it may change (the rest is set when it is
@@ -99,7 +105,7 @@ LIVE_SUBSCRIPTIONS = (
 
 def subscription_row(subscription: Subscription) -> Row:
     addons = encode([_addon_entry(a) for a in subscription.addons])
-    pending = subscription.pending
+    versions = subscription.plan_versions
     return (
         subscription.id,
         subscription.customer,
@@ -113,30 +119,34 @@ def subscription_row(subscription: Subscription) -> Row:
         micros(subscription.canceled_at),
         micros(subscription.anchor_at),
         micros(subscription.created_at),
-        subscription.plan_version,
-        None if pending is None else pending.version,
-        None if pending is None else micros(pending.at),
+        versions.first,
+        encode(_moves_of(versions)).decode() if versions.moves else None,
+    )
+
+
+def _moves_of(versions: Versions) -> list[list[int]]:
+    """A history's moves as ``[[version, instant in epoch microseconds], ...]``."""
+    return [[move.version, to_epoch_micros(move.at)] for move in versions.moves]
+
+
+def _versions(first: int, moves: Iterable[list[int]] | None) -> Versions:
+    return Versions(
+        first, tuple(Move(version, from_epoch_micros(at)) for version, at in moves or ())
     )
 
 
 def _addon_entry(addon: AddonQuantity) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": addon.id, "quantity": addon.quantity, "version": addon.version}
-    if addon.pending is not None:
-        entry["pending_version"] = addon.pending.version
-        entry["pending_at"] = micros(addon.pending.at)
+    versions = addon.versions
+    entry: dict[str, Any] = {"id": addon.id, "quantity": addon.quantity, "version": versions.first}
+    if versions.moves:
+        entry["moves"] = _moves_of(versions)
     return entry
 
 
 def _addon_of(entry: Mapping[str, Any]) -> AddonQuantity:
-    pending_at = entry.get("pending_at")
-    return AddonQuantity(
-        id=entry["id"],
-        quantity=entry["quantity"],
-        version=entry.get("version", 1),  # entries stored before versions are on version 1
-        pending=None
-        if pending_at is None
-        else Move(entry["pending_version"], from_epoch_micros(pending_at)),
-    )
+    # Entries stored before versions existed are on version 1.
+    versions = _versions(entry.get("version", 1), entry.get("moves"))
+    return AddonQuantity(id=entry["id"], quantity=entry["quantity"], versions=versions)
 
 
 def subscription_of(row: Row) -> Subscription:
@@ -153,8 +163,7 @@ def subscription_of(row: Row) -> Subscription:
         canceled_at=instant(row[9]),
         anchor_at=from_epoch_micros(row[10]),
         created_at=from_epoch_micros(row[11]),
-        plan_version=row[12],
-        pending=None if row[14] is None else Move(row[13], from_epoch_micros(row[14])),
+        plan_versions=_versions(row[12], None if row[13] is None else msgspec.json.decode(row[13])),
     )
 
 

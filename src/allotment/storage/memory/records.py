@@ -157,8 +157,7 @@ class MemoryHoldings:
             addons=subscription.addons,
             ends_at=subscription.ends_at,
             canceled_at=subscription.canceled_at,
-            plan_version=subscription.plan_version,
-            pending=subscription.pending,
+            plan_versions=subscription.plan_versions,
         )
         self._subscriptions.update(subscription.id, changed)
 

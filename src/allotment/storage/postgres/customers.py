@@ -107,7 +107,7 @@ class PostgresHoldings:
     def save_subscription(self, subscription: Subscription) -> None:
         self._db.execute(
             f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             f" ON CONFLICT (customer, id) DO UPDATE SET {SUBSCRIPTION_UPDATE}",
             subscription_row(subscription),
         )

@@ -98,7 +98,7 @@ class SqliteHoldings:
     def save_subscription(self, subscription: Subscription) -> None:
         self._db.execute(
             f"INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             f" ON CONFLICT (id) DO UPDATE SET {SUBSCRIPTION_UPDATE}",
             subscription_row(subscription),
         )

@@ -5,9 +5,10 @@ it has had (``{"status", "versions": [{"version", "published_at", "parent_versio
 "definition"}]}``, ``domain/documents.py``): the definition stored so far becomes version 1,
 published when it was last written, and a plan's version 1 folds version 1 of its parent.
 
-A subscription names the version of its plan it is on (``plan_version``, 1 for every existing
-one) and a migration waiting for its instant (``pending_version`` from ``pending_at``); its
-add-on entries carry theirs in the ``addons`` document, read as version 1 where absent.
+A subscription names the version of its plan it was first on (``plan_version``, 1 for every
+existing one) and the migrations that moved it, or will (``plan_moves``: ``[[version, instant
+in epoch microseconds], ...]``, null when none); its add-on entries carry theirs (``version``,
+``moves``) in the ``addons`` document, read as version 1 where absent.
 ``subscriptions_by_plan`` and ``subscriptions_by_product`` let a migration, or a version list's
 count, read the subscriptions of one plan (or one product, for an add-on) and no others.
 
@@ -38,8 +39,7 @@ def upgrade() -> None:
         "subscriptions",
         sa.Column("plan_version", sa.Integer, nullable=False, server_default="1"),
     )
-    op.add_column("subscriptions", sa.Column("pending_version", sa.Integer))
-    op.add_column("subscriptions", sa.Column("pending_at", sa.BigInteger))
+    op.add_column("subscriptions", sa.Column("plan_moves", sa.Text))
     op.create_index("subscriptions_by_plan", "subscriptions", ["plan"])
     op.create_index("subscriptions_by_product", "subscriptions", ["product"])
     bind = op.get_bind()
@@ -84,6 +84,5 @@ def downgrade() -> None:
     op.drop_index("subscriptions_by_product", "subscriptions")
     op.drop_index("subscriptions_by_plan", "subscriptions")
     with op.batch_alter_table("subscriptions") as batch:
-        batch.drop_column("pending_at")
-        batch.drop_column("pending_version")
+        batch.drop_column("plan_moves")
         batch.drop_column("plan_version")
