@@ -158,16 +158,21 @@ def store_changes(
 
 
 def _require_unchanged(uow: UnitOfWork, before: Catalog, kind: str, object_id: str) -> None:
-    stored = uow.catalog.stored_document(kind, object_id)
-    known = len(
+    """Refuse to write an object another process published or archived since ``before``."""
+    history = (
         before.plan_versions.get(object_id, ())
         if kind == "plan"
         else before.addon_versions.get(object_id, ())
     )
-    found = 0 if stored is None else len(msgspec.json.decode(stored)["versions"])
+    known = (len(history), before.is_archived(kind, object_id))
+    stored = uow.catalog.stored_document(kind, object_id)
+    found = (0, False)
+    if stored is not None:
+        document = msgspec.json.decode(stored)
+        found = (len(document["versions"]), documents.is_archived(document))
     if found != known:
         raise Conflict(
-            f"{kind} {object_id!r} was published by another process meanwhile (version {found});"
+            f"{kind} {object_id!r} was published or archived by another process meanwhile;"
             " send the request again.",
             {"id": object_id},
         )
