@@ -22,12 +22,14 @@ def test_a_subscription_round_trips_its_versions_and_moves(store: ContractStore)
         3,
         (
             Move(4, at(days=-300) + MICRO),
-            Move(2, at(days=-20)),
+            Move(2, at(days=-20), mid_period=True),
             Move(1, at(days=-20)),  # two moves at one instant: both kept, in their order
             Move(5, at(days=31) + MICRO),
         ),
     )
-    extra_history = Versions(4, (Move(5, at(days=1)), Move(6, at(days=10, seconds=1))))
+    extra_history = Versions(
+        4, (Move(5, at(days=1), mid_period=True), Move(6, at(days=10, seconds=1)))
+    )
     sub = subscription(
         "sub_1",
         plan_versions=plan_history,

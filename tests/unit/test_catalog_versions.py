@@ -810,7 +810,7 @@ def test_a_now_migration_moves_the_plan_at_once() -> None:
     held = subscription(starts_at=day(31))
     moved = move(held, {1}, 3, "now", now)
     assert moved is not None
-    assert moved.plan_versions == Versions(1, (Move(3, now),))
+    assert moved.plan_versions == Versions(1, (Move(3, now, mid_period=True),))
     assert moved.plan_versions.waiting(now) is None
     assert moved.plan_version_at(now) == 3
     assert moved.plan_version_at(now - timedelta(microseconds=1)) == 1
@@ -872,7 +872,7 @@ def test_a_subscription_is_chosen_by_the_version_it_is_on_at_now() -> None:
     assert moved.plan_version_at(now) == 3
     assert moved.plan_version_at(day(2, 3)) == 2
     # The move already made stays in the history, before the new one.
-    assert moved.plan_versions == Versions(1, (Move(2, day(1, 3)), Move(3, now)))
+    assert moved.plan_versions == Versions(1, (Move(2, day(1, 3)), Move(3, now, mid_period=True)))
     assert moved.plan_version_at(day(28, 2)) == 1
 
 
@@ -881,7 +881,7 @@ def test_a_waiting_move_is_replaced() -> None:
     waiting = subscription(version=1, moves=(Move(2, day(1, 4)),))
     moved = move(waiting, {1}, 3, "now", now)
     assert moved is not None
-    assert moved.plan_versions == Versions(1, (Move(3, now),))
+    assert moved.plan_versions == Versions(1, (Move(3, now, mid_period=True),))
     later = move(waiting, {1}, 3, "period_end", now)
     assert later is not None
     assert later.plan_versions == Versions(1, (Move(3, day(1, 4)),))
@@ -901,7 +901,7 @@ def test_an_addon_migration_moves_that_entry_only() -> None:
     assert moved is not None
     assert moved.addons == (
         AddonQuantity("pack", 2, Versions(1)),
-        AddonQuantity("boost", 3, Versions(1, (Move(3, now),))),
+        AddonQuantity("boost", 3, Versions(1, (Move(3, now, mid_period=True),))),
     )
     assert moved.plan_versions == Versions(1, (Move(2, day(1, 4)),))
     at_end = move(held, {1}, 2, "period_end", now, CatalogKind.ADDON, "boost")
@@ -915,13 +915,17 @@ def test_an_addon_migration_moves_that_entry_only() -> None:
     waiting = subscription(addons=(AddonQuantity("boost", 1, Versions(1, (Move(2, day(1, 4)),))),))
     replaced = move(waiting, {1}, 3, "now", now, CatalogKind.ADDON, "boost")
     assert replaced is not None
-    assert replaced.addons == (AddonQuantity("boost", 1, Versions(1, (Move(3, now),))),)
+    assert replaced.addons == (
+        AddonQuantity("boost", 1, Versions(1, (Move(3, now, mid_period=True),))),
+    )
     # An entry moved already is chosen by the version it is on now, and keeps that move.
     made = subscription(addons=(AddonQuantity("boost", 1, Versions(1, (Move(2, day(1, 3)),))),))
     assert move(made, {1}, 3, "now", now, CatalogKind.ADDON, "boost") is None
     again = move(made, {2}, 3, "now", now, CatalogKind.ADDON, "boost")
     assert again is not None
-    assert again.addons[0].versions == Versions(1, (Move(2, day(1, 3)), Move(3, now)))
+    assert again.addons[0].versions == Versions(
+        1, (Move(2, day(1, 3)), Move(3, now, mid_period=True))
+    )
 
 
 # ------------------------------------------------------------------ _addon_holdings
@@ -946,15 +950,15 @@ def test_an_entry_keeps_its_history_unless_a_patch_names_another_version() -> No
     assert patched(held, AddonRequest("boost", 5, 2), now=now) == kept
     # Another version: a move at now, the waiting one replaced, the one made kept.
     assert patched(held, AddonRequest("boost", 2, 1), now=now) == (
-        AddonQuantity("boost", 2, Versions(1, (Move(2, day(1, 3)), Move(1, now)))),
+        AddonQuantity("boost", 2, Versions(1, (Move(2, day(1, 3)), Move(1, now, mid_period=True)))),
     )
     assert patched(held, AddonRequest("boost", 2, 3), now=now) == (
-        AddonQuantity("boost", 2, Versions(1, (Move(2, day(1, 3)), Move(3, now)))),
+        AddonQuantity("boost", 2, Versions(1, (Move(2, day(1, 3)), Move(3, now, mid_period=True)))),
     )
     # Moves older than a year are folded into the first version on the way.
     old = (AddonQuantity("boost", 1, Versions(1, (Move(2, now - timedelta(days=400)),))),)
     assert patched(old, AddonRequest("boost", 1, 3), now=now) == (
-        AddonQuantity("boost", 1, Versions(2, (Move(3, now),))),
+        AddonQuantity("boost", 1, Versions(2, (Move(3, now, mid_period=True),))),
     )
     assert patched(old, AddonRequest("boost", 1), now=now) == old
 
@@ -1069,7 +1073,9 @@ def test_a_second_move_never_grants_a_block_for_a_period_begun_on_another_versio
     assert owed(catalog, first, day(5, 2)) == []
     second = _moved(catalog, CatalogKind.PLAN, "pro", first, {2}, 3, "period_end", day(5, 2))
     assert second is not None
-    assert second.plan_versions == Versions(1, (Move(2, day(10)), Move(3, day(1, 3))))
+    assert second.plan_versions == Versions(
+        1, (Move(2, day(10), mid_period=True), Move(3, day(1, 3)))
+    )
     assert owed(catalog, second, day(6, 2)) == []
 
 
@@ -1091,6 +1097,20 @@ def test_two_now_migrations_of_an_addon_in_one_period_grant_the_block_it_began_o
     assert first is not None
     second = _moved(catalog, CatalogKind.ADDON, "boost", first, {2}, 3, "now", day(20))
     assert second is not None
-    assert second.addons[0].versions == Versions(1, (Move(2, day(10)), Move(3, day(20))))
+    assert second.addons[0].versions == Versions(
+        1, (Move(2, day(10), mid_period=True), Move(3, day(20), mid_period=True))
+    )
     assert owed(catalog, second, day(25)) == [(30, day(1), day(1, 2))]
     assert owed(catalog, second, day(1, 2)) == []
+
+
+def test_a_move_made_mid_period_at_a_periods_first_instant_counts_from_the_next_period() -> None:
+    began = day(1, 3)
+    now_move = Versions(1, (Move(2, began, mid_period=True),))
+    at_period_end = Versions(1, (Move(2, began),))
+    # Both are on version 2 from that instant on...
+    assert now_move.at(began) == at_period_end.at(began) == 2
+    # ...but the period that began at it was sold on version 1 unless the move was made for it.
+    assert now_move.at_period_start(began) == 1
+    assert at_period_end.at_period_start(began) == 2
+    assert now_move.at_period_start(began + timedelta(microseconds=1)) == 2

@@ -39,6 +39,9 @@ class Move:
 
     version: int
     at: datetime
+    # Made in the middle of a period (a migration "now"): a period that began at this very
+    # instant was still sold on the version before, and its recurring credits stay that one's.
+    mid_period: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,16 @@ class Versions:
             version = move.version
         return version
 
+    def at_period_start(self, began: datetime) -> int:
+        """The version a period beginning at ``began`` was sold on: as ``at``, except that a
+        move made in the middle of a period at that very instant counts from the next one."""
+        version = self.first
+        for move in self.moves:
+            if move.at > began or (move.at == began and move.mid_period):
+                break
+            version = move.version
+        return version
+
     def waiting(self, now: datetime) -> Move | None:
         """The move ``now`` has not reached yet, if any."""
         last = self.moves[-1] if self.moves else None
@@ -68,7 +81,9 @@ class Versions:
         """Every version in the history, without repeats."""
         return list(dict.fromkeys([self.first, *(move.version for move in self.moves)]))
 
-    def moved(self, version: int, at: datetime, now: datetime) -> Versions:
+    def moved(
+        self, version: int, at: datetime, now: datetime, *, mid_period: bool = False
+    ) -> Versions:
         """The history with a move to ``version`` at ``at`` (``now`` or later): a move still
         waiting is replaced, and moves older than ``MOVES_KEPT_FOR`` are folded into the first
         version, so the history stays short however often a holding migrates."""
@@ -79,7 +94,7 @@ class Versions:
                 first = move.version
             elif move.at <= now:
                 kept.append(move)
-        return Versions(first, (*kept, Move(version, at)))
+        return Versions(first, (*kept, Move(version, at, mid_period)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -537,7 +537,7 @@ def _owed_blocks(
         if credits is None or credits.amount == 0:
             continue
         began = period_boundary(anchor, credits.every, period_index(anchor, credits.every, now))
-        if versions.at(began) == version:
+        if versions.at_period_start(began) == version:
             owed.append(credits)
     return owed
 

@@ -464,7 +464,7 @@ def _addon_holdings(
         elif version == current:
             versions = kept.versions
         else:  # the entry moves to the version named, now: a migration of this entry alone
-            versions = kept.versions.moved(version, now, now)
+            versions = kept.versions.moved(version, now, now, mid_period=True)
         holdings.append(AddonQuantity(addon_id, quantity, versions))
     return tuple(holdings)
 

@@ -136,15 +136,15 @@ def _moved(
     if kind is CatalogKind.PLAN:
         if subscription.plan_version_at(now) not in sources:
             return None
-        return replace(
-            subscription, plan_versions=subscription.plan_versions.moved(target, when, now)
-        )
+        versions = subscription.plan_versions.moved(target, when, now, mid_period=at == "now")
+        return replace(subscription, plan_versions=versions)
     entries = list(subscription.addons)
     chosen = [i for i, entry in enumerate(entries) if entry.id == object_id]
     if not chosen or entries[chosen[0]].version_at(now) not in sources:
         return None
     entry = entries[chosen[0]]
-    entries[chosen[0]] = replace(entry, versions=entry.versions.moved(target, when, now))
+    moved = entry.versions.moved(target, when, now, mid_period=at == "now")
+    entries[chosen[0]] = replace(entry, versions=moved)
     return replace(subscription, addons=tuple(entries))
 
 

@@ -125,13 +125,21 @@ def subscription_row(subscription: Subscription) -> Row:
 
 
 def _moves_of(versions: Versions) -> list[list[int]]:
-    """A history's moves as ``[[version, instant in epoch microseconds], ...]``."""
-    return [[move.version, to_epoch_micros(move.at)] for move in versions.moves]
+    """A history's moves as ``[[version, instant in epoch microseconds], ...]``, with a third
+    item, 1, for a move made in the middle of a period."""
+    return [
+        [move.version, to_epoch_micros(move.at), *([1] if move.mid_period else [])]
+        for move in versions.moves
+    ]
 
 
 def _versions(first: int, moves: Iterable[list[int]] | None) -> Versions:
     return Versions(
-        first, tuple(Move(version, from_epoch_micros(at)) for version, at in moves or ())
+        first,
+        tuple(
+            Move(move[0], from_epoch_micros(move[1]), mid_period=len(move) > 2 and bool(move[2]))
+            for move in moves or ()
+        ),
     )
 
 

@@ -7,8 +7,9 @@ published when it was last written, and a plan's version 1 folds version 1 of it
 
 A subscription names the version of its plan it was first on (``plan_version``, 1 for every
 existing one) and the migrations that moved it, or will (``plan_moves``: ``[[version, instant
-in epoch microseconds], ...]``, null when none); its add-on entries carry theirs (``version``,
-``moves``) in the ``addons`` document, read as version 1 where absent.
+in epoch microseconds, 1 for a migration made mid-period], ...]``, null when none); its add-on
+entries carry theirs (``version``, ``moves``) in the ``addons`` document, read as version 1
+where absent.
 ``subscriptions_by_plan`` and ``subscriptions_by_product`` let a migration, or a version list's
 count, read the subscriptions of one plan (or one product, for an add-on) and no others.
 
