@@ -530,6 +530,10 @@ def _owed_blocks(
 ) -> list[RecurringCredits]:
     """The blocks owed now of each version in the history: a version's block is owed when the
     holding was on that version as the block's period (of its own ``every``) began."""
+    if not versions.moves:  # never migrated: its one version owes every period's block
+        found = version_of(versions.first)
+        credits = None if found is None else found.credits.get(currency)
+        return [] if credits is None or credits.amount == 0 else [credits]
     owed = []
     for version in versions.held():
         found = version_of(version)
