@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
 import pytest
 
+from allotment.demo import demo_catalog
 from tests.conftest import Api, define_catalog, new_customer
 
 START = "2030-01-10T00:00:00Z"
@@ -77,97 +79,9 @@ EXPORTED_ADDONS: dict[str, Any] = {
 }
 SERVER_MADE = {"id", "version", "status", "published_at", "parent_version", "subscriptions"}
 
-# A catalog like the demo's (src/allotment/demo_catalog.yaml), spelled out as GET exports it.
-DEMO_LIKE: dict[str, Any] = {
-    "features": {
-        "sso": {"name": "Single sign-on", "kind": "boolean", "unit": None},
-        "seats": {"name": "Seats", "kind": "numeric", "unit": "seat"},
-        "ai-requests": {"name": "Agent requests", "kind": "metered", "unit": "request"},
-        "model-tokens": {"name": "Model tokens", "kind": "metered", "unit": "token"},
-    },
-    "currencies": {
-        "ai-credits": {
-            "name": "Model credits",
-            "unit": "credit",
-            "burn_order": ["promotional_first", "expiry", "priority", "created"],
-        }
-    },
-    "products": {"coder": {"name": "Coding agent workspace"}},
-    "plans": {
-        "starter": {
-            "product": "coder",
-            "name": "Starter",
-            "parent": None,
-            "trial_days": None,
-            "billing_period": "month",
-            "entitlements": {
-                "seats": {"value": 3},
-                "ai-requests": {"limit": 100, "reset": "day", "enforcement": "hard"},
-            },
-            "credits": {},
-        },
-        "team": {
-            "product": "coder",
-            "name": "Team",
-            "parent": "starter",
-            "trial_days": None,
-            "billing_period": "month",
-            "entitlements": {
-                "seats": {"value": 10},
-                "ai-requests": {"limit": 1000, "reset": "month", "enforcement": "hard"},
-                "model-tokens": {
-                    "limit": None,
-                    "reset": "month",
-                    "enforcement": "hard",
-                    "credit_cost": {"currency": "ai-credits", "per_unit": 0.001},
-                },
-            },
-            "credits": {
-                "ai-credits": {
-                    "amount": 1000,
-                    "every": "month",
-                    "category": "paid",
-                    "cost_basis": 0.01,
-                    "overdraft_limit": 0,
-                }
-            },
-        },
-        "enterprise": {
-            "product": "coder",
-            "name": "Enterprise",
-            "parent": "team",
-            "trial_days": 14,
-            "billing_period": "month",
-            "entitlements": {
-                "sso": {},
-                "seats": {"value": None},
-                "ai-requests": {"limit": 20000, "reset": "month", "enforcement": "soft"},
-            },
-            "credits": {},
-        },
-    },
-    "addons": {
-        "extra-requests": {
-            "product": "coder",
-            "name": "500 more agent requests a month",
-            "entitlements": {
-                "ai-requests": {
-                    "limit": 500,
-                    "reset": "month",
-                    "enforcement": "hard",
-                    "mode": "increment",
-                }
-            },
-            "credits": {},
-        },
-        "seat-pack": {
-            "product": "coder",
-            "name": "5 more seats",
-            "entitlements": {"seats": {"value": 5, "mode": "increment"}},
-            "credits": {},
-        },
-    },
-}
+# The demo's catalog file (src/allotment/demo_catalog.yaml), as GET /v1/catalog exports it: JSON
+# numbers, which the client reads as floats.
+DEMO = msgspec.json.decode(msgspec.json.Encoder(decimal_format="number").encode(demo_catalog()))
 
 
 @pytest.fixture
@@ -627,16 +541,16 @@ def test_worked_example_raise_a_limit_from_export_to_migration(api: Api) -> None
     """As a new user would: export, raise Team's limit in the document, dry-run, apply; the
     existing customer keeps its limit, a new one gets the new; migrate at period end."""
     set_clock(api, START)
-    apply(api, DEMO_LIKE)
+    apply(api, DEMO)
     new_customer(api, "acme", "team")
     api.usage("acme", "ai-requests", 120, "acme-1")
 
     document = api.get("/v1/catalog")
-    assert document == DEMO_LIKE
+    assert document == DEMO
     document["plans"]["team"]["entitlements"]["ai-requests"]["limit"] = 1500
 
     expected = [
-        *(unchanged("feature", f) for f in ("sso", "seats", "ai-requests", "model-tokens")),
+        *(unchanged("feature", f) for f in DEMO["features"]),
         unchanged("currency", "ai-credits"),
         unchanged("product", "coder"),
         unchanged("plan", "starter", 1),
