@@ -104,3 +104,18 @@ def test_after_a_restart_the_revision_is_the_logs_not_zero(tmp_path: Path) -> No
         before = api.get("/v1/customers/acme/state")["revision"]
     for api in open_api(database, test_clock=True):
         assert api.get("/v1/customers/acme/state")["revision"] == before
+
+
+def test_a_waiting_migration_bounds_the_states_validity(api: Api) -> None:
+    """A local cache must read again when a migration moves the customer: the state says so."""
+    define_catalog(api)
+    subscription = new_customer(api, "acme", "team")
+    before = api.get("/v1/customers/acme/state")
+    team = api.get("/v1/plans/team")
+    changed = {k: team[k] for k in ("product", "name", "parent", "entitlements", "credits")}
+    changed["entitlements"] = {**changed["entitlements"], "seats": {"value": 99}}
+    api.put("/v1/plans/team", changed, 200)
+    api.post("/v1/plans/team/migrations", {"at": "period_end"}, 201)
+    state = api.get("/v1/customers/acme/state")
+    assert before["valid_until"] != subscription["current_period_end"]
+    assert state["valid_until"] == subscription["current_period_end"]
