@@ -170,12 +170,25 @@ def test_plan_whose_parent_is_in_another_product_is_refused() -> None:
     assert "parent 'chat-basic' is in product 'chat'" in message
 
 
-def test_plan_with_children_cannot_move_to_another_product() -> None:
+def test_a_plan_or_addon_never_changes_product() -> None:
+    """Its subscriptions belong to its product: a version in another would move them out."""
     catalog = base_catalog().with_plan(plan("starter")).with_plan(plan("pro", parent="starter"))
-    with pytest.raises(InvalidRequest) as raised:
-        catalog.with_plan(plan("starter", product="chat"))
-    assert "cannot move to product 'chat'" in raised.value.message
-    assert "child plan 'pro'" in raised.value.message
+    with pytest.raises(Conflict) as raised:
+        catalog.with_plan(plan("pro", parent=None, product="chat"))
+    assert "its product cannot change" in raised.value.message
+    catalog = catalog.with_addon(Addon("extra", "coder", "Extra"))
+    with pytest.raises(Conflict):
+        catalog.with_addon(Addon("extra", "chat", "Extra"))
+
+
+def test_a_version_this_catalog_has_not_heard_of_reads_as_the_latest_it_knows() -> None:
+    """Another process may put a subscription on a version it just published, before this one
+    follows the publication: reads answer with the newest version known, never fail."""
+    catalog = base_catalog().with_plan(plan("starter")).with_addon(Addon("extra", "coder", "X"))
+    assert catalog.plan_for("starter", 2) == catalog.plans["starter"]
+    assert catalog.plan_entitlements("starter", 2) == catalog.plan_entitlements("starter", 1)
+    assert catalog.addon_for("extra", 7) == catalog.addons["extra"]
+    assert catalog.addon_for("missing", 1) is None
 
 
 def test_plan_that_is_its_own_parent_is_refused() -> None:

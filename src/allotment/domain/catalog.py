@@ -332,10 +332,12 @@ class Catalog:
     # ------------------------------------------------------------------ reading versions
 
     def plan_entitlements(self, plan_id: str, version: int | None = None) -> Mapping[str, Spec]:
-        """A plan version's entitlements, inheritance included (the latest without one)."""
-        if version is None:
-            version = self.plans[plan_id].version
-        return self.inherited[(plan_id, version)]
+        """A plan version's entitlements, inheritance included (the latest without one, or when
+        this catalog has not heard of that version yet: see :meth:`plan_for`)."""
+        found = None if version is None else self.inherited.get((plan_id, version))
+        if found is None:
+            return self.inherited[(plan_id, self.plans[plan_id].version)]
+        return found
 
     def plan_at(self, plan_id: str, version: int) -> Plan | None:
         versions = self.plan_versions.get(plan_id, ())
@@ -344,6 +346,17 @@ class Catalog:
     def addon_at(self, addon_id: str, version: int) -> Addon | None:
         versions = self.addon_versions.get(addon_id, ())
         return versions[version - 1] if 0 < version <= len(versions) else None
+
+    def plan_for(self, plan_id: str, version: int) -> Plan:
+        """The version a subscription names, or the latest this catalog knows when it does not
+        know that one yet: a process that reads a subscription another process put on a version
+        it just published answers with the newest it has until it follows the publication (a
+        few milliseconds), rather than fail."""
+        return self.plan_at(plan_id, version) or self.plans[plan_id]
+
+    def addon_for(self, addon_id: str, version: int) -> Addon | None:
+        """The same for an add-on entry (None only for an add-on this catalog lacks)."""
+        return self.addon_at(addon_id, version) or self.addons.get(addon_id)
 
     def is_archived(self, kind: str, object_id: str) -> bool:
         return (kind, object_id) in self.archived
@@ -401,6 +414,8 @@ class Catalog:
             latest = self.plans.get(plan.id)
             if latest is not None and same_definition(latest, plan):
                 continue
+            if latest is not None:
+                _require_same_product("plan", latest.product, plan)
             proposed[plan.id] = plan
             changed.append(plan.id)
         if not changed:
@@ -437,6 +452,8 @@ class Catalog:
         latest = self.addons.get(addon.id)
         if latest is not None and same_definition(latest, addon):
             return self, None
+        if latest is not None:
+            _require_same_product("add-on", latest.product, addon)
         self._check_product(addon.product, f"add-on {addon.id!r}")
         for feature_id, entitlement in addon.entitlements.items():
             self._check_spec(feature_id, entitlement.spec, f"add-on {addon.id!r}")
@@ -567,6 +584,17 @@ class Catalog:
                 raise InvalidRequest(
                     f"{owner} grants unknown currency {currency!r}.", {"field": "credits"}
                 )
+
+
+def _require_same_product(label: str, product: str, changed: Plan | Addon) -> None:
+    """A plan or add-on stays in its product: subscriptions to it belong to that product (one
+    paid subscription per product), and a version in another would move them out of it."""
+    if changed.product != product:
+        raise Conflict(
+            f"{label} {changed.id!r} is in product {product!r}; its product cannot change"
+            " (make a new one in the other product instead).",
+            {"id": changed.id, "product": product},
+        )
 
 
 def _folded(plan: Plan, inherited: Mapping[tuple[str, int], Mapping[str, Spec]]) -> dict[str, Spec]:

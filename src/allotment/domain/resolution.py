@@ -115,7 +115,7 @@ def subscription_offer(
     overriding: list[Spec] = []
     increments: list[tuple[Spec, int]] = []
     for holding in subscription.addons:
-        addon = catalog.addon_at(holding.id, holding.version_at(now))
+        addon = catalog.addon_for(holding.id, holding.version_at(now))
         entitlement = addon.entitlements.get(feature_id) if addon else None
         if entitlement is None:
             continue

@@ -148,13 +148,32 @@ def store_changes(
 
     A plan's or add-on's stored document must still be the one ``before`` was read from: two
     processes publishing the same plan at once would otherwise both make version n+1, and one
-    of them would be lost. The store holds the row from this read to the end of the job."""
+    of them would be lost. So must every plan a published plan inherits from, or the version
+    would fold a parent version that is no longer the latest. The store holds those rows from
+    this read to the end of the job."""
+    # Plans written here are checked as themselves, before their own write.
+    checked = {change.object_id for change in changes if change.object_kind == "plan"}
     for change in changes:
         kind, object_id = change.object_kind, change.object_id
         if kind in VERSIONED:
             _require_unchanged(uow, before, kind, object_id)
+        if kind == "plan":  # a version folds its parent chain as this process knows it
+            for ancestor in _ancestors(staged, object_id):
+                if ancestor not in checked and ancestor in before.plans:
+                    checked.add(ancestor)
+                    _require_unchanged(uow, before, "plan", ancestor)
         uow.catalog.save_object(kind, object_id, encode_document(change.document), at)
     runtime.stage_catalog(uow, staged, changes)
+
+
+def _ancestors(catalog: Catalog, plan_id: str) -> list[str]:
+    """The plans above ``plan_id``, nearest first (a catalog's chains are acyclic)."""
+    chain = []
+    parent = catalog.plans[plan_id].parent
+    while parent is not None:
+        chain.append(parent)
+        parent = catalog.plans[parent].parent
+    return chain
 
 
 def _require_unchanged(uow: UnitOfWork, before: Catalog, kind: str, object_id: str) -> None:

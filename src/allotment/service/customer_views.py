@@ -142,8 +142,8 @@ def customer_view(customer: Customer) -> CustomerView:
 def subscription_view(
     subscription: Subscription, catalog: Catalog, now: datetime
 ) -> SubscriptionView:
-    plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
-    assert plan is not None  # a subscription names a version of its plan (they are kept)
+    version = subscription.plan_version_at(now)
+    plan = catalog.plan_for(subscription.plan, version)
     end = subscription.end
     at = max(
         subscription.starts_at, now if end is None else min(now, end - timedelta(microseconds=1))
@@ -155,7 +155,7 @@ def subscription_view(
         customer=subscription.customer,
         product=subscription.product,
         plan=subscription.plan,
-        plan_version=plan.version,
+        plan_version=version,
         addons=[addon_holding_view(a, now) for a in subscription.addons],
         pending_version=UNSET if pending is None else pending.version,
         pending_at=UNSET if pending is None else format_instant(pending.at),

@@ -229,8 +229,7 @@ class CustomerService:
                 raise Conflict(f"subscription {subscription_id} has ended.")
             changed = subscription
             if addons is not None:
-                plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
-                assert plan is not None  # versions are never removed
+                plan = catalog.plan_for(subscription.plan, subscription.plan_version_at(now))
                 entries = _addon_holdings(catalog, plan, addons, subscription.addons, now)
                 changed = replace(changed, addons=entries)
                 held = uow.holdings.load(customer_id, catalog).subscriptions

@@ -151,8 +151,7 @@ def _moved(
 def _period_end(catalog: Catalog, subscription: Subscription, now: datetime) -> datetime:
     """The end of the subscription's billing period running at ``now`` (its first period, if
     it has not started yet)."""
-    plan = catalog.plan_at(subscription.plan, subscription.plan_version_at(now))
-    assert plan is not None  # versions are never removed
+    plan = catalog.plan_for(subscription.plan, subscription.plan_version_at(now))
     period = period_containing(
         subscription.anchor_at, plan.billing_period, max(now, subscription.starts_at)
     )
