@@ -76,8 +76,11 @@ _COLLECTIONS: dict[CatalogKind, _Collection] = {
         "currencies", CurrencyIn, CurrencyView, "a currency", "currencies", (409,)
     ),
     CatalogKind.PRODUCT: _Collection("products", ProductIn, ProductView, "a product", "products"),
-    CatalogKind.PLAN: _Collection("plans", PlanIn, PlanView, "a plan", "plans", (), examples.PLAN),
-    CatalogKind.ADDON: _Collection("addons", AddonIn, AddonView, "an add-on", "add-ons"),
+    # A plan's or add-on's product cannot change, and two processes may publish one at once.
+    CatalogKind.PLAN: _Collection(
+        "plans", PlanIn, PlanView, "a plan", "plans", (409,), examples.PLAN
+    ),
+    CatalogKind.ADDON: _Collection("addons", AddonIn, AddonView, "an add-on", "add-ons", (409,)),
 }
 
 
@@ -206,7 +209,7 @@ def _version_routes(kind: CatalogKind, collection: _Collection) -> list[Route]:
                 f"Archive {one}",
                 Access.ADMIN,
                 answer,
-                errors=(404,),
+                errors=(404, 409),
                 description=f"New {holders} of it are refused with 409; existing ones keep "
                 "working. A `PUT` that publishes a new version makes it active again.",
                 operation_id=f"archive_{kind.value}",

@@ -122,6 +122,7 @@ routes = [
             CatalogApplied,
             body=CatalogIn,
             params=(DRY_RUN,),
+            errors=(409,),  # another process published or archived one of its plans meanwhile
             description="Each object the document names is created, changed (a plan or "
             "add-on by publishing its next version) or left as it is; objects it does not name "
             "are left alone. A document with any problem is 400 with every problem in "
