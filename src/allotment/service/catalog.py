@@ -112,15 +112,30 @@ def publish_plans(
     return staged, [history_change(staged, "plan", plan.id) for plan in published]
 
 
-_PLAIN_DOCUMENTS: dict[CatalogKind, Callable[[Any], dict[str, Any]]] = {
+DEFINITIONS: dict[CatalogKind, Callable[[Any], dict[str, Any]]] = {
     CatalogKind.FEATURE: documents.feature_to_document,
     CatalogKind.CURRENCY: documents.currency_to_document,
     CatalogKind.PRODUCT: documents.product_to_document,
+    CatalogKind.PLAN: documents.plan_to_document,
+    CatalogKind.ADDON: documents.addon_to_document,
 }
+"""Each kind's definition: what its ``PUT`` takes, defaults filled in (a plan's or add-on's for
+one version)."""
+
+
+def objects(catalog: Catalog, kind: CatalogKind) -> Mapping[str, Any]:
+    """The catalog's objects of ``kind`` (the latest version of each plan or add-on)."""
+    return _RULES[kind].objects(catalog)
+
+
+def stored_definition(catalog: Catalog, kind: CatalogKind, object_id: str) -> dict[str, Any] | None:
+    """The object's definition (a plan's or add-on's latest version), if the catalog has it."""
+    found = objects(catalog, kind).get(object_id)
+    return None if found is None else DEFINITIONS[kind](found)
 
 
 def _plain(kind: CatalogKind, object_id: str, value: Any) -> CatalogChanged:
-    return CatalogChanged(kind.value, object_id, _PLAIN_DOCUMENTS[kind](value))
+    return CatalogChanged(kind.value, object_id, DEFINITIONS[kind](value))
 
 
 def history_change(catalog: Catalog, kind: str, object_id: str) -> CatalogChanged:

@@ -21,11 +21,14 @@ from allotment.domain.catalog import Addon, Catalog, Plan, plan_depth
 from allotment.domain.changes import CatalogChanged
 from allotment.domain.errors import AllotmentError, InvalidRequest
 from allotment.service.catalog import (
+    DEFINITIONS,
     CatalogKind,
     history_change,
+    objects,
     publish_plans,
     staged_object,
     store_changes,
+    stored_definition,
 )
 from allotment.service.catalog_views import (
     CatalogApplied,
@@ -54,12 +57,16 @@ class Problem:
 
 def catalog_document(catalog: Catalog) -> CatalogDocument:
     """The latest version of every object as its definition: what ``apply`` takes back."""
+    sections = {
+        kind: {i: DEFINITIONS[kind](found) for i, found in objects(catalog, kind).items()}
+        for kind in CatalogKind
+    }
     return CatalogDocument(
-        features={i: documents.feature_to_document(f) for i, f in catalog.features.items()},
-        currencies={i: documents.currency_to_document(c) for i, c in catalog.currencies.items()},
-        products={i: documents.product_to_document(p) for i, p in catalog.products.items()},
-        plans={i: documents.plan_to_document(p) for i, p in catalog.plans.items()},
-        addons={i: documents.addon_to_document(a) for i, a in catalog.addons.items()},
+        features=sections[CatalogKind.FEATURE],
+        currencies=sections[CatalogKind.CURRENCY],
+        products=sections[CatalogKind.PRODUCT],
+        plans=sections[CatalogKind.PLAN],
+        addons=sections[CatalogKind.ADDON],
     )
 
 
@@ -80,25 +87,6 @@ def field_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[st
 
     walk(old or {}, new, "")
     return found
-
-
-def _definition(catalog: Catalog, kind: CatalogKind, object_id: str) -> dict[str, Any] | None:
-    """The object's stored definition (a plan's or add-on's latest version), if any."""
-    match kind:
-        case CatalogKind.FEATURE:
-            feature = catalog.features.get(object_id)
-            return None if feature is None else documents.feature_to_document(feature)
-        case CatalogKind.CURRENCY:
-            currency = catalog.currencies.get(object_id)
-            return None if currency is None else documents.currency_to_document(currency)
-        case CatalogKind.PRODUCT:
-            product = catalog.products.get(object_id)
-            return None if product is None else documents.product_to_document(product)
-        case CatalogKind.PLAN:
-            plan = catalog.plans.get(object_id)
-            return None if plan is None else documents.plan_to_document(plan)
-    addon = catalog.addons.get(object_id)
-    return None if addon is None else documents.addon_to_document(addon)
 
 
 def _version(catalog: Catalog, kind: CatalogKind, object_id: str) -> int | None:
@@ -174,8 +162,8 @@ class _Application:
         self._report(CatalogKind.ADDON, addon_id)
 
     def _report(self, kind: CatalogKind, object_id: str) -> ChangeAction:
-        old = _definition(self.before, kind, object_id)
-        new = _definition(self.staged, kind, object_id)
+        old = stored_definition(self.before, kind, object_id)
+        new = stored_definition(self.staged, kind, object_id)
         assert new is not None  # it was just staged
         diff = field_diff(old, new) if old is not None else {}
         version = _version(self.staged, kind, object_id)
