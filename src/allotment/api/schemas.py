@@ -208,6 +208,8 @@ class CurrencyIn(Body):
     name: Name
     unit: Name | None = None
     burn_order: list[BurnOrderKeyText] | None = None
+    # ``credits.low`` fires when a pool's available credits fall below it (absent: never).
+    low_balance_threshold: Quantity | None = None
 
 
 class ProductIn(Body):

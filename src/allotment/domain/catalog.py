@@ -82,6 +82,8 @@ class Currency:
     name: str
     unit: str | None = None
     burn_order: tuple[str, ...] = DEFAULT_BURN_ORDER
+    # ``credits.low`` fires when a pool's available credits fall below it; None: never.
+    low_balance_threshold: Micros | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +212,11 @@ def parse_spec(feature: Feature, fields: Mapping[str, Any], where: str) -> Spec:
     if feature.kind is FeatureKind.NUMERIC:
         if "value" not in fields:
             raise InvalidRequest(f"{where}.value is required (a number, or null for unlimited).")
-        return NumericSpec(value=_optional_quantity(fields["value"], f"{where}.value"))
+        return NumericSpec(value=optional_quantity(fields["value"], f"{where}.value"))
     if "limit" not in fields:
         raise InvalidRequest(f"{where}.limit is required (a number, or null for unlimited).")
     return MeteredSpec(
-        limit=_optional_quantity(fields["limit"], f"{where}.limit"),
+        limit=optional_quantity(fields["limit"], f"{where}.limit"),
         reset=parse_enum(ResetPeriod, fields.get("reset", ResetPeriod.MONTH), f"{where}.reset"),
         enforcement=parse_enum(
             Enforcement, fields.get("enforcement", Enforcement.HARD), f"{where}.enforcement"
@@ -228,9 +230,9 @@ def spec_to_document(spec: Spec) -> dict[str, Any]:
     if isinstance(spec, BooleanSpec):
         return {}
     if isinstance(spec, NumericSpec):
-        return {"value": _optional_number(spec.value)}
+        return {"value": optional_number(spec.value)}
     document: dict[str, Any] = {
-        "limit": _optional_number(spec.limit),
+        "limit": optional_number(spec.limit),
         "reset": spec.reset.value,
         "enforcement": spec.enforcement.value,
     }
@@ -258,7 +260,7 @@ def parse_recurring_credits(fields: Mapping[str, Any], where: str) -> RecurringC
         every=every,
         category=parse_enum(CreditCategory, fields.get("category", "paid"), f"{where}.category"),
         cost_basis=parse_quantity(fields.get("cost_basis", 0), f"{where}.cost_basis"),
-        overdraft_limit=_optional_quantity(overdraft, f"{where}.overdraft_limit"),
+        overdraft_limit=optional_quantity(overdraft, f"{where}.overdraft_limit"),
     )
 
 
@@ -268,15 +270,15 @@ def recurring_credits_to_document(credits: RecurringCredits) -> dict[str, Any]:
         "every": credits.every.value,
         "category": credits.category.value,
         "cost_basis": to_json_number(credits.cost_basis),
-        "overdraft_limit": _optional_number(credits.overdraft_limit),
+        "overdraft_limit": optional_number(credits.overdraft_limit),
     }
 
 
-def _optional_quantity(value: Any, where: str) -> Micros | None:
+def optional_quantity(value: Any, where: str) -> Micros | None:
     return None if value is None else parse_quantity(value, where)
 
 
-def _optional_number(micros: Micros | None) -> int | Decimal | None:
+def optional_number(micros: Micros | None) -> int | Decimal | None:
     return None if micros is None else to_json_number(micros)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from allotment.domain.budgets import EntityPath
 from allotment.domain.customers import ApiKey
+from allotment.domain.events import Event
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
 
@@ -35,6 +36,7 @@ class ChangeKind(StrEnum):
     HOLD_PLACED = "hold.placed"
     HOLD_ENDED = "hold.ended"
     API_KEY = "api_key.changed"
+    EVENT = "event.recorded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,20 @@ class ApiKeyChanged:
     customer = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventRecorded:
+    """An event (``domain/events.py``) was written with the change it describes; the events
+    table keeps it under this change's revision. Caches have nothing to follow in it."""
+
+    event: Event
+
+    kind = ChangeKind.EVENT
+
+    @property
+    def customer(self) -> str | None:
+        return self.event.customer
+
+
 Change = (
     CatalogChanged
     | CustomerChanged
@@ -135,6 +151,7 @@ Change = (
     | HoldPlaced
     | HoldEnded
     | ApiKeyChanged
+    | EventRecorded
 )
 CHANGES = (
     CatalogChanged,
@@ -144,6 +161,7 @@ CHANGES = (
     HoldPlaced,
     HoldEnded,
     ApiKeyChanged,
+    EventRecorded,
 )
 """Every kind of change, for ``isinstance``."""
 

@@ -24,6 +24,8 @@ from allotment.domain.catalog import (
     Product,
     RecurringCredits,
     Spec,
+    optional_number,
+    optional_quantity,
     parse_billing_period,
     parse_burn_order,
     parse_enum,
@@ -59,11 +61,21 @@ def currency_from_document(currency_id: str, document: Document) -> Currency:
         name=document["name"],
         unit=document.get("unit"),
         burn_order=parse_burn_order(document.get("burn_order")),
+        low_balance_threshold=optional_quantity(
+            document.get("low_balance_threshold"), "low_balance_threshold"
+        ),
     )
 
 
 def currency_to_document(currency: Currency) -> dict[str, Any]:
-    return {"name": currency.name, "unit": currency.unit, "burn_order": list(currency.burn_order)}
+    document: dict[str, Any] = {
+        "name": currency.name,
+        "unit": currency.unit,
+        "burn_order": list(currency.burn_order),
+    }
+    if currency.low_balance_threshold is not None:  # absent, as before the field existed
+        document["low_balance_threshold"] = optional_number(currency.low_balance_threshold)
+    return document
 
 
 def product_from_document(product_id: str, document: Document) -> Product:

@@ -22,6 +22,7 @@ from allotment.domain import documents
 from allotment.domain.catalog import Addon, Catalog, Plan
 from allotment.domain.changes import CatalogChanged
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.events import EventType
 from allotment.domain.ids import require_client_id
 from allotment.service import catalog_views
 from allotment.service.catalog_views import (
@@ -29,6 +30,7 @@ from allotment.service.catalog_views import (
     CatalogView,
     PlanVersionView,
 )
+from allotment.service.events import emit
 from allotment.service.ports import Page, UnitOfWork
 from allotment.service.projector import CatalogLoaded
 from allotment.service.runtime import Runtime
@@ -178,7 +180,21 @@ def store_changes(
                     checked.add(ancestor)
                     _require_unchanged(uow, before, "plan", ancestor)
         uow.catalog.save_object(kind, object_id, encode_document(change.document), at)
+        if kind in VERSIONED:
+            _published(uow, before, staged, kind, object_id, at)
     runtime.stage_catalog(uow, staged, changes)
+
+
+def _published(
+    uow: UnitOfWork, before: Catalog, staged: Catalog, kind: str, object_id: str, at: datetime
+) -> None:
+    """``plan.published`` or ``addon.published`` when the write made a new version."""
+    latest = staged.plans if kind == "plan" else staged.addons
+    previous = before.plans if kind == "plan" else before.addons
+    version = latest[object_id].version
+    if object_id not in previous or previous[object_id].version != version:
+        event = EventType.PLAN_PUBLISHED if kind == "plan" else EventType.ADDON_PUBLISHED
+        emit(uow, event, None, {"id": object_id, "version": version}, at)
 
 
 def _ancestors(catalog: Catalog, plan_id: str) -> list[str]:

@@ -101,6 +101,7 @@ class CurrencyView(Struct, frozen=True, kw_only=True):
     name: str
     unit: str | None
     burn_order: list[BurnOrderKey]
+    low_balance_threshold: Quantity | None
 
 
 class ProductView(Struct, frozen=True, kw_only=True):
@@ -232,6 +233,9 @@ def currency_view(currency: Currency) -> CurrencyView:
         name=currency.name,
         unit=currency.unit,
         burn_order=[cast(BurnOrderKey, key) for key in currency.burn_order],
+        low_balance_threshold=None
+        if currency.low_balance_threshold is None
+        else to_json_number(currency.low_balance_threshold),
     )
 
 

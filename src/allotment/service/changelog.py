@@ -22,12 +22,14 @@ from allotment.domain.changes import (
     ChangeKind,
     CreditsChanged,
     CustomerChanged,
+    EventRecorded,
     HoldEnded,
     HoldPlaced,
     Spend,
     UsageRecorded,
 )
 from allotment.domain.customers import ApiKey, Scope
+from allotment.domain.events import Event, EventType
 from allotment.domain.reservations import Reservation, ReservationStatus
 from allotment.domain.timefmt import from_epoch_micros, to_epoch_micros
 
@@ -133,6 +135,14 @@ def _fields(change: Change) -> dict[str, Any]:
                 "created_at": to_epoch_micros(key.created_at),
                 "revoked_at": _micros(key.revoked_at),
             }
+        case EventRecorded(event):
+            return {
+                "id": event.id,
+                "type": event.type.value,
+                "customer": event.customer,
+                "created_at": to_epoch_micros(event.created_at),
+                "data": msgspec.Raw(event.data),
+            }
     raise AssertionError(f"no record format for {change!r}")
 
 
@@ -157,6 +167,15 @@ _DECODERS: dict[ChangeKind, Callable[[dict[str, Any]], Change]] = {
     ),
     ChangeKind.HOLD_PLACED: lambda d: HoldPlaced(_reservation(d["reservation"])),
     ChangeKind.HOLD_ENDED: lambda d: HoldEnded(d["customer"], d["reservation"]),
+    ChangeKind.EVENT: lambda d: EventRecorded(
+        Event(
+            id=d["id"],
+            type=EventType(d["type"]),
+            customer=d["customer"],
+            created_at=from_epoch_micros(d["created_at"]),
+            data=_encode(d["data"]),
+        )
+    ),
     ChangeKind.API_KEY: lambda d: ApiKeyChanged(
         ApiKey(
             id=d["id"],

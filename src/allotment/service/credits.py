@@ -9,7 +9,7 @@ one at a time, so concurrent debits can never spend the same credit twice.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -37,6 +37,7 @@ from allotment.domain.credits import (
 )
 from allotment.domain.decision import PoolStanding, decide_consumption
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.events import EventType
 from allotment.domain.holdings import Holdings, Subscription, Versions, credit_sources
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_boundary, period_index
@@ -45,7 +46,7 @@ from allotment.domain.reservations import reserved_credits
 from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service import idempotency
-from allotment.service.budgets import standings_in_job
+from allotment.service.budgets import after_consuming, standings_in_job
 from allotment.service.credit_views import (
     GrantView,
     LedgerEntryView,
@@ -56,6 +57,7 @@ from allotment.service.credit_views import (
     ledger_entry_view,
 )
 from allotment.service.entity_tree import BudgetSlot, EntityAt
+from allotment.service.events import emit, grant_timer
 from allotment.service.outcomes import (
     DEBIT_RECORD,
     GRANT_RECORD,
@@ -68,6 +70,7 @@ from allotment.service.ports import LedgerRecord, Page, UnitOfWork
 from allotment.service.projector import PoolFiguresComputed
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import PoolFigures
+from allotment.service.thresholds import budgets_reached, credits_moved
 
 Outcome = TypeVar("Outcome")
 MAX_PRIORITY = 1_000_000
@@ -246,8 +249,8 @@ class CreditService:
         if entity is not None:
             along = entity.budgets(None, currency)
             path, on_path = along.path, along.slots
+        budgets = standings_in_job(uow, customer, on_path, live, now) if on_path else []
         if request.enforce:
-            budgets = standings_in_job(uow, customer, on_path, live, now)
             reason = decide_consumption(
                 units=None,
                 credits=request.amount,
@@ -262,6 +265,9 @@ class CreditService:
         context = EntryContext(request.idempotency_key, request.entity, request.feature, path)
         order = _currency(runtime.catalog_in(uow), currency).burn_order
         pool.debit(request.amount, order, now, context)
+        if budgets:
+            after = after_consuming(budgets, 0, request.amount, now)
+            budgets_reached(uow, customer, budgets, after, now)
         return None
 
     # ------------------------------------------------------------------ reads
@@ -416,7 +422,61 @@ class CreditService:
                 spends,
             )
         )
+        self._events(uow, customer, currency, pool, records, now)
         return records
+
+    def _events(
+        self,
+        uow: UnitOfWork,
+        customer: str,
+        currency: str,
+        pool: Pool,
+        records: Sequence[LedgerRecord],
+        now: datetime,
+    ) -> None:
+        """The events of the entries just stored: grants, expiries, and a fall below the
+        currency's low-balance threshold or to zero (from the figures the job has)."""
+        for record in records:
+            entry = record.entry
+            if entry.grant is None or entry.type not in (EntryType.GRANT, EntryType.EXPIRY):
+                continue
+            grant = pool.grants.get(entry.grant) or uow.ledger.get_grant(
+                customer, currency, entry.grant
+            )
+            if grant is None:
+                continue
+            view = grant_view(grant, now)
+            if entry.type is EntryType.GRANT:
+                emit(
+                    uow,
+                    EventType.CREDITS_GRANTED,
+                    customer,
+                    {"currency": currency, **msgspec.structs.asdict(view)},
+                    now,
+                )
+                if grant.expires_at is not None and grant.expires_at > now:
+                    grant_timer(uow, customer, currency, grant.id, grant.expires_at)
+            else:
+                data = {
+                    "currency": currency,
+                    "grant": view,
+                    "amount": to_json_number(-entry.amount),
+                }
+                emit(uow, EventType.CREDITS_EXPIRED, customer, data, now)
+        before = pool.balance - sum(record.entry.amount for record in records)
+        if pool.balance < before:
+            reserved = reserved_credits(self._runtime.live_holds(uow, customer, now), currency, now)
+            threshold = _currency(self._runtime.catalog_in(uow), currency).low_balance_threshold
+            credits_moved(
+                uow,
+                customer,
+                currency,
+                threshold,
+                before - reserved,
+                pool.balance - reserved,
+                pool.balance,
+                now,
+            )
 
     def overdraft_limit(
         self, uow: UnitOfWork, customer: str, currency: str, now: datetime

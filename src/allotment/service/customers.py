@@ -12,6 +12,7 @@ from allotment.domain.credits import RECURRING_ROOM
 from allotment.domain.customers import Customer
 from allotment.domain.documents import spec_from_document
 from allotment.domain.errors import Conflict, InvalidRequest, NotFound
+from allotment.domain.events import EventType
 from allotment.domain.holdings import (
     AddonQuantity,
     Override,
@@ -36,6 +37,7 @@ from allotment.service.customer_views import (
     promotion_view,
     subscription_view,
 )
+from allotment.service.events import emit, subscription_timers
 from allotment.service.ports import Page, UnitOfWork
 from allotment.service.runtime import Runtime
 
@@ -96,7 +98,10 @@ class CustomerService:
             )
             uow.customers.save(customer)
             runtime.customer_changed(uow, customer_id)
-            return customer_view(customer), existing is None
+            view = customer_view(customer)
+            kind = EventType.CUSTOMER_CREATED if existing is None else EventType.CUSTOMER_UPDATED
+            emit(uow, kind, customer_id, view, now)
+            return view, existing is None
 
         return await runtime.run(job)
 
@@ -110,9 +115,11 @@ class CustomerService:
         def job(uow: UnitOfWork) -> CustomerView:
             customer = _existing_customer(uow, customer_id)
             if not customer.is_archived:
-                customer = replace(customer, archived_at=runtime.clock.now())
+                now = runtime.clock.now()
+                customer = replace(customer, archived_at=now)
                 uow.customers.save(customer)
                 runtime.customer_changed(uow, customer_id)
+                emit(uow, EventType.CUSTOMER_ARCHIVED, customer_id, customer_view(customer), now)
             return customer_view(customer)
 
         return await runtime.run(job)
@@ -173,6 +180,7 @@ class CustomerService:
                     else:  # scheduled to start later: it never will
                         ended = replace(current, canceled_at=whole_second(now))
                     uow.holdings.save_subscription(ended)
+                    subscription_events(uow, ended, catalog, now, EventType.SUBSCRIPTION_CANCELED)
             _check_ends_after_start(request.ends_at, starts_at)
             subscription = Subscription(
                 id=new_id("sub"),
@@ -193,7 +201,10 @@ class CustomerService:
             _require_room_for_recurring_credits(catalog, [*others, subscription], now)
             uow.holdings.save_subscription(subscription)
             runtime.customer_changed(uow, customer_id)
-            return subscription_view(subscription, catalog, now)
+            started: tuple[EventType, ...] = (EventType.SUBSCRIPTION_CREATED,)
+            if subscription.is_trial:
+                started += (EventType.TRIAL_STARTED,)
+            return subscription_events(uow, subscription, catalog, now, *started)
 
         return await runtime.run(job)
 
@@ -240,7 +251,7 @@ class CustomerService:
                 changed = replace(changed, ends_at=ends_at)
             uow.holdings.save_subscription(changed)
             runtime.customer_changed(uow, customer_id)
-            return subscription_view(changed, catalog, now)
+            return subscription_events(uow, changed, catalog, now, EventType.SUBSCRIPTION_UPDATED)
 
         return await runtime.run(job)
 
@@ -256,7 +267,7 @@ class CustomerService:
             canceled = replace(subscription, canceled_at=now)
             uow.holdings.save_subscription(canceled)
             runtime.customer_changed(uow, customer_id)
-            return subscription_view(canceled, catalog, now)
+            return subscription_events(uow, canceled, catalog, now, EventType.SUBSCRIPTION_CANCELED)
 
         return await runtime.run(job)
 
@@ -360,6 +371,22 @@ class CustomerService:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def subscription_events(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    catalog: Catalog,
+    now: datetime,
+    *kinds: EventType,
+) -> SubscriptionView:
+    """Emit the subscription's events of this write, set the timers of those its instants will
+    bring (emitting at once those already due), and answer its view."""
+    view = subscription_view(subscription, catalog, now)
+    due = subscription_timers(uow, subscription, now)
+    for kind in (*kinds, *due):
+        emit(uow, kind, subscription.customer, view, now)
+    return view
 
 
 def _existing_customer(uow: UnitOfWork, customer_id: str) -> Customer:

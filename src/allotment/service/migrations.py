@@ -23,12 +23,15 @@ from msgspec import UNSET
 
 from allotment.domain.catalog import Catalog
 from allotment.domain.errors import InvalidRequest, NotFound
+from allotment.domain.events import EventType
 from allotment.domain.holdings import Subscription
 from allotment.domain.identifiers import new_id
 from allotment.domain.periods import period_containing
 from allotment.domain.timefmt import format_instant
 from allotment.service.catalog import CatalogKind, label
 from allotment.service.catalog_views import MigrationView
+from allotment.service.customer_views import subscription_view
+from allotment.service.events import emit, migration_timers
 from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
 
@@ -60,6 +63,7 @@ class MigrationService:
             else:
                 live = uow.holdings.live_in_product(catalog.addons[object_id].product, now)
             moved: set[str] = set()
+            waiting: list[tuple[str, str, datetime]] = []
             for subscription in live:
                 changed = _moved(
                     catalog, kind, object_id, subscription, sources, target, request.at, now
@@ -68,7 +72,13 @@ class MigrationService:
                     uow.holdings.save_subscription(changed)
                     moved.add(subscription.id)
                     runtime.customer_changed(uow, subscription.customer)
-            return MigrationView(
+                    at = _move_at(kind, object_id, changed, now)
+                    if at is None:
+                        view = subscription_view(changed, catalog, now)
+                        emit(uow, EventType.SUBSCRIPTION_MIGRATED, changed.customer, view, now)
+                    else:
+                        waiting.append((changed.customer, changed.id, at))
+            migration = MigrationView(
                 id=new_id("mig"),
                 plan=object_id if kind is CatalogKind.PLAN else UNSET,
                 addon=object_id if kind is CatalogKind.ADDON else UNSET,
@@ -78,6 +88,12 @@ class MigrationService:
                 subscriptions=len(moved),
                 created_at=format_instant(now),
             )
+            if waiting:  # completed once the last of them has moved
+                last = max(at for _, _, at in waiting)
+                migration_timers(uow, migration.id, waiting, last, migration)
+            else:
+                emit(uow, EventType.MIGRATION_COMPLETED, None, migration, now)
+            return migration
 
         return await runtime.run(job)
 
@@ -146,6 +162,21 @@ def _moved(
     moved = entry.versions.moved(target, when, now, mid_period=at == "now")
     entries[chosen[0]] = replace(entry, versions=moved)
     return replace(subscription, addons=tuple(entries))
+
+
+def _move_at(
+    kind: CatalogKind, object_id: str, subscription: Subscription, now: datetime
+) -> datetime | None:
+    """When the move just written takes effect; None when it already has."""
+    if kind is CatalogKind.PLAN:
+        move = subscription.plan_versions.waiting(now)
+        return None if move is None else move.at
+    instants = [
+        move.at
+        for entry in subscription.addons
+        if entry.id == object_id and (move := entry.versions.waiting(now)) is not None
+    ]
+    return max(instants) if instants else None
 
 
 def _period_end(catalog: Catalog, subscription: Subscription, now: datetime) -> datetime:

@@ -29,9 +29,11 @@ from allotment.domain.changes import Change, LoggedChange
 from allotment.domain.credits import Entry, Grant, GrantStatus, Pool
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.entities import Entity
+from allotment.domain.events import LoggedEvent
 from allotment.domain.holdings import Holdings, Override, Promotion, Subscription
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
+from allotment.domain.webhooks import Delivery, DeliveryStatus, Endpoint
 from allotment.service.projector import Fill
 from allotment.service.stats import StoreStats
 
@@ -266,6 +268,89 @@ class KeyRepository(Protocol):
     def list(self, after: str | None, limit: int) -> Page[ApiKey]: ...
 
 
+class EventRepository(Protocol):
+    """Events, written by the store with their change (``EventRecorded``) under its revision:
+    nothing here appends one. Read by seq, a page at a time."""
+
+    def get(self, event_id: str) -> LoggedEvent | None: ...
+    def list(
+        self, event_type: str | None, customer: str | None, after: int, limit: int
+    ) -> Sequence[LoggedEvent]:
+        """Up to ``limit`` events past revision ``after``, in ``seq`` order, of that type and
+        customer when given (a customer's events, or a type's, through an index)."""
+        ...
+
+    def created_between(
+        self, since: datetime, until: datetime | None, after: int, limit: int
+    ) -> Sequence[LoggedEvent]:
+        """Up to ``limit`` events past ``after`` made in [since, until), in ``seq`` order."""
+        ...
+
+    def mark_once(self, key: str, at: datetime) -> bool:
+        """Note ``key``; True the first time it is noted (what sends a threshold event once per
+        period even when usage falls back and rises again)."""
+        ...
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Drop up to ``limit`` events (and marks) made before ``before``; how many."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """An event that time will bring: at ``due_at`` (the service's clock) the job that takes it
+    decides, on what is stored then, whether it still happens. ``key`` names what it is about
+    (``trial.ended:sub_...``); setting a timer with a key replaces the one it had."""
+
+    key: str
+    due_at: datetime
+    customer: str | None
+    payload: bytes  # JSON: what the firing needs beyond the key
+
+
+class TimerRepository(Protocol):
+    def set(self, timer: Timer) -> None: ...
+    def cancel(self, key: str) -> None: ...
+    def take_due(self, now: datetime, limit: int) -> list[Timer]:
+        """Remove and return up to ``limit`` timers due at ``now``, earliest first; a timer
+        another transaction is taking is skipped, so each is taken once."""
+        ...
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant a timer is due."""
+        ...
+
+
+class WebhookRepository(Protocol):
+    """Endpoints and their deliveries."""
+
+    def save_endpoint(self, endpoint: Endpoint) -> None: ...
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The endpoint, held against other writers until the job ends."""
+        ...
+
+    def list_endpoints(self, after: str | None, limit: int) -> Page[Endpoint]: ...
+    def enabled_endpoints(self) -> list[Endpoint]: ...
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        """Remove the endpoint and its deliveries."""
+        ...
+
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
+    def save_delivery(self, delivery: Delivery) -> None:
+        """Store a delivery's new status, attempts and next attempt."""
+        ...
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        """Up to ``limit`` pending deliveries due at ``now`` that are first in their (endpoint,
+        group): nothing earlier of the same group is pending. Oldest first."""
+        ...
+
+    def list_deliveries(
+        self, endpoint_id: str, status: DeliveryStatus | None, after: str | None, limit: int
+    ) -> Page[Delivery]: ...
+
+
 class UnitOfWork(Protocol):
     """What a job may do: one repository per aggregate, the change log, the cache's fills,
     and the exclusive holds a job takes before it decides on figures it will change.
@@ -298,6 +383,12 @@ class UnitOfWork(Protocol):
     def reservations(self) -> ReservationRepository: ...
     @property
     def keys(self) -> KeyRepository: ...
+    @property
+    def events(self) -> EventRepository: ...
+    @property
+    def timers(self) -> TimerRepository: ...
+    @property
+    def webhooks(self) -> WebhookRepository: ...
 
     scratch: dict[str, Any]
     """State that lives for one batch: what earlier jobs of the batch changed but the projector

@@ -32,6 +32,7 @@ from allotment.domain.changes import (
     Change,
     CreditsChanged,
     CustomerChanged,
+    EventRecorded,
     HoldEnded,
     HoldPlaced,
     UsageRecorded,
@@ -202,6 +203,8 @@ def apply(state: CacheState, effect: Effect) -> None:
         case KeyFound(key):
             if key.revoked_at is None:
                 state.keys[key.key_hash] = key
+        case EventRecorded():
+            pass  # for webhooks and GET /v1/events, which read the events table
         case CatalogLoaded(catalog):
             state.catalog.current = catalog
         case Forget():

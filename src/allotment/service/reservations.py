@@ -33,6 +33,7 @@ from allotment.service import idempotency
 from allotment.service.answers import BudgetFigures
 from allotment.service.budgets import standings_in_job
 from allotment.service.credits import CreditService
+from allotment.service.events import reservation_ended, reservation_timer
 from allotment.service.gate import admission_denial, require_metered
 from allotment.service.outcomes import (
     RESERVATION_RECORD,
@@ -77,6 +78,7 @@ class ReservationService:
                 uow.reservations.save(reservation)
                 runtime.reservations_changed(uow, request.customer)
                 uow.record(HoldPlaced(reservation))
+                reservation_timer(uow, reservation.customer, reservation.id, reservation.expires_at)
             return ReservationOutcome(
                 id=reservation.id if reservation else None,
                 granted=reservation is not None,
@@ -120,6 +122,7 @@ class ReservationService:
             runtime.reservations_changed(uow, held.customer)
             self._record(uow, ended, amount, now)
             uow.record(HoldEnded(held.customer, held.id))
+            reservation_ended(uow, held.id)
             return reservation_view(ended, now)
 
         return await runtime.run(job)
@@ -135,6 +138,7 @@ class ReservationService:
             uow.reservations.save(ended)
             runtime.reservations_changed(uow, held.customer)
             uow.record(HoldEnded(held.customer, held.id))
+            reservation_ended(uow, held.id)
             return reservation_view(ended, now)
 
         return await runtime.run(job)

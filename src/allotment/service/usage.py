@@ -36,6 +36,7 @@ from allotment.service.idempotency import fingerprint, once
 from allotment.service.outcomes import USAGE_RECORD, UsageOutcome
 from allotment.service.ports import USAGE_ROUTE, UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
+from allotment.service.thresholds import budgets_reached, usage_reached
 
 ROUTE = USAGE_ROUTE
 MAX_FUTURE_SKEW = timedelta(minutes=5)  # clocks of reporting clients run a little ahead
@@ -189,7 +190,13 @@ class UsageService:
         recorded = reason is None or not report.enforce
         if recorded:
             self._append(uow, report, delta, timestamp, now, path)
-            budgets = after_consuming(budgets, delta, 0, timestamp)
+            consumed = after_consuming(budgets, delta, 0, timestamp)
+            if delta > 0:  # what the events of thresholds are computed from, at no read
+                usage_reached(
+                    uow, customer, feature_id, None, spec.limit, used, used + delta, window, now
+                )
+                budgets_reached(uow, customer, budgets, consumed, now)
+            budgets = consumed
         if report.timestamp is not None and budgets:
             # The answer shows the budgets' current windows, as it does the customer's.
             budgets = standings_in_job(uow, customer, on_path, live, now)

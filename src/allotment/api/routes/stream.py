@@ -28,6 +28,7 @@ from allotment.domain.changes import (
     Change,
     CreditsChanged,
     CustomerChanged,
+    EventRecorded,
     HoldEnded,
     HoldPlaced,
     LoggedChange,
@@ -236,8 +237,8 @@ def _data(change: Change) -> tuple[str, dict[str, Any]] | None:
                 fields["version"] = document["versions"][-1]["version"]
                 fields["status"] = document["status"]
             return "catalog.changed", fields
-        case ApiKeyChanged():
-            return None
+        case ApiKeyChanged() | EventRecorded():
+            return None  # events are read from GET /v1/events and delivered by webhooks
     raise AssertionError(f"no wire form for {change!r}")
 
 

@@ -17,16 +17,18 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from allotment.domain.budgets import EntityPath
-from allotment.domain.changes import CHANGES, Change, LoggedChange
+from allotment.domain.changes import CHANGES, Change, EventRecorded, LoggedChange
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.changelog import encode_change
 from allotment.service.ports import Published
 from allotment.service.projector import Fill
+from allotment.storage.event_tables import SqlEvents, SqlTimers, SqlWebhooks, event_row
 from allotment.storage.postgres.budget_counters import PostgresBudgetCounters
 from allotment.storage.postgres.budgets import PostgresBudgets, PostgresEntities
 from allotment.storage.postgres.catalog import PostgresCatalog
 from allotment.storage.postgres.customers import PostgresCustomers, PostgresHoldings
 from allotment.storage.postgres.db import Db, hold
+from allotment.storage.postgres.events import PostgresSql
 from allotment.storage.postgres.keys import PostgresKeys
 from allotment.storage.postgres.ledger import PostgresLedger
 from allotment.storage.postgres.outcomes import PostgresOutcomes
@@ -60,6 +62,10 @@ class PostgresUnitOfWork:
         self.budgets = PostgresBudgets(db, counters)
         self.reservations = PostgresReservations(db)
         self.keys = PostgresKeys(db)
+        sql = PostgresSql(db)
+        self.events = SqlEvents(sql)
+        self.timers = SqlTimers(sql)
+        self.webhooks = SqlWebhooks(sql)
 
     def record(self, change: Change) -> None:
         self._effects.append(change)
@@ -106,12 +112,15 @@ class PostgresUnitOfWork:
         written_at = datetime.now(UTC)
         written_at_micros = to_epoch_micros(written_at)
         rows = []
+        events = []
         for effect in self._effects:
             if isinstance(effect, CHANGES):
                 seq += 1
                 published.append(LoggedChange(seq, written_at, effect))
                 payload = encode_change(effect).decode()  # JSON, in a text column
                 rows.append((seq, effect.kind.value, effect.customer, written_at_micros, payload))
+                if isinstance(effect, EventRecorded):
+                    events.append(event_row(seq, effect.event))
             else:
                 published.append(effect)
         with self._db.cursor() as cursor:
@@ -120,6 +129,12 @@ class PostgresUnitOfWork:
                 " VALUES (%s, %s, %s, %s, %s)",
                 rows,
             )
+            if events:  # under the change's revision, in the same transaction
+                cursor.executemany(
+                    "INSERT INTO events (seq, id, type, customer, created_at, data)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    events,
+                )
         self.published = published
 
     @property

@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from allotment.domain.budgets import EntityPath
-from allotment.domain.changes import CHANGES, Change, LoggedChange
+from allotment.domain.changes import CHANGES, Change, EventRecorded, LoggedChange
 from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.changelog import encode_change
 from allotment.service.ports import Published
 from allotment.service.projector import Fill
+from allotment.storage.event_tables import SqlEvents, SqlTimers, SqlWebhooks, event_row
 from allotment.storage.sqlite.budget_counters import ConsumptionMark, SqliteBudgetCounters
 from allotment.storage.sqlite.budgets import SqliteBudgets, SqliteEntities
 from allotment.storage.sqlite.catalog import SqliteCatalog
@@ -30,6 +31,7 @@ from allotment.storage.sqlite.counter_cache import (
     Window,
 )
 from allotment.storage.sqlite.customers import SqliteCustomers, SqliteHoldings
+from allotment.storage.sqlite.events import SqliteSql
 from allotment.storage.sqlite.keys import SqliteKeys
 from allotment.storage.sqlite.ledger import (
     DEFAULT_CACHED_POOLS,
@@ -89,6 +91,10 @@ class SqliteUnitOfWork:
         self.budgets = SqliteBudgets(db, self._budget_counters)
         self.reservations = SqliteReservations(db)
         self.keys = SqliteKeys(db)
+        sql = SqliteSql(db)
+        self.events = SqlEvents(sql)
+        self.timers = SqlTimers(sql)
+        self.webhooks = SqlWebhooks(sql)
 
     def record(self, change: Change) -> None:
         self._effects.append(change)
@@ -151,6 +157,7 @@ class SqliteUnitOfWork:
         written_at = datetime.now(UTC)
         written_at_micros = to_epoch_micros(written_at)
         rows = []
+        events = []
         published: list[Published] = []
         for effect in self._effects:
             if isinstance(effect, CHANGES):
@@ -158,6 +165,8 @@ class SqliteUnitOfWork:
                 published.append(LoggedChange(seq, written_at, effect))
                 payload = encode_change(effect)
                 rows.append((seq, effect.kind.value, effect.customer, written_at_micros, payload))
+                if isinstance(effect, EventRecorded):
+                    events.append(event_row(seq, effect.event))
             else:
                 published.append(effect)
         if rows:
@@ -165,6 +174,12 @@ class SqliteUnitOfWork:
                 "INSERT INTO change_log (seq, kind, customer, written_at, payload)"
                 " VALUES (?, ?, ?, ?, ?)",
                 rows,
+            )
+        if events:  # under the change's revision, in the same transaction
+            self._db.executemany(
+                "INSERT INTO events (seq, id, type, customer, created_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                events,
             )
         self.published = published
 
