@@ -42,6 +42,9 @@ class Settings:
     # PostgreSQL: let psycopg prepare statements it runs often; off behind a pooler in
     # transaction mode that cannot keep them (PgBouncer before 1.21).
     postgres_prepared_statements: bool = True
+    # Webhook endpoints may name loopback and private addresses (receivers inside the network a
+    # self-hosted service runs in); off, such URLs are refused and so are hosts resolving there.
+    webhook_private_addresses: bool = True
 
     def __post_init__(self) -> None:
         if min(self.cache_customers, self.cache_pools, self.cache_counters) < 1:
@@ -107,6 +110,7 @@ class Settings:
 _SWITCHES = (
     ("ALLOTMENT_GC_FREEZE", "gc_freeze"),
     ("ALLOTMENT_POSTGRES_PREPARED_STATEMENTS", "postgres_prepared_statements"),
+    ("ALLOTMENT_WEBHOOK_PRIVATE_ADDRESSES", "webhook_private_addresses"),
 )
 _CACHE_SIZES = (
     ("ALLOTMENT_CACHE_CUSTOMERS", "cache_customers"),

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp
 
+from allotment.api.background import Background
 from allotment.api.cors import ClientCors
 from allotment.api.errors import MethodNotAllowed, error_body
 from allotment.api.hot import HotPath
@@ -31,6 +32,7 @@ from allotment.api.routes import (
     request_path,
     reservations,
     stream,
+    webhooks,
 )
 from allotment.api.services import Services
 from allotment.api.store_metrics import ServiceCollector
@@ -74,8 +76,13 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        opened.close()
+        background = Background(opened)
+        background.start()
+        try:
+            yield
+        finally:
+            await background.stop()
+            opened.close()
 
     routes = [
         *operations.routes,
@@ -88,6 +95,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ASGIApp:
         *entities.routes,
         *keys.routes,
         *stream.routes,
+        *webhooks.routes,
         *serving.routes,
     ]
     if settings.test_clock:

@@ -358,6 +358,60 @@ class ApiKeyIn(Body):
     customer: ClientId | None = None
 
 
+EventTypeText = Literal[
+    "customer.created",
+    "customer.updated",
+    "customer.archived",
+    "subscription.created",
+    "subscription.updated",
+    "subscription.canceled",
+    "subscription.expired",
+    "subscription.migrated",
+    "trial.started",
+    "trial.will_end",
+    "trial.ended",
+    "usage.threshold_reached",
+    "credits.granted",
+    "credits.low",
+    "credits.depleted",
+    "credits.expired",
+    "plan.published",
+    "addon.published",
+    "migration.completed",
+    "reservation.expired",
+    "webhook_endpoint.disabled",
+]
+WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048)]
+EventTypes = Annotated[list[EventTypeText], Meta(min_length=1, max_length=64)]
+
+
+class WebhookEndpointIn(Body):
+    """``POST /v1/webhook-endpoints``: ``events`` left out means every type."""
+
+    url: WebhookUrl
+    events: EventTypes | None = None
+    description: Name | None = None
+
+
+class WebhookEndpointPatch(Body):
+    """``PATCH /v1/webhook-endpoints/{id}``: what is sent changes; ``events: null`` means every
+    type again."""
+
+    url: WebhookUrl | UnsetType = UNSET
+    events: EventTypes | UnsetType | None = UNSET
+    description: Name | UnsetType | None = UNSET
+    disabled: bool | UnsetType = UNSET
+
+
+class ReplayIn(TimedBody):
+    """``POST /v1/webhook-endpoints/{id}/replay``: the events made in [since, until), of
+    ``types`` when given."""
+
+    since: Instant
+    until: Instant | None = None
+    types: EventTypes | None = None
+
+
 class ClockIn(TimedBody):
     """``POST /v1/test/clock``: exactly one of ``advance_seconds`` and ``now`` (never
     backwards)."""

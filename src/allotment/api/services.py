@@ -22,7 +22,10 @@ from allotment.service.projector import CacheState
 from allotment.service.reservations import ReservationService
 from allotment.service.runtime import Runtime
 from allotment.service.snapshots import SnapshotCache
+from allotment.service.time_events import TimeEvents
 from allotment.service.usage import UsageService
+from allotment.service.webhook_delivery import WebhookDelivery
+from allotment.service.webhooks import WebhookService
 
 
 @dataclass(slots=True)
@@ -42,6 +45,9 @@ class Services:
     budgets: BudgetService
     test_clock: TestClock | None
     feed: ChangeFeed
+    webhooks: WebhookService
+    time_events: TimeEvents
+    delivery: WebhookDelivery
     freezer: CacheFreezer | None = None  # None when ``gc_freeze`` is off
 
     @classmethod
@@ -67,6 +73,9 @@ class Services:
             budgets=BudgetService(runtime),
             test_clock=test_clock,
             feed=ChangeFeed(store),
+            webhooks=WebhookService(runtime, allow_private=settings.webhook_private_addresses),
+            time_events=TimeEvents(runtime, credits),
+            delivery=WebhookDelivery(runtime, allow_private=settings.webhook_private_addresses),
         )
 
         # Snapshots are exact at the revision the store has handed over, whose changes the

@@ -99,6 +99,8 @@ _SERVER_ID_PREFIXES = {
     "grant": "grant_",
     "reservation": "res_",
     "key": "key_",
+    "endpoint": "we_",
+    "event": "evt_",
 }
 _CLIENT_ID_PARAMS = {
     "customer": "The customer's id.",

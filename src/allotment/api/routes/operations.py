@@ -117,6 +117,9 @@ async def move_clock(request: Request, services: Services) -> Response:
     else:
         assert body.advance_seconds is not UNSET
         moved = clock.advance(body.advance_seconds)
+    # What the move brings is stored before it is answered; deliveries due by it go now.
+    await services.time_events.fire_due()
+    services.delivery.nudge()
     return json_response(ClockReading(format_instant(moved)))
 
 
