@@ -135,3 +135,45 @@ def test_time_brings_trial_events_before_the_clock_answers(api: Api) -> None:
     assert types().count("trial.ended") == 1
     api.advance(86400)
     assert types().count("trial.ended") == 1
+
+
+def test_an_endpoint_failing_for_days_is_disabled_and_says_so(api: Api, receiver: Receiver) -> None:
+    define_catalog(api)
+    watcher = Receiver()
+    try:
+        failing = register(api, receiver.url, events=["customer.created"])
+        register(api, watcher.url, events=["webhook_endpoint.disabled"])
+        receiver.status = 503
+        api.put("/v1/customers/acme", {"name": "Acme"}, expect=201)
+        for day in range(1, 7):
+            wait_for(lambda day=day: len(receiver.answered) >= day)
+            if api.get(f"/v1/webhook-endpoints/{failing['id']}")["disabled"]:
+                break
+            api.advance(86400)
+        endpoint = api.get(f"/v1/webhook-endpoints/{failing['id']}")
+        assert endpoint["disabled"] is True
+        assert len(receiver.answered) == 6  # the attempt 5 days after the first disables it
+        wait_for(lambda: watcher.events())
+        assert watcher.events()[0]["type"] == "webhook_endpoint.disabled"
+        assert watcher.events()[0]["data"]["id"] == failing["id"]
+        metrics = api.client.get("/metrics").text
+        assert "allotment_webhook_endpoints_disabled_total 1.0" in metrics
+        # Enabled again, its waiting delivery goes on.
+        receiver.status = 200
+        api.request("PATCH", f"/v1/webhook-endpoints/{failing['id']}", {"disabled": False})
+        api.advance(86400)
+        wait_for(lambda: receiver.events())
+    finally:
+        watcher.close()
+
+
+def test_endpoint_routes_refuse_what_they_cannot_use(api: Api) -> None:
+    assert api.status("POST", "/v1/webhook-endpoints", {"url": "ftp://x.example"})[0] == 400
+    status, _body = api.status(
+        "POST", "/v1/webhook-endpoints", {"url": "https://x.example", "events": ["nope"]}
+    )
+    assert status == 400
+    assert api.status("GET", "/v1/webhook-endpoints/we_missing")[0] == 404
+    assert api.status("GET", "/v1/webhook-endpoints/bad")[0] == 400
+    assert api.status("GET", "/v1/events/evt_missing")[0] == 404
+    assert api.status("GET", "/v1/events?type=nope")[0] == 400

@@ -62,6 +62,27 @@ class ServiceCollector(Collector):
             "Checks that first loaded a snapshot or usage window, or ran in a store job.",
             checks.misses,
         )
+        delivered = services.delivery.stats
+        yield _counter(
+            "allotment_webhook_deliveries_succeeded",
+            "Webhook deliveries a receiver answered with a 2xx.",
+            delivered.succeeded,
+        )
+        yield _counter(
+            "allotment_webhook_attempts_failed",
+            "Webhook attempts that failed (each is retried until the last).",
+            delivered.failed_attempts,
+        )
+        yield _counter(
+            "allotment_webhook_deliveries_failed",
+            "Webhook deliveries that failed their last attempt.",
+            delivered.failed,
+        )
+        yield _counter(
+            "allotment_webhook_endpoints_disabled",
+            "Webhook endpoints disabled after failing every attempt for days.",
+            delivered.endpoints_disabled,
+        )
         snapshots = services.runtime.snapshots
         yield _gauge(
             "allotment_snapshot_cache_customers",
