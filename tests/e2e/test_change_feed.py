@@ -186,6 +186,7 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
     def ended(reservation: dict[str, Any]) -> tuple[str, Any]:
         return customer(reservation={"id": reservation["id"], "status": "ended"})
 
+    event = (None, None)
     expected = [
         catalog("feature", "requests"),
         catalog("feature", "tokens"),
@@ -193,9 +194,13 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
         catalog("currency", "credits"),
         catalog("product", "coder"),
         catalog("plan", "team", version=1, status="active"),
+        event,  # plan.published: business events are id lines alone (GET /v1/events)
         catalog("addon", "more", version=1, status="active"),
+        event,  # addon.published
         customer(),  # put
+        event,  # customer.created
         customer(),  # subscription
+        event,  # subscription.created
         customer(entity="team-a"),  # entity: only that entity changed
         customer(entity="team-a"),  # its budget
         customer(),  # promotion
@@ -203,6 +208,7 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
         used("requests", 2),
         used("requests", 1.5, "team-a"),
         credits(10),  # grant
+        event,  # credits.granted
         credits(7),  # debit (no entity: no spends)
         used("tokens", 2),  # a credit-priced usage: the usage, then its debit
         credits(6),
@@ -214,6 +220,7 @@ def test_every_kind_of_change_is_streamed_with_its_payload(server: Server) -> No
         (None, None),  # API key created: an id line alone
         (None, None),  # API key revoked
         customer(),  # archived
+        event,  # customer.archived
         catalog("feature", "end"),
     ]
     expected = [
@@ -255,7 +262,8 @@ def test_revisions_are_gap_free_and_each_usage_is_streamed_once_under_concurrenc
 
     with open_stream(server.url, last_event_id=head) as live:
         answers = asyncio.run(fire())
-        seen = live.changes(len(reports) + len(grants))
+        # Each grant is a credits change and its credits.granted event (an id line).
+        seen = live.changes(len(reports) + 2 * len(grants))
     usage_answers = [a for a in answers if "recorded" in a]
     assert sum(a["recorded"] and not a["replayed"] for a in usage_answers) == len(reports)
     assert sum(a["replayed"] for a in usage_answers) == len(reports)
@@ -268,7 +276,8 @@ def test_revisions_are_gap_free_and_each_usage_is_streamed_once_under_concurrenc
     }
     balances = [b.data["balance"] for b in seen if b.event == "credits.changed"]
     assert balances == list(range(1, 21))  # in revision order, which is commit order
-    assert len(used) + len(balances) == len(seen)
+    granted = [b for b in seen if b.event is None]  # credits.granted: an id line alone
+    assert len(used) + len(balances) + len(granted) == len(seen)
 
     # A reader that comes later reads the same history from the log.
     with open_stream(server.url, last_event_id=head) as later:
@@ -407,9 +416,10 @@ def test_the_customer_filter_keeps_that_customer_and_the_catalog(server: Server)
         assert_consecutive(unfiltered, head)
         assert [(b.id, b.event) for b in filtered] == [
             (head + 2, "usage.recorded"),
-            (head + 5, "credits.changed"),
-            (head + 8, "customer.changed"),
-            (head + 9, "catalog.changed"),
+            # Each grant and the customer's update also take a revision for their event.
+            (head + 6, "credits.changed"),
+            (head + 10, "customer.changed"),
+            (head + 12, "catalog.changed"),
         ]
         assert [wire(b) for b in filtered] == [wire(unfiltered[b.id - head - 1]) for b in filtered]
         assert all(b.data.get("customer") in ("acme", None) for b in filtered)

@@ -180,9 +180,10 @@ def store_changes(
                     checked.add(ancestor)
                     _require_unchanged(uow, before, "plan", ancestor)
         uow.catalog.save_object(kind, object_id, encode_document(change.document), at)
-        if kind in VERSIONED:
-            _published(uow, before, staged, kind, object_id, at)
     runtime.stage_catalog(uow, staged, changes)
+    for change in changes:  # each publication's event follows the changes it describes
+        if change.object_kind in VERSIONED:
+            _published(uow, before, staged, change.object_kind, change.object_id, at)
 
 
 def _published(

@@ -22,9 +22,11 @@ from allotment.domain.budgets import Budget, EntityPath
 from allotment.domain.credits import Grant, RevenueTotals
 from allotment.domain.customers import ApiKey, Customer
 from allotment.domain.entities import Entity
+from allotment.domain.events import LoggedEvent
 from allotment.domain.holdings import Override, Promotion, Subscription
 from allotment.domain.reservations import Reservation
-from allotment.service.ports import LedgerRecord, Page, StoredOutcome
+from allotment.domain.webhooks import Delivery, Endpoint
+from allotment.service.ports import LedgerRecord, Page, StoredOutcome, Timer
 from allotment.storage.memory.journal import Journal
 
 K = TypeVar("K", bound=Hashable)
@@ -265,6 +267,16 @@ class MemoryDatabase:
         # Σ|amount| of the events of (customer, feature) and of the budget spend of (customer,
         # currency): no window of them can pass 64 bits while this does not.
         self.magnitudes: dict[tuple[str, str, str], int] = {}
+        # Events by revision (the seq of the change each was logged with) and their ids (a
+        # unique column); the marks of what is sent once, with the instant each was made
+        # (epoch microseconds); timers by key.
+        self.logged_events: dict[int, LoggedEvent] = {}
+        self.event_ids: dict[str, int] = {}
+        self.event_marks: dict[str, int] = {}
+        self.timers: dict[str, Timer] = {}
+        # Webhook endpoints, and their deliveries (each owned by its endpoint).
+        self.endpoints: Table[str, Endpoint] = Table(journal)
+        self.deliveries: Table[str, Delivery] = Table(journal)
 
     def next_seq(self, table: str) -> int:
         seq = self.sequences.get(table, 0) + 1

@@ -170,6 +170,7 @@ class MemoryStore:
             uow = MemoryUnitOfWork(database, self.strict_holds, datetime.now(UTC))
             try:
                 result = pending.job(uow)
+                uow.before_commit()
             except BaseException as job_error:
                 uow.rollback()
                 settle([(pending, None, job_error)])
