@@ -22,9 +22,11 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers ``status`` (200 by default) to every POST and keeps what it was sent."""
+    """Answers ``status`` (200 by default) to every POST and keeps what it was sent; listens on
+    ``port`` (0: any free one)."""
 
     status: int = 200
+    port: int = 0
     received: list[Received] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
 
@@ -50,7 +52,7 @@ class Receiver:
                 pass
 
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -37,7 +37,12 @@ def usage_reached(
     if limit is None:
         return
     for threshold in crossed(before, after, limit):
-        mark = f"usage:{customer}:{feature}:{entity or ''}:{threshold}:{_start(window)}"
+        # The window and the limit both: a move to a plan with another period or limit
+        # starts a series of its own.
+        mark = (
+            f"usage:{customer}:{feature}:{entity or ''}:{threshold}:{limit}:"
+            f"{_start(window)}:{'' if window.end is None else to_epoch_micros(window.end)}"
+        )
         if not uow.events.mark_once(mark, now):
             continue
         emit(
