@@ -27,6 +27,9 @@ TABLES_WITH_SEQ = {
     "budgets",
     "change_log",
     "change_log_head",  # its seq is the newest revision given (migration 0010)
+    "events",  # its seq is the change log's revision of the transaction that wrote it
+    "webhook_endpoints",
+    "webhook_deliveries",
 }
 
 
@@ -149,6 +152,12 @@ NOT_CUSTOMER_OWNED = {
     "api_keys",
     "change_log",
     "change_log_head",
+    # Events are read across customers by seq, and endpoints serve every customer.
+    "events",
+    "event_marks",
+    "event_timers",
+    "webhook_endpoints",
+    "webhook_deliveries",
 }
 
 

@@ -106,6 +106,8 @@ PARAMETERS = {
     "grant": "grant_unknown",
     "reservation": "res_unknown",
     "key": "key_unknown",
+    "endpoint": "we_unknown",
+    "event": "evt_unknown",
     "version": "1",
     "asset": min(ASSETS),
 }

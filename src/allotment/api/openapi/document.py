@@ -63,6 +63,8 @@ TAGS = {
     "Credits": "Credit pools: grants, balances, the ledger and revenue.",
     "API keys": "Keys and their scopes.",
     "Change feed": "Every change that can alter a decision, as it commits.",
+    "Events and webhooks": "Events kept for reading, and webhook endpoints they are delivered "
+    "to, signed and in order.",
     "Operations": "Probes, metrics, this description and the test clock.",
 }
 
@@ -135,6 +137,7 @@ def operations() -> Iterator[tuple[str, Operation]]:
         request_path,
         reservations,
         stream,
+        webhooks,
     )
 
     yield from ((hot.TAG, operation) for operation in hot.OPERATIONS)
@@ -148,6 +151,7 @@ def operations() -> Iterator[tuple[str, Operation]]:
         credits,
         keys,
         stream,
+        webhooks,
         operations,
         serving,
     )

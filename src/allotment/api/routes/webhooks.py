@@ -41,6 +41,8 @@ from allotment.service.webhook_views import (
 )
 from allotment.service.webhooks import UNCHANGED, EndpointChange
 
+TAG = "Events and webhooks"
+
 _ENDPOINT = "/v1/webhook-endpoints/{endpoint}"
 
 
