@@ -345,6 +345,19 @@ def test_a_new_limit_in_another_period_sends_its_own_thresholds(coder: Api) -> N
     }
 
 
+def test_a_committed_reservation_reaches_the_customer_thresholds(coder: Api) -> None:
+    new_customer(coder, "acme", "starter")  # ai-requests: 100 a day
+    coder.usage("acme", "ai-requests", 70, "u1")
+    held = reserve(coder, 20, "r1", ttl_seconds=60)
+    assert count(coder, "usage.threshold_reached", "acme") == 0  # a hold is not usage
+    coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 15}, 200)
+    reached = only(coder, "usage.threshold_reached", "acme")
+    assert (reached["data"]["threshold"], reached["data"]["usage"]) == (80, 85)
+    released = reserve(coder, 10, "r2", ttl_seconds=60)
+    coder.post(f"/v1/reservations/{released['id']}/release", {}, 200)
+    assert count(coder, "usage.threshold_reached", "acme") == 1
+
+
 def test_a_refused_usage_report_reaches_no_threshold(coder: Api) -> None:
     new_customer(coder, "acme", "starter")
     coder.usage("acme", "ai-requests", 70, "u1")

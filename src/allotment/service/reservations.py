@@ -43,6 +43,7 @@ from allotment.service.outcomes import (
 )
 from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
+from allotment.service.thresholds import usage_reached
 
 ROUTE = "reservations"
 DEFAULT_TTL_SECONDS = 60
@@ -230,19 +231,28 @@ class ReservationService:
         runtime = self._runtime
         key = f"reservation:{ended.id}"
         path = ended.entity_path
+        catalog = runtime.catalog_in(uow)
+        snapshot = runtime.snapshot_in(uow, ended.customer)
+        feature = catalog.features.get(ended.feature)
+        offer = None
+        if snapshot is not None and feature is not None:
+            offer = snapshot.resolution(catalog, feature, now).offer
+        spec = offer.spec if offer else None
         record_usage(
             uow,
             UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key, path),
         )
-        if ended.currency is None or amount == 0:
+        if offer is not None and isinstance(spec, MeteredSpec) and spec.limit and amount > 0:
+            # The customer's thresholds, as a usage report reaches them (the window's usage,
+            # read only when the limit is finite: a commit has no figure of it at hand).
+            window = period_containing(offer.anchor, spec.reset, now)
+            after = uow.usage.window_usage(ended.customer, ended.feature, window.start, window.end)
+            customer, limit = ended.customer, spec.limit
+            usage_reached(
+                uow, customer, ended.feature, None, limit, after - amount, after, window, now
+            )
+        if ended.currency is None or amount == 0 or snapshot is None or feature is None:
             return
-        catalog = runtime.catalog_in(uow)
-        snapshot = runtime.snapshot_in(uow, ended.customer)
-        feature = catalog.features.get(ended.feature)
-        if snapshot is None or feature is None:
-            return
-        offer = snapshot.resolution(catalog, feature, now).offer
-        spec = offer.spec if offer else None
         price = spec.credit_cost if isinstance(spec, MeteredSpec) else None
         # The price when committed; if the feature is no longer priced in that currency, the
         # price it was held at.
