@@ -12,6 +12,7 @@ import click
 
 from allotment.catalog_cli import catalog
 from allotment.config import DEFAULT_DATABASE, Settings, parse_origins
+from allotment.webhook_listener import webhooks
 
 if TYPE_CHECKING:
     from allotment.sdk import Fallback
@@ -34,6 +35,7 @@ def main() -> None:
 
 
 main.add_command(catalog)
+main.add_command(webhooks)
 
 
 @main.command()
