@@ -101,7 +101,8 @@ class CurrencyView(Struct, frozen=True, kw_only=True):
     name: str
     unit: str | None
     burn_order: list[BurnOrderKey]
-    low_balance_threshold: Quantity | None
+    # Present when set, as in the stored definition (``credits.low``, ``events.md``).
+    low_balance_threshold: Quantity | UnsetType = UNSET
 
 
 class ProductView(Struct, frozen=True, kw_only=True):
@@ -233,7 +234,7 @@ def currency_view(currency: Currency) -> CurrencyView:
         name=currency.name,
         unit=currency.unit,
         burn_order=[cast(BurnOrderKey, key) for key in currency.burn_order],
-        low_balance_threshold=None
+        low_balance_threshold=UNSET
         if currency.low_balance_threshold is None
         else to_json_number(currency.low_balance_threshold),
     )
