@@ -418,6 +418,9 @@ def add(store: ContractStore, *deliveries: Delivery) -> dict[str, Delivery]:
     """Add the deliveries in one job; each as stored, by id."""
 
     def job(uow: UnitOfWork) -> dict[str, Delivery]:
+        for endpoint_id in dict.fromkeys(d.endpoint for d in deliveries):
+            if uow.webhooks.get_endpoint(endpoint_id) is None:  # only enabled ones are due
+                uow.webhooks.save_endpoint(endpoint(endpoint_id))
         uow.webhooks.add_deliveries(deliveries)
         stored = {d.id: uow.webhooks.get_delivery(d.id) for d in deliveries}
         return {key: found for key, found in stored.items() if found is not None}
@@ -523,6 +526,29 @@ def test_a_later_delivery_waits_behind_an_earlier_one_not_yet_due(store: Contrac
     )
     assert due(store, at(1)) == ["e1"]
     assert due(store, at(5)) == ["e1", "d1"]
+
+
+def test_disabled_and_busy_endpoints_leave_the_page_to_the_others(store: ContractStore) -> None:
+    # Many due deliveries of one endpoint come first; a page of 2 must still reach the rest.
+    add(
+        store,
+        *(delivery(f"d{n}", group=f"c:{n}", next_attempt_at=at(0)) for n in range(5)),
+        delivery("e1", endpoint_id="we_2", next_attempt_at=at(1)),
+        delivery("f1", endpoint_id="we_3", next_attempt_at=at(2)),
+    )
+    assert due(store, at(5), limit=2) == ["d0", "d1"]
+    taken = run(store, lambda uow: uow.webhooks.due_deliveries(at(5), 2, ["we_1"]))
+    assert [d.id for d in taken] == ["e1", "f1"]
+    run(store, lambda uow: uow.webhooks.save_endpoint(endpoint("we_1", disabled=True)))
+    assert due(store, at(5), limit=2) == ["e1", "f1"]
+
+
+def test_prune_drops_finished_deliveries_and_keeps_pending_ones(store: ContractStore) -> None:
+    stored = add(store, delivery("old"), delivery("waiting", group="c:other"))
+    save(store, stored["old"].succeeded(200))
+    assert run(store, lambda uow: uow.events.prune(at(3600), 100)) == 0  # no events to drop
+    left = run(store, lambda uow: uow.webhooks.list_deliveries("we_1", None, None, 10))
+    assert [d.id for d in left.items] == ["waiting"]
 
 
 def test_deliveries_are_listed_by_endpoint_and_status_a_page_at_a_time(

@@ -410,6 +410,22 @@ def test_usage_thresholds_of_budgets_name_their_entity(coder: Api) -> None:
 # ------------------------------------------------------------------ credits
 
 
+def test_credits_spent_by_priced_usage_reach_a_currency_budget(coder: Api) -> None:
+    coder.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    coder.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
+    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": 1}}
+    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
+    coder.put("/v1/plans/priced", plan, 201)
+    new_customer(coder, "acme", "priced")
+    grant(coder, 100, "g1")
+    coder.put(f"{TREE}/team-a", {"kind": "team"}, 201)
+    coder.put(f"{TREE}/team-a/budgets/ai-credits", {"limit": 10, "reset": "day"}, 201)
+    coder.usage("acme", "tokens", 8, "u1", entity="team-a")
+    reached = only(coder, "usage.threshold_reached", "acme")
+    assert (reached["data"]["feature"], reached["data"]["entity"]) == ("ai-credits", "team-a")
+    assert (reached["data"]["threshold"], reached["data"]["usage"]) == (80, 8)
+
+
 def test_a_currency_keeps_its_low_balance_threshold(coder: Api) -> None:
     body = {"name": "Credits", "low_balance_threshold": "100.5"}
     assert coder.put("/v1/currencies/ai-credits", body, 201)["low_balance_threshold"] == 100.5
@@ -500,6 +516,19 @@ def test_credits_expired_is_stored_before_the_clock_answers(coder: Api) -> None:
     assert coder.get(POOL)["balance"] == 50
     coder.advance(DAY)
     assert count(coder, "credits.expired", "acme") == 1
+
+
+def test_a_grant_that_takes_effect_later_is_granted_and_expires_on_time(coder: Api) -> None:
+    coder.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    new_customer(coder, "acme", "team")
+    later = grant(coder, 40, "g1", effective_at=at(HOUR), expires_at=at(2 * HOUR))
+    assert count(coder, "credits.granted", "acme") == 0
+    coder.advance(HOUR)  # nothing touches the pool: the clock's move writes its entry
+    granted = only(coder, "credits.granted", "acme")
+    assert granted["data"]["id"] == later["id"]
+    coder.advance(HOUR)
+    expired = only(coder, "credits.expired", "acme")
+    assert (expired["data"]["grant"]["id"], expired["data"]["amount"]) == (later["id"], 40)
 
 
 def test_a_voided_grant_does_not_expire(coder: Api) -> None:

@@ -97,17 +97,24 @@ def first_time(uow: UnitOfWork, key: str, instant: datetime, now: datetime) -> b
 
 
 def grant_timer(
-    uow: UnitOfWork, customer: str, currency: str, grant_id: str, expires_at: datetime
+    uow: UnitOfWork,
+    customer: str,
+    currency: str,
+    grant_id: str,
+    at: datetime,
+    kind: EventType = EventType.CREDITS_EXPIRED,
 ) -> None:
+    """At ``at`` the pool is settled, which writes the grant's entry (``credits.granted``, for
+    a grant that takes effect then) or its expiry (``credits.expired``) and sends its event."""
     uow.timers.set(
         _timer(
-            EventType.CREDITS_EXPIRED,
+            kind,
             f"{customer}:{currency}:{grant_id}",
-            expires_at,
+            at,
             customer,
             currency=currency,
             grant=grant_id,
-            at=to_epoch_micros(expires_at),
+            at=to_epoch_micros(at),
         )
     )
 

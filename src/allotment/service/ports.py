@@ -292,7 +292,8 @@ class EventRepository(Protocol):
         ...
 
     def prune(self, before: datetime, limit: int) -> int:
-        """Drop up to ``limit`` events (and marks) made before ``before``; how many."""
+        """Drop up to ``limit`` events made before ``before``, and as many marks and finished
+        webhook deliveries made before it; how many events."""
         ...
 
 
@@ -325,8 +326,8 @@ class WebhookRepository(Protocol):
     """Endpoints and their deliveries."""
 
     def save_endpoint(self, endpoint: Endpoint) -> None: ...
-    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
-        """The endpoint, held against other writers until the job ends."""
+    def get_endpoint(self, endpoint_id: str, *, held: bool = True) -> Endpoint | None:
+        """The endpoint; ``held`` against other writers until the job ends."""
         ...
 
     def list_endpoints(self, after: str | None, limit: int) -> Page[Endpoint]: ...
@@ -341,9 +342,11 @@ class WebhookRepository(Protocol):
         ...
 
     def get_delivery(self, delivery_id: str) -> Delivery | None: ...
-    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+    def due_deliveries(self, now: datetime, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
         """Up to ``limit`` pending deliveries due at ``now`` that are first in their (endpoint,
-        group): nothing earlier of the same group is pending. Oldest first."""
+        group): nothing earlier of the same group is pending. Only enabled endpoints' and none
+        of the ``busy`` endpoints'; oldest first. Taken against other transactions taking
+        them (skipped), so two processes never claim one."""
         ...
 
     def list_deliveries(

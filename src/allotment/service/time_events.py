@@ -56,12 +56,18 @@ class TimeEvents:
     def _take(self, uow: UnitOfWork) -> int:
         now = self._runtime.clock.now()
         timers = uow.timers.take_due(now, TIMERS_PER_JOB)
-        for timer in timers:
+        # By customer, then key: a job settling several pools holds them in the order every
+        # other such job does, so two processes taking timers never wait on each other in a
+        # cycle.
+        for timer in sorted(timers, key=lambda t: (t.customer or "", t.key)):
             try:
                 self._fire(uow, timer, now)
             except AllotmentError:
                 # What the timer was about is gone (a customer, a currency): nothing to send.
                 log.info("timer %s has nothing left to fire for", timer.key)
+            except (KeyError, ValueError, TypeError):
+                # A payload this version cannot read: drop it rather than stop every timer.
+                log.exception("timer %s could not be fired; dropped", timer.key)
         return len(timers)
 
     def _fire(self, uow: UnitOfWork, timer: Timer, now: datetime) -> None:
@@ -79,7 +85,7 @@ class TimeEvents:
             catalog = self._runtime.catalog_in(uow)
             view = subscription_view(subscription, catalog, now)
             emit(uow, kind, subscription.customer, view, now)
-        elif kind is EventType.CREDITS_EXPIRED:
+        elif kind in (EventType.CREDITS_EXPIRED, EventType.CREDITS_GRANTED):
             # Settling writes the expiry entries, whose saving sends ``credits.expired``
             # (unless a request settled the pool first and sent it then).
             assert timer.customer is not None

@@ -206,7 +206,9 @@ class UsageService:
                 order = catalog.currencies[price.currency].burn_order
                 pool.debit(cost, order, now, context)
                 # Read before this debit in either case: the credits count from now.
-                budgets = after_consuming(budgets, 0, cost, now)
+                spent = after_consuming(budgets, 0, cost, now)
+                budgets_reached(uow, customer, budgets, spent, now)  # the currency budgets
+                budgets = spent
             self._credits.save(uow, customer, price.currency, pool, now)
             figures = CreditFigures(price.currency, pool.available(held), limit)
         if current.period == window:

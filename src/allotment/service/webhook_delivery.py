@@ -20,7 +20,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,7 +33,7 @@ from allotment.domain.webhook_rules import (
     retry_at,
     should_disable,
 )
-from allotment.domain.webhooks import Delivery, Endpoint
+from allotment.domain.webhooks import Delivery, DeliveryStatus, Endpoint
 from allotment.service.events import emit
 from allotment.service.ports import UnitOfWork
 from allotment.service.runtime import Runtime
@@ -63,6 +63,7 @@ class Attempt:
     delivery: Delivery
     endpoint: Endpoint
     event: LoggedEvent
+    leased_until: datetime  # the lease's mark: an outcome counts only while it is still there
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +127,9 @@ class WebhookDelivery:
         room = IN_FLIGHT - len(self._in_flight)
         if room <= 0:
             return 0
-        busy = Counter(self._in_flight.values())
-        attempts = await store.run(lambda uow: self._claim(uow, room, busy))
+        in_flight = Counter(self._in_flight.values())
+        busy = sorted(e for e, n in in_flight.items() if n >= PER_ENDPOINT)
+        attempts = await store.run(lambda uow: self._claim(uow, room, busy, in_flight))
         for attempt in attempts:
             task = asyncio.get_running_loop().create_task(self._deliver(attempt))
             self._in_flight[task] = attempt.endpoint.id
@@ -169,34 +171,46 @@ class WebhookDelivery:
             uow.webhooks.add_deliveries([d for d in made if d is not None])
             uow.webhooks.save_endpoint(replace(endpoint, cursor=found[-1].seq))
 
-    def _claim(self, uow: UnitOfWork, room: int, busy: Counter[str]) -> list[Attempt]:
+    def _claim(
+        self, uow: UnitOfWork, room: int, busy: list[str], in_flight: Counter[str]
+    ) -> list[Attempt]:
+        """Lease up to ``room`` due deliveries, at most ``PER_ENDPOINT`` under way per endpoint
+        (disabled endpoints' wait in the store until they are enabled again)."""
         now = self._runtime.clock.now()
         attempts: list[Attempt] = []
         endpoints: dict[str, Endpoint | None] = {}
-        for delivery in uow.webhooks.due_deliveries(now, room * 4):
-            if len(attempts) == room:
-                break
-            if delivery.endpoint not in endpoints:
-                endpoints[delivery.endpoint] = uow.webhooks.get_endpoint(delivery.endpoint)
+        for delivery in uow.webhooks.due_deliveries(now, room, busy):
+            if delivery.endpoint not in endpoints:  # read, not held: the claim holds deliveries
+                endpoints[delivery.endpoint] = uow.webhooks.get_endpoint(
+                    delivery.endpoint, held=False
+                )
             endpoint = endpoints[delivery.endpoint]
-            if endpoint is None or endpoint.disabled or busy[endpoint.id] >= PER_ENDPOINT:
-                continue  # a disabled endpoint's deliveries wait until it is enabled again
+            if endpoint is None or in_flight[endpoint.id] >= PER_ENDPOINT:
+                continue
             event = uow.events.get(delivery.event_id)
             if event is None:
                 gone = delivery.attempt_failed(None, "the event is no longer kept", None)
                 uow.webhooks.save_delivery(replace(gone, attempts=delivery.attempts))
                 continue
-            uow.webhooks.save_delivery(replace(delivery, next_attempt_at=now + LEASE))
-            busy[endpoint.id] += 1
-            attempts.append(Attempt(delivery, endpoint, event))
+            leased_until = now + LEASE
+            uow.webhooks.save_delivery(replace(delivery, next_attempt_at=leased_until))
+            in_flight[endpoint.id] += 1
+            attempts.append(Attempt(delivery, endpoint, event, leased_until))
         return attempts
 
     def _record(self, uow: UnitOfWork, attempt: Attempt, outcome: Outcome) -> None:
         now = self._runtime.clock.now()
-        delivery = uow.webhooks.get_delivery(attempt.delivery.id)
         endpoint = uow.webhooks.get_endpoint(attempt.endpoint.id)
-        if delivery is None or endpoint is None:
-            return  # the endpoint was deleted meanwhile
+        delivery = uow.webhooks.get_delivery(attempt.delivery.id)
+        if (
+            delivery is None
+            or endpoint is None  # deleted meanwhile
+            or delivery.status is not DeliveryStatus.PENDING
+            or delivery.next_attempt_at != attempt.leased_until
+        ):
+            # The lease ran out and another attempt took the delivery: its outcome counts,
+            # this one's would undo it (or send the group's next event out of order).
+            return
         if outcome.succeeded:
             assert outcome.status_code is not None
             uow.webhooks.save_delivery(delivery.succeeded(outcome.status_code))
@@ -233,6 +247,17 @@ class WebhookDelivery:
         await self._runtime.store.run(lambda uow: self._record(uow, attempt, outcome))
 
     async def _attempt(self, attempt: Attempt) -> Outcome:
+        """One attempt, the address check included, within ``ATTEMPT_TIMEOUT_SECONDS`` in all
+        (httpx's timeout bounds each phase, not a receiver trickling its answer)."""
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS):
+                return await self._send(attempt)
+        except TimeoutError:
+            return Outcome(None, f"no answer within {ATTEMPT_TIMEOUT_SECONDS} seconds")
+        except Exception as error:  # a URL httpx cannot use, an encoding it refuses, ...
+            return Outcome(None, _short(f"{type(error).__name__}: {error}"))
+
+    async def _send(self, attempt: Attempt) -> Outcome:
         body = _encode(event_view(attempt.event))
         now = self._runtime.clock.now()
         headers = delivery_headers(

@@ -83,9 +83,11 @@ class SqlEvents:
         self, since: datetime, until: datetime | None, after: int, limit: int
     ) -> Sequence[LoggedEvent]:
         end = 2**62 if until is None else to_epoch_micros(until)
+        # Walked by seq from ``after``, the instants filtered (``+``: not through their index,
+        # which would read and sort the whole range again for every page of a replay).
         rows = self._sql.rows(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? AND created_at >= ?"
-            " AND created_at < ? ORDER BY seq LIMIT ?",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? AND +created_at >= ?"
+            " AND +created_at < ? ORDER BY seq LIMIT ?",
             (after, to_epoch_micros(since), end, limit),
         )
         return [event_of(row) for row in rows]
@@ -109,6 +111,11 @@ class SqlEvents:
         self._sql.run(
             "DELETE FROM event_marks WHERE key IN (SELECT key FROM event_marks"
             " WHERE marked_at < ? ORDER BY marked_at LIMIT ?)",
+            (cutoff, limit),
+        )
+        self._sql.run(
+            "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries"
+            " WHERE status <> 'pending' AND created_at < ? ORDER BY seq LIMIT ?)",
             (cutoff, limit),
         )
         return dropped
@@ -241,10 +248,10 @@ class SqlWebhooks:
             _endpoint_row(endpoint),
         )
 
-    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+    def get_endpoint(self, endpoint_id: str, *, held: bool = True) -> Endpoint | None:
+        lock = self._sql.take_locked.replace(" SKIP LOCKED", "") if held else ""
         rows = self._sql.rows(
-            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?"
-            f"{self._sql.take_locked.replace(' SKIP LOCKED', '')}",
+            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?{lock}",
             (endpoint_id,),
         )
         return _endpoint_of(rows[0]) if rows else None
@@ -295,14 +302,19 @@ class SqlWebhooks:
         )
         return _delivery_of(rows[0]) if rows else None
 
-    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+    def due_deliveries(self, now: datetime, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
+        # Filtered here, not by the caller: a disabled or busy endpoint's backlog would
+        # otherwise fill every page and starve the others.
+        skipped = f" AND endpoint NOT IN ({', '.join('?' * len(busy))})" if busy else ""
         rows = self._sql.rows(
             f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d"
             " WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND endpoint IN (SELECT id FROM webhook_endpoints WHERE NOT disabled)"
+            f"{skipped}"
             " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'"
             " AND e.endpoint = d.endpoint AND e.grp = d.grp AND e.seq < d.seq)"
             f" ORDER BY next_attempt_at, seq LIMIT ?{self._sql.take_locked}",
-            (to_epoch_micros(now), limit),
+            (to_epoch_micros(now), *busy, limit),
         )
         return [_delivery_of(row) for row in rows]
 

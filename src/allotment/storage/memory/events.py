@@ -74,6 +74,13 @@ class MemoryEvents:
         marks = sorted((at, key) for key, at in db.event_marks.items() if at < cutoff)[:limit]
         for _, key in marks:
             db.journal.delete(db.event_marks, key)
+        finished = [
+            d
+            for _, d in db.deliveries.ordered(everyone=True)
+            if d.status != DeliveryStatus.PENDING and to_epoch_micros(d.created_at) < cutoff
+        ][:limit]
+        for delivery in finished:
+            db.deliveries.delete(delivery.id)
         return len(old)
 
     def _chosen(
@@ -147,7 +154,7 @@ class MemoryWebhooks:
         # Every column but the id and the creation instant may change.
         self._endpoints.update(endpoint.id, replace(endpoint, created_at=existing.created_at))
 
-    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+    def get_endpoint(self, endpoint_id: str, *, held: bool = True) -> Endpoint | None:
         return self._endpoints.get(endpoint_id)  # a job here is alone: it holds everything
 
     def list_endpoints(self, after: str | None, limit: int) -> Page[Endpoint]:
@@ -188,8 +195,9 @@ class MemoryWebhooks:
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         return self._deliveries.get(delivery_id)
 
-    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+    def due_deliveries(self, now: datetime, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
         at = to_epoch_micros(now)
+        enabled = {e.id for _, e in self._endpoints.ordered(everyone=True) if not e.disabled}
         pending = [
             d
             for _, d in self._deliveries.ordered(everyone=True)
@@ -202,7 +210,10 @@ class MemoryWebhooks:
         due = [
             d
             for d in heads.values()
-            if d.next_attempt_at is not None and to_epoch_micros(d.next_attempt_at) <= at
+            if d.next_attempt_at is not None
+            and to_epoch_micros(d.next_attempt_at) <= at
+            and d.endpoint in enabled
+            and d.endpoint not in busy
         ]
         due.sort(key=_due_order)
         return due[:limit]
