@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from allotment.domain.changes import EventRecorded
 from allotment.domain.errors import InvalidRequest, NotFound
@@ -36,6 +37,9 @@ ROTATION_OVERLAP = timedelta(hours=24)
 
 REPLAY_LIMIT = 100_000
 """The most events one replay sends again (a narrower ``since``/``until`` sends the rest)."""
+
+REPLAY_CHUNK = 1_000
+"""Events a replay reads per store job."""
 
 UNCHANGED = object()
 
@@ -194,29 +198,33 @@ class WebhookService:
         wanted = _event_types(types)
         runtime = self._runtime
 
-        def job(uow: UnitOfWork) -> Replayed:
+        def chunk(uow: UnitOfWork, after: int, room: int) -> tuple[int, int] | None:
+            """One page of events past ``after``: (its last seq, how many it replays), or None
+            when no event is left."""
             endpoint = _existing(uow, endpoint_id)
+            found = uow.events.created_between(since, until, after, REPLAY_CHUNK)
+            if not found:
+                return None
+            chosen = [
+                logged
+                for logged in found
+                if logged.event.type is not EventType.PING
+                and endpoint.wants(logged.event.type)
+                and (wanted is None or logged.event.type in wanted)
+            ][:room]
             now = runtime.clock.now()
-            after, count = 0, 0
-            while count < REPLAY_LIMIT:
-                found = uow.events.created_between(since, until, after, 1000)
-                if not found:
-                    break
-                after = found[-1].seq
-                chosen = [
-                    logged
-                    for logged in found
-                    if logged.event.type is not EventType.PING
-                    and endpoint.wants(logged.event.type)
-                    and (wanted is None or logged.event.type in wanted)
-                ][: REPLAY_LIMIT - count]
-                uow.webhooks.add_deliveries(
-                    [_delivery(endpoint, logged.seq, logged.event, now) for logged in chosen]
-                )
-                count += len(chosen)
-            return Replayed(events=count)
+            made = [_delivery(endpoint, logged.seq, logged.event, now) for logged in chosen]
+            uow.webhooks.add_deliveries(made)
+            return found[-1].seq, len(chosen)
 
-        return await runtime.run(job)
+        # A page per job, so that a long replay never holds the writes behind it.
+        after, count = 0, 0
+        while count < REPLAY_LIMIT:
+            done = await runtime.run(partial(chunk, after=after, room=REPLAY_LIMIT - count))
+            if done is None:
+                break
+            after, count = done[0], count + done[1]
+        return Replayed(events=count)
 
     async def ping(self, endpoint_id: str) -> Pinged:
         runtime = self._runtime
