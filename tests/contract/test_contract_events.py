@@ -528,6 +528,16 @@ def test_a_later_delivery_waits_behind_an_earlier_one_not_yet_due(store: Contrac
     assert due(store, at(5)) == ["e1", "d1"]
 
 
+def test_the_newest_seq_is_the_last_event_stored(store: ContractStore) -> None:
+    assert run(store, lambda uow: uow.events.newest_seq()) == 0
+    record(store, made("evt_1"))
+    run(store, lambda uow: uow.record(CustomerChanged("acme")))  # a change that is no event
+    record(store, made("evt_2"))
+    newest = run(store, lambda uow: uow.events.get("evt_2"))
+    assert newest is not None
+    assert run(store, lambda uow: uow.events.newest_seq()) == newest.seq == 3
+
+
 def test_disabled_and_busy_endpoints_leave_the_page_to_the_others(store: ContractStore) -> None:
     # Many due deliveries of one endpoint come first; a page of 2 must still reach the rest.
     add(

@@ -177,3 +177,19 @@ def test_endpoint_routes_refuse_what_they_cannot_use(api: Api) -> None:
     assert api.status("GET", "/v1/webhook-endpoints/bad")[0] == 400
     assert api.status("GET", "/v1/events/evt_missing")[0] == 404
     assert api.status("GET", "/v1/events?type=nope")[0] == 400
+
+
+def test_an_endpoint_gets_the_events_made_after_it_and_names_what_it_takes(
+    api: Api, receiver: Receiver
+) -> None:
+    define_catalog(api)
+    api.put("/v1/customers/before", {"name": "Before"}, expect=201)
+    endpoint = register(api, receiver.url)
+    assert "customer.created" in endpoint["events"]  # every type, named
+    assert "ping" not in endpoint["events"]
+    narrow = register(api, receiver.url, events=["trial.ended"])
+    assert narrow["events"] == ["trial.ended"]
+    api.put("/v1/customers/after", {"name": "After"}, expect=201)
+    wait_for(lambda: receiver.events())
+    time.sleep(0.3)
+    assert [e["customer"] for e in receiver.events()] == ["after"]

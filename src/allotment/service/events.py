@@ -74,7 +74,7 @@ def subscription_timers(
             uow.timers.cancel(key)
         elif due <= now:
             uow.timers.cancel(key)
-            if first_time(uow, key, instant, now):
+            if first_time(uow, key, instant):
                 at_once.append(kind)
         else:
             uow.timers.set(
@@ -90,10 +90,10 @@ def subscription_timers(
     return at_once
 
 
-def first_time(uow: UnitOfWork, key: str, instant: datetime, now: datetime) -> bool:
+def first_time(uow: UnitOfWork, key: str, instant: datetime) -> bool:
     """Whether the event of timer ``key`` for ``instant`` is written for the first time: a
     subscription changed after its trial warning was sent does not send it again."""
-    return uow.events.mark_once(f"{key}:{to_epoch_micros(instant)}", now)
+    return uow.events.mark_once(f"{key}:{to_epoch_micros(instant)}", instant)
 
 
 def grant_timer(

@@ -286,14 +286,19 @@ class EventRepository(Protocol):
         """Up to ``limit`` events past ``after`` made in [since, until), in ``seq`` order."""
         ...
 
-    def mark_once(self, key: str, at: datetime) -> bool:
-        """Note ``key``; True the first time it is noted (what sends a threshold event once per
-        period even when usage falls back and rises again)."""
+    def newest_seq(self) -> int:
+        """The revision of the newest event stored; 0 when there is none."""
+        ...
+
+    def mark_once(self, key: str, kept_until: datetime) -> bool:
+        """Note ``key``, kept at least until ``kept_until`` (the end of the period it is about);
+        True the first time it is noted: what sends a threshold event once per period even
+        when usage falls back and rises again."""
         ...
 
     def prune(self, before: datetime, limit: int) -> int:
-        """Drop up to ``limit`` events made before ``before``, and as many marks and finished
-        webhook deliveries made before it; how many events."""
+        """Drop up to ``limit`` events made before ``before``, as many marks kept until before
+        it, and as many finished webhook deliveries made before it; how many events."""
         ...
 
 

@@ -10,7 +10,7 @@ crosses, so they come again only after the figure rose back above.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from allotment.domain.events import EventType, crossed, depleted, fell_below
 from allotment.domain.periods import Period
@@ -43,7 +43,7 @@ def usage_reached(
             f"usage:{customer}:{feature}:{entity or ''}:{threshold}:{limit}:"
             f"{_start(window)}:{'' if window.end is None else to_epoch_micros(window.end)}"
         )
-        if not uow.events.mark_once(mark, now):
+        if not uow.events.mark_once(mark, FOREVER if window.end is None else window.end):
             continue
         emit(
             uow,
@@ -106,6 +106,10 @@ def credits_moved(
         emit(uow, EventType.CREDITS_LOW, customer, low, now)
     if depleted(before, after):
         emit(uow, EventType.CREDITS_DEPLETED, customer, data, now)
+
+
+FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""How long the mark of a limit that never resets is kept."""
 
 
 def _start(window: Period) -> int:

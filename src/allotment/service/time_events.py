@@ -79,7 +79,7 @@ class TimeEvents:
                 return
             key = timer.key
             if kind is not EventType.SUBSCRIPTION_MIGRATED and not first_time(
-                uow, key, timer_instant(fields), now
+                uow, key, timer_instant(fields)
             ):
                 return
             catalog = self._runtime.catalog_in(uow)

@@ -7,7 +7,7 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
-from allotment.domain.events import EventType, LoggedEvent
+from allotment.domain.events import SUBSCRIBABLE, EventType, LoggedEvent
 from allotment.domain.timefmt import format_instant
 from allotment.domain.webhooks import Delivery, DeliveryStatus, Endpoint
 from allotment.service.answers import InstantText
@@ -30,7 +30,7 @@ class EndpointView(Struct, frozen=True, kw_only=True):
 
     id: str
     url: str
-    events: list[EventType] | None  # null: every type
+    events: list[EventType]  # every type it receives (all of them when none were named)
     description: str | None
     disabled: bool
     created_at: InstantText
@@ -85,7 +85,9 @@ def endpoint_view(endpoint: Endpoint) -> EndpointView:
     return EndpointView(
         id=endpoint.id,
         url=endpoint.url,
-        events=None if endpoint.events is None else [EventType(t) for t in endpoint.events],
+        events=list(SUBSCRIBABLE)
+        if endpoint.events is None
+        else [EventType(t) for t in endpoint.events],
         description=endpoint.description,
         disabled=endpoint.disabled,
         created_at=format_instant(endpoint.created_at),

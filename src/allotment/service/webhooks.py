@@ -110,8 +110,8 @@ class WebhookService:
                 disabled=False,
                 secret=new_secret(secrets.token_bytes(24)),
                 created_at=runtime.clock.now(),
-                # Events from here on: those this process has seen are older than the endpoint.
-                cursor=runtime.store.last_seq,
+                # Events committed from here on (any committed later takes a higher revision).
+                cursor=uow.events.newest_seq(),
             )
             uow.webhooks.save_endpoint(endpoint)
             return created_endpoint(endpoint)

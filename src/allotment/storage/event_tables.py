@@ -92,11 +92,14 @@ class SqlEvents:
         )
         return [event_of(row) for row in rows]
 
-    def mark_once(self, key: str, at: datetime) -> bool:
+    def newest_seq(self) -> int:
+        return int(self._sql.rows("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+
+    def mark_once(self, key: str, kept_until: datetime) -> bool:
         return (
             self._sql.changed(
-                "INSERT INTO event_marks (key, marked_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (key, to_epoch_micros(at)),
+                "INSERT INTO event_marks (key, kept_until) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (key, to_epoch_micros(kept_until)),
             )
             == 1
         )
@@ -110,7 +113,7 @@ class SqlEvents:
         )
         self._sql.run(
             "DELETE FROM event_marks WHERE key IN (SELECT key FROM event_marks"
-            " WHERE marked_at < ? ORDER BY marked_at LIMIT ?)",
+            " WHERE kept_until < ? ORDER BY kept_until LIMIT ?)",
             (cutoff, limit),
         )
         self._sql.run(

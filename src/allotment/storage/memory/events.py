@@ -53,11 +53,14 @@ class MemoryEvents:
             after, limit, lambda e: low <= to_epoch_micros(e.event.created_at) < high
         )
 
-    def mark_once(self, key: str, at: datetime) -> bool:
+    def newest_seq(self) -> int:
+        return max(self._db.logged_events, default=0)
+
+    def mark_once(self, key: str, kept_until: datetime) -> bool:
         marks = self._db.event_marks
         if key in marks:
             return False
-        self._db.journal.put(marks, key, to_epoch_micros(at))
+        self._db.journal.put(marks, key, to_epoch_micros(kept_until))
         return True
 
     def prune(self, before: datetime, limit: int) -> int:

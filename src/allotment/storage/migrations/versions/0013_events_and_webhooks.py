@@ -2,9 +2,10 @@
 
 ``events`` holds each event under the revision of the change-log row written with it
 (``EventRecorded``), so events are numbered in commit order across every process.
-``event_marks`` remembers the threshold events already sent in a period. ``event_timers`` holds
-what the clock will bring (a trial's end, a grant's expiry, ...), one row per subject, which the
-job that takes it removes in the same transaction as the event it writes: each is stored once.
+``event_marks`` remembers the threshold events already sent in a period, until it ends.
+``event_timers`` holds what the clock will bring (a trial's end, a grant's expiry, ...), one row
+per subject, which the job that takes it removes in the same transaction as the event it
+writes: each is stored once.
 Timers are made for the subscriptions, grants and reservations that already wait for an instant
 past the migration, so nothing they have yet to reach goes unannounced.
 
@@ -45,7 +46,7 @@ def upgrade() -> None:
     op.create_table(
         "event_marks",
         sa.Column("key", sa.Text, primary_key=True),
-        sa.Column("marked_at", sa.BigInteger, nullable=False, index=True),
+        sa.Column("kept_until", sa.BigInteger, nullable=False, index=True),
     )
     op.create_table(
         "event_timers",
