@@ -447,11 +447,35 @@ def test_a_delivery_round_trips_with_the_seq_it_was_given(store: ContractStore) 
     seqs = [stored[d.id].seq for d in sent]
     assert seqs == sorted(set(seqs))
     assert seqs[0] > 0
+    # The third is second in its group: it waits, with no instant, for the first.
+    expected = [*sent[:2], replace(sent[2], next_attempt_at=None)]
     assert [stored[d.id] for d in sent] == [
-        replace(d, seq=seq) for d, seq in zip(sent, seqs, strict=True)
+        replace(d, seq=seq) for d, seq in zip(expected, seqs, strict=True)
     ]
     later = add(store, delivery("whd_4"))
     assert later["whd_4"].seq > seqs[-1]
+
+
+def test_a_group_s_next_delivery_becomes_due_when_the_one_ahead_ends(
+    store: ContractStore,
+) -> None:
+    stored = add(
+        store,
+        delivery("d1", next_attempt_at=at(0)),
+        delivery("d2", next_attempt_at=at(1)),
+        delivery("d3", next_attempt_at=at(2)),
+    )
+    assert [stored[n].next_attempt_at for n in ("d1", "d2", "d3")] == [at(0), None, None]
+    retried = stored["d1"].attempt_failed(500, "answered 500", at(60))
+    save(store, retried)  # still pending: the others keep waiting
+    assert due(store, at(59)) == []
+    save(store, retried.attempt_failed(500, "answered 500", None))  # failed: d2's turn
+    following = run(store, lambda uow: uow.webhooks.get_delivery("d2"))
+    assert following is not None
+    assert following.next_attempt_at == following.created_at
+    assert due(store, at(59)) == ["d2"]
+    added = add(store, delivery("d4", group="c:other"))  # a group of its own: due at once
+    assert added["d4"].next_attempt_at == T0
     assert run(store, lambda uow: uow.webhooks.get_delivery("whd_nope")) is None
     run(store, lambda uow: uow.webhooks.add_deliveries([]))
 

@@ -341,17 +341,23 @@ class WebhookRepository(Protocol):
         """Remove the endpoint and its deliveries."""
         ...
 
-    def add_deliveries(self, deliveries: Sequence[Delivery]) -> None: ...
+    def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Store new pending deliveries, in order. Only the first pending delivery of its
+        (endpoint, group) keeps its ``next_attempt_at``; one that has a pending delivery ahead
+        of it waits with none, so that what is due is always a group's first."""
+        ...
+
     def save_delivery(self, delivery: Delivery) -> None:
-        """Store a delivery's new status, attempts and next attempt."""
+        """Store a delivery's new status, attempts and next attempt. When it stops being
+        pending, the next pending delivery of its group becomes due (at its ``created_at``)."""
         ...
 
     def get_delivery(self, delivery_id: str) -> Delivery | None: ...
     def due_deliveries(self, now: datetime, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
-        """Up to ``limit`` pending deliveries due at ``now`` that are first in their (endpoint,
-        group): nothing earlier of the same group is pending. Only enabled endpoints' and none
-        of the ``busy`` endpoints'; oldest first. Taken against other transactions taking
-        them (skipped), so two processes never claim one."""
+        """Up to ``limit`` pending deliveries due at ``now`` (each the first of its group: no
+        other has a next attempt), of enabled endpoints not ``busy``, earliest due first; read
+        through the due instants' index, so the cost is the page, not the backlog. Taken
+        against other transactions taking them (skipped), so two processes never claim one."""
         ...
 
     def list_deliveries(

@@ -278,12 +278,21 @@ class SqlWebhooks:
         return self._sql.changed("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,)) == 1
 
     def add_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        if deliveries:
-            self._sql.run_many(
-                f"INSERT INTO webhook_deliveries ({DELIVERY_COLUMNS.rsplit(', seq', 1)[0]})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_delivery_row(d) for d in deliveries],
-            )
+        if not deliveries:
+            return
+        # Each row sees the ones before it: a group's first pending delivery keeps its due
+        # instant, the rest wait for it (``save_delivery`` hands the turn on).
+        self._sql.run_many(
+            "INSERT INTO webhook_deliveries (id, endpoint, event_seq, event_id, grp, status,"
+            " attempts, next_attempt_at, created_at, last_status_code, last_error)"
+            " SELECT ?, ?, ?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM webhook_deliveries e"
+            " WHERE e.endpoint = ? AND e.grp = ? AND e.status = 'pending') THEN NULL ELSE ? END,"
+            " ?, ?, ?",
+            [
+                (*row[:7], d.endpoint, d.group, row[7], *row[8:])
+                for d, row in ((d, _delivery_row(d)) for d in deliveries)
+            ],
+        )
 
     def save_delivery(self, delivery: Delivery) -> None:
         self._sql.run(
@@ -298,6 +307,13 @@ class SqlWebhooks:
                 delivery.id,
             ),
         )
+        if delivery.status is not DeliveryStatus.PENDING:  # the group's next one's turn
+            self._sql.run(
+                "UPDATE webhook_deliveries SET next_attempt_at = created_at WHERE seq = ("
+                "SELECT MIN(seq) FROM webhook_deliveries WHERE endpoint = ? AND grp = ?"
+                " AND status = 'pending') AND next_attempt_at IS NULL",
+                (delivery.endpoint, delivery.group),
+            )
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         rows = self._sql.rows(
@@ -306,16 +322,13 @@ class SqlWebhooks:
         return _delivery_of(rows[0]) if rows else None
 
     def due_deliveries(self, now: datetime, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
-        # Filtered here, not by the caller: a disabled or busy endpoint's backlog would
+        # Filtered here, not by the caller: a disabled or busy endpoint's deliveries would
         # otherwise fill every page and starve the others.
         skipped = f" AND endpoint NOT IN ({', '.join('?' * len(busy))})" if busy else ""
         rows = self._sql.rows(
-            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d"
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries"
             " WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND endpoint IN (SELECT id FROM webhook_endpoints WHERE NOT disabled)"
-            f"{skipped}"
-            " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending'"
-            " AND e.endpoint = d.endpoint AND e.grp = d.grp AND e.seq < d.seq)"
+            f" AND endpoint IN (SELECT id FROM webhook_endpoints WHERE NOT disabled){skipped}"
             f" ORDER BY next_attempt_at, seq LIMIT ?{self._sql.take_locked}",
             (to_epoch_micros(now), *busy, limit),
         )

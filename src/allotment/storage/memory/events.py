@@ -177,8 +177,20 @@ class MemoryWebhooks:
             if delivery.id in table:
                 raise ConstraintError(f"webhook_deliveries.id is unique: {delivery.id} exists")
             kept = stored(delivery)
+            if self._first_pending(kept.endpoint, kept.group) is not None:
+                kept = replace(kept, next_attempt_at=None)  # it waits for the one ahead
             seq = table.insert(kept.id, kept, kept.endpoint)
             table.update(kept.id, replace(kept, seq=seq))
+
+    def _first_pending(self, endpoint_id: str, group: str) -> Delivery | None:
+        return next(
+            (
+                d
+                for _, d in self._deliveries.ordered(endpoint_id)
+                if d.group == group and d.status == DeliveryStatus.PENDING
+            ),
+            None,
+        )
 
     def save_delivery(self, delivery: Delivery) -> None:
         existing = self._deliveries.get(delivery.id)
@@ -194,6 +206,11 @@ class MemoryWebhooks:
             last_error=delivery.last_error,
         )
         self._deliveries.update(delivery.id, changed)
+        if changed.status != DeliveryStatus.PENDING:  # the group's next one's turn
+            following = self._first_pending(changed.endpoint, changed.group)
+            if following is not None and following.next_attempt_at is None:
+                turn = replace(following, next_attempt_at=following.created_at)
+                self._deliveries.update(following.id, turn)
 
     def get_delivery(self, delivery_id: str) -> Delivery | None:
         return self._deliveries.get(delivery_id)
@@ -201,19 +218,11 @@ class MemoryWebhooks:
     def due_deliveries(self, now: datetime, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
         at = to_epoch_micros(now)
         enabled = {e.id for _, e in self._endpoints.ordered(everyone=True) if not e.disabled}
-        pending = [
+        due = [
             d
             for _, d in self._deliveries.ordered(everyone=True)
             if d.status == DeliveryStatus.PENDING
-        ]
-        # A group's head is its pending delivery of the lowest seq; only heads may go out.
-        heads: dict[tuple[str, str], Delivery] = {}
-        for delivery in pending:  # in seq order: the first of each group is its head
-            heads.setdefault((delivery.endpoint, delivery.group), delivery)
-        due = [
-            d
-            for d in heads.values()
-            if d.next_attempt_at is not None
+            and d.next_attempt_at is not None
             and to_epoch_micros(d.next_attempt_at) <= at
             and d.endpoint in enabled
             and d.endpoint not in busy

@@ -86,11 +86,12 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
     )
     op.create_index("deliveries_by_endpoint", "webhook_deliveries", ["endpoint", "seq"])
-    # The pending ones, for the worker: what is due, and what waits ahead of it in its group.
+    # The pending ones, for the worker: what is due (only a group's first has an instant), and
+    # the group's next in line when one ends.
     op.create_index(
         "deliveries_pending",
         "webhook_deliveries",
-        ["next_attempt_at"],
+        ["next_attempt_at", "seq"],
         sqlite_where=sa.text("status = 'pending'"),
         postgresql_where=sa.text("status = 'pending'"),
     )
