@@ -193,3 +193,24 @@ def test_an_endpoint_gets_the_events_made_after_it_and_names_what_it_takes(
     wait_for(lambda: receiver.events())
     time.sleep(0.3)
     assert [e["customer"] for e in receiver.events()] == ["after"]
+
+
+def test_patch_changes_what_it_names_and_keeps_the_rest(api: Api) -> None:
+    made = register(api, "https://a.example/hooks", events=["trial.ended"], description="one")
+    path = f"/v1/webhook-endpoints/{made['id']}"
+    changed = api.request("PATCH", path, {"url": "https://b.example/hooks"}, expect=200)
+    assert (changed["url"], changed["events"], changed["description"]) == (
+        "https://b.example/hooks",
+        ["trial.ended"],
+        "one",
+    )
+    changed = api.request("PATCH", path, {"events": None, "description": None}, expect=200)
+    assert "customer.created" in changed["events"]
+    assert changed["description"] is None
+    assert api.status("PATCH", path, {"url": None})[0] == 400
+    assert api.status("PATCH", path, {"events": ["nope"]})[0] == 400
+    listed = api.get("/v1/webhook-endpoints")["data"]
+    assert [e["id"] for e in listed] == [made["id"]]
+    assert "secret" not in listed[0]
+    api.delete(path, expect=200)
+    assert api.status("GET", path)[0] == 404

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
+from msgspec import UNSET, UnsetType
+
 from allotment.domain.changes import EventRecorded
 from allotment.domain.errors import InvalidRequest, NotFound
 from allotment.domain.events import SUBSCRIBABLE, Event, EventType
@@ -41,15 +43,16 @@ REPLAY_LIMIT = 100_000
 REPLAY_CHUNK = 1_000
 """Events a replay reads per store job."""
 
-UNCHANGED = object()
-
 
 @dataclass(frozen=True, slots=True)
 class EndpointChange:
-    url: str | None = None
-    events: Sequence[str] | object | None = UNCHANGED
-    description: str | object | None = UNCHANGED
-    disabled: bool | None = None
+    """What a ``PATCH`` changes; a field left ``UNSET`` stays as it is (``events: None``: every
+    type)."""
+
+    url: str | UnsetType = UNSET
+    events: Sequence[str] | UnsetType | None = UNSET
+    description: str | UnsetType | None = UNSET
+    disabled: bool | UnsetType = UNSET
 
 
 def _event_types(events: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -126,22 +129,22 @@ class WebhookService:
         return Page([endpoint_view(e) for e in page.items], page.next_cursor)
 
     async def update(self, endpoint_id: str, change: EndpointChange) -> EndpointView:
-        if change.url is not None:
-            check_url(change.url, self._allow_private)
-        types = change.events
-        if types is not UNCHANGED:
-            types = _event_types(types)  # type: ignore[arg-type]
+        url, description, disabled = change.url, change.description, change.disabled
+        if not isinstance(url, UnsetType):
+            check_url(url, self._allow_private)
+        events = change.events
+        types = events if isinstance(events, UnsetType) else _event_types(events)
 
         def job(uow: UnitOfWork) -> EndpointView:
             endpoint = _existing(uow, endpoint_id)
             changed = replace(
                 endpoint,
-                url=endpoint.url if change.url is None else change.url,
-                events=endpoint.events if types is UNCHANGED else types,  # type: ignore[arg-type]
+                url=endpoint.url if isinstance(url, UnsetType) else url,
+                events=endpoint.events if isinstance(types, UnsetType) else types,
                 description=endpoint.description
-                if change.description is UNCHANGED
-                else change.description,  # type: ignore[arg-type]
-                disabled=endpoint.disabled if change.disabled is None else change.disabled,
+                if isinstance(description, UnsetType)
+                else description,
+                disabled=endpoint.disabled if isinstance(disabled, UnsetType) else disabled,
             )
             if endpoint.disabled and not changed.disabled:
                 changed = replace(changed, failing_since=None)  # enabled again: a fresh start

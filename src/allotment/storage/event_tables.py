@@ -49,7 +49,8 @@ def event_row(seq: int, event: Event) -> Row:
 
 def event_of(row: Row) -> LoggedEvent:
     seq, event_id, event_type, customer, created_at, data = row
-    event = Event(event_id, EventType(event_type), customer, instant(created_at), data.encode())  # type: ignore[arg-type]
+    at = from_epoch_micros(created_at)
+    event = Event(event_id, EventType(event_type), customer, at, data.encode())
     return LoggedEvent(int(seq), event)
 
 
@@ -194,7 +195,7 @@ def _endpoint_of(row: Row) -> Endpoint:
         description=row[3],
         disabled=bool(row[4]),
         secret=row[5],
-        created_at=instant(row[6]),  # type: ignore[arg-type]
+        created_at=from_epoch_micros(row[6]),
         cursor=int(row[7]),
         previous_secret=row[8],
         previous_until=instant(row[9]),
@@ -228,7 +229,7 @@ def _delivery_of(row: Row) -> Delivery:
         status=DeliveryStatus(row[5]),
         attempts=int(row[6]),
         next_attempt_at=instant(row[7]),
-        created_at=instant(row[8]),  # type: ignore[arg-type]
+        created_at=from_epoch_micros(row[8]),
         last_status_code=row[9],
         last_error=row[10],
         seq=int(row[11]),

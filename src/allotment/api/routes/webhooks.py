@@ -39,7 +39,7 @@ from allotment.service.webhook_views import (
     Pinged,
     Replayed,
 )
-from allotment.service.webhooks import UNCHANGED, EndpointChange
+from allotment.service.webhooks import EndpointChange
 
 TAG = "Events and webhooks"
 
@@ -98,13 +98,10 @@ async def update_endpoint(request: Request, services: Services) -> Response:
     endpoint = _server_id(request, "endpoint", "we_")
     body = await read(request, WebhookEndpointPatch)
     change = EndpointChange(
-        url=None if body.url is UNSET else body.url,
-        events=UNCHANGED if body.events is UNSET else body.events,
-        description=UNCHANGED if body.description is UNSET else body.description,
-        disabled=None if body.disabled is UNSET else body.disabled,
+        url=body.url, events=body.events, description=body.description, disabled=body.disabled
     )
     updated = await services.webhooks.update(endpoint, change)
-    if change.disabled is False or change.url is not None:
+    if body.disabled is False or body.url is not UNSET:  # deliveries may go again now
         services.delivery.nudge()
     return json_response(updated)
 
