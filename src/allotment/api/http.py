@@ -136,6 +136,14 @@ def path_id(request: Request, name: str) -> str:
     return value
 
 
+def server_id(request: Request, name: str, prefix: str) -> str:
+    """A path parameter naming an id the service made (``prefix`` then its digits)."""
+    value: str = request.path_params[name]
+    if not value.startswith(prefix) or len(value) > 100:
+        raise InvalidRequest(f"{value!r} is not a valid {name} id.", {"field": name})
+    return value
+
+
 def page_params(request: Request) -> tuple[str | None, int]:
     after = request.query_params.get("after") or None
     raw_limit = request.query_params.get("limit")

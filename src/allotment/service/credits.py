@@ -154,13 +154,12 @@ class CreditService:
             # ends at once, and leaves the pool when it is stored.
             view = grant_view(pool.grants[grant.id], now)
             self.save(uow, customer, currency, pool, now)
-            # Its entry, and so its events, come when it takes effect and when it expires,
-            # whether or not anything touches the pool then.
+            # A grant that takes effect later enters the pool then, whether or not anything
+            # touches it: its entry's saving sends ``credits.granted`` and sets its expiry's
+            # timer, as it does now for one in effect already.
             if effective_at > now:
                 kind = EventType.CREDITS_GRANTED
                 grant_timer(uow, customer, currency, grant.id, effective_at, kind)
-            if grant.expires_at is not None:
-                grant_timer(uow, customer, currency, grant.id, grant.expires_at)
             return GrantOutcome(**msgspec.structs.asdict(view), replayed=False)
 
         key = request.idempotency_key

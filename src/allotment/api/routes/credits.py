@@ -20,6 +20,7 @@ from allotment.api.http import (
     read,
     route,
     seq_cursor,
+    server_id,
 )
 from allotment.api.openapi import examples
 from allotment.api.presenters import write_json
@@ -62,9 +63,7 @@ async def grant_credits(request: Request, services: Services) -> Response:
 @route(Access.ADMIN)
 async def void_grant(request: Request, services: Services) -> Response:
     customer, currency = _pool(request)
-    grant_id: str = request.path_params["grant"]
-    if not grant_id.startswith("grant_") or len(grant_id) > 100:
-        raise InvalidRequest(f"{grant_id!r} is not a valid grant id.", {"field": "grant"})
+    grant_id = server_id(request, "grant", "grant_")
     return json_response(await services.credits.void(customer, currency, grant_id))
 
 

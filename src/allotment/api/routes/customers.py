@@ -16,6 +16,7 @@ from allotment.api.http import (
     read,
     route,
     seq_cursor,
+    server_id,
 )
 from allotment.api.openapi import examples
 from allotment.api.schemas import (
@@ -28,7 +29,6 @@ from allotment.api.schemas import (
     present_fields,
 )
 from allotment.api.services import Services
-from allotment.domain.errors import InvalidRequest
 from allotment.service.customer_views import (
     CustomerView,
     DeletedOverride,
@@ -39,13 +39,6 @@ from allotment.service.customer_views import (
 from allotment.service.customers import AddonRequest, SubscriptionRequest
 
 TAG = "Customers"
-
-
-def _server_id(request: Request, name: str, prefix: str) -> str:
-    value: str = request.path_params[name]
-    if not value.startswith(prefix) or len(value) > 100:
-        raise InvalidRequest(f"{value!r} is not a valid {name} id.", {"field": name})
-    return value
 
 
 @route(Access.ADMIN)
@@ -104,7 +97,7 @@ async def list_subscriptions(request: Request, services: Services) -> Response:
 @route(Access.ADMIN)
 async def update_subscription(request: Request, services: Services) -> Response:
     customer_id = path_id(request, "customer")
-    subscription_id = _server_id(request, "subscription", "sub_")
+    subscription_id = server_id(request, "subscription", "sub_")
     body = await read(request, SubscriptionPatchIn)
     changes: dict[str, object] = {}
     if body.addons is not UNSET:
@@ -122,7 +115,7 @@ async def update_subscription(request: Request, services: Services) -> Response:
 @route(Access.ADMIN)
 async def cancel_subscription(request: Request, services: Services) -> Response:
     customer_id = path_id(request, "customer")
-    subscription_id = _server_id(request, "subscription", "sub_")
+    subscription_id = server_id(request, "subscription", "sub_")
     return json_response(await services.customers.cancel_subscription(customer_id, subscription_id))
 
 
@@ -144,7 +137,7 @@ async def grant_promotion(request: Request, services: Services) -> Response:
 @route(Access.ADMIN)
 async def revoke_promotion(request: Request, services: Services) -> Response:
     customer_id = path_id(request, "customer")
-    promotion_id = _server_id(request, "promotion", "promo_")
+    promotion_id = server_id(request, "promotion", "promo_")
     return json_response(await services.customers.revoke_promotion(customer_id, promotion_id))
 
 

@@ -6,7 +6,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from allotment.api.described import DescribedRoute, Doc, EmptyBody
-from allotment.api.http import Access, json_response, raw_json_response, read, read_body, route
+from allotment.api.http import (
+    Access,
+    json_response,
+    raw_json_response,
+    read,
+    read_body,
+    route,
+    server_id,
+)
 from allotment.api.openapi import examples
 from allotment.api.presenters import write_json
 from allotment.api.schemas import CommitIn, ReservationIn
@@ -20,10 +28,7 @@ TAG = "Request path"
 
 
 def _reservation_id(request: Request) -> str:
-    value: str = request.path_params["reservation"]
-    if not value.startswith("res_") or len(value) > 100:
-        raise InvalidRequest(f"{value!r} is not a valid reservation id.", {"field": "reservation"})
-    return value
+    return server_id(request, "reservation", "res_")
 
 
 @route(Access.SERVER)

@@ -24,6 +24,7 @@ from allotment.api.http import (
     read,
     route,
     seq_cursor,
+    server_id,
 )
 from allotment.api.schemas import ReplayIn, WebhookEndpointIn, WebhookEndpointPatch
 from allotment.api.services import Services
@@ -46,13 +47,6 @@ TAG = "Events and webhooks"
 _ENDPOINT = "/v1/webhook-endpoints/{endpoint}"
 
 
-def _server_id(request: Request, name: str, prefix: str) -> str:
-    value: str = request.path_params[name]
-    if not value.startswith(prefix) or len(value) > 100:
-        raise InvalidRequest(f"{value!r} is not a valid {name} id.", {"field": name})
-    return value
-
-
 @route(Access.SERVER)
 async def list_events(request: Request, services: Services) -> Response:
     after, limit = page_params(request)
@@ -72,7 +66,7 @@ async def list_events(request: Request, services: Services) -> Response:
 
 @route(Access.SERVER)
 async def get_event(request: Request, services: Services) -> Response:
-    return json_response(await services.webhooks.event(_server_id(request, "event", "evt_")))
+    return json_response(await services.webhooks.event(server_id(request, "event", "evt_")))
 
 
 @route(Access.ADMIN)
@@ -90,12 +84,12 @@ async def list_endpoints(request: Request, services: Services) -> Response:
 
 @route(Access.ADMIN)
 async def get_endpoint(request: Request, services: Services) -> Response:
-    return json_response(await services.webhooks.get(_server_id(request, "endpoint", "we_")))
+    return json_response(await services.webhooks.get(server_id(request, "endpoint", "we_")))
 
 
 @route(Access.ADMIN)
 async def update_endpoint(request: Request, services: Services) -> Response:
-    endpoint = _server_id(request, "endpoint", "we_")
+    endpoint = server_id(request, "endpoint", "we_")
     body = await read(request, WebhookEndpointPatch)
     change = EndpointChange(
         url=body.url, events=body.events, description=body.description, disabled=body.disabled
@@ -108,18 +102,18 @@ async def update_endpoint(request: Request, services: Services) -> Response:
 
 @route(Access.ADMIN)
 async def delete_endpoint(request: Request, services: Services) -> Response:
-    return json_response(await services.webhooks.delete(_server_id(request, "endpoint", "we_")))
+    return json_response(await services.webhooks.delete(server_id(request, "endpoint", "we_")))
 
 
 @route(Access.ADMIN)
 async def rotate_secret(request: Request, services: Services) -> Response:
-    endpoint = _server_id(request, "endpoint", "we_")
+    endpoint = server_id(request, "endpoint", "we_")
     return json_response(await services.webhooks.rotate_secret(endpoint))
 
 
 @route(Access.ADMIN)
 async def list_deliveries(request: Request, services: Services) -> Response:
-    endpoint = _server_id(request, "endpoint", "we_")
+    endpoint = server_id(request, "endpoint", "we_")
     after, limit = page_params(request)
     raw_status = request.query_params.get("status") or None
     if raw_status is not None and raw_status not in set(DeliveryStatus):
@@ -131,7 +125,7 @@ async def list_deliveries(request: Request, services: Services) -> Response:
 
 @route(Access.ADMIN)
 async def replay(request: Request, services: Services) -> Response:
-    endpoint = _server_id(request, "endpoint", "we_")
+    endpoint = server_id(request, "endpoint", "we_")
     body = await read(request, ReplayIn)
     replayed = await services.webhooks.replay(endpoint, body.since, body.until, body.types)
     services.delivery.nudge()
@@ -140,7 +134,7 @@ async def replay(request: Request, services: Services) -> Response:
 
 @route(Access.ADMIN)
 async def ping(request: Request, services: Services) -> Response:
-    endpoint = _server_id(request, "endpoint", "we_")
+    endpoint = server_id(request, "endpoint", "we_")
     pinged = await services.webhooks.ping(endpoint)
     services.delivery.nudge()
     return json_response(pinged, 202)
