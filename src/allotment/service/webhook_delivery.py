@@ -115,8 +115,12 @@ class WebhookDelivery:
                     await self.tick()
                 except Exception:
                     log.exception("webhook delivery round failed; trying again")
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns normally when
+                # the wait ends as the task is cancelled, losing the cancellation, and shutdown
+                # would wait on this loop forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), interval)
+                    async with asyncio.timeout(interval):
+                        await self._wake.wait()
         finally:
             await self.close()
 

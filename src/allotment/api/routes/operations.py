@@ -66,7 +66,8 @@ class Readiness:
             read = self._read = asyncio.ensure_future(self._store.log_bounds())
             # Retrieved here too, so a read every waiter gave up on logs no "never retrieved".
             read.add_done_callback(lambda done: done.cancelled() or done.exception())
-        return await asyncio.wait_for(asyncio.shield(read), READY_TIMEOUT_SECONDS)
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            return await asyncio.shield(read)
 
 
 async def readyz(request: Request) -> Response:

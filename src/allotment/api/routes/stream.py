@@ -128,9 +128,10 @@ class _Reader:
                     continue
                 quiet = time.monotonic() - sent_at
                 try:
-                    await asyncio.wait_for(
-                        published.wait(), max(0.0, self.keepalive_seconds - quiet)
-                    )
+                    # Not wait_for, which on Python 3.11 can lose the cancellation of a reader
+                    # that left just as a change was published.
+                    async with asyncio.timeout(max(0.0, self.keepalive_seconds - quiet)):
+                        await published.wait()
                 except TimeoutError:
                     yield _KEEPALIVE
                     sent_at = time.monotonic()

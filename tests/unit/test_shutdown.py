@@ -1,0 +1,40 @@
+"""Background loops stop when cancelled, even as what they wait for arrives.
+
+On Python 3.11 ``asyncio.wait_for`` returns normally when the awaited thing completes in the
+same turn as the cancellation, and the cancellation is lost: a loop built on it would run on
+and the server's shutdown would wait on it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from allotment.service.runtime import Runtime
+from allotment.service.webhook_delivery import WebhookDelivery
+
+
+def test_the_delivery_loop_stops_when_cancelled_as_it_is_nudged() -> None:
+    async def scenario() -> bool:
+        delivery = WebhookDelivery(cast(Runtime, None), allow_private=True)
+        rounds = 0
+
+        async def tick() -> int:
+            nonlocal rounds
+            rounds += 1
+            return 0
+
+        delivery.tick = tick  # type: ignore[method-assign]
+        task = asyncio.get_running_loop().create_task(delivery.run(interval=60))
+        while rounds == 0:
+            await asyncio.sleep(0)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop is now waiting to be woken
+        delivery.nudge()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.cancel()
+        return task in done and task.cancelled()
+
+    assert asyncio.run(scenario()), "the loop ran on after it was cancelled"
