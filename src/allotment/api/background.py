@@ -4,7 +4,6 @@ and pruning events past their retention. Started and stopped with the applicatio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from functools import partial
@@ -21,6 +20,7 @@ the time a batch takes (the contract allows 5 s)."""
 EVENT_RETENTION = timedelta(days=30)
 PRUNE_EVERY_SECONDS = 60.0
 PRUNE_CHUNK = 10_000
+STOP_SECONDS = 15.0
 
 
 class Background:
@@ -31,18 +31,25 @@ class Background:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._timers()),
-            loop.create_task(self._services.delivery.run()),
-            loop.create_task(self._prune()),
+            loop.create_task(self._timers(), name="timers"),
+            loop.create_task(self._services.delivery.run(), name="webhook delivery"),
+            loop.create_task(self._prune(), name="pruning events"),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Cancel every loop and wait for them, but never longer than ``STOP_SECONDS``: a loop
+        that does not end must not keep the process from stopping."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if not tasks:
+            return
+        ended, running = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+        for task in ended:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        for task in running:
+            log.error("background task %s did not stop within %s s", task.get_name(), STOP_SECONDS)
 
     async def _timers(self) -> None:
         time_events = self._services.time_events
