@@ -358,6 +358,68 @@ def test_a_committed_reservation_reaches_the_customer_thresholds(coder: Api) -> 
     assert count(coder, "usage.threshold_reached", "acme") == 1
 
 
+def test_a_committed_reservation_reaches_the_budgets_on_its_path(coder: Api) -> None:
+    new_customer(coder, "acme", "team")  # ai-requests: 1000 a month
+    coder.put(f"{TREE}/eng", {"kind": "department"}, 201)
+    coder.put(f"{TREE}/team-a", {"parent": "eng", "kind": "team"}, 201)
+    coder.put(f"{TREE}/eng/budgets/ai-requests", {"limit": 20, "reset": "day"}, 201)
+    coder.put(f"{TREE}/team-a/budgets/ai-requests", {"limit": 10, "reset": "day"}, 201)
+    held = reserve(coder, 10, "r1", entity="team-a", ttl_seconds=60)
+    assert count(coder, "usage.threshold_reached", "acme") == 0  # a hold is not usage
+    coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 9}, 200)
+    reached = only(coder, "usage.threshold_reached", "acme")
+    assert reached["data"] == {
+        "feature": "ai-requests",
+        "entity": "team-a",
+        "threshold": 80,
+        "usage": 9,
+        "usage_limit": 10,
+        "usage_period_end": at(DAY),
+    }
+    held = reserve(coder, 1, "r2", entity="team-a", ttl_seconds=60)
+    coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 1}, 200)  # 10 and 10
+    coder.put(f"{TREE}/team-b", {"parent": "eng", "kind": "team"}, 201)
+    held = reserve(coder, 6, "r3", entity="team-b", ttl_seconds=60)
+    coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 6}, 200)  # eng 16
+    found = [
+        (e["data"]["entity"], e["data"]["threshold"], e["data"]["usage"])
+        for e in events(coder, "usage.threshold_reached", "acme")
+    ]
+    assert found == [("team-a", 80, 9), ("team-a", 100, 10), ("eng", 80, 16)]
+
+
+def test_credits_of_a_committed_reservation_reach_a_currency_budget(coder: Api) -> None:
+    coder.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
+    coder.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
+    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": 2}}
+    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
+    coder.put("/v1/plans/priced", plan, 201)
+    new_customer(coder, "acme", "priced")
+    grant(coder, 100, "g1")
+    coder.put(f"{TREE}/team-a", {"kind": "team"}, 201)
+    coder.put(f"{TREE}/team-a/budgets/ai-credits", {"limit": 10, "reset": "day"}, 201)
+    held = reserve(coder, 5, "r1", feature="tokens", entity="team-a", ttl_seconds=60)
+    coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 4}, 200)  # 8 credits
+    reached = only(coder, "usage.threshold_reached", "acme")
+    assert reached["data"]["feature"] == "ai-credits"
+    assert (reached["data"]["entity"], reached["data"]["threshold"]) == ("team-a", 80)
+    assert (reached["data"]["usage"], reached["data"]["usage_limit"]) == (8, 10)
+
+
+def test_a_reservation_whose_entity_moved_reaches_no_budget_threshold(coder: Api) -> None:
+    new_customer(coder, "acme", "team")
+    coder.put(f"{TREE}/eng", {"kind": "department"}, 201)
+    coder.put(f"{TREE}/ops", {"kind": "department"}, 201)
+    coder.put(f"{TREE}/team-a", {"parent": "eng", "kind": "team"}, 201)
+    coder.put(f"{TREE}/ops/budgets/ai-requests", {"limit": 10, "reset": "day"}, 201)
+    held = reserve(coder, 9, "r1", entity="team-a", ttl_seconds=60)
+    coder.put(f"{TREE}/team-a", {"parent": "ops", "kind": "team"}, 200)
+    coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 9}, 200)
+    # Counted on the path it was decided on (eng), which has no budget: ops sends nothing.
+    assert count(coder, "usage.threshold_reached", "acme") == 0
+    assert coder.get(f"{TREE}/ops")["budgets"][0]["usage"] == 0
+
+
 def test_a_refused_usage_report_reaches_no_threshold(coder: Api) -> None:
     new_customer(coder, "acme", "starter")
     coder.usage("acme", "ai-requests", 70, "u1")

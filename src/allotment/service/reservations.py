@@ -31,7 +31,7 @@ from allotment.domain.resolution import DenialReason
 from allotment.domain.timefmt import format_instant
 from allotment.service import idempotency
 from allotment.service.answers import BudgetFigures
-from allotment.service.budgets import standings_in_job
+from allotment.service.budgets import after_consuming, standings_in_job
 from allotment.service.credits import CreditService
 from allotment.service.events import reservation_ended, reservation_timer
 from allotment.service.gate import admission_denial, require_metered
@@ -43,7 +43,8 @@ from allotment.service.outcomes import (
 )
 from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
-from allotment.service.thresholds import usage_reached
+from allotment.service.snapshots import CustomerSnapshot
+from allotment.service.thresholds import budgets_reached, usage_reached
 
 ROUTE = "reservations"
 DEFAULT_TTL_SECONDS = 60
@@ -238,10 +239,14 @@ class ReservationService:
         if snapshot is not None and feature is not None:
             offer = snapshot.resolution(catalog, feature, now).offer
         spec = offer.spec if offer else None
+        price = spec.credit_cost if isinstance(spec, MeteredSpec) else None
+        budgets = self._budgets_on_path(uow, snapshot, ended, now) if amount > 0 else []
         record_usage(
             uow,
             UsageEvent(ended.customer, ended.feature, ended.entity, amount, now, now, key, path),
         )
+        consumed = after_consuming(budgets, amount, 0, now)
+        budgets_reached(uow, ended.customer, budgets, consumed, now)
         if offer is not None and isinstance(spec, MeteredSpec) and spec.limit and amount > 0:
             # The customer's thresholds, as a usage report reaches them (the window's usage,
             # read only when the limit is finite: a commit has no figure of it at hand).
@@ -253,7 +258,6 @@ class ReservationService:
             )
         if ended.currency is None or amount == 0 or snapshot is None or feature is None:
             return
-        price = spec.credit_cost if isinstance(spec, MeteredSpec) else None
         # The price when committed; if the feature is no longer priced in that currency, the
         # price it was held at.
         if price is not None and price.currency == ended.currency:
@@ -263,4 +267,26 @@ class ReservationService:
         pool = self._credits.settled_pool(uow, ended.customer, ended.currency, now)
         order = catalog.currencies[ended.currency].burn_order
         pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature, path))
+        budgets_reached(uow, ended.customer, consumed, after_consuming(consumed, 0, cost, now), now)
         self._credits.save(uow, ended.customer, ended.currency, pool, now)
+
+    def _budgets_on_path(
+        self,
+        uow: UnitOfWork,
+        snapshot: CustomerSnapshot | None,
+        ended: Reservation,
+        now: datetime,
+    ) -> list[BudgetFigures]:
+        """The budgets the committed amount counts in, where they stand before it: those on
+        the path the reservation was decided on, while the entity is still there. (An entity
+        moved or deleted while its reservation was held has its usage counted on the old path,
+        whose budgets send no threshold events for it.)"""
+        if snapshot is None or ended.entity is None:
+            return []
+        found = self._runtime.entity_in(uow, snapshot, ended.entity)
+        if found is None:
+            return []
+        along = found.budgets(ended.feature, ended.currency)  # the currency it is debited in
+        if along.path != ended.entity_path:
+            return []
+        return standings_in_job(uow, ended.customer, along.slots, (), now)
