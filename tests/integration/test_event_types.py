@@ -558,6 +558,36 @@ def test_credits_depleted_once_per_crossing(coder: Api) -> None:
     assert count(coder, "credits.low", "acme") == 0
 
 
+def test_a_hold_that_lowers_available_credits_sends_low_and_depleted(coder: Api) -> None:
+    body = {"name": "Credits", "low_balance_threshold": 50}
+    coder.put("/v1/currencies/ai-credits", body, 201)
+    coder.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
+    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": 1}}
+    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
+    coder.put("/v1/plans/priced", plan, 201)
+    new_customer(coder, "acme", "priced")
+    grant(coder, 100, "g1")
+    first = reserve(coder, 40, "r1", feature="tokens", ttl_seconds=60)  # available 60
+    assert count(coder, "credits.low", "acme") == 0
+    second = reserve(coder, 20, "r2", feature="tokens", ttl_seconds=60)  # 40: below
+    low = only(coder, "credits.low", "acme")
+    assert low["data"] == {
+        "currency": "ai-credits",
+        "balance": 100,
+        "available": 40,
+        "low_balance_threshold": 50,
+    }
+    coder.post(f"/v1/reservations/{second['id']}/release", {}, 200)  # 60: above again
+    reserve(coder, 60, "r3", feature="tokens", ttl_seconds=60)  # 0: below, and depleted
+    assert [e["data"]["available"] for e in events(coder, "credits.low", "acme")] == [40, 0]
+    depleted = only(coder, "credits.depleted", "acme")
+    assert (depleted["data"]["balance"], depleted["data"]["available"]) == (100, 0)
+    # Committing spends what was held: available stays where the holds put it, nothing more.
+    coder.post(f"/v1/reservations/{first['id']}/commit", {"amount": 40}, 200)
+    assert count(coder, "credits.low", "acme") == 2
+    assert count(coder, "credits.depleted", "acme") == 1
+
+
 def test_credits_expired_is_stored_before_the_clock_answers(coder: Api) -> None:
     coder.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
     new_customer(coder, "acme", "team")

@@ -393,9 +393,19 @@ class CreditService:
         return pool
 
     def save(
-        self, uow: UnitOfWork, customer: str, currency: str, pool: Pool, now: datetime
+        self,
+        uow: UnitOfWork,
+        customer: str,
+        currency: str,
+        pool: Pool,
+        now: datetime,
+        *,
+        released: Micros = 0,
     ) -> list[LedgerRecord]:
-        """Store the pool's new entries and, once committed, its figures in the snapshot."""
+        """Store the pool's new entries and, once committed, its figures in the snapshot.
+
+        ``released`` is what a hold ended by this job held until then (a committed
+        reservation): available before the entries was lower by that much."""
         runtime = self._runtime
         records = uow.ledger.save_pool(customer, currency, pool)
         catalog = runtime.catalog_in(uow)
@@ -428,7 +438,7 @@ class CreditService:
                 spends,
             )
         )
-        self._events(uow, customer, currency, pool, records, now)
+        self._events(uow, customer, currency, pool, records, now, released)
         return records
 
     def _events(
@@ -439,6 +449,7 @@ class CreditService:
         pool: Pool,
         records: Sequence[LedgerRecord],
         now: datetime,
+        released: Micros,
     ) -> None:
         """The events of the entries just stored: grants, expiries, and a fall below the
         currency's low-balance threshold or to zero (from the figures the job has)."""
@@ -478,7 +489,7 @@ class CreditService:
                 customer,
                 currency,
                 threshold,
-                before - reserved,
+                before - reserved - released,
                 pool.balance - reserved,
                 pool.balance,
                 now,

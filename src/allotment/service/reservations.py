@@ -44,7 +44,7 @@ from allotment.service.outcomes import (
 from allotment.service.ports import UnitOfWork, UsageEvent
 from allotment.service.runtime import Runtime, record_usage
 from allotment.service.snapshots import CustomerSnapshot
-from allotment.service.thresholds import budgets_reached, usage_reached
+from allotment.service.thresholds import budgets_reached, credits_moved, usage_reached
 
 ROUTE = "reservations"
 DEFAULT_TTL_SECONDS = 60
@@ -200,6 +200,15 @@ class ReservationService:
             reason = decide_consumption(
                 units=request.amount, credits=cost, pool=PoolStanding(available, limit)
             )
+            if reason is None and cost > 0:
+                # The hold lowers what is available without a ledger write: it can cross the
+                # currency's low balance threshold, or reach zero, as a debit would.
+                threshold = catalog.currencies[currency].low_balance_threshold
+                after = available - cost
+                customer = request.customer
+                credits_moved(
+                    uow, customer, currency, threshold, available, after, pool.balance, now
+                )
         if reason is not None:
             return reason, None
         return None, Reservation(
@@ -268,7 +277,9 @@ class ReservationService:
         order = catalog.currencies[ended.currency].burn_order
         pool.debit(cost, order, now, EntryContext(key, ended.entity, ended.feature, path))
         budgets_reached(uow, ended.customer, consumed, after_consuming(consumed, 0, cost, now), now)
-        self._credits.save(uow, ended.customer, ended.currency, pool, now)
+        # The hold this job ended held its credits until now: they were not available before
+        # the debit either, so the debit lowers available by what it spends beyond them.
+        self._credits.save(uow, ended.customer, ended.currency, pool, now, released=ended.credits)
 
     def _budgets_on_path(
         self,
