@@ -8,13 +8,16 @@ import base64
 import hashlib
 import hmac
 import itertools
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from allotment.api.schemas import WebhookEndpointIn
 from allotment.domain.errors import InvalidRequest
 from allotment.domain.webhook_rules import (
     ATTEMPT_TIMEOUT_SECONDS,
@@ -36,6 +39,10 @@ T0 = datetime(2026, 3, 10, 14, 30, 15, tzinfo=UTC)
 ALMOST_ONE = 0.999_999_999
 
 # ------------------------------------------------------------------ retry schedule
+
+# The pattern the API description gives ``url``: every URL the service accepts must fit it.
+_, _described = msgspec.json.schema_components([WebhookEndpointIn])
+DESCRIBED_URL = _described["WebhookEndpointIn"]["properties"]["url"]["pattern"]
 
 
 def schedule(jitter: float) -> list[datetime]:
@@ -143,6 +150,7 @@ def test_an_endpoint_is_disabled_after_five_days_of_failures() -> None:
 def test_public_urls_are_accepted_unchanged(url: str) -> None:
     assert check_url(url, allow_private=False) is url
     assert check_url(url, allow_private=True) is url
+    assert re.search(DESCRIBED_URL, url), "the API description's pattern refuses it"
 
 
 @pytest.mark.parametrize(
@@ -183,6 +191,7 @@ def test_private_destinations_are_refused_unless_allowed(url: str) -> None:
         check_url(url, allow_private=False)
     assert refused.value.details == {"field": "url"}
     assert check_url(url, allow_private=True) is url
+    assert re.search(DESCRIBED_URL, url), "the API description's pattern refuses it"
 
 
 @pytest.mark.parametrize(

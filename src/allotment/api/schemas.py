@@ -381,7 +381,19 @@ EventTypeText = Literal[
     "reservation.expired",
     "webhook_endpoint.disabled",
 ]
-WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048)]
+WebhookUrl = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=2048,
+        # For the API description only, as _one_of: the service checks the URL itself (host,
+        # port, addresses) with the contract's messages. An http(s) URL (the scheme in any
+        # case) of the characters a URL may hold, with no credentials (@) or fragment (#).
+        extra_json_schema={
+            "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~:/?\[\]!$&'()*+,;=%-]+$"
+        },
+    ),
+]
 EventTypes = Annotated[list[EventTypeText], Meta(min_length=1, max_length=64)]
 
 
