@@ -38,11 +38,11 @@ from allotment.service.webhook_signing import delivery_headers, signature_header
 T0 = datetime(2026, 3, 10, 14, 30, 15, tzinfo=UTC)
 ALMOST_ONE = 0.999_999_999
 
-# ------------------------------------------------------------------ retry schedule
-
 # The pattern the API description gives ``url``: every URL the service accepts must fit it.
 _, _described = msgspec.json.schema_components([WebhookEndpointIn])
 DESCRIBED_URL = _described["WebhookEndpointIn"]["properties"]["url"]["pattern"]
+
+# ------------------------------------------------------------------ retry schedule
 
 
 def schedule(jitter: float) -> list[datetime]:
