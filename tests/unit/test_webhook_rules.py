@@ -145,6 +145,9 @@ def test_an_endpoint_is_disabled_after_five_days_of_failures() -> None:
         "https://[::ffff:8.8.8.8]/hook",
         "https://my_host.example.com./hook",
         "https://intranet/hook",
+        "https://example.com/hook?to=ops@example.com",
+        "https://example.com/@me",
+        "https://a.example?x=@",
     ],
 )
 def test_public_urls_are_accepted_unchanged(url: str) -> None:
@@ -242,6 +245,8 @@ def test_malformed_urls_are_refused_whatever_the_setting(url: str, says: str) ->
             check_url(url, allow_private=allow_private)
         assert refused.value.details == {"field": "url"}
         assert says in refused.value.message
+    if says in ("user name or password", "fragment", "http:// or https://"):
+        assert not re.search(DESCRIBED_URL, url), "the description's pattern should refuse it"
 
 
 def test_a_url_of_the_longest_length_is_accepted() -> None:

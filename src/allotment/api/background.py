@@ -50,6 +50,10 @@ class Background:
                 log.error("background task %s failed", task.get_name(), exc_info=task.exception())
         for task in running:
             log.error("background task %s did not stop within %s s", task.get_name(), STOP_SECONDS)
+            # Once more: a loop that lost one cancellation ends at the next. One that ignores
+            # every cancellation is still running when the event loop closes, which cancels it
+            # again and waits for it.
+            task.cancel()
 
     async def _timers(self) -> None:
         time_events = self._services.time_events

@@ -388,9 +388,13 @@ WebhookUrl = Annotated[
         max_length=2048,
         # For the API description only, as _one_of: the service checks the URL itself (host,
         # port, addresses) with the contract's messages. An http(s) URL (the scheme in any
-        # case) of the characters a URL may hold, with no credentials (@) or fragment (#).
+        # case) of the characters a URL may hold: no credentials (no @ before the path) and
+        # no fragment (#).
         extra_json_schema={
-            "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~:/?\[\]!$&'()*+,;=%-]+$"
+            "pattern": (
+                r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~:\[\]!$&'()*+,;=%-]+"
+                r"(?:[/?][A-Za-z0-9._~:/?\[\]@!$&'()*+,;=%-]*)?$"
+            )
         },
     ),
 ]
