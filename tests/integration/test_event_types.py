@@ -106,6 +106,28 @@ def reserve(api: Api, amount: Any, key: str, **extra: Any) -> Any:
     return answer
 
 
+def budgeted_team(api: Api) -> None:
+    """acme on team (ai-requests: 1000 a month), with team-a under eng, and daily ai-requests
+    budgets of 20 on eng and 10 on team-a."""
+    new_customer(api, "acme", "team")
+    api.put(f"{TREE}/eng", {"kind": "department"}, 201)
+    api.put(f"{TREE}/team-a", {"parent": "eng", "kind": "team"}, 201)
+    api.put(f"{TREE}/eng/budgets/ai-requests", {"limit": 20, "reset": "day"}, 201)
+    api.put(f"{TREE}/team-a/budgets/ai-requests", {"limit": 10, "reset": "day"}, 201)
+
+
+def priced_customer(api: Api, per_unit: int, **currency: Any) -> None:
+    """acme on a plan whose metered feature ``tokens`` costs ``per_unit`` ai-credits a unit,
+    with 100 credits granted."""
+    api.put("/v1/currencies/ai-credits", {"name": "Credits", **currency}, 201)
+    api.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
+    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": per_unit}}
+    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
+    api.put("/v1/plans/priced", plan, 201)
+    new_customer(api, "acme", "priced")
+    grant(api, 100, "g1")
+
+
 # ------------------------------------------------------------------ customers
 
 
@@ -359,11 +381,7 @@ def test_a_committed_reservation_reaches_the_customer_thresholds(coder: Api) -> 
 
 
 def test_a_committed_reservation_reaches_the_budgets_on_its_path(coder: Api) -> None:
-    new_customer(coder, "acme", "team")  # ai-requests: 1000 a month
-    coder.put(f"{TREE}/eng", {"kind": "department"}, 201)
-    coder.put(f"{TREE}/team-a", {"parent": "eng", "kind": "team"}, 201)
-    coder.put(f"{TREE}/eng/budgets/ai-requests", {"limit": 20, "reset": "day"}, 201)
-    coder.put(f"{TREE}/team-a/budgets/ai-requests", {"limit": 10, "reset": "day"}, 201)
+    budgeted_team(coder)
     held = reserve(coder, 10, "r1", entity="team-a", ttl_seconds=60)
     assert count(coder, "usage.threshold_reached", "acme") == 0  # a hold is not usage
     coder.post(f"/v1/reservations/{held['id']}/commit", {"amount": 9}, 200)
@@ -389,13 +407,7 @@ def test_a_committed_reservation_reaches_the_budgets_on_its_path(coder: Api) -> 
 
 
 def test_credits_of_a_committed_reservation_reach_a_currency_budget(coder: Api) -> None:
-    coder.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
-    coder.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
-    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": 2}}
-    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
-    coder.put("/v1/plans/priced", plan, 201)
-    new_customer(coder, "acme", "priced")
-    grant(coder, 100, "g1")
+    priced_customer(coder, per_unit=2)
     coder.put(f"{TREE}/team-a", {"kind": "team"}, 201)
     coder.put(f"{TREE}/team-a/budgets/ai-credits", {"limit": 10, "reset": "day"}, 201)
     held = reserve(coder, 5, "r1", feature="tokens", entity="team-a", ttl_seconds=60)
@@ -431,11 +443,7 @@ def test_a_refused_usage_report_reaches_no_threshold(coder: Api) -> None:
 
 
 def test_usage_thresholds_of_budgets_name_their_entity(coder: Api) -> None:
-    new_customer(coder, "acme", "team")  # ai-requests: 1000 a month
-    coder.put(f"{TREE}/eng", {"kind": "department"}, 201)
-    coder.put(f"{TREE}/team-a", {"parent": "eng", "kind": "team"}, 201)
-    coder.put(f"{TREE}/eng/budgets/ai-requests", {"limit": 20, "reset": "day"}, 201)
-    coder.put(f"{TREE}/team-a/budgets/ai-requests", {"limit": 10, "reset": "day"}, 201)
+    budgeted_team(coder)
     coder.usage("acme", "ai-requests", 8, "u1", entity="team-a")
     reached = only(coder, "usage.threshold_reached", "acme")
     (team_budget,) = coder.get(f"{TREE}/team-a")["budgets"]
@@ -473,13 +481,7 @@ def test_usage_thresholds_of_budgets_name_their_entity(coder: Api) -> None:
 
 
 def test_credits_spent_by_priced_usage_reach_a_currency_budget(coder: Api) -> None:
-    coder.put("/v1/currencies/ai-credits", {"name": "Credits"}, 201)
-    coder.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
-    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": 1}}
-    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
-    coder.put("/v1/plans/priced", plan, 201)
-    new_customer(coder, "acme", "priced")
-    grant(coder, 100, "g1")
+    priced_customer(coder, per_unit=1)
     coder.put(f"{TREE}/team-a", {"kind": "team"}, 201)
     coder.put(f"{TREE}/team-a/budgets/ai-credits", {"limit": 10, "reset": "day"}, 201)
     coder.usage("acme", "tokens", 8, "u1", entity="team-a")
@@ -559,14 +561,7 @@ def test_credits_depleted_once_per_crossing(coder: Api) -> None:
 
 
 def test_a_hold_that_lowers_available_credits_sends_low_and_depleted(coder: Api) -> None:
-    body = {"name": "Credits", "low_balance_threshold": 50}
-    coder.put("/v1/currencies/ai-credits", body, 201)
-    coder.put("/v1/features/tokens", {"name": "Tokens", "kind": "metered"}, 201)
-    priced = {"limit": None, "credit_cost": {"currency": "ai-credits", "per_unit": 1}}
-    plan = {"product": "coder", "name": "Priced", "entitlements": {"tokens": priced}}
-    coder.put("/v1/plans/priced", plan, 201)
-    new_customer(coder, "acme", "priced")
-    grant(coder, 100, "g1")
+    priced_customer(coder, per_unit=1, low_balance_threshold=50)
     first = reserve(coder, 40, "r1", feature="tokens", ttl_seconds=60)  # available 60
     assert count(coder, "credits.low", "acme") == 0
     second = reserve(coder, 20, "r2", feature="tokens", ttl_seconds=60)  # 40: below
