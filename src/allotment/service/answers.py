@@ -224,13 +224,15 @@ def answer_for(
     credits: CreditFigures | None = None,
     cost: Micros | None = None,
     budgets: Sequence[BudgetFigures] = (),
+    source: SourceView | None = None,
 ) -> CheckAnswer:
     """The answer for a resolved feature: ``reason`` when ``decided``, else decided here.
 
     ``credits`` are the figures of the pool a credit-priced feature draws on; ``cost`` what
     this request costs there (by default ``requested`` units, or one unit, at the feature's
     price). ``budgets`` are those on the entity's path, nearest first. A request is refused by
-    the customer's limit first, then by a budget, then by the credit pool.
+    the customer's limit first, then by a budget, then by the credit pool. ``source`` is the
+    offer's source as answers write it, when the caller has it already.
     """
     spec = offer.spec
     credit_block: CreditBlock | None = None
@@ -256,7 +258,8 @@ def answer_for(
             budgets=(figures.standing for figures in budgets),
             pool=pool,
         )
-    source = SourceView(offer.source.type, offer.source.id)
+    if source is None:
+        source = SourceView(offer.source.type, offer.source.id)
     if isinstance(spec, BooleanSpec):
         return CheckAnswer(
             customer=customer,

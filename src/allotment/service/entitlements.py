@@ -301,18 +301,18 @@ def _evaluate(
             reason = DenialReason.ENTITY_NOT_FOUND
             return denied(customer_id, feature_id, entity, reason, kind, requested)
         found = looked_up
-    derived = snapshot.derived_for(catalog, now)
-    resolution = derived.resolution(snapshot.holdings, feature, now)
-    offer = resolution.offer
+    at = snapshot.derived_for(catalog, now).feature_at(snapshot, feature, now)
+    offer, spec = at.offer, at.spec
     if offer is None:
-        assert resolution.denial is not None
-        return denied(customer_id, feature_id, entity, resolution.denial, kind, requested)
-    spec = offer.spec
+        assert at.denial is not None
+        return denied(customer_id, feature_id, entity, at.denial, kind, requested)
     window = None
     used = reserved = 0
     budgets: list[BudgetFigures] = []
     if isinstance(spec, MeteredSpec):
-        window, key = derived.current_window(feature_id, offer.anchor, spec.reset, now)
+        window, key = at.window, at.key
+        assert window is not None
+        assert key is not None
         slots: list[BudgetSlot] = []
         if found is not None:
             currency = spec.credit_cost.currency if spec.credit_cost is not None else None
@@ -361,6 +361,7 @@ def _evaluate(
         requested=requested,
         credits=credits,
         budgets=budgets,
+        source=at.source,
     )
 
 

@@ -17,7 +17,7 @@ def admission_denial(
     from the snapshot or the store (``Runtime.entity_in``)."""
     if snapshot is None:
         return DenialReason.CUSTOMER_NOT_FOUND
-    if snapshot.customer.is_archived:
+    if snapshot.archived:
         return DenialReason.CUSTOMER_ARCHIVED
     if feature is None:
         return DenialReason.FEATURE_NOT_FOUND

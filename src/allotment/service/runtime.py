@@ -37,7 +37,7 @@ from allotment.service.projector import (
     TreeLoaded,
     apply,
 )
-from allotment.service.snapshots import CustomerSnapshot, SnapshotCache
+from allotment.service.snapshots import NO_HOLDS, CustomerSnapshot, SnapshotCache
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -203,7 +203,8 @@ class Runtime:
         if customer is not None:
             holdings = uow.holdings.load(customer_id, self.catalog_in(uow))
             live = uow.reservations.live(customer_id, self.clock.now())
-            snapshot = CustomerSnapshot(customer, holdings, holds={r.id: r for r in live})
+            holds = {r.id: r for r in live} if live else NO_HOLDS
+            snapshot = CustomerSnapshot(customer, holdings, holds=holds)
         # Applied in job order: a change made earlier in this batch drops the old snapshot
         # before this one, which already includes that change, is installed.
         uow.fill(SnapshotLoaded(customer_id, snapshot))

@@ -15,24 +15,27 @@ usage figures.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from allotment.domain.budgets import BudgetKind, EntityPath
-from allotment.domain.catalog import Catalog, Feature
+from allotment.domain.catalog import Catalog, Feature, MeteredSpec, Spec
 from allotment.domain.customers import Customer
 from allotment.domain.holdings import Holdings
-from allotment.domain.periods import ResetPeriod, period_containing
+from allotment.domain.periods import period_containing
 from allotment.domain.projections import counts_in
 from allotment.domain.quantities import Micros
 from allotment.domain.reservations import Reservation
-from allotment.domain.resolution import Resolution, resolve
+from allotment.domain.resolution import DenialReason, Offer, Resolution, resolve
 from allotment.domain.timefmt import to_epoch_micros
-from allotment.service.answers import PeriodView
+from allotment.service.answers import PeriodView, SourceView
 from allotment.service.entity_tree import BudgetWindowKey, EntityNode, EntityTree, PathBudgets
 
 DEFAULT_MAX_CUSTOMERS = 100_000
+
+NO_HOLDS: Mapping[str, Reservation] = MappingProxyType({})
 
 WindowKey = tuple[str, int, int | None]
 """(feature, window start, window end) with instants in epoch microseconds."""
@@ -42,6 +45,45 @@ def window_key(feature_id: str, window: PeriodView) -> WindowKey:
     return (feature_id, window.start_micros, window.end_micros)
 
 
+@dataclass(frozen=True, slots=True)
+class FeatureAt:
+    """One feature as checks read it for one ``Derived``: the resolution and, for a metered
+    feature with an offer, its reset window containing the instant it was made for.
+
+    One record holds what a check reads, copied out of the objects it comes from (the offer's
+    spec, its source as the answer writes it, the window's bounds), so that a check reaches
+    one object rather than a chain of five: with a hundred thousand customers cached, each
+    object a check reaches is a likely miss of the processor's caches. Replaced whole, never
+    changed: threads share it."""
+
+    offer: Offer | None
+    denial: DenialReason | None
+    spec: Spec | None = None
+    source: SourceView | None = None
+    window: PeriodView | None = None
+    key: WindowKey | None = None
+    starts: datetime | None = None  # the window's bounds: ``window.period``'s, copied
+    ends: datetime | None = None
+
+    @property
+    def resolution(self) -> Resolution:
+        return Resolution(self.offer, self.denial)
+
+    @staticmethod
+    def of(feature_id: str, resolution: Resolution, now: datetime) -> FeatureAt:
+        offer = resolution.offer
+        if offer is None:
+            return FeatureAt(None, resolution.denial)
+        spec = offer.spec
+        source = SourceView(offer.source.type, offer.source.id)
+        if not isinstance(spec, MeteredSpec):
+            return FeatureAt(offer, None, spec, source)
+        period = period_containing(offer.anchor, spec.reset, now)
+        window = PeriodView.of(period)
+        key = window_key(feature_id, window)
+        return FeatureAt(offer, None, spec, source, window, key, period.start, period.end)
+
+
 @dataclass(slots=True)
 class Derived:
     """Resolutions computed for one catalog and one stretch of time in which nothing changes."""
@@ -49,28 +91,25 @@ class Derived:
     catalog: Catalog
     valid_from: datetime
     valid_until: datetime | None
-    resolutions: dict[str, Resolution] = field(default_factory=dict)
-    # The current window per feature, with its key and text: reused while it contains now.
-    windows: dict[str, tuple[PeriodView, WindowKey]] = field(default_factory=dict)
+    # Per feature, its resolution and current window (``FeatureAt``): the window is computed
+    # again once it no longer contains the instant asked about.
+    features: dict[str, FeatureAt] = field(default_factory=dict)
 
-    def resolution(self, holdings: Holdings, feature: Feature, now: datetime) -> Resolution:
-        resolution = self.resolutions.get(feature.id)
-        if resolution is None:
-            resolution = resolve(self.catalog, holdings, feature, now)
-            self.resolutions[feature.id] = resolution
-        return resolution
-
-    def current_window(
-        self, feature_id: str, anchor: datetime, reset: ResetPeriod, now: datetime
-    ) -> tuple[PeriodView, WindowKey]:
-        """The feature's reset window containing ``now``, reused while it still does."""
-        cached = self.windows.get(feature_id)
-        if cached is not None and cached[0].period.contains(now):
-            return cached
-        window = PeriodView.of(period_containing(anchor, reset, now))
-        current = (window, window_key(feature_id, window))
-        self.windows[feature_id] = current
-        return current
+    def feature_at(self, snapshot: CustomerSnapshot, feature: Feature, now: datetime) -> FeatureAt:
+        """``feature`` as ``snapshot``'s checks read it at ``now`` (which this record covers)."""
+        found = self.features.get(feature.id)
+        if found is not None:
+            starts = found.starts
+            if starts is None or (
+                starts <= now and (found.ends is None or now < found.ends)
+            ):  # fmt: skip
+                return found
+            resolution = Resolution(found.offer, found.denial)
+        else:
+            resolution = resolve(self.catalog, snapshot.holdings, feature, now)
+        found = FeatureAt.of(feature.id, resolution, now)
+        self.features[feature.id] = found
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +133,10 @@ class CustomerSnapshot:
     windows: dict[WindowKey, Micros] = field(default_factory=dict)
     derived: Derived | None = None
     # Reservations that were live when loaded or made since; ended ones are removed by the
-    # projector, expired ones are skipped by the clock. Replaced as a whole, never changed.
-    holds: dict[str, Reservation] = field(default_factory=dict)
+    # projector, expired ones are skipped by the clock. Replaced as a whole, never changed;
+    # the many snapshots without any share one empty mapping, which stays in the processor's
+    # caches when a check reads it.
+    holds: Mapping[str, Reservation] = field(default_factory=lambda: NO_HOLDS)
     # Each credit pool's figures as the last job that saved it left them, for checks.
     pools: dict[str, PoolFigures] = field(default_factory=dict)
     # The nodes of the entity tree that requests have read (``entity_tree.py``).
@@ -107,6 +148,13 @@ class CustomerSnapshot:
     budget_windows_of: dict[tuple[str, BudgetKind, str], list[BudgetWindowKey]] = field(
         default_factory=dict
     )
+
+    # The customer's ``is_archived``, read by every check: kept here, beside the fields a check
+    # reads anyway, rather than one object further (the customer never changes in a snapshot).
+    archived: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.archived = self.customer.is_archived
 
     def derived_for(self, catalog: Catalog, now: datetime) -> Derived:
         """What holds for ``catalog`` at ``now``: the cached record, or a new empty one.
@@ -127,7 +175,7 @@ class CustomerSnapshot:
         return derived
 
     def resolution(self, catalog: Catalog, feature: Feature, now: datetime) -> Resolution:
-        return self.derived_for(catalog, now).resolution(self.holdings, feature, now)
+        return self.derived_for(catalog, now).feature_at(self, feature, now).resolution
 
 
 class SnapshotCache:

@@ -124,23 +124,21 @@ class UsageService:
             return refuse(DenialReason.ENTITY_NOT_FOUND)
         uow.hold_usage(customer)
         timestamp = report.timestamp or now
-        derived = snapshot.derived_for(catalog, now)
-        resolution = derived.resolution(snapshot.holdings, feature, now)
-        offer = resolution.offer
+        at = snapshot.derived_for(catalog, now).feature_at(snapshot, feature, now)
+        offer = at.offer
         if offer is None:
-            assert resolution.denial is not None
+            assert at.denial is not None
             if report.enforce or report.behavior is UsageBehavior.SET:
-                return refuse(resolution.denial)
+                return refuse(at.denial)
             # Usage that already happened is the truth even without an entitlement to it.
             unentitled_path = NO_PATH if found is None else found.path
             uow.hold_budgets(customer, unentitled_path)
             self._append(uow, report, report.amount, timestamp, now, unentitled_path)
-            return True, denied(
-                customer, feature_id, entity, resolution.denial, kind, report.amount
-            )
+            return True, denied(customer, feature_id, entity, at.denial, kind, report.amount)
         spec = offer.spec
         assert isinstance(spec, MeteredSpec)
-        current, _ = derived.current_window(feature_id, offer.anchor, spec.reset, now)
+        current = at.window
+        assert current is not None  # a metered feature with an offer has a window
         if report.enforce:
             _require_current(timestamp, current.period.start)
         window = current.period

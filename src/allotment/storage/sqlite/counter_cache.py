@@ -43,7 +43,9 @@ class BatchCounters:
         self._changed: dict[Series, dict[Window, int | None]] = {}
         self._journal: list[tuple[Series, Window | None, object]] = []
         self.dirty: set[tuple[Series, Window]] = set()
-        self._used: list[Series] = []  # committed series the batch read
+        # Committed series the batch read, each once (a dict as an ordered set): publishing
+        # marks them used, and a batch of many reports reads each several times.
+        self._used: dict[Series, None] = {}
 
     def knows(self, series: Series) -> bool:
         """Whether every stored window of ``series`` is known here."""
@@ -52,7 +54,7 @@ class BatchCounters:
         committed = self._committed
         if series in committed:
             committed.stats.hits += 1
-            self._used.append(series)
+            self._used[series] = None
             return True
         committed.stats.misses += 1
         return False
@@ -127,14 +129,17 @@ class BatchCounters:
 
     def publish(self) -> None:
         """Make the batch's changes the committed figures (call once the batch committed)."""
-        committed = self._committed
+        committed, changed = self._committed, self._changed
         for series in self._used:
-            committed.used(series)
-        for series, changes in self._changed.items():
+            if series not in changed:  # those changed are marked used just below
+                committed.used(series)
+        for series, changes in changed.items():
             windows = committed.get(series)
             if windows is None:
                 windows = {}
-            committed.keep(series, windows)
+                committed.keep(series, windows)
+            else:
+                committed.used(series)
             for window, used in changes.items():
                 if used is None:
                     windows.pop(window, None)
