@@ -42,3 +42,23 @@ def test_window_counters_keep_the_series_batches_used_and_count_hits() -> None:
     assert committed[c] == {(0, 10): 3}
     stats = committed.stats
     assert (stats.hits, stats.misses, stats.evictions, stats.size) == (1, 1, 1, 2)
+
+
+def test_a_batch_marks_each_series_it_read_or_changed_used_once_and_changes_in_place() -> None:
+    a, b, c, d = (("acme", "usage", f, "") for f in ("f1", "f2", "f3", "f4"))
+    committed = Committed([(a, {(0, 10): 1}), (b, {(0, 10): 2}), (c, {(0, 10): 3})], capacity=3)
+    windows_of_b = committed[b]
+    batch = BatchCounters(committed, 1_000)
+    for _ in range(3):  # read again and again by the batch's reports
+        assert batch.knows(a)
+        assert batch.knows(b)
+    batch.add(b, 5, 4)
+    batch.publish()
+    # a read, b read and changed: both the most recent, c now the least.
+    assert list(committed) == [c, a, b]
+    assert committed[b] is windows_of_b
+    assert windows_of_b == {(0, 10): 6}
+    assert committed.stats.hits == 6
+    batch.load(d, {})
+    batch.publish()
+    assert list(committed) == [a, b, d]
