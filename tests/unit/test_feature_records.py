@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from allotment.domain.customers import Customer
 from allotment.domain.holdings import Holdings
 from allotment.domain.resolution import DenialReason, SourceType
-from allotment.service.snapshots import CustomerSnapshot, window_key
+from allotment.service.snapshots import NO_HOLDS, CustomerSnapshot, window_key
 from tests.unit.test_resolution import AI, CATALOG, SSO, T0, sub
 
 # ``enterprise`` resets AI requests daily from its subscription's start, 09:00.
@@ -47,12 +49,15 @@ def test_the_record_is_kept_while_its_window_holds_the_instant() -> None:
 def test_the_window_is_made_again_once_the_instant_leaves_it_forward_or_back() -> None:
     cached = snapshot()
     derived = cached.derived_for(CATALOG, START)
-    later = derived.feature_at(cached, AI, START + DAY)
-    assert later.starts == START + DAY
+    first = derived.feature_at(cached, AI, START)
+    later = derived.feature_at(cached, AI, START + DAY)  # the window's end is not in it
+    assert later is not first
+    assert (later.starts, later.ends) == (START + DAY, START + 2 * DAY)
+    assert later.offer is first.offer  # resolved once: only the window was made again
     # A test clock moved back, within what the derived record still covers.
     earlier = derived.feature_at(cached, AI, START + timedelta(hours=1))
     assert (earlier.starts, earlier.ends) == (START, START + DAY)
-    assert earlier.offer is later.offer  # resolved once: only the window was made again
+    assert earlier.offer is first.offer
 
 
 def test_features_without_a_window_or_an_offer() -> None:
@@ -71,4 +76,6 @@ def test_the_snapshot_keeps_the_customers_archived_flag_and_no_holds() -> None:
     assert CustomerSnapshot(archived, Holdings()).archived
     fresh = CustomerSnapshot(Customer("acme", None), Holdings())
     assert not fresh.archived
-    assert dict(fresh.holds) == {}
+    assert fresh.holds is NO_HOLDS  # one mapping shared by every snapshot without holds
+    with pytest.raises(TypeError):
+        fresh.holds["r1"] = None  # type: ignore[index]

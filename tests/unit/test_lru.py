@@ -45,6 +45,8 @@ def test_window_counters_keep_the_series_batches_used_and_count_hits() -> None:
 
 
 def test_a_batch_marks_each_series_it_read_or_changed_used_once_and_changes_in_place() -> None:
+    """What publishing must keep however it marks use: every series the batch read or changed
+    leaves after those it did not, and a committed series changes in place."""
     a, b, c, d = (("acme", "usage", f, "") for f in ("f1", "f2", "f3", "f4"))
     committed = Committed([(a, {(0, 10): 1}), (b, {(0, 10): 2}), (c, {(0, 10): 3})], capacity=3)
     windows_of_b = committed[b]

@@ -211,7 +211,7 @@ class CreditService:
                     # Holds in their order: the budgets on the path, then the pool.
                     uow.hold_budgets(customer, found.path)
             pool = self.settled_pool(uow, customer, currency, now)
-            if snapshot is not None and snapshot.customer.is_archived:
+            if snapshot is not None and snapshot.archived:
                 reason = DenialReason.CUSTOMER_ARCHIVED
             elif snapshot is not None and request.entity is not None and found is None:
                 reason = DenialReason.ENTITY_NOT_FOUND

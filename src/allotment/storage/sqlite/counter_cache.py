@@ -43,8 +43,10 @@ class BatchCounters:
         self._changed: dict[Series, dict[Window, int | None]] = {}
         self._journal: list[tuple[Series, Window | None, object]] = []
         self.dirty: set[tuple[Series, Window]] = set()
-        # Committed series the batch read, each once (a dict as an ordered set): publishing
-        # marks them used, and a batch of many reports reads each several times.
+        # Committed series the batch read, each once (a dict as an ordered set), in the order
+        # first read: publishing marks them used, and a batch of many reports reads each several
+        # times. Among themselves they leave in that order; all of them leave after every
+        # series the batch did not read.
         self._used: dict[Series, None] = {}
 
     def knows(self, series: Series) -> bool:
