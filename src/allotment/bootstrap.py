@@ -26,6 +26,7 @@ def open_store(settings: Settings) -> Store:
             cached_pools=settings.cache_pools,
             cached_counters=settings.cache_counters,
             page_cache_mib=settings.sqlite_cache_mib,
+            wal_pages=settings.sqlite_wal_pages,
         )
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":

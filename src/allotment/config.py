@@ -20,6 +20,11 @@ DEFAULT_CACHE_POOLS = 100_000  # credit pools the SQLite store keeps between bat
 DEFAULT_CACHE_COUNTERS = 200_000  # series of window counters it keeps between batches
 DEFAULT_SQLITE_CACHE_MIB = 64  # SQLite's page cache, per connection (its own default: 2 MiB)
 MAX_SQLITE_CACHE_MIB = 1_048_576  # PRAGMA cache_size takes KiB in 32 bits
+# Pages the write-ahead log takes in before SQLite copies them into the database (its own
+# default: 1,000). A page that many batches write is copied once per checkpoint, so a longer
+# log copies each busy page less often: the log grows to about 40 MiB between checkpoints.
+DEFAULT_SQLITE_WAL_PAGES = 10_000
+MAX_SQLITE_WAL_PAGES = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,7 @@ class Settings:
     cache_pools: int = DEFAULT_CACHE_POOLS
     cache_counters: int = DEFAULT_CACHE_COUNTERS
     sqlite_cache_mib: int = DEFAULT_SQLITE_CACHE_MIB
+    sqlite_wal_pages: int = DEFAULT_SQLITE_WAL_PAGES
     gc_freeze: bool = True  # freeze what the caches hold as they fill (``api/memory.py``)
     # PostgreSQL: let psycopg prepare statements it runs often; off behind a pooler in
     # transaction mode that cannot keep them (PgBouncer before 1.21).
@@ -53,6 +59,11 @@ class Settings:
             raise ValueError(
                 f"SQLite's page cache must hold at least 1 MiB and at most {MAX_SQLITE_CACHE_MIB}"
                 " (ALLOTMENT_SQLITE_CACHE_MIB)"
+            )
+        if not 1 <= self.sqlite_wal_pages <= MAX_SQLITE_WAL_PAGES:
+            raise ValueError(
+                "SQLite's write-ahead log must take at least 1 page and at most"
+                f" {MAX_SQLITE_WAL_PAGES:,} before a checkpoint (ALLOTMENT_SQLITE_WAL_PAGES)"
             )
         if not 0 <= self.access_log_sample <= 1:
             raise ValueError("the access log's sample rate is a share from 0 to 1")
@@ -117,6 +128,7 @@ _CACHE_SIZES = (
     ("ALLOTMENT_CACHE_POOLS", "cache_pools"),
     ("ALLOTMENT_CACHE_COUNTERS", "cache_counters"),
     ("ALLOTMENT_SQLITE_CACHE_MIB", "sqlite_cache_mib"),
+    ("ALLOTMENT_SQLITE_WAL_PAGES", "sqlite_wal_pages"),
 )
 
 

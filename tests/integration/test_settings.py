@@ -169,3 +169,20 @@ def test_sqlites_page_cache_is_sized_by_setting(tmp_path: Path) -> None:
             assert connection.execute("PRAGMA cache_size").fetchone() == (-16 * 1024,)
     finally:
         store.close()
+
+
+def test_sqlites_write_ahead_log_length_is_set_by_setting(tmp_path: Path) -> None:
+    assert Settings().sqlite_wal_pages == 10_000
+    assert (
+        Settings.from_environment({"ALLOTMENT_SQLITE_WAL_PAGES": "2500"}).sqlite_wal_pages == 2500
+    )
+    for value in ("0", "-1", "many", "1e3", "1000001"):
+        with pytest.raises(ValueError, match=r"ALLOTMENT_SQLITE_WAL_PAGES"):
+            Settings.from_environment({"ALLOTMENT_SQLITE_WAL_PAGES": value})
+    store = open_store(Settings(database_path=tmp_path / "db.sqlite", sqlite_wal_pages=2500))
+    try:
+        assert isinstance(store, SqliteStore)
+        for connection in (store._connection, store._reader):
+            assert connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (2500,)
+    finally:
+        store.close()

@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 MAX_JOBS_PER_BATCH = 512
 DEFAULT_PAGE_CACHE_MIB = 64
+DEFAULT_WAL_PAGES = 10_000  # see ``config.DEFAULT_SQLITE_WAL_PAGES``
 # Cold checks a batch takes besides every waiting write (``JobQueue``): a write waits for at
 # most this many of them, each a few hundred microseconds of reads.
 FILLS_PER_BATCH = 32
@@ -80,6 +81,7 @@ class SqliteStore:
         cached_pools: int = DEFAULT_CACHED_POOLS,
         cached_counters: int = DEFAULT_CACHED_SERIES,
         page_cache_mib: int = DEFAULT_PAGE_CACHE_MIB,
+        wal_pages: int = DEFAULT_WAL_PAGES,
     ) -> None:
         self.path = Path(path)
         self.log_retention = log_retention
@@ -87,8 +89,8 @@ class SqliteStore:
         upgrade_to_latest(sqlite_url(self.path))
         # The writer waits for the write lock itself (``_begin_immediate``); the reader lets
         # SQLite wait, which in WAL mode it hardly ever must.
-        self._connection = _connect(self.path, 0, page_cache_mib)
-        self._reader = _connect(self.path, 10_000, page_cache_mib)
+        self._connection = _connect(self.path, 0, page_cache_mib, wal_pages)
+        self._reader = _connect(self.path, 10_000, page_cache_mib, wal_pages)
         self._reader_lock = threading.Lock()
         self._sinks: list[Sink] = []
         (last,) = self._connection.execute(
@@ -359,7 +361,9 @@ def _begin_immediate(connection: sqlite3.Connection) -> None:
         time.sleep(WRITE_LOCK_RETRY_SECONDS)
 
 
-def _connect(path: Path, busy_timeout_ms: int, page_cache_mib: int) -> sqlite3.Connection:
+def _connect(
+    path: Path, busy_timeout_ms: int, page_cache_mib: int, wal_pages: int
+) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
@@ -369,6 +373,11 @@ def _connect(path: Path, busy_timeout_ms: int, page_cache_mib: int) -> sqlite3.C
     # and every page it drops is read back from the operating system. The cache fills as
     # pages are read; a negative size is in KiB.
     connection.execute(f"PRAGMA cache_size=-{int(page_cache_mib) * 1024}")
+    # The connection that commits copies the log into the database once it holds this many
+    # pages. Busy indexes are written at many places, each page by many batches in a row; the
+    # longer the log, the more of those writes a checkpoint copies as one (only a page's last
+    # version is copied), at the price of a larger log file between checkpoints.
+    connection.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
     return connection
 
 
