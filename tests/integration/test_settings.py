@@ -156,33 +156,45 @@ def test_a_usage_key_retention_under_a_week_or_not_a_number_is_refused(
     assert not [call for call in served if "settings" in call]  # nothing was started
 
 
-def test_sqlites_page_cache_is_sized_by_setting(tmp_path: Path) -> None:
-    assert Settings().sqlite_cache_mib == 64
-    assert Settings.from_environment({"ALLOTMENT_SQLITE_CACHE_MIB": "16"}).sqlite_cache_mib == 16
-    for value in ("0", "-1", "lots", "1e3", "1048577"):
-        with pytest.raises(ValueError, match=r"ALLOTMENT_SQLITE_CACHE_MIB|at least 1 MiB"):
-            Settings.from_environment({"ALLOTMENT_SQLITE_CACHE_MIB": value})
-    store = open_store(Settings(database_path=tmp_path / "db.sqlite", sqlite_cache_mib=16))
+@pytest.mark.parametrize(
+    ("variable", "field", "default", "pragma", "applied", "refused"),
+    [
+        (
+            "ALLOTMENT_SQLITE_CACHE_MIB",
+            "sqlite_cache_mib",
+            64,
+            "cache_size",
+            -16 * 1024,  # in KiB, negative: a size rather than a page count
+            ("0", "-1", "lots", "1e3", "1048577"),
+        ),
+        (
+            "ALLOTMENT_SQLITE_WAL_PAGES",
+            "sqlite_wal_pages",
+            10_000,
+            "wal_autocheckpoint",
+            16,
+            ("0", "-1", "many", "1e3", "1000001"),
+        ),
+    ],
+)
+def test_sqlites_page_cache_and_log_length_are_set_by_settings(
+    tmp_path: Path,
+    variable: str,
+    field: str,
+    default: int,
+    pragma: str,
+    applied: int,
+    refused: tuple[str, ...],
+) -> None:
+    assert getattr(Settings(), field) == default
+    assert getattr(Settings.from_environment({variable: "16"}), field) == 16
+    for value in refused:
+        with pytest.raises(ValueError, match=variable):
+            Settings.from_environment({variable: value})
+    store = open_store(Settings(database_path=tmp_path / "db.sqlite", **{field: 16}))
     try:
         assert isinstance(store, SqliteStore)
         for connection in (store._connection, store._reader):
-            assert connection.execute("PRAGMA cache_size").fetchone() == (-16 * 1024,)
-    finally:
-        store.close()
-
-
-def test_sqlites_write_ahead_log_length_is_set_by_setting(tmp_path: Path) -> None:
-    assert Settings().sqlite_wal_pages == 10_000
-    assert (
-        Settings.from_environment({"ALLOTMENT_SQLITE_WAL_PAGES": "2500"}).sqlite_wal_pages == 2500
-    )
-    for value in ("0", "-1", "many", "1e3", "1000001"):
-        with pytest.raises(ValueError, match=r"ALLOTMENT_SQLITE_WAL_PAGES"):
-            Settings.from_environment({"ALLOTMENT_SQLITE_WAL_PAGES": value})
-    store = open_store(Settings(database_path=tmp_path / "db.sqlite", sqlite_wal_pages=2500))
-    try:
-        assert isinstance(store, SqliteStore)
-        for connection in (store._connection, store._reader):
-            assert connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (2500,)
+            assert connection.execute(f"PRAGMA {pragma}").fetchone() == (applied,)
     finally:
         store.close()
