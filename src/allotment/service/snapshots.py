@@ -104,7 +104,7 @@ class Derived:
                 starts <= now and (found.ends is None or now < found.ends)
             ):  # fmt: skip
                 return found
-            resolution = Resolution(found.offer, found.denial)
+            resolution = found.resolution  # kept: only the window is made again
         else:
             resolution = resolve(self.catalog, snapshot.holdings, feature, now)
         found = FeatureAt.of(feature.id, resolution, now)
