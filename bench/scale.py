@@ -13,7 +13,9 @@ this one), so that no row's garbage, caches or frozen objects weigh on another's
 - ``grants``, live credit grants in one pool, 10 -> 10,000: debits per second and CPU per debit;
   the pool read (``CreditService.balance``) p50, also per live grant listed, since it lists
   every one; the first ledger page (``CreditService.ledger``, limit 100) p50;
-- ``entries``, ledger entries in one pool, 100 -> 100,000: revenue (``CreditService.revenue``);
+- ``entries``, ledger entries in one pool, 100 -> 100,000: revenue (``CreditService.revenue``),
+  the two sizes read in turn rather than one round after the other (``read_in_turn``), every
+  thread of the row on one CPU (``on_one_cpu``);
 - ``entities``, entities with a budget each, all read, 10 -> 10,000: enforced usage with an
   entity (rotating over every leaf) per second, CPU per report; after a restart, checking every
   entity once (total, per entity, CPU per entity); a leaf's PUT; the first check after a
@@ -53,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ from gc_pauses import RELOAD_EVERY, PauseClock, churn, percentile
 from gc_pauses import seed as seed_customers
 from pool_scale import CURRENCY as POOL_CURRENCY
 from pool_scale import CUSTOMER as POOL_CUSTOMER
-from pool_scale import Measured, Shape, measure_round, open_pool, quantile, read_many
+from pool_scale import Measured, Shape, measure_round, open_pool, quantile
 from pool_scale import verify as verify_pool
 from usage_growth import prune_past_retention, report_usage, table_bytes
 
@@ -334,6 +336,41 @@ async def row_grants(args: argparse.Namespace, workdir: Path, report: Report) ->
 # --- Row: ledger entries in one pool ---------------------------------------------------------
 
 
+@contextlib.contextmanager
+def on_one_cpu() -> Iterator[None]:
+    """This thread, and the threads it starts meanwhile (the stores'), on one CPU.
+
+    A read of a tenth of a millisecond is half the hand-over to a store's thread and back. How
+    long that takes depends on where the operating system runs that thread: two services whose
+    reads run the very same statements (two pools of the same shape) differed by 1.3x, steadily,
+    when their threads were free to move, and by under 5 % on one CPU."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+async def read_in_turn(
+    reads: dict[str, Callable[[], Awaitable[Any]]], count: int
+) -> dict[str, list[float]]:
+    """Each read ``count`` times, one of each in turn (the order reversed every other turn);
+    each one's latencies in milliseconds.
+
+    What a read of a tenth of a millisecond costs moves by 2x with what else the shared machine
+    runs, the CPU time of the store's batch included: a round of one size after the other could
+    land each on a different side of such a move. Taken in turn, both sizes are sampled over the
+    same stretch of time."""
+    latencies: dict[str, list[float]] = {name: [] for name in reads}
+    for turn in range(count):
+        for name in in_turn(turn + 1, list(reads)):
+            started = time.perf_counter()
+            await reads[name]()
+            latencies[name].append(1000 * (time.perf_counter() - started))
+    return latencies
+
+
 async def row_entries(args: argparse.Namespace, workdir: Path, report: Report) -> None:
     entries = args.large_entries
     what = f"ledger entries in one pool: 100 -> {entries:,}"
@@ -345,19 +382,22 @@ async def row_entries(args: argparse.Namespace, workdir: Path, report: Report) -
     opened: dict[str, Services] = {}
     rounds = Rounds()
     try:
-        for size, shape in shapes.items():
-            opened[size] = await open_pool(workdir / f"entries-{size}.db", shape, args)
-        for number in range(1, args.rounds + 1):
-            for size in in_turn(number, ("small", "large")):
-                revenue = functools.partial(
-                    opened[size].credits.revenue, POOL_CUSTOMER, POOL_CURRENCY
-                )
-                await read_many(revenue, max(1, args.reads // 10))  # unmeasured
-                latency = quantile(await read_many(revenue, args.reads), 0.5)
-                rounds.add(size, "revenue", latency)
-                say(f"entries round {number}, {size}: revenue p50 {latency:.3f} ms")
-        for size, shape in shapes.items():
-            await verify_pool(opened[size], shape, args.warmup)
+        with on_one_cpu():  # this thread and the stores' threads, started here
+            for size, shape in shapes.items():
+                opened[size] = await open_pool(workdir / f"entries-{size}.db", shape, args)
+            revenue = {
+                size: functools.partial(services.credits.revenue, POOL_CUSTOMER, POOL_CURRENCY)
+                for size, services in opened.items()
+            }
+            for number in range(1, args.rounds + 1):
+                await read_in_turn(revenue, max(1, args.reads // 10))  # unmeasured
+                latencies = await read_in_turn(revenue, args.reads)
+                for size in shapes:
+                    latency = quantile(latencies[size], 0.5)
+                    rounds.add(size, "revenue", latency)
+                    say(f"entries round {number}, {size}: revenue p50 {latency:.3f} ms")
+            for size, shape in shapes.items():
+                await verify_pool(opened[size], shape, args.warmup)
     finally:
         for services in opened.values():
             services.close()

@@ -270,6 +270,26 @@ def test_a_debit_runs_as_many_statements_whatever_the_pools_history(
 
 
 @pytest.mark.sqlite_file
+def test_revenue_of_a_kept_pool_reads_and_writes_no_table_whatever_its_history(
+    open_services: Callable[[str], Services],
+) -> None:
+    ran = []
+    for name, (used_up, live) in (("short", SMALL), ("long", LARGE)):
+        services = open_services(name)
+        build(services, used_up, live)
+        debit(services, 1, "warm")
+        revenue = services.credits.revenue
+        ran.append(statements_of(services, lambda r=revenue: asyncio.run(r(CUSTOMER, CURRENCY))))
+    short, long = ran
+    assert short == long
+    # Only the batch's own statements: the pool, its row and its figures are kept in memory,
+    # and a read that changes nothing stores nothing.
+    tables = ("credit_", "ledger_", "customers", "change_log (")
+    assert not [sql for sql in long if any(table in sql for table in tables)]
+    assert not [sql for sql in long if sql.startswith(("INSERT", "UPDATE", "DELETE"))]
+
+
+@pytest.mark.sqlite_file
 def test_a_pool_loaded_from_the_tables_reads_its_live_grants_through_their_index(
     open_services: Callable[[str], Services], tmp_path: Path
 ) -> None:
