@@ -7,8 +7,12 @@ batched jobs on the storage port inside ``Runtime.run`` (pools as ``pool_scale.p
 usage events through ``record_usage``, entities and budgets, customers and subscriptions). Then,
 in each of ``--rounds`` rounds, it measures the small and the large one in turn (the order
 reversed every other round, so that noise on the shared machine hits both) and reports the
-median of the rounds. Each row runs in a fresh process of its own (``--one-process``: all in
-this one), so that no row's garbage, caches or frozen objects weigh on another's figures:
+median of the rounds. Writes under load (debits, enforced reports) run in ``CHUNKS`` chunks per
+round, the two sizes' chunks in turn (``chunks_in_turn``), and reads of a fraction of a
+millisecond one of each in turn (``read_in_turn``): the machine changes pace by up to 2x from
+one moment to the next, and each size is sampled over the same stretch of it. Each row runs
+in a fresh process of its own (``--one-process``: all in this one), so that no row's garbage,
+caches or frozen objects weigh on another's figures:
 
 - ``grants``, live credit grants in one pool, 10 -> 10,000: debits per second and CPU per debit;
   the pool read (``CreditService.balance``) p50, also per live grant listed, since it lists
@@ -67,7 +71,7 @@ from gc_pauses import RELOAD_EVERY, PauseClock, churn, percentile
 from gc_pauses import seed as seed_customers
 from pool_scale import CURRENCY as POOL_CURRENCY
 from pool_scale import CUSTOMER as POOL_CUSTOMER
-from pool_scale import Measured, Shape, measure_round, open_pool, quantile
+from pool_scale import Shape, debit_many, open_pool, quantile
 from pool_scale import verify as verify_pool
 from usage_growth import prune_past_retention, report_usage, table_bytes
 
@@ -97,7 +101,7 @@ MIB = 1024 * 1024
 USAGE_FEATURE = "calls"
 USAGE_CUSTOMER = "customer-0"
 KEY_CUSTOMERS = 100  # the keys row spreads its reports over this many, as usage_growth does
-KEY_CHUNKS = 4  # the keys row's rounds: chunks of reports, the two sizes' in turn
+CHUNKS = 4  # a round's writes, in this many chunks, the sizes' chunks in turn
 
 BUDGET_LIMIT = 10**9 * UNIT  # far more than any run reports
 GROUP_SIZE = 100  # the entities row: a group entity per 99 leaves, two levels deep
@@ -215,6 +219,38 @@ async def many(count: int, concurrency: int, one: Callable[[int], Awaitable[None
     return latencies
 
 
+@dataclass
+class Taken:
+    """What one size's chunks of a round took: wall and CPU seconds, and each request's
+    latency in milliseconds."""
+
+    seconds: float = 0.0
+    cpu: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def chunks_in_turn(
+    number: int, runs: dict[str, Callable[[int], Awaitable[list[float]]]]
+) -> dict[str, Taken]:
+    """Round ``number`` of each size's work in ``CHUNKS`` chunks (``runs[size](chunk)``, which
+    answers its latencies), the sizes' chunks in turn, the order reversed every chunk.
+
+    The shared machine changes pace by up to 2x from one moment to the next, the CPU a request
+    takes included. Measured one size after the other, each size's second or so could land on a
+    different side of such a change (the same code once measured 0.74x, small against large);
+    in turn, both sizes are sampled over the same stretch of time."""
+    taken = {size: Taken() for size in runs}
+    for chunk in range(CHUNKS):
+        for size in in_turn(number + chunk, list(runs)):
+            clock = Stopwatch()
+            latencies = await runs[size](chunk)
+            seconds, cpu = clock.read()
+            taken[size].seconds += seconds
+            taken[size].cpu += cpu
+            taken[size].latencies += latencies
+    return taken
+
+
 def checkpoint(path: Path) -> None:
     """Fold what building wrote into the database file, so that no measurement pays for the
     checkpoint of the build's write-ahead log."""
@@ -290,6 +326,14 @@ async def seed_usage_catalog(path: Path, customers: int) -> None:
 # --- Row: live grants in one pool ------------------------------------------------------------
 
 
+async def pool_read(services: Services) -> object:
+    return await services.credits.balance(POOL_CUSTOMER, POOL_CURRENCY)
+
+
+async def ledger_page(services: Services) -> object:
+    return await services.credits.ledger(POOL_CUSTOMER, POOL_CURRENCY, None, 100)
+
+
 async def row_grants(args: argparse.Namespace, workdir: Path, report: Report) -> None:
     what = f"live credit grants in one pool: 10 -> {args.large_grants:,}"
     shapes = {
@@ -302,23 +346,43 @@ async def row_grants(args: argparse.Namespace, workdir: Path, report: Report) ->
         for size, shape in shapes.items():
             opened[size] = await open_pool(workdir / f"grants-{size}.db", shape, args)
         prefix = "g" + os.urandom(4).hex()
+        per_chunk = max(1, args.debits // CHUNKS)
+        debited = per_chunk * CHUNKS
         for number in range(1, args.rounds + 1):
-            for size in in_turn(number, ("small", "large")):
-                measured = Measured(shapes[size], 0, 0.0, 0.0, [])
-                await measure_round(opened[size], measured, args, f"{prefix}-{number}")
-                pool_read = quantile(measured.reads_ms["pool read"], 0.5)
-                rounds.add(size, "debits/s", measured.per_second)
-                rounds.add(size, "cpu", measured.cpu_us_per_debit)
-                rounds.add(size, "pool read", pool_read)
-                rounds.add(size, "per grant", 1000 * pool_read / shapes[size].live)
-                rounds.add(size, "ledger", quantile(measured.reads_ms["ledger page"], 0.5))
+
+            def debits(
+                services: Services, number: int = number
+            ) -> Callable[[int], Awaitable[list[float]]]:
+                async def chunk(chunk: int) -> list[float]:
+                    tag = f"{prefix}-{number}-{chunk}"
+                    return await debit_many(services, tag, per_chunk, args.concurrency)
+
+                return chunk
+
+            taken = await chunks_in_turn(
+                number, {size: debits(services) for size, services in opened.items()}
+            )
+            reads: dict[str, dict[str, list[float]]] = {}
+            for name, read in (("pool read", pool_read), ("ledger", ledger_page)):
+                each = {
+                    size: functools.partial(read, services) for size, services in opened.items()
+                }
+                await read_in_turn(each, max(1, args.reads // 10))  # unmeasured
+                reads[name] = await read_in_turn(each, args.reads)
+            for size, took in taken.items():
+                pool_p50 = quantile(reads["pool read"][size], 0.5)
+                rounds.add(size, "debits/s", debited / took.seconds)
+                rounds.add(size, "cpu", 1e6 * took.cpu / debited)
+                rounds.add(size, "pool read", pool_p50)
+                rounds.add(size, "per grant", 1000 * pool_p50 / shapes[size].live)
+                rounds.add(size, "ledger", quantile(reads["ledger"][size], 0.5))
                 say(
-                    f"grants round {number}, {size}: {measured.per_second:,.0f} debits/s, "
-                    f"{measured.cpu_us_per_debit:,.0f} us CPU/debit, pool read p50 "
-                    f"{pool_read:.2f} ms"
+                    f"grants round {number}, {size}: {debited / took.seconds:,.0f} debits/s, "
+                    f"{1e6 * took.cpu / debited:,.0f} us CPU/debit, pool read p50 "
+                    f"{pool_p50:.2f} ms"
                 )
         for size, shape in shapes.items():
-            await verify_pool(opened[size], shape, args.warmup + args.rounds * args.debits)
+            await verify_pool(opened[size], shape, args.warmup + args.rounds * debited)
     finally:
         for services in opened.values():
             services.close()
@@ -478,14 +542,11 @@ async def check_everyone(
     await many(len(everyone), concurrency, one)
 
 
-async def entity_round(
-    database: EntityDatabase,
-    size: str,
-    number: int,
-    reports: int,
-    args: argparse.Namespace,
-    rounds: Rounds,
-) -> None:
+async def entity_restart(
+    database: EntityDatabase, size: str, number: int, args: argparse.Namespace, rounds: Rounds
+) -> str:
+    """A restart, the first check of a leaf after it, and every entity checked once: added to
+    ``rounds``; what to say of them."""
     tree = database.tree
     # A restart: the first check of an entity loads the customer (tree and budgets) anew.
     database.services.close()
@@ -505,35 +566,46 @@ async def entity_round(
     rounds.add(size, "check all", 1000 * checking)
     rounds.add(size, "check each", 1e6 * checking / everyone)
     rounds.add(size, "check each cpu", 1e6 * checking_cpu / everyone)
+    return f"first check {first:.1f} ms, every entity {1000 * checking:,.0f} ms"
 
-    # Enforced usage, rotating over every leaf.
-    prefix = f"e{os.urandom(4).hex()}-{number}"
-    start = database.next_leaf
-    database.next_leaf += reports
 
-    async def one(index: int) -> None:
-        entity = tree.leaves[(start + index) % len(tree.leaves)]
-        report = UsageReport(
-            customer=USAGE_CUSTOMER,
-            feature=USAGE_FEATURE,
-            amount=UNIT,
-            idempotency_key=f"{prefix}-{index}",
-            entity=entity,
-            enforce=True,
-        )
-        outcome = await services.usage.report(report)
-        if not outcome.recorded or len(outcome.answer.budgets) != 2:
-            raise BenchError(f"usage for {entity} was not recorded as meant: {outcome!r}")
-        database.reported[entity] += 1
+def entity_reports(
+    database: EntityDatabase, number: int, per_chunk: int, args: argparse.Namespace
+) -> Callable[[int], Awaitable[list[float]]]:
+    """A chunk of enforced reports, the leaves taken in rotation from where the last left off."""
+    tree = database.tree
 
-    clock = Stopwatch()
-    latencies = await many(reports, args.concurrency, one)
-    seconds, cpu = clock.read()
-    rounds.add(size, "reports/s", reports / seconds)
-    rounds.add(size, "report cpu", 1e6 * cpu / reports)
-    rounds.add(size, "report p50", quantile(latencies, 0.5))
+    async def chunk(chunk: int) -> list[float]:
+        prefix = f"e{os.urandom(4).hex()}-{number}-{chunk}"
+        start = database.next_leaf
+        database.next_leaf += per_chunk
+        services = database.services
 
-    # A leaf's PUT that changes its name, one at a time.
+        async def one(index: int) -> None:
+            entity = tree.leaves[(start + index) % len(tree.leaves)]
+            report = UsageReport(
+                customer=USAGE_CUSTOMER,
+                feature=USAGE_FEATURE,
+                amount=UNIT,
+                idempotency_key=f"{prefix}-{index}",
+                entity=entity,
+                enforce=True,
+            )
+            outcome = await services.usage.report(report)
+            if not outcome.recorded or len(outcome.answer.budgets) != 2:
+                raise BenchError(f"usage for {entity} was not recorded as meant: {outcome!r}")
+            database.reported[entity] += 1
+
+        return await many(per_chunk, args.concurrency, one)
+
+    return chunk
+
+
+async def entity_puts(
+    database: EntityDatabase, size: str, number: int, args: argparse.Namespace, rounds: Rounds
+) -> float:
+    """``--writes`` leaf PUTs that change its name, one at a time: their p50."""
+    tree, services = database.tree, database.services
     puts = []
     for k in range(args.writes):
         leaf = tree.leaves[(number * args.writes + k) % len(tree.leaves)]
@@ -546,11 +618,7 @@ async def entity_round(
         if created or view.name != name:
             raise BenchError(f"PUT of entity {leaf} answered {view!r}")
     rounds.add(size, "put", quantile(puts, 0.5))
-    say(
-        f"entities round {number}, {size}: first check {first:.1f} ms, every entity "
-        f"{1000 * checking:,.0f} ms; {reports / seconds:,.0f} reports/s, "
-        f"{1e6 * cpu / reports:,.0f} us CPU/report; leaf PUT p50 {quantile(puts, 0.5):.2f} ms"
-    )
+    return quantile(puts, 0.5)
 
 
 async def verify_budgets(database: EntityDatabase, concurrency: int) -> None:
@@ -583,10 +651,30 @@ async def row_entities(args: argparse.Namespace, workdir: Path, report: Report) 
         for size, entities in sizes.items():
             databases[size] = await build_entities(workdir / f"entities-{size}.db", entities)
         # The same number of reports at both sizes, enough to report once for every large leaf.
-        reports = max(args.reports, len(databases["large"].tree.leaves))
+        per_chunk = -(-max(args.reports, len(databases["large"].tree.leaves)) // CHUNKS)
+        reports = per_chunk * CHUNKS
         for number in range(1, args.rounds + 1):
+            said: dict[str, str] = {}
             for size in in_turn(number, ("small", "large")):
-                await entity_round(databases[size], size, number, reports, args, rounds)
+                said[size] = await entity_restart(databases[size], size, number, args, rounds)
+            taken = await chunks_in_turn(
+                number,
+                {
+                    size: entity_reports(database, number, per_chunk, args)
+                    for size, database in databases.items()
+                },
+            )
+            for size in in_turn(number, ("small", "large")):
+                took = taken[size]
+                rounds.add(size, "reports/s", reports / took.seconds)
+                rounds.add(size, "report cpu", 1e6 * took.cpu / reports)
+                rounds.add(size, "report p50", quantile(took.latencies, 0.5))
+                put = await entity_puts(databases[size], size, number, args, rounds)
+                say(
+                    f"entities round {number}, {size}: {said[size]}; "
+                    f"{reports / took.seconds:,.0f} reports/s, {1e6 * took.cpu / reports:,.0f} us "
+                    f"CPU/report; leaf PUT p50 {put:.2f} ms"
+                )
         for database in databases.values():
             await verify_budgets(database, args.concurrency)
     finally:
@@ -617,7 +705,8 @@ async def row_entities(args: argparse.Namespace, workdir: Path, report: Report) 
         f"{len(Tree.of(args.large_entities).leaves):,} leaves), a hard monthly budget on every "
         f"entity. Each round: restart (close, open on the same file) and time the first check "
         f"of a leaf; check every entity once ({args.concurrency} in flight); {reports:,} "
-        f"enforced reports rotating over the leaves ({args.concurrency} in flight); "
+        f"enforced reports rotating over the leaves ({args.concurrency} in flight; in {CHUNKS} "
+        f"chunks, the sizes' chunks in turn); "
         f"{args.writes} leaf PUTs one at a time."
     )
 
@@ -748,8 +837,8 @@ async def row_keys(args: argparse.Namespace, workdir: Path, report: Report) -> N
     sizes = {"small": args.small_keys, "large": args.large_keys}
     what = f"idempotency keys: {args.small_keys:,} -> {args.large_keys:,}"
     # Every measured report stores a key too: at most the small size's count per round.
-    per_chunk = max(1, min(args.reports, args.small_keys) // KEY_CHUNKS)
-    per_round = per_chunk * KEY_CHUNKS
+    per_chunk = max(1, min(args.reports, args.small_keys) // CHUNKS)
+    per_round = per_chunk * CHUNKS
     base = workdir / "keys-seeded.db"
     await seed_usage_catalog(base, KEY_CUSTOMERS)
     prune_past_retention(base)
@@ -770,37 +859,33 @@ async def row_keys(args: argparse.Namespace, workdir: Path, report: Report) -> N
             warm = functools.partial(warm_key, services, f"{prefix}-0")
             await many(args.warmup, args.concurrency, warm)
         for number in range(1, args.rounds + 1):
-            took: dict[str, list[tuple[float, float]]] = defaultdict(list)
-            latencies: dict[str, list[float]] = defaultdict(list)
-            # The round's reports in chunks, the sizes' chunks in turn: what the shared machine
-            # runs meanwhile weighs on both sizes alike (a round of a tenth of a second each,
-            # one size after the other, could land each on a different side of a change).
-            for chunk in range(KEY_CHUNKS):
-                for size in in_turn(number + chunk, ("small", "large")):
-                    services = opened[size]
+
+            def reports(
+                services: Services, number: int = number
+            ) -> Callable[[int], Awaitable[list[float]]]:
+                async def chunk(chunk: int) -> list[float]:
                     tag = f"{prefix}-{number}-{chunk}"
 
-                    async def one(
-                        index: int, services: Services = services, tag: str = tag
-                    ) -> None:
+                    async def one(index: int) -> None:
                         outcome = await services.usage.report(key_report(f"{tag}-{index}", index))
                         if not outcome.recorded or outcome.replayed:
                             raise BenchError(f"report {tag}-{index}: {outcome!r}")
 
-                    clock = Stopwatch()
-                    latencies[size] += await many(per_chunk, args.concurrency, one)
-                    took[size].append(clock.read())
-            for size in in_turn(number, ("small", "large")):
-                seconds = sum(wall for wall, _ in took[size])
-                cpu = sum(cpu for _, cpu in took[size])
-                reported = per_chunk * KEY_CHUNKS
-                rounds.add(size, "reports/s", reported / seconds)
-                rounds.add(size, "cpu", 1e6 * cpu / reported)
-                rounds.add(size, "p50", quantile(latencies[size], 0.5))
+                    return await many(per_chunk, args.concurrency, one)
+
+                return chunk
+
+            taken = await chunks_in_turn(
+                number, {size: reports(services) for size, services in opened.items()}
+            )
+            for size, took in taken.items():
+                rounds.add(size, "reports/s", per_round / took.seconds)
+                rounds.add(size, "cpu", 1e6 * took.cpu / per_round)
+                rounds.add(size, "p50", quantile(took.latencies, 0.5))
                 say(
-                    f"keys round {number}, {size}: {reported / seconds:,.0f} reports/s, "
-                    f"{1e6 * cpu / reported:,.0f} us CPU/report, p50 "
-                    f"{quantile(latencies[size], 0.5):.2f} ms"
+                    f"keys round {number}, {size}: {per_round / took.seconds:,.0f} reports/s, "
+                    f"{1e6 * took.cpu / per_round:,.0f} us CPU/report, p50 "
+                    f"{quantile(took.latencies, 0.5):.2f} ms"
                 )
         for size, services in opened.items():  # a replay is answered from its key
             outcome = await services.usage.report(key_report(f"{prefix}-1-0-0", 0))
@@ -827,7 +912,7 @@ async def row_keys(args: argparse.Namespace, workdir: Path, report: Report) -> N
     report.notes.append(
         f"keys: reports as usage_growth.py makes them ({KEY_CUSTOMERS} customers, a new key "
         f"each, {args.concurrency} in flight); {args.warmup:,} unmeasured, then each round "
-        f"{per_round:,} measured reports in {KEY_CHUNKS} chunks, the sizes' chunks in turn, so "
+        f"{per_round:,} measured reports in {CHUNKS} chunks, the sizes' chunks in turn, so "
         f"the small size holds {args.small_keys + args.warmup:,} to "
         f"{args.small_keys + args.warmup + args.rounds * per_round:,} keys as it is measured. "
         f"Bytes: what the "
@@ -1049,7 +1134,8 @@ def print_report(args: argparse.Namespace, report: Report, seconds: float) -> No
     print(
         f"rows: {', '.join(report.done) or 'none'}"
         f"{', each in a fresh process' if apart else ''}; {args.rounds} round(s), small and "
-        f"large in turn (order reversed every other round), medians of the rounds; run took "
+        f"large in turn (order reversed every other round; writes in {CHUNKS} chunks, reads one "
+        f"at a time, the sizes' in turn), medians of the rounds; run took "
         f"{seconds:.0f}s"
     )
     print()
