@@ -33,6 +33,7 @@ from allotment.storage.jobs import (
     DEFAULT_LOG_RETENTION,
     DEFAULT_USAGE_KEY_RETENTION,
     FOLLOW_INTERVAL_SECONDS,
+    PRUNE_BACKLOG_PAUSE_SECONDS,
     PRUNE_CHUNK,
     PRUNE_INTERVAL_SECONDS,
     JobQueue,
@@ -143,7 +144,8 @@ class MemoryStore:
                     self._follow()
             if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
                 self._last_prune = time.monotonic()
-                self.prune()
+                if self.prune() == PRUNE_CHUNK:  # more may be due: as the SQLite store does
+                    self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
         except Exception:
             log.exception("following the change log failed; trying again")
 

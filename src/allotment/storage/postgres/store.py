@@ -215,20 +215,25 @@ class PostgresStore:
 
     def _prune(self) -> None:
         """As the SQLite store prunes: a chunk of the log and of the usage reports' idempotency
-        records past their retention, in one short transaction."""
+        records past their retention, in one short transaction; again after a short pause while
+        more of either is due."""
         self._last_prune = time.monotonic()
         now = datetime.now(UTC)
+        cutoff = to_epoch_micros(now - self.log_retention)
         connection = self._connection
         with connection.transaction():
-            connection.execute(
-                "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
-                " AND seq <= (SELECT MIN(seq) FROM change_log) + %s AND written_at < %s",
-                (PRUNE_CHUNK, to_epoch_micros(now - self.log_retention)),
-            )
+            log_behind = False
+            if _log_due(connection, cutoff):
+                connection.execute(
+                    "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
+                    " AND seq < (SELECT MIN(seq) FROM change_log) + %s AND written_at < %s",
+                    (PRUNE_CHUNK, cutoff),
+                )
+                log_behind = _log_due(connection, cutoff)
             records = PostgresOutcomes(connection).prune_usage(
                 now - self.usage_key_retention, USAGE_KEY_PRUNE_CHUNK
             )
-        if records == USAGE_KEY_PRUNE_CHUNK:
+        if log_behind or records == USAGE_KEY_PRUNE_CHUNK:
             self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
 
     def _run_batch(self, batch: list[Pending]) -> None:
@@ -328,6 +333,17 @@ class PostgresStore:
                 return (pending, None, job_error)
             return (pending, result, None)
         raise AssertionError("unreachable: the last attempt returns")
+
+
+def _log_due(connection: Db, cutoff: int) -> bool:
+    """Whether the log's oldest entry, the newest aside (it is never pruned), was written before
+    ``cutoff``: two reads at the ends of the log's key. The DELETE reads every row of its range
+    to test its age, so it runs only when this says some are due."""
+    row = connection.execute(
+        "SELECT written_at FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
+        " ORDER BY seq LIMIT 1"
+    ).fetchone()
+    return row is not None and int(row[0]) < cutoff
 
 
 def _logged(connection: Db, after: int, limit: int, below: int | None = None) -> list[LoggedChange]:

@@ -222,18 +222,25 @@ class SqliteStore:
     def _prune(self) -> None:
         """Drop log entries and usage reports' idempotency records older than their retention,
         a chunk of each in one short transaction; the log's newest entry stays, so the next
-        revision is known whatever is pruned. While whole chunks of records were due, come back
-        after a short pause rather than a minute."""
+        revision is known whatever is pruned. While more of either is due, come back after a
+        short pause rather than a minute: a service that writes more than a chunk a minute
+        would otherwise keep its log for ever."""
         self._last_prune = time.monotonic()
         now = datetime.now(UTC)
+        cutoff = to_epoch_micros(now - self.log_retention)
         connection = self._connection
         _begin_immediate(connection)
         try:
-            connection.execute(
-                "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
-                " AND seq <= (SELECT MIN(seq) FROM change_log) + ? AND written_at < ?",
-                (PRUNE_CHUNK, to_epoch_micros(now - self.log_retention)),
-            )
+            # The DELETE reads every row of its range to test its age: run only when the
+            # oldest is due, so that a minute with nothing due reads one row, not a chunk.
+            log_behind = False
+            if _log_due(connection, cutoff):
+                connection.execute(
+                    "DELETE FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
+                    " AND seq < (SELECT MIN(seq) FROM change_log) + ? AND written_at < ?",
+                    (PRUNE_CHUNK, cutoff),
+                )
+                log_behind = _log_due(connection, cutoff)
             records = SqliteOutcomes(connection).prune_usage(
                 now - self.usage_key_retention, USAGE_KEY_PRUNE_CHUNK
             )
@@ -241,7 +248,7 @@ class SqliteStore:
         except Exception:
             connection.execute("ROLLBACK")
             raise
-        if records == USAGE_KEY_PRUNE_CHUNK:
+        if log_behind or records == USAGE_KEY_PRUNE_CHUNK:
             self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
 
     def _run_batch(self, batch: list[Pending]) -> None:
@@ -379,6 +386,16 @@ def _connect(
     # version is copied), at the price of a larger log file between checkpoints.
     connection.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
     return connection
+
+
+def _log_due(connection: sqlite3.Connection, cutoff: int) -> bool:
+    """Whether the log's oldest entry, the newest aside (it is never pruned), was written before
+    ``cutoff``: two reads at the ends of the log's key."""
+    row = connection.execute(
+        "SELECT written_at FROM change_log WHERE seq < (SELECT MAX(seq) FROM change_log)"
+        " ORDER BY seq LIMIT 1"
+    ).fetchone()
+    return row is not None and int(row[0]) < cutoff
 
 
 def _logged(connection: sqlite3.Connection, after: int, limit: int) -> list[LoggedChange]:
