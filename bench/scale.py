@@ -8,9 +8,11 @@ usage events through ``record_usage``, entities and budgets, customers and subsc
 in each of ``--rounds`` rounds, it measures the small and the large one in turn (the order
 reversed every other round, so that noise on the shared machine hits both) and reports the
 median of the rounds. Writes under load (debits, enforced reports) run in ``CHUNKS`` chunks per
-round, the two sizes' chunks in turn (``chunks_in_turn``), and reads of a fraction of a
-millisecond one of each in turn (``read_in_turn``): the machine changes pace by up to 2x from
-one moment to the next, and each size is sampled over the same stretch of it. Each row runs
+round, the two sizes' chunks in turn (``chunks_in_turn``), and the grants and entries rows'
+reads of a fraction of a millisecond one of each in turn (``read_in_turn``): the machine
+changes pace by up to 2x from one moment to the next, and each size is sampled over the same
+stretch of it. The other figures (the entities row's restart, checks and PUTs, the events row's
+PUTs, the checks from memory) are still taken one size after the other, in rounds. Each row runs
 in a fresh process of its own (``--one-process``: all in this one), so that no row's garbage,
 caches or frozen objects weigh on another's figures:
 
@@ -59,7 +61,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,11 +355,11 @@ async def row_grants(args: argparse.Namespace, workdir: Path, report: Report) ->
             def debits(
                 services: Services, number: int = number
             ) -> Callable[[int], Awaitable[list[float]]]:
-                async def chunk(chunk: int) -> list[float]:
-                    tag = f"{prefix}-{number}-{chunk}"
+                async def run_chunk(chunk_index: int) -> list[float]:
+                    tag = f"{prefix}-{number}-{chunk_index}"
                     return await debit_many(services, tag, per_chunk, args.concurrency)
 
-                return chunk
+                return run_chunk
 
             taken = await chunks_in_turn(
                 number, {size: debits(services) for size, services in opened.items()}
@@ -405,10 +407,13 @@ async def row_grants(args: argparse.Namespace, workdir: Path, report: Report) ->
 def on_one_cpu() -> Iterator[None]:
     """This thread, and the threads it starts meanwhile (the stores'), on one CPU.
 
-    A read of a tenth of a millisecond is half the hand-over to a store's thread and back. How
+    Half of a read of a tenth of a millisecond is the hand-over to a store's thread and back. How
     long that takes depends on where the operating system runs that thread: two services whose
     reads run the very same statements (two pools of the same shape) differed by 1.3x, steadily,
     when their threads were free to move, and by under 5 % on one CPU."""
+    if not hasattr(os, "sched_setaffinity"):  # Linux only: elsewhere, where they fall
+        yield
+        return
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:
@@ -418,7 +423,7 @@ def on_one_cpu() -> Iterator[None]:
 
 
 async def read_in_turn(
-    reads: dict[str, Callable[[], Awaitable[Any]]], count: int
+    reads: Mapping[str, Callable[[], Awaitable[object]]], count: int
 ) -> dict[str, list[float]]:
     """Each read ``count`` times, one of each in turn (the order reversed every other turn);
     each one's latencies in milliseconds.
@@ -575,8 +580,8 @@ def entity_reports(
     """A chunk of enforced reports, the leaves taken in rotation from where the last left off."""
     tree = database.tree
 
-    async def chunk(chunk: int) -> list[float]:
-        prefix = f"e{os.urandom(4).hex()}-{number}-{chunk}"
+    async def run_chunk(chunk_index: int) -> list[float]:
+        prefix = f"e{os.urandom(4).hex()}-{number}-{chunk_index}"
         start = database.next_leaf
         database.next_leaf += per_chunk
         services = database.services
@@ -598,7 +603,7 @@ def entity_reports(
 
         return await many(per_chunk, args.concurrency, one)
 
-    return chunk
+    return run_chunk
 
 
 async def entity_puts(
@@ -863,8 +868,8 @@ async def row_keys(args: argparse.Namespace, workdir: Path, report: Report) -> N
             def reports(
                 services: Services, number: int = number
             ) -> Callable[[int], Awaitable[list[float]]]:
-                async def chunk(chunk: int) -> list[float]:
-                    tag = f"{prefix}-{number}-{chunk}"
+                async def run_chunk(chunk_index: int) -> list[float]:
+                    tag = f"{prefix}-{number}-{chunk_index}"
 
                     async def one(index: int) -> None:
                         outcome = await services.usage.report(key_report(f"{tag}-{index}", index))
@@ -873,7 +878,7 @@ async def row_keys(args: argparse.Namespace, workdir: Path, report: Report) -> N
 
                     return await many(per_chunk, args.concurrency, one)
 
-                return chunk
+                return run_chunk
 
             taken = await chunks_in_turn(
                 number, {size: reports(services) for size, services in opened.items()}
@@ -1241,6 +1246,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("the large sizes must be at least the small ones (10, 100, 10)")
     if "events" in args.rows and args.small_events < MEASURED_EVENTS * args.rounds:
         parser.error(f"--small-events must hold {MEASURED_EVENTS} events per round")
+    for name in ("debits", "reports", "small-keys"):  # each round's writes go in CHUNKS chunks
+        if getattr(args, name.replace("-", "_")) < CHUNKS:
+            parser.error(f"--{name} must be at least {CHUNKS}")
     if args.large_customers < args.small_customers:
         parser.error("--large-customers must be at least --small-customers")
     return args

@@ -6,9 +6,10 @@ log's oldest entry only, never a chunk of rows."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,14 @@ import pytest
 import allotment.storage.memory.store
 import allotment.storage.sqlite.store
 from allotment.domain.changes import CustomerChanged
+from allotment.domain.timefmt import to_epoch_micros
 from allotment.service.ports import Store, UnitOfWork
 from allotment.storage.memory import MemoryDatabase, MemoryStore
 from allotment.storage.sqlite import SqliteStore
 
 CHUNK = 50
 WRITTEN = 4 * CHUNK + 30  # five passes of the pruner, the newest entry kept
+AGED = 2 * CHUNK + 20  # the oldest entries, made older than a retention of an hour
 
 
 def write_log(store: Store, count: int) -> None:
@@ -76,10 +79,52 @@ def test_a_memory_log_chunks_behind_is_pruned_within_seconds(
         store.close()
 
 
+def two_hours_ago() -> int:
+    return to_epoch_micros(datetime.now(UTC) - timedelta(hours=2))
+
+
+@pytest.mark.sqlite_file
+def test_a_sqlite_log_prunes_what_is_due_in_passes_then_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(allotment.storage.sqlite.store, "PRUNE_CHUNK", CHUNK)
+    path = tmp_path / "log.db"
+    writer = SqliteStore(path)
+    try:
+        write_log(writer, WRITTEN)
+    finally:
+        writer.close()
+    with sqlite3.connect(path) as db:  # the first AGED entries (seq 1 to AGED) two hours old
+        db.execute("UPDATE change_log SET written_at = ? WHERE seq <= ?", (two_hours_ago(), AGED))
+    store = SqliteStore(path, log_retention=timedelta(hours=1))
+    try:
+        # Three passes, a short pause apart: what is due goes, what is not stays.
+        wait_for_bounds(store, (AGED + 1, WRITTEN))
+        # Caught up, the pruner waits a minute: no pass while jobs keep running.
+        ran = statements_during(store, seconds=0.5)
+        assert not [sql for sql in ran if "FROM change_log" in sql], ran
+    finally:
+        store.close()
+
+
+def statements_during(store: SqliteStore, seconds: float) -> list[str]:
+    """The statements the store's thread runs while jobs run for ``seconds``."""
+    ran: list[str] = []
+    store._connection.set_trace_callback(ran.append)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            store.run_blocking(lambda uow: None)
+            time.sleep(0.01)
+    finally:
+        store._connection.set_trace_callback(None)
+    return ran
+
+
 def statements_of_a_prune(store: SqliteStore, between: Callable[[], None]) -> list[str]:
     """The statements the store's thread runs while ``between`` makes a pass of the pruner due
-    and two jobs run: the first job's batch is followed by the pass, which ends before the
-    second job's batch begins."""
+    and two jobs run: a pass runs after the first job's batch at the latest (or when the
+    queue is idle before it), and ends before the second job's batch begins."""
     ran: list[str] = []
     store._connection.set_trace_callback(ran.append)
     try:

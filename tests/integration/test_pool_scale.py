@@ -270,7 +270,7 @@ def test_a_debit_runs_as_many_statements_whatever_the_pools_history(
 
 
 @pytest.mark.sqlite_file
-def test_revenue_of_a_kept_pool_reads_and_writes_no_table_whatever_its_history(
+def test_revenue_of_a_kept_pool_touches_none_of_its_tables_whatever_its_history(
     open_services: Callable[[str], Services],
 ) -> None:
     ran = []

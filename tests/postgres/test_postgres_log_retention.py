@@ -1,5 +1,5 @@
 """A PostgreSQL store prunes a log that is chunks behind its retention within seconds: a chunk
-per pass, the next pass after a short pause rather than a minute."""
+per pass, the next pass after a short pause rather than a minute, and only what is due."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 
 import allotment.storage.postgres.store
 from allotment.storage.postgres import PostgresStore
-from tests.integration.test_change_log_retention import CHUNK, WRITTEN, wait_for_bounds, write_log
+from tests.integration.test_change_log_retention import (
+    AGED,
+    CHUNK,
+    WRITTEN,
+    two_hours_ago,
+    wait_for_bounds,
+    write_log,
+)
 
 
 def test_a_postgres_log_chunks_behind_is_pruned_within_seconds(
@@ -32,5 +39,29 @@ def test_a_postgres_log_chunks_behind_is_pruned_within_seconds(
     store = PostgresStore(migrated_postgres_url, log_retention=timedelta(0))
     try:
         wait_for_bounds(store, (newest, newest))
+    finally:
+        store.close()
+
+
+def test_a_postgres_log_prunes_what_is_due_and_keeps_the_rest(
+    migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(allotment.storage.postgres.store, "PRUNE_CHUNK", CHUNK)
+    writer = PostgresStore(migrated_postgres_url)
+    try:
+        write_log(writer, WRITTEN)
+    finally:
+        writer.close()
+    with psycopg.connect(migrated_postgres_url) as db:
+        row = db.execute("SELECT MIN(seq), MAX(seq) FROM change_log").fetchone()
+        assert row is not None
+        oldest, newest = row
+        db.execute(
+            "UPDATE change_log SET written_at = %s WHERE seq < %s",
+            (two_hours_ago(), oldest + AGED),
+        )
+    store = PostgresStore(migrated_postgres_url, log_retention=timedelta(hours=1))
+    try:
+        wait_for_bounds(store, (oldest + AGED, newest))
     finally:
         store.close()

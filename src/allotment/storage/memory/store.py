@@ -144,7 +144,7 @@ class MemoryStore:
                     self._follow()
             if time.monotonic() - self._last_prune >= PRUNE_INTERVAL_SECONDS:
                 self._last_prune = time.monotonic()
-                if self.prune() == PRUNE_CHUNK:  # more may be due: as the SQLite store does
+                if self.prune() == PRUNE_CHUNK:  # a whole chunk dropped: more may be due
                     self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
         except Exception:
             log.exception("following the change log failed; trying again")

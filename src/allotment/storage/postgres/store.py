@@ -234,7 +234,10 @@ class PostgresStore:
                 now - self.usage_key_retention, USAGE_KEY_PRUNE_CHUNK
             )
         if log_behind or records == USAGE_KEY_PRUNE_CHUNK:
-            self._last_prune -= PRUNE_INTERVAL_SECONDS - PRUNE_BACKLOG_PAUSE_SECONDS
+            # The pause counts from the pass's end: writes get the lock between two passes.
+            self._last_prune = (
+                time.monotonic() - PRUNE_INTERVAL_SECONDS + PRUNE_BACKLOG_PAUSE_SECONDS
+            )
 
     def _run_batch(self, batch: list[Pending]) -> None:
         while batch:
