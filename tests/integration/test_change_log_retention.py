@@ -35,6 +35,22 @@ def write_log(store: Store, count: int) -> None:
     store.run_blocking(job)
 
 
+def log_and_close(store: Store) -> None:
+    """``WRITTEN`` entries in the log, by a store that is then closed."""
+    try:
+        write_log(store, WRITTEN)
+    finally:
+        store.close()
+
+
+def prunes_to(store: Store, expected: tuple[int, int]) -> None:
+    """``store`` prunes its log to ``expected`` bounds within seconds; then it is closed."""
+    try:
+        wait_for_bounds(store, expected)
+    finally:
+        store.close()
+
+
 def wait_for_bounds(store: Store, expected: tuple[int, int]) -> None:
     deadline = time.monotonic() + 10  # a pass a minute would take four minutes
     while (bounds := asyncio.run(store.log_bounds())) != expected:
@@ -48,18 +64,10 @@ def test_a_sqlite_log_chunks_behind_is_pruned_within_seconds(
 ) -> None:
     monkeypatch.setattr(allotment.storage.sqlite.store, "PRUNE_CHUNK", CHUNK)
     path = tmp_path / "log.db"
-    writer = SqliteStore(path)
-    try:
-        write_log(writer, WRITTEN)
-    finally:
-        writer.close()
+    log_and_close(SqliteStore(path))
     # Every entry written before now is past a retention of 0: the store prunes soon after it
     # starts, a chunk per pass.
-    store = SqliteStore(path, log_retention=timedelta(0))
-    try:
-        wait_for_bounds(store, (WRITTEN, WRITTEN))
-    finally:
-        store.close()
+    prunes_to(SqliteStore(path, log_retention=timedelta(0)), (WRITTEN, WRITTEN))
 
 
 def test_a_memory_log_chunks_behind_is_pruned_within_seconds(
@@ -67,16 +75,8 @@ def test_a_memory_log_chunks_behind_is_pruned_within_seconds(
 ) -> None:
     monkeypatch.setattr(allotment.storage.memory.store, "PRUNE_CHUNK", CHUNK)
     database = MemoryDatabase()
-    writer = MemoryStore(database=database)
-    try:
-        write_log(writer, WRITTEN)
-    finally:
-        writer.close()
-    store = MemoryStore(timedelta(0), database)
-    try:
-        wait_for_bounds(store, (WRITTEN, WRITTEN))
-    finally:
-        store.close()
+    log_and_close(MemoryStore(database=database))
+    prunes_to(MemoryStore(timedelta(0), database), (WRITTEN, WRITTEN))
 
 
 def two_hours_ago() -> int:
@@ -89,11 +89,7 @@ def test_a_sqlite_log_prunes_what_is_due_in_passes_then_waits(
 ) -> None:
     monkeypatch.setattr(allotment.storage.sqlite.store, "PRUNE_CHUNK", CHUNK)
     path = tmp_path / "log.db"
-    writer = SqliteStore(path)
-    try:
-        write_log(writer, WRITTEN)
-    finally:
-        writer.close()
+    log_and_close(SqliteStore(path))
     with sqlite3.connect(path) as db:  # the first AGED entries (seq 1 to AGED) two hours old
         db.execute("UPDATE change_log SET written_at = ? WHERE seq <= ?", (two_hours_ago(), AGED))
     store = SqliteStore(path, log_retention=timedelta(hours=1))

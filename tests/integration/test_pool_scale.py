@@ -247,17 +247,28 @@ def statements_of(services: Services, action: Callable[[], object]) -> list[str]
     return ran
 
 
-@pytest.mark.sqlite_file
-def test_a_debit_runs_as_many_statements_whatever_the_pools_history(
-    open_services: Callable[[str], Services],
-) -> None:
+def statements_at_both_sizes(
+    open_services: Callable[[str], Services], action: Callable[[Services], object]
+) -> tuple[list[str], list[str]]:
+    """The statements ``action`` runs on a pool with a short history and on one with a long
+    one, each built and warmed by a first debit."""
     ran = []
     for name, (used_up, live) in (("short", SMALL), ("long", LARGE)):
         services = open_services(name)
         build(services, used_up, live)
         debit(services, 1, "warm")
-        ran.append(statements_of(services, lambda s=services: debit(s, 25, "d1")))
+        ran.append(statements_of(services, lambda s=services: action(s)))
     short, long = ran
+    return short, long
+
+
+@pytest.mark.sqlite_file
+def test_a_debit_runs_as_many_statements_whatever_the_pools_history(
+    open_services: Callable[[str], Services],
+) -> None:
+    short, long = statements_at_both_sizes(
+        open_services, lambda services: debit(services, 25, "d1")
+    )
     assert len(short) == len(long)
     assert not [sql for sql in long if "FROM credit_grants" in sql]  # the pool is kept
     # The three grants it spends from, each with a narrow UPDATE (the table holds them), and
@@ -273,14 +284,9 @@ def test_a_debit_runs_as_many_statements_whatever_the_pools_history(
 def test_revenue_of_a_kept_pool_touches_none_of_its_tables_whatever_its_history(
     open_services: Callable[[str], Services],
 ) -> None:
-    ran = []
-    for name, (used_up, live) in (("short", SMALL), ("long", LARGE)):
-        services = open_services(name)
-        build(services, used_up, live)
-        debit(services, 1, "warm")
-        revenue = services.credits.revenue
-        ran.append(statements_of(services, lambda r=revenue: asyncio.run(r(CUSTOMER, CURRENCY))))
-    short, long = ran
+    short, long = statements_at_both_sizes(
+        open_services, lambda services: asyncio.run(services.credits.revenue(CUSTOMER, CURRENCY))
+    )
     assert short == long
     # Only the batch's own statements: the pool, its row and its figures are kept in memory,
     # and a read that changes nothing stores nothing.

@@ -14,9 +14,9 @@ from tests.integration.test_change_log_retention import (
     AGED,
     CHUNK,
     WRITTEN,
+    log_and_close,
+    prunes_to,
     two_hours_ago,
-    wait_for_bounds,
-    write_log,
 )
 
 
@@ -24,11 +24,7 @@ def test_a_postgres_log_chunks_behind_is_pruned_within_seconds(
     migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(allotment.storage.postgres.store, "PRUNE_CHUNK", CHUNK)
-    writer = PostgresStore(migrated_postgres_url)
-    try:
-        write_log(writer, WRITTEN)
-    finally:
-        writer.close()
+    log_and_close(PostgresStore(migrated_postgres_url))
     with psycopg.connect(migrated_postgres_url) as db:
         row = db.execute("SELECT MIN(seq), MAX(seq), COUNT(*) FROM change_log").fetchone()
     assert row is not None
@@ -36,22 +32,14 @@ def test_a_postgres_log_chunks_behind_is_pruned_within_seconds(
     assert count >= WRITTEN, (oldest, newest, count)
     # Every entry written before now is past a retention of 0: the store prunes soon after it
     # starts, a chunk per pass, down to the newest entry.
-    store = PostgresStore(migrated_postgres_url, log_retention=timedelta(0))
-    try:
-        wait_for_bounds(store, (newest, newest))
-    finally:
-        store.close()
+    prunes_to(PostgresStore(migrated_postgres_url, log_retention=timedelta(0)), (newest, newest))
 
 
 def test_a_postgres_log_prunes_what_is_due_and_keeps_the_rest(
     migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(allotment.storage.postgres.store, "PRUNE_CHUNK", CHUNK)
-    writer = PostgresStore(migrated_postgres_url)
-    try:
-        write_log(writer, WRITTEN)
-    finally:
-        writer.close()
+    log_and_close(PostgresStore(migrated_postgres_url))
     with psycopg.connect(migrated_postgres_url) as db:
         row = db.execute("SELECT MIN(seq), MAX(seq) FROM change_log").fetchone()
         assert row is not None
@@ -60,8 +48,7 @@ def test_a_postgres_log_prunes_what_is_due_and_keeps_the_rest(
             "UPDATE change_log SET written_at = %s WHERE seq < %s",
             (two_hours_ago(), oldest + AGED),
         )
-    store = PostgresStore(migrated_postgres_url, log_retention=timedelta(hours=1))
-    try:
-        wait_for_bounds(store, (oldest + AGED, newest))
-    finally:
-        store.close()
+    prunes_to(
+        PostgresStore(migrated_postgres_url, log_retention=timedelta(hours=1)),
+        (oldest + AGED, newest),
+    )
