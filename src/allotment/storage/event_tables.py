@@ -117,9 +117,11 @@ class SqlEvents:
             " WHERE kept_until < ? ORDER BY kept_until LIMIT ?)",
             (cutoff, limit),
         )
+        # Through ``deliveries_finished_by_age`` (migration 0014), whose condition the query
+        # repeats: it reads only the deliveries it drops, however many are kept.
         self._sql.run(
             "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries"
-            " WHERE status <> 'pending' AND created_at < ? ORDER BY seq LIMIT ?)",
+            " WHERE status <> 'pending' AND created_at < ? ORDER BY created_at LIMIT ?)",
             (cutoff, limit),
         )
         return dropped
