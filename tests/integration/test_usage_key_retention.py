@@ -3,7 +3,6 @@ themselves, reading only what they drop; every other route's records are kept.""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,21 +43,6 @@ def test_a_sqlite_store_drops_usage_keys_past_retention_on_its_own(tmp_path: Pat
             time.sleep(0.02)
     finally:
         store.close()
-
-
-@pytest.mark.sqlite_file
-def test_finding_the_usage_records_to_drop_reads_only_those(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "plan.db")
-    store.close()
-    with sqlite3.connect(tmp_path / "plan.db") as db:
-        plan = db.execute(
-            "EXPLAIN QUERY PLAN SELECT rowid FROM idempotency_records"
-            " WHERE route = 'usage' AND created_at < ? ORDER BY created_at LIMIT ?",
-            (0, 10),
-        ).fetchall()
-    details = " ".join(row[-1] for row in plan)
-    assert "USING INDEX idempotency_records_usage_age" in details, details
-    assert "TEMP B-TREE" not in details, details  # read in the index's order, not sorted after
 
 
 def test_a_memory_store_drops_usage_keys_past_retention_when_it_prunes() -> None:
